@@ -1,0 +1,148 @@
+//! What a caller asks an establishment to do.
+//!
+//! A command names no new id: the actor shell mints ids for what a command creates, so a
+//! retried request (same idempotency key, same command) is recognised as the same
+//! request and answered with the first answer.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{BookingId, HoldId, ServiceId, StaffId, UserId};
+use crate::model::{EstablishmentSettings, SettingsPatch, WeeklyHours};
+
+/// Who is asking, as the gateway authenticated them, and in what capacity for the
+/// establishment the command is addressed to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    pub user_id: UserId,
+    pub role: Role,
+}
+
+/// A caller's capacity at one establishment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Anyone with an account: books for themselves, acts on their own bookings.
+    Customer,
+    /// A member who works here: manages the agenda, not the establishment's setup.
+    Staff,
+    /// A member who runs the establishment.
+    Owner,
+    /// The platform team.
+    Admin,
+}
+
+impl Role {
+    /// Members and admins act on the whole agenda; customers on their own items only.
+    pub fn is_member(self) -> bool {
+        matches!(self, Role::Staff | Role::Owner | Role::Admin)
+    }
+
+    /// Owners and admins change the establishment's setup (settings, staff, services).
+    pub fn can_manage(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin)
+    }
+}
+
+/// A request to one establishment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Create the establishment; the caller becomes its owner.
+    CreateEstablishment {
+        settings: EstablishmentSettings,
+    },
+    UpdateSettings {
+        patch: SettingsPatch,
+    },
+    AddStaff {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_id: Option<UserId>,
+        hours: WeeklyHours,
+    },
+    SetStaffHours {
+        staff_id: StaffId,
+        hours: WeeklyHours,
+    },
+    AddTimeOff {
+        staff_id: StaffId,
+        start: Timestamp,
+        end: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    AddService {
+        name: String,
+        duration_minutes: u32,
+        price_cents: i64,
+        #[serde(default = "crate::model::defaults::currency")]
+        currency: String,
+        #[serde(default)]
+        buffer_after_minutes: u32,
+        staff_ids: Vec<StaffId>,
+    },
+    /// Book a slot. Without `staff_id` the engine picks a free staff member who can
+    /// perform the service, spreading load. Members may book for a customer.
+    Book {
+        service_id: ServiceId,
+        start: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        staff_id: Option<StaffId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer_id: Option<UserId>,
+    },
+    /// Block a slot while the customer completes a step (payment); it lapses after
+    /// `ttl_seconds` unless confirmed.
+    PlaceHold {
+        service_id: ServiceId,
+        start: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        staff_id: Option<StaffId>,
+        ttl_seconds: u32,
+    },
+    ConfirmHold {
+        hold_id: HoldId,
+    },
+    ReleaseHold {
+        hold_id: HoldId,
+    },
+    Cancel {
+        booking_id: BookingId,
+    },
+    /// Move a booking: atomically moved, or left unchanged and rejected.
+    Reschedule {
+        booking_id: BookingId,
+        start: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        staff_id: Option<StaffId>,
+    },
+    MarkCompleted {
+        booking_id: BookingId,
+    },
+    MarkNoShow {
+        booking_id: BookingId,
+    },
+}
+
+impl Command {
+    /// A short stable name, for logs and metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::CreateEstablishment { .. } => "create_establishment",
+            Command::UpdateSettings { .. } => "update_settings",
+            Command::AddStaff { .. } => "add_staff",
+            Command::SetStaffHours { .. } => "set_staff_hours",
+            Command::AddTimeOff { .. } => "add_time_off",
+            Command::AddService { .. } => "add_service",
+            Command::Book { .. } => "book",
+            Command::PlaceHold { .. } => "place_hold",
+            Command::ConfirmHold { .. } => "confirm_hold",
+            Command::ReleaseHold { .. } => "release_hold",
+            Command::Cancel { .. } => "cancel",
+            Command::Reschedule { .. } => "reschedule",
+            Command::MarkCompleted { .. } => "mark_completed",
+            Command::MarkNoShow { .. } => "mark_no_show",
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Machine-readable error codes, shared by every transport.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a request was not carried out. The gateway maps each code to an HTTP status in one
+/// table; clients switch on the code, never on the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is malformed or a field is out of range; `field` names it.
+    InvalidRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    /// The slot is taken (by a booking, a hold or a buffer); alternatives are attached.
+    SlotUnavailable,
+    /// The start is not inside the staff member's working hours, or falls in time off.
+    OutsideHours,
+    /// The start is closer than the establishment's minimum notice (or in the past).
+    TooSoon,
+    /// The start is beyond the establishment's booking horizon.
+    TooFar,
+    /// The start is not on the establishment's local slot grid.
+    NotOnGrid,
+    /// The customer already holds as many future bookings as the establishment allows.
+    LimitReached,
+    /// The chosen staff member does not perform the service.
+    StaffCannotPerform,
+    /// Customers may no longer cancel or move this booking (cancellation cutoff).
+    CancelCutoffPassed,
+    /// The hold lapsed before it was confirmed.
+    HoldExpired,
+    /// The idempotency key was used before with a different request.
+    IdempotencyKeyReused,
+    /// The request conflicts with the item's current state (already cancelled, exists).
+    Conflict,
+    PayloadTooLarge,
+    RateLimited,
+    /// Too many commands in flight for this establishment; retry after a moment.
+    Overloaded,
+    /// The store is unreachable or a write was not made durable; retry with the same key.
+    Unavailable,
+    /// Something broke on our side; details are in the server's log, never here.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The snake_case wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::SlotUnavailable => "slot_unavailable",
+            ErrorCode::OutsideHours => "outside_hours",
+            ErrorCode::TooSoon => "too_soon",
+            ErrorCode::TooFar => "too_far",
+            ErrorCode::NotOnGrid => "not_on_grid",
+            ErrorCode::LimitReached => "limit_reached",
+            ErrorCode::StaffCannotPerform => "staff_cannot_perform",
+            ErrorCode::CancelCutoffPassed => "cancel_cutoff_passed",
+            ErrorCode::HoldExpired => "hold_expired",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

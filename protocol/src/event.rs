@@ -1,0 +1,118 @@
+//! What an establishment records when it accepts a command.
+//!
+//! Events are the journal's payload and the live feed's content. Each is numbered with
+//! the establishment's next sequence number (gap-free) in its [`EventRecord`]. Booking
+//! and hold events carry the whole item after the change, so that a subscriber (and the
+//! read-model projection) never needs earlier state to understand one.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{EstablishmentId, HoldId, StaffId, UserId};
+use crate::model::{
+    Booking, EstablishmentSettings, Hold, HoldEnd, Service, Staff, TimeOff, WeeklyHours,
+};
+
+/// A change to one establishment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum Event {
+    #[serde(rename = "establishment.created")]
+    EstablishmentCreated {
+        id: EstablishmentId,
+        owner_id: UserId,
+        settings: EstablishmentSettings,
+    },
+    #[serde(rename = "establishment.updated")]
+    SettingsUpdated { settings: EstablishmentSettings },
+    #[serde(rename = "staff.added")]
+    StaffAdded { staff: Staff },
+    #[serde(rename = "staff.hours_set")]
+    StaffHoursSet {
+        staff_id: StaffId,
+        hours: WeeklyHours,
+    },
+    #[serde(rename = "staff.time_off_added")]
+    TimeOffAdded { time_off: TimeOff },
+    #[serde(rename = "service.added")]
+    ServiceAdded { service: Service },
+    #[serde(rename = "booking.confirmed")]
+    BookingConfirmed {
+        booking: Booking,
+        /// Set when the booking confirms a hold, which ends with it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from_hold: Option<HoldId>,
+    },
+    #[serde(rename = "booking.cancelled")]
+    BookingCancelled { booking: Booking, by: UserId },
+    #[serde(rename = "booking.rescheduled")]
+    BookingRescheduled {
+        booking: Booking,
+        previous_start: Timestamp,
+        previous_staff_id: StaffId,
+    },
+    #[serde(rename = "booking.completed")]
+    BookingCompleted { booking: Booking },
+    #[serde(rename = "booking.no_show")]
+    BookingNoShow { booking: Booking },
+    #[serde(rename = "hold.placed")]
+    HoldPlaced { hold: Hold },
+    #[serde(rename = "hold.ended")]
+    HoldEnded { hold: Hold, reason: HoldEnd },
+}
+
+impl Event {
+    /// The wire name (`booking.confirmed`, ...), also the journal's `kind` column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::EstablishmentCreated { .. } => "establishment.created",
+            Event::SettingsUpdated { .. } => "establishment.updated",
+            Event::StaffAdded { .. } => "staff.added",
+            Event::StaffHoursSet { .. } => "staff.hours_set",
+            Event::TimeOffAdded { .. } => "staff.time_off_added",
+            Event::ServiceAdded { .. } => "service.added",
+            Event::BookingConfirmed { .. } => "booking.confirmed",
+            Event::BookingCancelled { .. } => "booking.cancelled",
+            Event::BookingRescheduled { .. } => "booking.rescheduled",
+            Event::BookingCompleted { .. } => "booking.completed",
+            Event::BookingNoShow { .. } => "booking.no_show",
+            Event::HoldPlaced { .. } => "hold.placed",
+            Event::HoldEnded { .. } => "hold.ended",
+        }
+    }
+
+    /// The customer an event concerns, if it concerns one (for per-customer live feeds).
+    pub fn customer_id(&self) -> Option<UserId> {
+        match self {
+            Event::BookingConfirmed { booking, .. }
+            | Event::BookingCancelled { booking, .. }
+            | Event::BookingRescheduled { booking, .. }
+            | Event::BookingCompleted { booking }
+            | Event::BookingNoShow { booking } => Some(booking.customer_id),
+            Event::HoldPlaced { hold } | Event::HoldEnded { hold, .. } => Some(hold.customer_id),
+            _ => None,
+        }
+    }
+}
+
+/// The idempotency key a command carried, kept with its last event so that a retry after
+/// a restart still gets the first answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub user_id: UserId,
+    pub key: String,
+    /// [`crate::fingerprint`] of the command, to tell a retry from a different request
+    /// that reuses the key.
+    pub fingerprint: u64,
+}
+
+/// One journaled event: its gap-free sequence number, when it was decided, and the
+/// idempotency key of the command that caused it (on that command's last event).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub seq: u64,
+    pub at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<IdempotencyRecord>,
+    pub event: Event,
+}
