@@ -652,7 +652,7 @@ fn reschedule(
         )
         .is_ok()
     {
-        candidates = vec![current];
+        candidates = super::slots::Candidates::One([current]);
     }
     let index = choose_staff(
         est,

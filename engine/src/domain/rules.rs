@@ -4,10 +4,9 @@
 //! functions is valid for the rest of the engine; a value that does not becomes a
 //! [`Rejection`] naming the offending field.
 
-use jiff::tz::TimeZone;
 use navaro_protocol::{ErrorCode, EstablishmentSettings, Rejection, WeeklyHours};
 
-use super::time::{MINUTES_PER_DAY, Minute};
+use super::time::{MINUTES_PER_DAY, Minute, Zone};
 
 /// Slot grids must divide the hour, so every hour starts on the grid and a day's grid is
 /// the same whatever the offset of the zone (all real offsets are whole quarter hours).
@@ -44,7 +43,7 @@ pub const MAX_ITEM_MINUTES: i64 = (MAX_SERVICE_MINUTES + MAX_BUFFER_MINUTES) as 
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub raw: EstablishmentSettings,
-    pub tz: TimeZone,
+    pub zone: Zone,
     pub slot_minutes: i64,
     pub min_notice_minutes: i64,
     pub horizon_minutes: i64,
@@ -55,7 +54,7 @@ pub struct Settings {
 impl Settings {
     pub fn parse(raw: EstablishmentSettings) -> Result<Settings, Rejection> {
         let name = parse_name("name", &raw.name)?;
-        let tz = parse_timezone(&raw.timezone)?;
+        let zone = parse_timezone(&raw.timezone)?;
         if !SLOT_MINUTES_ALLOWED.contains(&raw.slot_minutes) {
             return Err(Rejection::invalid(
                 "slot_minutes",
@@ -82,7 +81,7 @@ impl Settings {
             MAX_FUTURE_BOOKINGS_CAP,
         )?;
         Ok(Settings {
-            tz,
+            zone,
             slot_minutes: i64::from(raw.slot_minutes),
             min_notice_minutes: i64::from(raw.min_notice_minutes),
             horizon_minutes: i64::from(raw.horizon_days) * MINUTES_PER_DAY,
@@ -127,14 +126,14 @@ pub fn parse_name(field: &str, name: &str) -> Result<String, Rejection> {
 }
 
 /// An IANA time zone name the bundled database knows.
-pub fn parse_timezone(name: &str) -> Result<TimeZone, Rejection> {
+pub fn parse_timezone(name: &str) -> Result<Zone, Rejection> {
     if name.is_empty() || name.len() > 64 {
         return Err(Rejection::invalid(
             "timezone",
             "timezone must be an IANA time zone name",
         ));
     }
-    TimeZone::get(name).map_err(|_| {
+    Zone::get(name).map_err(|_| {
         Rejection::invalid(
             "timezone",
             format!("unknown time zone {name:?}; use an IANA name such as America/Sao_Paulo"),

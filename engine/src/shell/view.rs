@@ -38,7 +38,7 @@ impl View {
     }
 
     pub fn timezone(&self) -> &TimeZone {
-        &self.state.settings.tz
+        &self.state.settings.zone.tz
     }
 
     /// The seq of the last event applied (possibly not yet durable).
@@ -69,7 +69,7 @@ impl View {
     /// The bookings starting on a local date (every status), in start order; only one
     /// customer's when `customer` is given.
     pub fn bookings_on(&self, date: Date, customer: Option<UserId>) -> Vec<Booking> {
-        let tz = &self.state.settings.tz;
+        let tz = &self.state.settings.zone;
         let day = LocalDay::new(tz, date);
         let next = LocalDay::from_epoch_day(tz, epoch_day(date) + 1);
         let (from, to) = (day.instant(tz, 0), next.instant(tz, 0));
