@@ -36,7 +36,7 @@ fn decide_and_apply(c: &mut Criterion) {
     let mut state = base.clone();
     c.bench_function("engine/decide+apply booking", |b| {
         b.iter(|| {
-            if i % starts.len() == 0 {
+            if i.is_multiple_of(starts.len()) {
                 state = base.clone();
             }
             let start = starts[i % starts.len()];

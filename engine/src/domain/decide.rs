@@ -426,7 +426,9 @@ fn choose_staff(
                 if candidates.len() == 1 {
                     return Ok(index);
                 }
-                let load = items_on_day(est, index, start - position.minute_of_day);
+                // Counting stops once it cannot beat the best so far.
+                let bound = best.map_or(usize::MAX, |(_, least)| least);
+                let load = items_on_day(est, index, start - position.minute_of_day, bound);
                 if best.is_none_or(|(_, least)| load < least) {
                     best = Some((index, load));
                 }
@@ -452,9 +454,11 @@ fn choose_staff(
     )
 }
 
-fn items_on_day(est: &Establishment, index: usize, day_start: Minute) -> usize {
+/// Items of staff `index` on the UTC-aligned 24 hours from `day_start`, counted up to `bound`.
+fn items_on_day(est: &Establishment, index: usize, day_start: Minute, bound: usize) -> usize {
     est.calendars[index]
         .range(day_start..day_start + MINUTES_PER_DAY)
+        .take(bound)
         .count()
 }
 

@@ -35,7 +35,8 @@ pub(crate) type Outcome = Result<Reply, Rejection>;
 
 /// What an establishment actor is asked.
 pub(crate) enum Msg {
-    Execute(Request, RpcReplyPort<Outcome>),
+    /// Boxed: a command is a few hundred bytes, the other messages a few words.
+    Execute(Box<Request>, RpcReplyPort<Outcome>),
     /// The journal's answer for the batch ending at `last_seq`.
     Appended {
         last_seq: u64,
@@ -152,7 +153,7 @@ impl Actor for EstablishmentActor {
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            Msg::Execute(request, port) => state.execute(&myself, request, port),
+            Msg::Execute(request, port) => state.execute(&myself, *request, port),
             Msg::Appended { last_seq, result } => state.appended(&myself, last_seq, result).await,
             Msg::Subscribe { since, reply } => {
                 let _ = reply.send(state.subscribe(since));
