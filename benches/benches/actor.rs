@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 const ESTABLISHMENTS: usize = 200;
 const CALLERS: usize = 400;
+const STAFF: u64 = 4;
 
 async fn setup(engine: &Engine) -> Vec<(EstablishmentId, ServiceId)> {
     let mut shops = Vec::new();
@@ -25,7 +26,7 @@ async fn setup(engine: &Engine) -> Vec<(EstablishmentId, ServiceId)> {
         let settings = EstablishmentSettings {
             name: "Shop".into(),
             timezone: "UTC".into(),
-            slot_minutes: 5,
+            slot_minutes: 15,
             min_notice_minutes: 0,
             horizon_days: 366,
             cancel_cutoff_minutes: 0,
@@ -45,7 +46,7 @@ async fn setup(engine: &Engine) -> Vec<(EstablishmentId, ServiceId)> {
             .await
             .unwrap();
         let mut staff = Vec::new();
-        for i in 0..4 {
+        for i in 0..STAFF {
             let hours = WeeklyHours::every_day(&[("00:00", "24:00")]);
             if let Reply::Staff(s) = exec(Command::AddStaff {
                 name: format!("s{i}"),
@@ -60,7 +61,7 @@ async fn setup(engine: &Engine) -> Vec<(EstablishmentId, ServiceId)> {
         }
         let add = Command::AddService {
             name: "Cut".into(),
-            duration_minutes: 5,
+            duration_minutes: 30,
             price_cents: 100,
             currency: "BRL".into(),
             buffer_after_minutes: 0,
@@ -108,10 +109,11 @@ fn actor_throughput(c: &mut Criterion) {
                                 for _ in 0..per_caller {
                                     let n = counter.fetch_add(1, Ordering::Relaxed);
                                     let (id, service) = shops[(n % ESTABLISHMENTS as u64) as usize];
+                                    // Each half hour, 24 hours a day, once per staff member.
                                     let slot = n / ESTABLISHMENTS as u64;
                                     let start = ts("2026-12-01T00:00:00Z")
                                         .checked_add(SignedDuration::from_mins(
-                                            5 * (slot / 4) as i64,
+                                            30 * (slot / STAFF) as i64,
                                         ))
                                         .unwrap();
                                     let command = Command::Book {

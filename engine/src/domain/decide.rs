@@ -497,7 +497,8 @@ fn alternatives(
 }
 
 /// Lapsed holds still in `[start, end)` of staff `index`: ending them keeps calendars free
-/// of overlaps once the new item is in.
+/// of overlaps once the new item is in. (The caller checked that nothing there blocks, so
+/// whatever overlaps is a lapsed hold.)
 fn lapsed_holds_in(
     est: &Establishment,
     index: usize,
@@ -505,17 +506,27 @@ fn lapsed_holds_in(
     end: Minute,
     now_s: i64,
 ) -> Events {
-    est.calendars[index]
-        .range(start - super::rules::MAX_ITEM_MINUTES..end)
-        .filter(|(s, occ)| occ.end > start && **s < end && !occ.blocks(now_s))
-        .filter_map(|(_, occ)| match occ.item {
-            ItemRef::Hold(id) => est.holds.get(&id).map(|h| Event::HoldEnded {
-                hold: (**h).clone(),
+    let mut events = Events::new();
+    if est.holds.is_empty() {
+        return events;
+    }
+    // Calendar entries are disjoint: walking back from `end`, the first entry that ends by
+    // `start` proves every earlier one does too.
+    for (_, occ) in est.calendars[index].range(..end).rev() {
+        if occ.end <= start {
+            break;
+        }
+        if let (ItemRef::Hold(id), false) = (occ.item, occ.blocks(now_s))
+            && let Some(hold) = est.holds.get(&id)
+        {
+            events.push(Event::HoldEnded {
+                hold: (**hold).clone(),
                 reason: HoldEnd::Expired,
-            }),
-            ItemRef::Booking(_) => None,
-        })
-        .collect()
+            });
+        }
+    }
+    events.reverse();
+    events
 }
 
 /// A customer's confirmed future bookings plus live holds.

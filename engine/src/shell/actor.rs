@@ -33,6 +33,13 @@ use crate::store::{AppendBatch, Journal, JournalError, Snapshot};
 
 pub(crate) type Outcome = Result<Reply, Rejection>;
 
+/// How often, at most, a busy actor publishes a new read view. Publishing is cheap (a
+/// structural clone), but the first write after it copies the touched paths of the
+/// persistent maps; coalescing bursts keeps writes in place. A stale view is published at
+/// the next journal acknowledgement or tick, so reads lag by at most about a millisecond
+/// or one journal round trip, and never show a state the actor did not pass through.
+const PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// What an establishment actor is asked.
 pub(crate) enum Msg {
     /// Boxed: a command is a few hundred bytes, the other messages a few words.
@@ -98,6 +105,9 @@ pub(crate) struct State {
     last_activity_s: i64,
     passivating: Option<Option<RpcReplyPort<()>>>,
     ticker: Option<JoinHandle<()>>,
+    /// The state has changed since the view was last published.
+    view_stale: bool,
+    last_published: std::time::Instant,
 }
 
 pub(crate) struct EstablishmentActor;
@@ -132,6 +142,8 @@ impl Actor for EstablishmentActor {
             last_activity_s: now_s,
             passivating: None,
             ticker: Some(ticker),
+            view_stale: false,
+            last_published: std::time::Instant::now(),
         })
     }
 
@@ -346,7 +358,10 @@ impl State {
         let reply = apply_all(&mut self.est, &records)?;
         let est = self.est.as_ref().ok_or("no state after commit")?;
         let seq = est.seq;
-        self.args.view.store(Some(View::new(est.clone())));
+        self.view_stale = true;
+        if self.last_published.elapsed() >= PUBLISH_INTERVAL {
+            self.publish_view();
+        }
         self.undelivered
             .extend(records.iter().cloned().map(Arc::new));
         let append = self.args.journal.append(AppendBatch {
@@ -387,6 +402,9 @@ impl State {
         }
         self.durable_seq = self.durable_seq.max(last_seq);
         let durable = self.durable_seq;
+        if self.view_stale {
+            self.publish_view();
+        }
         let mut still_waiting = VecDeque::with_capacity(self.waiting.len());
         for waiting in self.waiting.drain(..) {
             if waiting.seq <= durable {
@@ -428,8 +446,19 @@ impl State {
         }
     }
 
+    fn publish_view(&mut self) {
+        if let Some(est) = &self.est {
+            self.args.view.store(Some(View::new(est.clone())));
+        }
+        self.view_stale = false;
+        self.last_published = std::time::Instant::now();
+    }
+
     async fn tick(&mut self, myself: &ActorRef<Msg>) -> Result<(), ActorProcessingErr> {
         let now = self.args.clock.now();
+        if self.view_stale {
+            self.publish_view();
+        }
         if let Some(est) = &self.est {
             let expired = expire_holds(est, now);
             if !expired.is_empty() {
