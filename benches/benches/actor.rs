@@ -31,6 +31,8 @@ async fn setup(engine: &Engine) -> Vec<(EstablishmentId, ServiceId)> {
             horizon_days: 366,
             cancel_cutoff_minutes: 0,
             max_future_bookings_per_customer: 1000,
+            queue_max_length: 100,
+            queue_no_show_grace_minutes: 5,
         };
         let exec = |command| {
             engine.execute(

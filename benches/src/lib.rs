@@ -84,6 +84,8 @@ pub fn realistic_shop(staff_count: usize, fill: f64) -> Shop {
         horizon_days: 60,
         cancel_cutoff_minutes: 0,
         max_future_bookings_per_customer: 1000,
+        queue_max_length: 100,
+        queue_no_show_grace_minutes: 5,
     };
     shop.exec(owner(), &Command::CreateEstablishment { settings });
     let mut hours = WeeklyHours::weekdays(&[("09:00", "12:00"), ("13:00", "19:00")]);

@@ -192,6 +192,13 @@ pub fn decide(
                 by: caller.user_id,
             }])
         }
+        Command::JoinQueue { .. }
+        | Command::CallNext { .. }
+        | Command::StartTicket { .. }
+        | Command::FinishTicket { .. }
+        | Command::NoShowTicket { .. }
+        | Command::LeaveQueue { .. }
+        | Command::MoveTicket { .. } => super::queue::decide_queue(est, ctx, caller, command),
         Command::Reschedule {
             booking_id,
             start,

@@ -34,6 +34,10 @@ pub const MAX_STAFF_PER_SERVICE: usize = 256;
 /// Holds are for the seconds-to-minutes of a payment step, not for parking slots.
 pub const MIN_HOLD_SECONDS: u32 = 30;
 pub const MAX_HOLD_SECONDS: u32 = 1800;
+/// Longest walk-in queue: beyond this, estimates are hours out and nobody should wait.
+pub const MAX_QUEUE_LENGTH: u16 = 1000;
+/// Longest grace before a called ticket becomes a no-show.
+pub const MAX_NO_SHOW_GRACE_MINUTES: u16 = 120;
 /// Availability queries span at most a month (API.md).
 pub const MAX_AVAILABILITY_DAYS: u16 = 31;
 /// Longest an item (service + buffer) can occupy a staff member.
@@ -79,6 +83,18 @@ impl Settings {
             raw.max_future_bookings_per_customer,
             1,
             MAX_FUTURE_BOOKINGS_CAP,
+        )?;
+        check_range(
+            "queue_max_length",
+            raw.queue_max_length,
+            1,
+            MAX_QUEUE_LENGTH,
+        )?;
+        check_range(
+            "queue_no_show_grace_minutes",
+            raw.queue_no_show_grace_minutes,
+            1,
+            MAX_NO_SHOW_GRACE_MINUTES,
         )?;
         Ok(Settings {
             zone,

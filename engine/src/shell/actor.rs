@@ -26,6 +26,7 @@ use uuid::Uuid;
 use super::{EngineConfig, Request, View};
 use crate::clock::Clock;
 use crate::domain::idempotency::{IdempotencyCache, Lookup, Remembered, StoredKey};
+use crate::domain::queue::expire_called;
 use crate::domain::{
     Context, Establishment, SnapshotState, apply_all, decide, decide_create, expire_holds, number,
 };
@@ -464,6 +465,17 @@ impl State {
             if !expired.is_empty() {
                 debug!(establishment_id = %self.args.id, count = expired.len(), "holds expired");
                 self.commit(myself, expired, None, now)?;
+            }
+        }
+        if let Some(est) = &self.est {
+            let ctx = Context {
+                now,
+                new_id: Uuid::nil(),
+            };
+            let lapsed = expire_called(est, &ctx);
+            if !lapsed.is_empty() {
+                debug!(establishment_id = %self.args.id, count = lapsed.len(), "called tickets not started: no-show");
+                self.commit(myself, lapsed, None, now)?;
             }
         }
         let config = self.args.config.clone();

@@ -83,6 +83,21 @@ impl View {
             .collect()
     }
 
+    /// The walk-in queue as shown at `now`: waiting tickets in order with their places and
+    /// estimates, then the ones being called or served.
+    pub fn queue(&self, now: Timestamp) -> Vec<navaro_protocol::Ticket> {
+        self.state.queue_view(now.as_second())
+    }
+
+    /// One ticket (with its place and estimate while waiting).
+    pub fn ticket(
+        &self,
+        id: navaro_protocol::TicketId,
+        now: Timestamp,
+    ) -> Option<navaro_protocol::Ticket> {
+        self.state.ticket_view(id, now.as_second())
+    }
+
     /// The domain state itself, for tests and benchmarks.
     pub fn state(&self) -> &Establishment {
         &self.state
