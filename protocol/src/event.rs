@@ -153,6 +153,20 @@ impl Event {
         }
     }
 
+    /// For a queue event: the list of places, to fill in.
+    pub fn queue_positions_mut(&mut self) -> Option<&mut Vec<QueuePosition>> {
+        match self {
+            Event::QueueJoined { queue, .. }
+            | Event::QueueCalled { queue, .. }
+            | Event::QueueStarted { queue, .. }
+            | Event::QueueFinished { queue, .. }
+            | Event::QueueNoShow { queue, .. }
+            | Event::QueueLeft { queue, .. }
+            | Event::QueueMoved { queue, .. } => Some(queue),
+            _ => None,
+        }
+    }
+
     /// For a queue event: every waiting ticket's place and estimate after it.
     pub fn queue_positions(&self) -> Option<&[QueuePosition]> {
         match self {

@@ -281,7 +281,7 @@ fn require_manager(caller: &Caller) -> Result<(), Rejection> {
     }
 }
 
-fn require_member(caller: &Caller) -> Result<(), Rejection> {
+pub(crate) fn require_member(caller: &Caller) -> Result<(), Rejection> {
     if caller.role.is_member() {
         Ok(())
     } else {
@@ -291,7 +291,7 @@ fn require_member(caller: &Caller) -> Result<(), Rejection> {
     }
 }
 
-fn staff_index(est: &Establishment, staff_id: StaffId) -> Result<usize, Rejection> {
+pub(crate) fn staff_index(est: &Establishment, staff_id: StaffId) -> Result<usize, Rejection> {
     est.staff_index(staff_id)
         .ok_or_else(|| Rejection::field(ErrorCode::NotFound, "staff_id", "staff member not found"))
 }

@@ -13,7 +13,7 @@ use navaro_protocol::{
     TicketStatus, UserId,
 };
 
-use super::decide::{Context, Events};
+use super::decide::{Context, Events, require_member, staff_index};
 use super::rules::parse_name;
 use super::state::{Establishment, first_overlap};
 use super::time::{
@@ -133,9 +133,7 @@ fn join(
         .service(service_id)
         .ok_or_else(|| Rejection::field(ErrorCode::NotFound, "service_id", "service not found"))?;
     if let Some(id) = staff_id {
-        let index = est.staff_index(id).ok_or_else(|| {
-            Rejection::field(ErrorCode::NotFound, "staff_id", "staff member not found")
-        })?;
+        let index = staff_index(est, id)?;
         if !service.staff.contains(&index) {
             return Err(Rejection::field(
                 ErrorCode::StaffCannotPerform,
@@ -192,9 +190,7 @@ fn call_next(
     staff_id: StaffId,
 ) -> Result<Event, Rejection> {
     require_member(caller)?;
-    let index = est.staff_index(staff_id).ok_or_else(|| {
-        Rejection::field(ErrorCode::NotFound, "staff_id", "staff member not found")
-    })?;
+    let index = staff_index(est, staff_id)?;
     let busy = est.queue.tickets.values().any(|t| {
         t.staff_id == Some(staff_id)
             && matches!(t.status, TicketStatus::Called | TicketStatus::InService)
@@ -300,16 +296,6 @@ pub fn expire_called(est: &Establishment, ctx: &Context) -> Events {
     with_positions(est, ctx, events)
 }
 
-fn require_member(caller: &Caller) -> Result<(), Rejection> {
-    if caller.role.is_member() {
-        Ok(())
-    } else {
-        Err(Rejection::forbidden(
-            "only the establishment's members may do this",
-        ))
-    }
-}
-
 fn member_ticket(
     est: &Establishment,
     caller: &Caller,
@@ -360,15 +346,8 @@ fn with_positions(est: &Establishment, ctx: &Context, mut events: Events) -> Eve
     for event in &mut events {
         after.apply_queue_event(event);
         let positions = estimates(&after, ctx.now.as_second());
-        match event {
-            Event::QueueJoined { queue, .. }
-            | Event::QueueCalled { queue, .. }
-            | Event::QueueStarted { queue, .. }
-            | Event::QueueFinished { queue, .. }
-            | Event::QueueNoShow { queue, .. }
-            | Event::QueueLeft { queue, .. }
-            | Event::QueueMoved { queue, .. } => *queue = positions,
-            _ => {}
+        if let Some(queue) = event.queue_positions_mut() {
+            *queue = positions;
         }
     }
     events
