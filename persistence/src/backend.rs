@@ -98,6 +98,12 @@ impl From<sqlx::Error> for WriteError {
 }
 
 pub(crate) type DbResult<T> = Result<T, sqlx::Error>;
+/// A stored snapshot: (seq, state).
+pub(crate) type SnapshotRow = (i64, Vec<u8>);
+/// A stored event: (seq, payload).
+pub(crate) type EventBlob = (i64, Vec<u8>);
+/// A stored read-model item: (id, data).
+pub(crate) type ItemBlob = (Uuid, Vec<u8>);
 
 /// The statements the stores run. Every method is one short transaction or query.
 pub(crate) trait Backend: Send + Sync + 'static {
@@ -107,28 +113,28 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn write_group<'a>(&'a self, group: &'a Group) -> BoxFuture<'a, Result<Losers, WriteError>>;
     /// The last stored seq of each of these establishments that has events.
     fn last_seqs<'a>(&'a self, ids: &'a [Uuid]) -> BoxFuture<'a, DbResult<HashMap<Uuid, i64>>>;
-    fn snapshot(&self, id: Uuid) -> BoxFuture<'_, DbResult<Option<(i64, Vec<u8>)>>>;
+    fn snapshot(&self, id: Uuid) -> BoxFuture<'_, DbResult<Option<SnapshotRow>>>;
     /// Rows (seq, payload) after `since`, in seq order, at most `limit`.
     fn events_after(
         &self,
         id: Uuid,
         since: i64,
         limit: i64,
-    ) -> BoxFuture<'_, DbResult<Vec<(i64, Vec<u8>)>>>;
+    ) -> BoxFuture<'_, DbResult<Vec<EventBlob>>>;
     fn save_snapshot(&self, id: Uuid, seq: i64, state: Vec<u8>) -> BoxFuture<'_, DbResult<()>>;
     /// (id, data) of a customer's bookings, latest start first.
     fn bookings_of_customer(
         &self,
         customer: Uuid,
         limit: i64,
-    ) -> BoxFuture<'_, DbResult<Vec<(Uuid, Vec<u8>)>>>;
+    ) -> BoxFuture<'_, DbResult<Vec<ItemBlob>>>;
     /// (id, data) of an establishment's bookings starting in `[from_us, to_us)`.
     fn bookings_of_establishment(
         &self,
         establishment: Uuid,
         from_us: i64,
         to_us: i64,
-    ) -> BoxFuture<'_, DbResult<Vec<(Uuid, Vec<u8>)>>>;
+    ) -> BoxFuture<'_, DbResult<Vec<ItemBlob>>>;
 
     fn insert_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, DbResult<()>>;
     fn user_by_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, DbResult<Option<UserRow>>>;

@@ -37,9 +37,8 @@ fn parse(url: &str) -> Result<Target, StoreError> {
     }
 }
 
-/// SQLite as a durable journal: WAL so readers do not block the writer, `synchronous =
-/// FULL` so a commit survives power loss and not only a process crash, and a busy
-/// timeout so two processes on one file queue instead of failing.
+/// SQLite as a durable journal: WAL so readers do not block the writer, and `synchronous =
+/// FULL` so a commit survives power loss and not only a process crash.
 fn sqlite_options(options: SqliteConnectOptions) -> Result<SqliteConnectOptions, StoreError> {
     let path = options.get_filename().to_path_buf();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -50,8 +49,7 @@ fn sqlite_options(options: SqliteConnectOptions) -> Result<SqliteConnectOptions,
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
-        .foreign_keys(true)
-        .busy_timeout(std::time::Duration::from_secs(5)))
+        .foreign_keys(true))
 }
 
 fn migration(version: i64, description: &'static str, sql: &'static str) -> Migration {
@@ -100,6 +98,10 @@ async fn sqlite_pool(
     options: SqliteConnectOptions,
     store: &StoreOptions,
 ) -> Result<SqlitePool, StoreError> {
+    // The busy timeout is SQLite's "wait for the database": two processes on one file
+    // queue on it instead of failing, and it is as short as a pool acquire for the same
+    // reason (fail fast when the database stays locked).
+    let options = options.busy_timeout(store.acquire_timeout);
     let pool = SqlitePoolOptions::new()
         .max_connections(store.max_connections)
         .acquire_timeout(store.acquire_timeout)

@@ -118,7 +118,7 @@ impl BookingReadModel for MemoryBookings {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<Booking>, StoreError>> {
         let mut list = self.select(|b| b.customer_id == customer);
-        list.sort_by(|a, b| b.start.cmp(&a.start));
+        list.sort_by_key(|b| std::cmp::Reverse(b.start));
         list.truncate(limit);
         futures::future::ready(Ok(list)).boxed()
     }
@@ -131,7 +131,7 @@ impl BookingReadModel for MemoryBookings {
     ) -> BoxFuture<'_, Result<Vec<Booking>, StoreError>> {
         let mut list =
             self.select(|b| b.establishment_id == establishment && b.start >= from && b.start < to);
-        list.sort_by(|a, b| (a.start, a.id).cmp(&(b.start, b.id)));
+        list.sort_by_key(|b| (b.start, b.id));
         futures::future::ready(Ok(list)).boxed()
     }
 }

@@ -179,9 +179,8 @@ pub(crate) fn decode_events(
     after: u64,
     rows: Vec<(i64, Vec<u8>)>,
 ) -> Result<Vec<EventRecord>, JournalError> {
-    let mut expected = after + 1;
     let mut records = Vec::with_capacity(rows.len());
-    for (seq, payload) in rows {
+    for (expected, (seq, payload)) in (after + 1..).zip(rows) {
         let corrupt = |reason: String| JournalError::Corrupt {
             establishment_id,
             seq: u64::try_from(seq).unwrap_or(0),
@@ -198,7 +197,6 @@ pub(crate) fn decode_events(
             return Err(corrupt(format!("payload carries seq {}", record.seq)));
         }
         records.push(record);
-        expected += 1;
     }
     Ok(records)
 }

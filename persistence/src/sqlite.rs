@@ -11,6 +11,8 @@ use futures::future::BoxFuture;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use uuid::Uuid;
 
+use crate::backend::{EventBlob, ItemBlob, SnapshotRow};
+
 use crate::accounts::{Membership, User};
 use crate::backend::{
     Backend, DbResult, Group, Losers, UserRow, WriteError, loser_keys, losers_of,
@@ -137,7 +139,7 @@ impl Backend for SqliteBackend {
         self.last_seqs_now(ids).boxed()
     }
 
-    fn snapshot(&self, id: Uuid) -> BoxFuture<'_, DbResult<Option<(i64, Vec<u8>)>>> {
+    fn snapshot(&self, id: Uuid) -> BoxFuture<'_, DbResult<Option<SnapshotRow>>> {
         sqlx::query_as("SELECT seq, state FROM snapshots WHERE establishment_id = ?1")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -149,7 +151,7 @@ impl Backend for SqliteBackend {
         id: Uuid,
         since: i64,
         limit: i64,
-    ) -> BoxFuture<'_, DbResult<Vec<(i64, Vec<u8>)>>> {
+    ) -> BoxFuture<'_, DbResult<Vec<EventBlob>>> {
         sqlx::query_as(
             "SELECT seq, payload FROM events WHERE establishment_id = ?1 AND seq > ?2
              ORDER BY seq LIMIT ?3",
@@ -184,7 +186,7 @@ impl Backend for SqliteBackend {
         &self,
         customer: Uuid,
         limit: i64,
-    ) -> BoxFuture<'_, DbResult<Vec<(Uuid, Vec<u8>)>>> {
+    ) -> BoxFuture<'_, DbResult<Vec<ItemBlob>>> {
         sqlx::query_as(
             "SELECT id, data FROM bookings WHERE customer_id = ?1 AND kind = 'booking'
              ORDER BY start_at DESC LIMIT ?2",
@@ -200,7 +202,7 @@ impl Backend for SqliteBackend {
         establishment: Uuid,
         from_us: i64,
         to_us: i64,
-    ) -> BoxFuture<'_, DbResult<Vec<(Uuid, Vec<u8>)>>> {
+    ) -> BoxFuture<'_, DbResult<Vec<ItemBlob>>> {
         sqlx::query_as(
             "SELECT id, data FROM bookings WHERE establishment_id = ?1 AND kind = 'booking'
              AND start_at >= ?2 AND start_at < ?3 ORDER BY start_at, id",
