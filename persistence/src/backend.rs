@@ -157,3 +157,27 @@ pub(crate) fn parse_role(role: &str) -> Option<MemberRole> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(est: Uuid, seq: i64) -> EventRow {
+        EventRow {
+            establishment_id: est,
+            seq,
+            kind: "x",
+            payload: vec![],
+        }
+    }
+
+    #[test]
+    fn an_establishment_missing_any_row_is_a_loser() {
+        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let events = [row(a, 1), row(a, 2), row(b, 5), row(b, 6), row(c, 1)];
+        let inserted = [(a, 1), (a, 2), (b, 6)];
+        let losers = losers_of(&events, &inserted);
+        assert_eq!(losers, HashSet::from([b, c]));
+        assert_eq!(loser_keys(&inserted, &losers), [(b, 6)]);
+    }
+}

@@ -54,6 +54,15 @@ impl Streams {
         self.lock().insert(id, state);
     }
 
+    /// Record a durable batch, unless the establishment was fenced meanwhile (a later
+    /// batch of the same group was refused): that stays until a reload.
+    fn mark_durable(&self, id: EstablishmentId, last_seq: u64) {
+        let mut streams = self.lock();
+        if streams.get(&id) != Some(&StreamState::Fenced) {
+            streams.insert(id, StreamState::Durable(last_seq));
+        }
+    }
+
     fn get(&self, id: EstablishmentId) -> Option<StreamState> {
         self.lock().get(&id).copied()
     }
@@ -198,8 +207,7 @@ impl Writer {
                 self.streams.set(p.establishment_id, StreamState::Fenced);
                 fence(p);
             } else {
-                self.streams
-                    .set(p.establishment_id, StreamState::Durable(p.last_seq));
+                self.streams.mark_durable(p.establishment_id, p.last_seq);
                 let _ = p.reply.send(Ok(()));
             }
         }
@@ -253,7 +261,8 @@ fn fail_all_none(pending: Vec<Pending>, reason: &str) -> Option<Vec<Pending>> {
 }
 
 /// Put the batches' rows into one group, keeping one read-model row per item (the last:
-/// one statement cannot touch a row twice).
+/// one statement cannot touch a row twice; on Postgres the overlap constraint is checked
+/// at commit, so the order of rows within the group does not matter).
 fn build_group(batches: &[Pending]) -> Group {
     let mut group = Group::default();
     let mut latest: HashMap<Uuid, usize> = HashMap::new();
@@ -275,6 +284,12 @@ fn build_group(batches: &[Pending]) -> Group {
         }
     }
     group.items = items.into_iter().flatten().collect();
+    // One order for every writer, so that two writers on one database (split brain) take
+    // row locks in the same order and do not deadlock each other.
+    group
+        .events
+        .sort_unstable_by_key(|r| (r.establishment_id, r.seq));
+    group.items.sort_unstable_by_key(|r| r.id);
     group
 }
 

@@ -143,6 +143,15 @@ async fn gaps_are_fenced_until_reload<D: TestDb>() {
     torn.records[1].seq = 7;
     assert!(is_fenced(&stores.journal.append(torn).await, 4));
     assert_eq!(db.stored_seqs(est.0).await, [1, 2, 3]);
+    // A refused batch fences the establishment even when an earlier batch handed over
+    // just before it (maybe in the same group) was made durable.
+    let est2 = new_establishment();
+    let fine = stores.journal.append(batch(est2, 1, 1));
+    let gap = stores.journal.append(batch(est2, 3, 3));
+    fine.await.unwrap();
+    assert!(is_fenced(&gap.await, 3));
+    let after = stores.journal.append(batch(est2, 2, 2)).await;
+    assert!(is_fenced(&after, 2), "{after:?}");
     // A writer that never loaded it learns the last seq from the store.
     let other = db.open().await;
     other.journal.append(batch(est, 4, 4)).await.unwrap();
