@@ -126,8 +126,13 @@ impl Db {
     }
 
     async fn open(&self) -> Stores {
+        self.open_sharded(1).await
+    }
+
+    async fn open_sharded(&self, writer_shards: usize) -> Stores {
         let options = StoreOptions {
             max_connections: 10,
+            writer_shards,
             ..StoreOptions::default()
         };
         navaro_persistence::open(&self.url, options)
@@ -202,13 +207,13 @@ fn name(kind: Kind) -> &'static str {
 
 /// `CALLERS` tasks over `ESTABLISHMENTS` establishments, one booking per append, each
 /// caller awaiting its append before the next: durable appends per second.
-async fn group_commit(kind: Kind, constraint: bool) {
+async fn group_commit(kind: Kind, constraint: bool, shards: usize) {
     let db = Db::create(kind).await;
     if !constraint {
         db.execute("ALTER TABLE bookings DROP CONSTRAINT bookings_no_overlap")
             .await;
     }
-    let stores = db.open().await;
+    let stores = db.open_sharded(shards).await;
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let tasks: Vec<_> = (0..CALLERS)
@@ -226,7 +231,7 @@ async fn group_commit(kind: Kind, constraint: bool) {
         (Kind::Sqlite, _) => "",
     };
     println!(
-        "{:<8} group commit, {CALLERS} callers, {ESTABLISHMENTS} establishments: {:>9.0} durable appends/s {label}",
+        "{:<8} group commit, {shards} writer(s), {CALLERS} callers, {ESTABLISHMENTS} establishments: {:>9.0} durable appends/s {label}",
         name(kind),
         done.load(Ordering::Relaxed) as f64 / secs
     );
@@ -402,25 +407,41 @@ async fn recovery(kind: Kind) {
     db.drop_db().await;
 }
 
+/// `-- [postgres|sqlite] [append|group|baseline|recovery]`: run only those (all by default).
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let filter: Vec<String> = std::env::args()
+    let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let wanted = |kind: Kind| filter.is_empty() || filter.iter().any(|f| f == name(kind));
+    let backends = ["postgres", "sqlite"];
+    let pick = |word: &str, set: &[&str]| {
+        let chosen: Vec<&String> = args.iter().filter(|a| set.contains(&a.as_str())).collect();
+        chosen.is_empty() || chosen.iter().any(|a| *a == word)
+    };
+    let scenarios = ["append", "group", "baseline", "recovery"];
     for kind in [Kind::Postgres, Kind::Sqlite] {
-        if !wanted(kind) {
+        if !pick(name(kind), &backends) {
             continue;
         }
-        for size in [1, 16, 256] {
-            append_throughput(kind, size).await;
+        if pick("append", &scenarios) {
+            for size in [1, 16, 256] {
+                append_throughput(kind, size).await;
+            }
         }
-        group_commit(kind, true).await;
-        if kind == Kind::Postgres {
-            group_commit(kind, false).await;
+        if pick("group", &scenarios) {
+            group_commit(kind, true, 1).await;
+            if kind == Kind::Postgres {
+                group_commit(kind, false, 1).await;
+                group_commit(kind, true, 2).await;
+                group_commit(kind, false, 2).await;
+            }
         }
-        one_tx_per_event(kind).await;
-        recovery(kind).await;
+        if pick("baseline", &scenarios) {
+            one_tx_per_event(kind).await;
+        }
+        if pick("recovery", &scenarios) {
+            recovery(kind).await;
+        }
     }
 }

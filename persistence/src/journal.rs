@@ -20,7 +20,15 @@ const LOAD_PAGE_EVENTS: i64 = 10_000;
 pub(crate) struct SqlJournal {
     pub backend: Arc<dyn Backend>,
     pub streams: Streams,
-    pub tx: mpsc::Sender<Pending>,
+    /// One sender per writer shard; an establishment always goes to the same shard, so
+    /// its batches stay in order.
+    pub shards: Vec<mpsc::Sender<Pending>>,
+}
+
+/// The shard of an establishment: from the id's random low bits (v7 ids begin with a
+/// timestamp, which would put establishments created together on one shard).
+fn shard_of(id: EstablishmentId, shards: usize) -> usize {
+    (id.0.as_u128() as u64 % shards.max(1) as u64) as usize
 }
 
 fn unavailable(e: impl std::fmt::Display) -> JournalError {
@@ -48,7 +56,8 @@ impl SqlJournal {
         }
         let rows = encode_batch(batch.establishment_id, &batch.records).map_err(unavailable)?;
         let (p, rx) = pending(batch, rows);
-        self.tx.try_send(p).map_err(|e| match e {
+        let shard = &self.shards[shard_of(p.establishment_id, self.shards.len())];
+        shard.try_send(p).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => unavailable("journal writer queue is full"),
             mpsc::error::TrySendError::Closed(_) => unavailable("journal writer stopped"),
         })?;

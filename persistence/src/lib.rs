@@ -118,6 +118,13 @@ pub struct StoreOptions {
     /// `Unavailable` rather than buffering without bound; the gateway's per-establishment
     /// in-flight cap keeps normal load far below it.
     pub writer_queue_batches: usize,
+    /// Group-commit writers. One by default: a single task gathers every actor's
+    /// appends, which gives the biggest groups. With more, establishments are split
+    /// among them by id (each establishment always to the same one, so its batches stay
+    /// in order) and that many groups commit at once, which lets Postgres use more than
+    /// one core for the write path when the per-row work (indexes, the overlap
+    /// constraint) rather than the fsync is the limit.
+    pub writer_shards: usize,
     /// Longest a group's write and commit may take before its callers get `Unavailable`
     /// (the database hangs rather than refuses).
     pub write_timeout: Duration,
@@ -131,6 +138,7 @@ impl Default for StoreOptions {
             group_max_events: 1024,
             group_max_wait: Duration::ZERO,
             writer_queue_batches: 16_384,
+            writer_shards: 1,
             write_timeout: Duration::from_secs(5),
         }
     }

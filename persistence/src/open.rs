@@ -139,17 +139,23 @@ pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, S
         }),
     };
     let streams = Streams::default();
-    let (tx, rx) = mpsc::channel(options.writer_queue_batches);
-    let writer = Writer {
-        backend: backend.clone(),
-        streams: streams.clone(),
-        limits: GroupLimits {
-            max_events: options.group_max_events,
-            max_wait: options.group_max_wait,
-            write_timeout: options.write_timeout,
-        },
+    let limits = GroupLimits {
+        max_events: options.group_max_events,
+        max_wait: options.group_max_wait,
+        write_timeout: options.write_timeout,
     };
-    tokio::spawn(writer.run(rx));
+    let shards = (0..options.writer_shards.max(1))
+        .map(|_| {
+            let (tx, rx) = mpsc::channel(options.writer_queue_batches);
+            let writer = Writer {
+                backend: backend.clone(),
+                streams: streams.clone(),
+                limits,
+            };
+            tokio::spawn(writer.run(rx));
+            tx
+        })
+        .collect();
     tracing::info!(
         backend = if database_url.starts_with("sqlite:") {
             "sqlite"
@@ -162,7 +168,7 @@ pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, S
         journal: Arc::new(SqlJournal {
             backend: backend.clone(),
             streams,
-            tx,
+            shards,
         }),
         accounts: Arc::new(SqlAccounts {
             backend: backend.clone(),

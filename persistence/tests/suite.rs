@@ -35,7 +35,11 @@ macro_rules! suite {
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn group_commit_many_callers() {
-                super::group_commit_many_callers::<$db>().await
+                super::group_commit_many_callers::<$db>(1).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn group_commit_sharded_writers() {
+                super::group_commit_many_callers::<$db>(3).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn read_model_projection() {
@@ -208,11 +212,15 @@ async fn stale_batch_keeps_nothing<D: TestDb>() {
     assert_eq!(db.stored_seqs(bystander.0).await, [1, 2]);
 }
 
-async fn group_commit_many_callers<D: TestDb>() {
+async fn group_commit_many_callers<D: TestDb>(writer_shards: usize) {
     const ESTABLISHMENTS: usize = 40;
     const APPENDS_EACH: u64 = 25;
     let db = D::create().await;
-    let stores = db.open().await;
+    let options = StoreOptions {
+        writer_shards,
+        ..test_options()
+    };
+    let stores = navaro_persistence::open(&db.url(), options).await.unwrap();
     let ests: Vec<_> = (0..ESTABLISHMENTS).map(|_| new_establishment()).collect();
     let tasks = ests.iter().map(|&est| {
         let journal = stores.journal.clone();
