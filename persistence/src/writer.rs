@@ -120,12 +120,16 @@ impl Writer {
             None => return,
         };
         let group = build_group(&accepted);
-        tracing::trace!(
+        let started = std::time::Instant::now();
+        let written = self.write(&group).await;
+        tracing::debug!(
             batches = accepted.len(),
             events = group.events.len(),
-            "committing group"
+            elapsed_us = started.elapsed().as_micros() as u64,
+            ok = written.is_ok(),
+            "journal group written"
         );
-        match self.write(&group).await {
+        match written {
             Ok(losers) => self.settle(accepted, &losers),
             Err(WriteError::Overlap(reason)) => self.isolate(accepted, &reason).await,
             Err(WriteError::Unavailable(reason)) => {
