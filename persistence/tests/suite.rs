@@ -407,6 +407,36 @@ async fn check_projection(stores: &Stores) {
         .await
         .unwrap();
     assert_eq!(next_day.iter().map(|b| b.id).collect::<Vec<_>>(), [b3]);
+
+    // One batch that confirms and then moves the same booking: the row ends up moved.
+    let b4 = BookingId(new_id());
+    let (first, second) = (
+        Item::new(est, staff, customer, 600),
+        Item::new(est, staff, customer, 660),
+    );
+    let confirm = Event::BookingConfirmed {
+        booking: first.booking(b4, BookingStatus::Confirmed, 6),
+        from_hold: None,
+    };
+    let moved_again = Event::BookingRescheduled {
+        booking: second.booking(b4, BookingStatus::Confirmed, 7),
+        previous_start: at_minutes(600),
+        previous_staff_id: staff,
+    };
+    let batch = AppendBatch {
+        establishment_id: est,
+        records: vec![record(6, confirm), record(7, moved_again)],
+    };
+    stores.journal.append(batch).await.unwrap();
+    let evening = stores
+        .bookings
+        .bookings_of_establishment(est, at_minutes(600), at_minutes(720))
+        .await
+        .unwrap();
+    assert_eq!(
+        evening,
+        vec![second.booking(b4, BookingStatus::Confirmed, 7)]
+    );
 }
 
 #[tokio::test]
