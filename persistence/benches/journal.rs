@@ -28,6 +28,16 @@ use uuid::Uuid;
 const RUN: Duration = Duration::from_secs(3);
 const ESTABLISHMENTS: usize = 1_000;
 const CALLERS: usize = 256;
+
+/// Concurrent callers of the group-commit and baseline runs: `NAVARO_BENCH_CALLERS` or
+/// [`CALLERS`]. Each caller awaits its append before the next, so this bounds group size.
+fn callers() -> usize {
+    std::env::var("NAVARO_BENCH_CALLERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CALLERS)
+        .clamp(1, ESTABLISHMENTS)
+}
 const RECOVERY_ESTABLISHMENTS: usize = 10_000;
 /// Events per establishment in the recovery set; the snapshot covers the first half.
 const RECOVERY_EVENTS: u64 = 10;
@@ -205,7 +215,7 @@ fn name(kind: Kind) -> &'static str {
     }
 }
 
-/// `CALLERS` tasks over `ESTABLISHMENTS` establishments, one booking per append, each
+/// `callers()` tasks over `ESTABLISHMENTS` establishments, one booking per append, each
 /// caller awaiting its append before the next: durable appends per second.
 async fn group_commit(kind: Kind, constraint: bool, shards: usize) {
     let db = Db::create(kind).await;
@@ -216,7 +226,7 @@ async fn group_commit(kind: Kind, constraint: bool, shards: usize) {
     let stores = db.open_sharded(shards).await;
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let tasks: Vec<_> = (0..CALLERS)
+    let tasks: Vec<_> = (0..callers())
         .map(|caller| {
             let journal = stores.journal.clone();
             let done = done.clone();
@@ -231,8 +241,9 @@ async fn group_commit(kind: Kind, constraint: bool, shards: usize) {
         (Kind::Sqlite, _) => "",
     };
     println!(
-        "{:<8} group commit, {shards} writer(s), {CALLERS} callers, {ESTABLISHMENTS} establishments: {:>9.0} durable appends/s {label}",
+        "{:<8} group commit, {shards} writer(s), {} callers, {ESTABLISHMENTS} establishments: {:>9.0} durable appends/s {label}",
         name(kind),
+        callers(),
         done.load(Ordering::Relaxed) as f64 / secs
     );
     drop(stores);
@@ -246,7 +257,7 @@ async fn caller_loop(
     done: Arc<AtomicU64>,
 ) {
     let mine: Vec<(EstablishmentId, StaffId)> = (caller..ESTABLISHMENTS)
-        .step_by(CALLERS)
+        .step_by(callers())
         .map(|_| (EstablishmentId(Uuid::now_v7()), StaffId(Uuid::now_v7())))
         .collect();
     let mut seqs = vec![1u64; mine.len()];
@@ -276,7 +287,7 @@ async fn one_tx_per_event(kind: Kind) {
                 .connect(&db.url)
                 .await
                 .unwrap();
-            run_baseline(CALLERS, started, done.clone(), move |est, seq, payload| {
+            run_baseline(callers(), started, done.clone(), move |est, seq, payload| {
                 let pool = pool.clone();
                 async move {
                     let mut tx = pool.begin().await?;
@@ -300,7 +311,7 @@ async fn one_tx_per_event(kind: Kind) {
                 .connect_with(options)
                 .await
                 .unwrap();
-            run_baseline(CALLERS, started, done.clone(), move |est, seq, payload| {
+            run_baseline(callers(), started, done.clone(), move |est, seq, payload| {
                 let pool = pool.clone();
                 async move {
                     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -316,8 +327,9 @@ async fn one_tx_per_event(kind: Kind) {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "{:<8} baseline, one transaction per event, {CALLERS} callers: {:>9.0} durable appends/s",
+        "{:<8} baseline, one transaction per event, {} callers: {:>9.0} durable appends/s",
         name(kind),
+        callers(),
         done.load(Ordering::Relaxed) as f64 / secs
     );
     db.drop_db().await;
