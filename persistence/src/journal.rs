@@ -36,7 +36,10 @@ fn unavailable(e: impl std::fmt::Display) -> JournalError {
 }
 
 fn contiguous(batch: &AppendBatch) -> bool {
-    batch.records.windows(2).all(|w| w[1].seq == w[0].seq + 1)
+    batch
+        .records
+        .windows(2)
+        .all(|w| w[0].seq.checked_add(1) == Some(w[1].seq))
 }
 
 impl SqlJournal {

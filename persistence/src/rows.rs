@@ -180,12 +180,14 @@ pub(crate) fn decode_events(
     rows: Vec<(i64, Vec<u8>)>,
 ) -> Result<Vec<EventRecord>, JournalError> {
     let mut records = Vec::with_capacity(rows.len());
-    for (expected, (seq, payload)) in (after + 1..).zip(rows) {
+    for (i, (seq, payload)) in rows.into_iter().enumerate() {
         let corrupt = |reason: String| JournalError::Corrupt {
             establishment_id,
             seq: u64::try_from(seq).unwrap_or(0),
             reason,
         };
+        // `after` may come from a client (`since=N`): no overflow even near u64::MAX.
+        let expected = after.saturating_add(1).saturating_add(i as u64);
         if u64::try_from(seq).ok() != Some(expected) {
             return Err(corrupt(format!(
                 "expected seq {expected}: the journal has a gap"

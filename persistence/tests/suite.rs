@@ -121,6 +121,19 @@ async fn append_load_snapshot_round_trip<D: TestDb>() {
             .unwrap()
             .is_empty()
     );
+    // `since` comes from clients: any value is answered, none panics.
+    let beyond = reopened
+        .journal
+        .read_after(est, u64::MAX, 10)
+        .await
+        .unwrap();
+    assert!(beyond.is_empty());
+    let all = reopened
+        .journal
+        .read_after(est, 0, usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 6);
     // The reloaded writer continues the stream.
     reopened.journal.append(batch(est, 7, 7)).await.unwrap();
     assert!(reopened.ready().await);
