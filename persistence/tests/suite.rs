@@ -522,6 +522,20 @@ async fn accounts<D: TestDb>() {
         accounts.create_user(user("ana@example.com")).await,
         Err(AccountError::EmailTaken)
     );
+    // Two registrations of one new email at once: exactly one wins.
+    let (a, b) = tokio::join!(
+        accounts.create_user(user("race@example.com")),
+        accounts.create_user(user("RACE@example.com"))
+    );
+    let taken = [&a, &b]
+        .iter()
+        .filter(|r| **r == &Err(AccountError::EmailTaken))
+        .count();
+    assert_eq!(
+        (a.is_ok() as usize + b.is_ok() as usize, taken),
+        (1, 1),
+        "{a:?} {b:?}"
+    );
     assert_eq!(
         accounts.user_by_email("ANA@example.com").await.unwrap(),
         Some(ana.clone())
@@ -706,6 +720,28 @@ async fn postgres_outage_fails_fast_then_recovers() {
     proxy.set_up(true);
     retry_until_ok(|| stores.journal.append(batch(est, 2, 2))).await;
     assert!(stores.ready().await);
+    assert_eq!(db.stored_seqs(est.0).await, [1, 2]);
+}
+
+/// Postgres kills every connection of the pool (a restart, a failover): the pool
+/// replaces them and appends go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_terminated_connections_are_replaced() {
+    use sqlx::Connection;
+    let db = PgDb::create().await;
+    let stores = db.open().await;
+    let est = new_establishment();
+    stores.journal.append(batch(est, 1, 1)).await.unwrap();
+    let mut admin = sqlx::PgConnection::connect(&pg_base_url()).await.unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+    )
+    .bind(db_name(&db.url()))
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!killed.is_empty());
+    retry_until_ok(|| stores.journal.append(batch(est, 2, 2))).await;
     assert_eq!(db.stored_seqs(est.0).await, [1, 2]);
 }
 
