@@ -1,0 +1,208 @@
+//! Durable bookings per second through the whole actor path on Postgres: many
+//! establishments, many concurrent callers, each reply released only after its events
+//! are committed. Compared with the same path when every booking commits on its own (a
+//! group of one event), which is what a one-transaction-per-booking design pays.
+//!
+//! `cargo bench -p navaro-benches --bench durable` measures (a few seconds per run);
+//! under `cargo test` it makes a short smoke run of both configurations, so the path
+//! stays exercised. Postgres: `NAVARO_TEST_POSTGRES_URL` (an admin URL, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); a fresh database per run, dropped after.
+
+use std::process::{Command as Shell, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use jiff::SignedDuration;
+use navaro_benches::{customer, owner, ts};
+use navaro_engine::{Engine, EngineConfig, Request};
+use navaro_persistence::StoreOptions;
+use navaro_protocol::{
+    Command, EstablishmentId, EstablishmentSettings, Reply, ServiceId, WeeklyHours,
+};
+use uuid::Uuid;
+
+const ESTABLISHMENTS: usize = 200;
+const STAFF: u64 = 4;
+
+fn admin_url() -> String {
+    std::env::var("NAVARO_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn psql(url: &str, sql: &str) {
+    let ok = Shell::new("psql")
+        .args([url, "-q", "-c", sql])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "psql failed ({sql}); is Postgres running at {url}?");
+}
+
+/// A fresh database, dropped on drop.
+struct Database {
+    name: String,
+    url: String,
+}
+
+impl Database {
+    fn create() -> Database {
+        let admin = admin_url();
+        let name = format!("navaro_bench_{}", Uuid::now_v7().simple());
+        psql(&admin, &format!("CREATE DATABASE {name}"));
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        Database {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        psql(
+            &admin_url(),
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+async fn setup(engine: &Engine) -> Vec<(EstablishmentId, ServiceId)> {
+    let mut shops = Vec::new();
+    for _ in 0..ESTABLISHMENTS {
+        let id = EstablishmentId(Uuid::now_v7());
+        let settings = EstablishmentSettings {
+            name: "Shop".into(),
+            timezone: "UTC".into(),
+            slot_minutes: 15,
+            min_notice_minutes: 0,
+            horizon_days: 366,
+            cancel_cutoff_minutes: 0,
+            max_future_bookings_per_customer: 1000,
+            queue_max_length: 100,
+            queue_no_show_grace_minutes: 5,
+        };
+        let exec = |command| {
+            engine.execute(
+                id,
+                Request {
+                    caller: owner(),
+                    command,
+                    idempotency_key: None,
+                },
+            )
+        };
+        exec(Command::CreateEstablishment { settings })
+            .await
+            .expect("create");
+        let mut staff = Vec::new();
+        for i in 0..STAFF {
+            let hours = WeeklyHours::every_day(&[("00:00", "24:00")]);
+            if let Ok(Reply::Staff(s)) = exec(Command::AddStaff {
+                name: format!("s{i}"),
+                user_id: None,
+                hours,
+            })
+            .await
+            {
+                staff.push(s.id);
+            }
+        }
+        let add = Command::AddService {
+            name: "Cut".into(),
+            duration_minutes: 30,
+            price_cents: 100,
+            currency: "BRL".into(),
+            buffer_after_minutes: 0,
+            staff_ids: staff,
+        };
+        if let Ok(Reply::Service(s)) = exec(add).await {
+            shops.push((id, s.id));
+        }
+    }
+    shops
+}
+
+/// Book `total` distinct slots with `callers` concurrent callers; returns bookings/s.
+async fn run(group_max_events: usize, callers: usize, total: u64) -> f64 {
+    let database = Database::create();
+    let options = StoreOptions {
+        group_max_events,
+        ..StoreOptions::default()
+    };
+    let stores = navaro_persistence::open(&database.url, options)
+        .await
+        .expect("Postgres opens");
+    let engine = Engine::start(stores.journal.clone(), EngineConfig::default())
+        .await
+        .expect("engine starts");
+    let shops = Arc::new(setup(&engine).await);
+    let counter = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|caller| {
+            let (engine, shops, counter) = (engine.clone(), shops.clone(), counter.clone());
+            tokio::spawn(async move {
+                let mut failures = 0u64;
+                loop {
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    if n >= total {
+                        return failures;
+                    }
+                    let (id, service) = shops[(n % ESTABLISHMENTS as u64) as usize];
+                    let slot = n / ESTABLISHMENTS as u64;
+                    let start = ts("2026-12-01T00:00:00Z")
+                        .checked_add(SignedDuration::from_mins(30 * (slot / STAFF) as i64))
+                        .expect("in range");
+                    let command = Command::Book {
+                        service_id: service,
+                        start,
+                        staff_id: None,
+                        customer_id: None,
+                    };
+                    let request = Request {
+                        caller: customer(n as u128 % 50_000 + caller as u128),
+                        command,
+                        idempotency_key: None,
+                    };
+                    if engine.execute(id, request).await.is_err() {
+                        failures += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut failures = 0;
+    for task in tasks {
+        failures += task.await.expect("caller task");
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(failures, 0, "every booking is a distinct free slot");
+    engine.shutdown().await;
+    total as f64 / elapsed.as_secs_f64()
+}
+
+fn main() {
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (callers, total, baseline_total) = if measuring {
+        (400, 60_000, 4_000)
+    } else {
+        (16, 400, 100)
+    };
+    let grouped = runtime.block_on(run(
+        StoreOptions::default().group_max_events,
+        callers,
+        total,
+    ));
+    let single = runtime.block_on(run(1, callers, baseline_total));
+    println!(
+        "durable bookings/s on Postgres through the actor path ({ESTABLISHMENTS} establishments, {callers} callers): group commit {grouped:.0}/s; one commit per booking {single:.0}/s ({:.1}x)",
+        grouped / single
+    );
+    std::thread::sleep(Duration::from_millis(10));
+}
