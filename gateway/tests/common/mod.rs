@@ -1,0 +1,203 @@
+//! The test harness: the real `navaro` binary on port 0, and a small client.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// How long the binary may take to print its bound address.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running `navaro serve`, killed on drop.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub base: String,
+    pub logs: Arc<Mutex<Vec<String>>>,
+    pub client: reqwest::Client,
+    _data_dir: tempfile::TempDir,
+}
+
+/// Generous limits so tests exercise behaviour, not the default rate limits (tests of
+/// the limits set their own).
+pub const TEST_ENV: &[(&str, &str)] = &[
+    ("NAVARO_LIMITS__PER_IP_PER_SECOND", "100000"),
+    ("NAVARO_LIMITS__PER_IP_BURST", "100000"),
+    ("NAVARO_LIMITS__PER_USER_PER_SECOND", "100000"),
+    ("NAVARO_LIMITS__PER_USER_BURST", "100000"),
+    ("NAVARO_LIMITS__LOGIN_PER_MINUTE", "100000"),
+    ("NAVARO_LIMITS__LOGIN_BURST", "100000"),
+    ("NAVARO_LIMITS__BOOKINGS_PER_MINUTE", "100000"),
+    ("NAVARO_LIMITS__BOOKINGS_BURST", "100000"),
+];
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with(&[]).expect("server starts")
+    }
+
+    /// Start with extra `NAVARO_*` variables (applied after [`TEST_ENV`]).
+    pub fn start_with(env: &[(&str, &str)]) -> anyhow::Result<Server> {
+        Self::spawn(&["serve"], env)
+    }
+
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Server> {
+        let data_dir = tempfile::tempdir()?;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_navaro"));
+        command
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env("NAVARO_HTTP__LISTEN", "127.0.0.1:0")
+            .env("NAVARO_DATA_DIR", data_dir.path())
+            .env("NAVARO_LOG__FILTER", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in TEST_ENV.iter().chain(env) {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().context("spawning navaro")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("listening")
+                    && let Some(port) = parse_port(&line)
+                {
+                    let _ = port_tx.send(port);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let port = match port_rx.recv_timeout(START_TIMEOUT) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                bail!(
+                    "navaro did not report its port; logs: {:?}",
+                    logs.lock().unwrap()
+                );
+            }
+        };
+        Ok(Server {
+            child,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            logs,
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()?,
+            _data_dir: data_dir,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Send SIGTERM and wait for the exit status (at most `timeout`).
+    pub fn terminate(mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// A JSON call: returns status, headers and the body as JSON (Null if empty).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.call_with(method, path, token, body, &[]).await
+    }
+
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body read");
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        (status, headers, value)
+    }
+
+    /// Register a fresh user; returns (token, user id).
+    pub async fn register(&self, name: &str) -> (String, String) {
+        let email = format!("{name}-{}@example.com", uuid::Uuid::new_v4().simple());
+        let (status, _, body) = self
+            .call(
+                Method::POST,
+                "/v1/auth/register",
+                None,
+                Some(json!({"email": email, "password": "correct horse battery", "name": name})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (
+            body["token"].as_str().unwrap().to_owned(),
+            body["user"]["id"].as_str().unwrap().to_owned(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_port(line: &str) -> Option<u16> {
+    let rest = &line[line.find("addr=")? + 5..];
+    let addr: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    addr.rsplit(':').next()?.parse().ok()
+}
+
+/// The error code of an error body.
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<none>")
+}
