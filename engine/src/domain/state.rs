@@ -1,0 +1,521 @@
+//! An establishment's in-memory state and how events change it.
+//!
+//! The state is built from persistent (structurally shared) collections, so cloning it is
+//! a handful of reference-count increments: the actor publishes a clone as the immutable
+//! read view after every change, and readers never wait for writers.
+//!
+//! Each staff member has a [`Calendar`]: the instants they are busy (bookings and holds,
+//! buffers included), keyed by start. The engine's core invariant is that a calendar's
+//! entries never overlap; [`Establishment::apply`] asserts it in debug builds and the
+//! property tests check it on every step.
+
+use std::sync::Arc;
+
+use imbl::{HashMap as PMap, OrdMap, OrdSet};
+use navaro_protocol::{
+    Booking, BookingId, BookingStatus, EstablishmentId, EstablishmentSettings, Event, EventRecord,
+    Hold, HoldId, Reply, Service, ServiceId, Staff, StaffId, TimeOff, UserId,
+};
+use serde::{Deserialize, Serialize};
+
+use super::rules::{LocalHours, Settings, parse_service_minutes, parse_time_off};
+use super::time::{Minute, exact_minute};
+
+/// What occupies a staff member's time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ItemRef {
+    Booking(BookingId),
+    Hold(HoldId),
+}
+
+/// A busy range in a calendar: from its key (the start) to `end`, buffer included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Occupancy {
+    pub end: Minute,
+    pub item: ItemRef,
+    /// For a hold: the second (Unix) at which it stops blocking.
+    pub expires_s: Option<i64>,
+}
+
+impl Occupancy {
+    /// Whether this range blocks the staff member at `now_s` (an expired hold does not).
+    pub fn blocks(&self, now_s: i64) -> bool {
+        self.expires_s.is_none_or(|expires| expires > now_s)
+    }
+}
+
+pub type Calendar = OrdMap<Minute, Occupancy>;
+
+/// A staff member's setup: identity, weekly hours and time off.
+#[derive(Clone, Debug)]
+pub struct StaffMember {
+    pub info: Staff,
+    pub hours: LocalHours,
+    /// Sorted by start.
+    pub time_off: Vec<(Minute, Minute, TimeOff)>,
+}
+
+/// A service with its parsed durations and the indices of the staff who perform it.
+#[derive(Clone, Debug)]
+pub struct ServiceEntry {
+    pub info: Service,
+    pub duration: i64,
+    pub buffer: i64,
+    pub staff: Vec<usize>,
+}
+
+impl ServiceEntry {
+    /// Minutes a booking of this service keeps its staff member busy.
+    pub fn occupies(&self) -> i64 {
+        self.duration + self.buffer
+    }
+}
+
+/// A stored event could not be applied: the journal or snapshot holds something this
+/// state cannot have produced.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("event {seq} cannot be applied: {reason}")]
+pub struct ApplyError {
+    pub seq: u64,
+    pub reason: String,
+}
+
+fn corrupt(seq: u64, reason: impl Into<String>) -> ApplyError {
+    ApplyError {
+        seq,
+        reason: reason.into(),
+    }
+}
+
+/// One establishment's state.
+#[derive(Clone, Debug)]
+pub struct Establishment {
+    pub id: EstablishmentId,
+    pub owner_id: UserId,
+    pub settings: Arc<Settings>,
+    pub staff: Arc<Vec<StaffMember>>,
+    pub services: Arc<Vec<ServiceEntry>>,
+    /// Index-aligned with `staff`.
+    pub calendars: Arc<Vec<Calendar>>,
+    pub bookings: PMap<BookingId, Arc<Booking>>,
+    pub holds: PMap<HoldId, Arc<Hold>>,
+    /// Every booking by start, whatever its status: the agenda.
+    pub agenda: OrdSet<(Minute, BookingId)>,
+    /// Each customer's confirmed bookings and holds by start, for the per-customer cap.
+    pub customer_items: OrdSet<(UserId, Minute, ItemRef)>,
+    /// The seq of the last applied event.
+    pub seq: u64,
+}
+
+impl Establishment {
+    /// The state right after `establishment.created` (seq 1).
+    pub fn from_created(record: &EventRecord) -> Result<Establishment, ApplyError> {
+        let Event::EstablishmentCreated {
+            id,
+            owner_id,
+            settings,
+        } = &record.event
+        else {
+            return Err(corrupt(
+                record.seq,
+                "the first event must be establishment.created",
+            ));
+        };
+        if record.seq != 1 {
+            return Err(corrupt(record.seq, "establishment.created must have seq 1"));
+        }
+        let settings =
+            Settings::parse(settings.clone()).map_err(|r| corrupt(record.seq, r.message))?;
+        Ok(Establishment {
+            id: *id,
+            owner_id: *owner_id,
+            settings: Arc::new(settings),
+            staff: Arc::default(),
+            services: Arc::default(),
+            calendars: Arc::default(),
+            bookings: PMap::new(),
+            holds: PMap::new(),
+            agenda: OrdSet::new(),
+            customer_items: OrdSet::new(),
+            seq: 1,
+        })
+    }
+
+    pub fn staff_index(&self, id: StaffId) -> Option<usize> {
+        self.staff.iter().position(|s| s.info.id == id)
+    }
+
+    pub fn service(&self, id: ServiceId) -> Option<&ServiceEntry> {
+        self.services.iter().find(|s| s.info.id == id)
+    }
+
+    /// Apply one journaled event. The record must carry the next seq.
+    pub fn apply(&mut self, record: &EventRecord) -> Result<(), ApplyError> {
+        let seq = record.seq;
+        if seq != self.seq + 1 {
+            return Err(corrupt(seq, format!("expected seq {}", self.seq + 1)));
+        }
+        match &record.event {
+            Event::EstablishmentCreated { .. } => {
+                return Err(corrupt(seq, "establishment created twice"));
+            }
+            Event::SettingsUpdated { settings } => {
+                let parsed =
+                    Settings::parse(settings.clone()).map_err(|r| corrupt(seq, r.message))?;
+                self.settings = Arc::new(parsed);
+            }
+            Event::StaffAdded { staff } => self.add_staff(seq, staff)?,
+            Event::StaffHoursSet { staff_id, hours } => {
+                let index = self
+                    .staff_index(*staff_id)
+                    .ok_or_else(|| corrupt(seq, "unknown staff"))?;
+                let parsed =
+                    LocalHours::parse("hours", hours).map_err(|r| corrupt(seq, r.message))?;
+                let member = &mut Arc::make_mut(&mut self.staff)[index];
+                member.hours = parsed;
+                member.info.hours = hours.clone();
+            }
+            Event::TimeOffAdded { time_off } => self.add_time_off(seq, time_off)?,
+            Event::ServiceAdded { service } => self.add_service(seq, service)?,
+            Event::BookingConfirmed { booking, from_hold } => {
+                if let Some(hold_id) = from_hold {
+                    self.remove_hold(seq, *hold_id)?;
+                }
+                self.insert_booking(seq, booking)?;
+            }
+            Event::BookingCancelled { booking, .. }
+            | Event::BookingCompleted { booking }
+            | Event::BookingNoShow { booking }
+            | Event::BookingRescheduled { booking, .. } => self.replace_booking(seq, booking)?,
+            Event::HoldPlaced { hold } => self.insert_hold(seq, hold)?,
+            Event::HoldEnded { hold, .. } => self.remove_hold(seq, hold.id)?,
+        }
+        self.seq = seq;
+        Ok(())
+    }
+
+    fn add_staff(&mut self, seq: u64, staff: &Staff) -> Result<(), ApplyError> {
+        if self.staff_index(staff.id).is_some() {
+            return Err(corrupt(seq, "staff added twice"));
+        }
+        let hours =
+            LocalHours::parse("hours", &staff.hours).map_err(|r| corrupt(seq, r.message))?;
+        Arc::make_mut(&mut self.staff).push(StaffMember {
+            info: staff.clone(),
+            hours,
+            time_off: Vec::new(),
+        });
+        Arc::make_mut(&mut self.calendars).push(Calendar::new());
+        Ok(())
+    }
+
+    fn add_time_off(&mut self, seq: u64, time_off: &TimeOff) -> Result<(), ApplyError> {
+        let index = self
+            .staff_index(time_off.staff_id)
+            .ok_or_else(|| corrupt(seq, "time off for unknown staff"))?;
+        let (start, end) =
+            parse_time_off(time_off.start, time_off.end).map_err(|r| corrupt(seq, r.message))?;
+        let list = &mut Arc::make_mut(&mut self.staff)[index].time_off;
+        let at = list.partition_point(|(s, _, _)| *s <= start);
+        list.insert(at, (start, end, time_off.clone()));
+        Ok(())
+    }
+
+    fn add_service(&mut self, seq: u64, service: &Service) -> Result<(), ApplyError> {
+        if self.service(service.id).is_some() {
+            return Err(corrupt(seq, "service added twice"));
+        }
+        let (duration, buffer) =
+            parse_service_minutes(service.duration_minutes, service.buffer_after_minutes)
+                .map_err(|r| corrupt(seq, r.message))?;
+        let staff = service
+            .staff_ids
+            .iter()
+            .map(|id| {
+                self.staff_index(*id)
+                    .ok_or_else(|| corrupt(seq, "service names unknown staff"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Arc::make_mut(&mut self.services).push(ServiceEntry {
+            info: service.clone(),
+            duration,
+            buffer,
+            staff,
+        });
+        Ok(())
+    }
+
+    fn item_span(
+        seq: u64,
+        start: jiff::Timestamp,
+        end: jiff::Timestamp,
+        buffer: u32,
+    ) -> Result<(Minute, Minute), ApplyError> {
+        let start =
+            exact_minute(start).ok_or_else(|| corrupt(seq, "start is not a whole minute"))?;
+        let end = exact_minute(end).ok_or_else(|| corrupt(seq, "end is not a whole minute"))?;
+        if end <= start {
+            return Err(corrupt(seq, "item ends before it starts"));
+        }
+        Ok((start, end + i64::from(buffer)))
+    }
+
+    fn occupy(
+        &mut self,
+        seq: u64,
+        staff_id: StaffId,
+        start: Minute,
+        occupancy: Occupancy,
+    ) -> Result<(), ApplyError> {
+        let index = self
+            .staff_index(staff_id)
+            .ok_or_else(|| corrupt(seq, "unknown staff"))?;
+        let calendar = &mut Arc::make_mut(&mut self.calendars)[index];
+        debug_assert!(
+            !overlaps_any(calendar, start, occupancy.end, None),
+            "apply would overlap two items of one staff member at seq {seq}"
+        );
+        if calendar.insert(start, occupancy).is_some() {
+            return Err(corrupt(
+                seq,
+                "two items start at the same instant for one staff member",
+            ));
+        }
+        Ok(())
+    }
+
+    fn vacate(&mut self, staff_id: StaffId, start: Minute, item: ItemRef) {
+        if let Some(index) = self.staff_index(staff_id) {
+            let calendar = &mut Arc::make_mut(&mut self.calendars)[index];
+            if calendar.get(&start).is_some_and(|occ| occ.item == item) {
+                calendar.remove(&start);
+            }
+        }
+    }
+
+    fn insert_booking(&mut self, seq: u64, booking: &Booking) -> Result<(), ApplyError> {
+        if self.bookings.contains_key(&booking.id) {
+            return Err(corrupt(seq, "booking confirmed twice"));
+        }
+        let (start, end) = Self::item_span(
+            seq,
+            booking.start,
+            booking.end,
+            booking.buffer_after_minutes,
+        )?;
+        let item = ItemRef::Booking(booking.id);
+        if booking.status == BookingStatus::Confirmed {
+            self.occupy(
+                seq,
+                booking.staff_id,
+                start,
+                Occupancy {
+                    end,
+                    item,
+                    expires_s: None,
+                },
+            )?;
+            self.customer_items
+                .insert((booking.customer_id, start, item));
+        }
+        self.agenda.insert((start, booking.id));
+        self.bookings.insert(booking.id, Arc::new(booking.clone()));
+        Ok(())
+    }
+
+    fn replace_booking(&mut self, seq: u64, booking: &Booking) -> Result<(), ApplyError> {
+        let old = self
+            .bookings
+            .get(&booking.id)
+            .cloned()
+            .ok_or_else(|| corrupt(seq, "event for unknown booking"))?;
+        let (old_start, _) = Self::item_span(seq, old.start, old.end, old.buffer_after_minutes)?;
+        let item = ItemRef::Booking(booking.id);
+        if old.status == BookingStatus::Confirmed {
+            self.vacate(old.staff_id, old_start, item);
+            self.customer_items
+                .remove(&(old.customer_id, old_start, item));
+        }
+        self.agenda.remove(&(old_start, booking.id));
+        self.bookings.remove(&booking.id);
+        self.insert_booking(seq, booking)
+    }
+
+    fn insert_hold(&mut self, seq: u64, hold: &Hold) -> Result<(), ApplyError> {
+        if self.holds.contains_key(&hold.id) {
+            return Err(corrupt(seq, "hold placed twice"));
+        }
+        let (start, end) = Self::item_span(seq, hold.start, hold.end, hold.buffer_after_minutes)?;
+        let item = ItemRef::Hold(hold.id);
+        let expires_s = Some(hold.expires_at.as_second());
+        self.occupy(
+            seq,
+            hold.staff_id,
+            start,
+            Occupancy {
+                end,
+                item,
+                expires_s,
+            },
+        )?;
+        self.customer_items.insert((hold.customer_id, start, item));
+        self.holds.insert(hold.id, Arc::new(hold.clone()));
+        Ok(())
+    }
+
+    fn remove_hold(&mut self, seq: u64, hold_id: HoldId) -> Result<(), ApplyError> {
+        let hold = self
+            .holds
+            .remove(&hold_id)
+            .ok_or_else(|| corrupt(seq, "event for unknown hold"))?;
+        let (start, _) = Self::item_span(seq, hold.start, hold.end, hold.buffer_after_minutes)?;
+        let item = ItemRef::Hold(hold_id);
+        self.vacate(hold.staff_id, start, item);
+        self.customer_items.remove(&(hold.customer_id, start, item));
+        Ok(())
+    }
+
+    /// The answer a command gets, derived from the last event it produced and the state
+    /// after applying it. Used for first answers and for idempotent replays alike.
+    pub fn reply_for(&self, event: &Event) -> Reply {
+        match event {
+            Event::EstablishmentCreated { .. } | Event::SettingsUpdated { .. } => {
+                Reply::Establishment {
+                    id: self.id,
+                    owner_id: self.owner_id,
+                    settings: self.settings.raw.clone(),
+                }
+            }
+            Event::StaffAdded { staff } => Reply::Staff(staff.clone()),
+            Event::StaffHoursSet { staff_id, .. } => {
+                let staff = self
+                    .staff_index(*staff_id)
+                    .map(|i| self.staff[i].info.clone());
+                Reply::Staff(staff.unwrap_or_else(|| unreachable_staff(*staff_id)))
+            }
+            Event::TimeOffAdded { time_off } => Reply::TimeOff(time_off.clone()),
+            Event::ServiceAdded { service } => Reply::Service(service.clone()),
+            Event::BookingConfirmed { booking, .. }
+            | Event::BookingCancelled { booking, .. }
+            | Event::BookingRescheduled { booking, .. }
+            | Event::BookingCompleted { booking }
+            | Event::BookingNoShow { booking } => Reply::Booking(booking.clone()),
+            Event::HoldPlaced { hold } | Event::HoldEnded { hold, .. } => Reply::Hold(hold.clone()),
+        }
+    }
+
+    /// Plain data from which [`Establishment::restore`] rebuilds this state.
+    pub fn to_snapshot(&self) -> SnapshotState {
+        SnapshotState {
+            id: self.id,
+            owner_id: self.owner_id,
+            seq: self.seq,
+            settings: self.settings.raw.clone(),
+            staff: self.staff.iter().map(|s| s.info.clone()).collect(),
+            time_off: self
+                .staff
+                .iter()
+                .flat_map(|s| s.time_off.iter().map(|(_, _, t)| t.clone()))
+                .collect(),
+            services: self.services.iter().map(|s| s.info.clone()).collect(),
+            bookings: self
+                .agenda
+                .iter()
+                .filter_map(|(_, id)| self.bookings.get(id))
+                .map(|b| (**b).clone())
+                .collect(),
+            holds: self.holds.values().map(|h| (**h).clone()).collect(),
+        }
+    }
+
+    /// Rebuild the state a snapshot describes, checking it as it goes.
+    pub fn restore(snapshot: &SnapshotState) -> Result<Establishment, ApplyError> {
+        let seq = snapshot.seq;
+        let created = EventRecord {
+            seq: 1,
+            at: jiff::Timestamp::UNIX_EPOCH,
+            idempotency: None,
+            event: Event::EstablishmentCreated {
+                id: snapshot.id,
+                owner_id: snapshot.owner_id,
+                settings: snapshot.settings.clone(),
+            },
+        };
+        let mut state =
+            Establishment::from_created(&created).map_err(|e| corrupt(seq, e.reason))?;
+        for staff in &snapshot.staff {
+            state.add_staff(seq, staff)?;
+        }
+        for time_off in &snapshot.time_off {
+            state.add_time_off(seq, time_off)?;
+        }
+        for service in &snapshot.services {
+            state.add_service(seq, service)?;
+        }
+        for booking in &snapshot.bookings {
+            state.insert_booking(seq, booking)?;
+        }
+        for hold in &snapshot.holds {
+            state.insert_hold(seq, hold)?;
+        }
+        state.seq = seq;
+        Ok(state)
+    }
+}
+
+fn unreachable_staff(staff_id: StaffId) -> Staff {
+    // `reply_for` runs right after the event that names this staff member was applied.
+    Staff {
+        id: staff_id,
+        name: String::new(),
+        user_id: None,
+        hours: Default::default(),
+    }
+}
+
+/// Whether `[start, end)` overlaps a blocking item of `calendar` (other than `ignore`).
+/// With `now_s = None` every item blocks, expired holds included.
+pub fn overlaps_any(
+    calendar: &Calendar,
+    start: Minute,
+    end: Minute,
+    ignore: Option<ItemRef>,
+) -> bool {
+    first_overlap(calendar, start, end, ignore, None).is_some()
+}
+
+/// The first item of `calendar` overlapping `[start, end)`, skipping `ignore` and, when
+/// `now_s` is given, holds that have expired by then.
+pub fn first_overlap(
+    calendar: &Calendar,
+    start: Minute,
+    end: Minute,
+    ignore: Option<ItemRef>,
+    now_s: Option<i64>,
+) -> Option<(Minute, Occupancy)> {
+    // Entries of a calendar are disjoint, so walking back from `end` the first entry that
+    // ends by `start` proves every earlier one does too.
+    for (item_start, occ) in calendar.range(..end).rev() {
+        if occ.end <= start {
+            break;
+        }
+        if Some(occ.item) != ignore && now_s.is_none_or(|now| occ.blocks(now)) {
+            return Some((*item_start, *occ));
+        }
+    }
+    None
+}
+
+/// The plain-data form of an establishment's state, as snapshots store it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotState {
+    pub id: EstablishmentId,
+    pub owner_id: UserId,
+    pub seq: u64,
+    pub settings: EstablishmentSettings,
+    pub staff: Vec<Staff>,
+    pub time_off: Vec<TimeOff>,
+    pub services: Vec<Service>,
+    pub bookings: Vec<Booking>,
+    pub holds: Vec<Hold>,
+}

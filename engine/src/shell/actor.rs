@@ -1,0 +1,508 @@
+//! The establishment actor: serializes an establishment's commands, applies their events
+//! at once and releases each reply when its events are durable.
+//!
+//! Per command: decide (pure) → number the events → apply → publish the new read view →
+//! hand the batch to the journal and move on to the next message. The journal's answer
+//! comes back as an [`Msg::Appended`] message: on success every reply up to that seq is
+//! released and the events go out to live subscribers, in order; on failure every
+//! not-yet-durable caller gets `unavailable` and the actor fails, so the supervisor
+//! restarts it from what the store holds.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use jiff::Timestamp;
+use navaro_protocol::{
+    ErrorCode, EstablishmentId, Event, EventRecord, IdempotencyRecord, Rejection, Reply,
+    fingerprint,
+};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tracing::{debug, error, warn};
+use uuid::Uuid;
+
+use super::{EngineConfig, Request, View};
+use crate::clock::Clock;
+use crate::domain::idempotency::{IdempotencyCache, Lookup, Remembered, StoredKey};
+use crate::domain::{
+    Context, Establishment, SnapshotState, apply_all, decide, decide_create, expire_holds, number,
+};
+use crate::store::{AppendBatch, Journal, JournalError, Snapshot};
+
+pub(crate) type Outcome = Result<Reply, Rejection>;
+
+/// What an establishment actor is asked.
+pub(crate) enum Msg {
+    Execute(Request, RpcReplyPort<Outcome>),
+    /// The journal's answer for the batch ending at `last_seq`.
+    Appended {
+        last_seq: u64,
+        result: Result<(), JournalError>,
+    },
+    Subscribe {
+        since: u64,
+        reply: RpcReplyPort<SubscribeParts>,
+    },
+    /// The clock: expire holds, snapshot, passivate when idle.
+    Tick,
+    /// Snapshot and stop once every reply is released (idle or shutting down).
+    Passivate(Option<RpcReplyPort<()>>),
+}
+
+/// The actor's side of a new live subscription: taken in one handler run, so nothing
+/// published falls between the backlog and the live receiver.
+pub(crate) struct SubscribeParts {
+    pub durable_seq: u64,
+    pub backlog: Vec<Arc<EventRecord>>,
+    /// Events after `since` older than the ring holds: `(since, first_in_ring)`.
+    pub gap: Option<(u64, u64)>,
+    pub live: broadcast::Receiver<Arc<EventRecord>>,
+}
+
+/// What a snapshot stores: the state and the durable idempotency keys.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredSnapshot {
+    state: SnapshotState,
+    keys: Vec<StoredKey>,
+}
+
+pub(crate) struct Args {
+    pub id: EstablishmentId,
+    pub journal: Arc<dyn Journal>,
+    pub clock: Arc<dyn Clock>,
+    pub config: EngineConfig,
+    pub view: Arc<ArcSwapOption<View>>,
+    pub live: broadcast::Sender<Arc<EventRecord>>,
+}
+
+/// A reply waiting for its events to be durable.
+struct Waiting {
+    seq: u64,
+    port: RpcReplyPort<Outcome>,
+    outcome: Outcome,
+}
+
+pub(crate) struct State {
+    args: Args,
+    est: Option<Establishment>,
+    keys: IdempotencyCache,
+    durable_seq: u64,
+    waiting: VecDeque<Waiting>,
+    undelivered: VecDeque<Arc<EventRecord>>,
+    ring: VecDeque<Arc<EventRecord>>,
+    snapshot_seq: u64,
+    last_snapshot_s: i64,
+    last_activity_s: i64,
+    passivating: Option<Option<RpcReplyPort<()>>>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+pub(crate) struct EstablishmentActor;
+
+impl Actor for EstablishmentActor {
+    type Msg = Msg;
+    type State = State;
+    type Arguments = Args;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Msg>,
+        args: Args,
+    ) -> Result<State, ActorProcessingErr> {
+        let (est, keys, snapshot_seq) = recover(args.id, args.journal.as_ref()).await?;
+        let now_s = args.clock.now().as_second();
+        let durable_seq = est.as_ref().map_or(0, |e| e.seq);
+        if let Some(est) = &est {
+            args.view.store(Some(View::new(est.clone())));
+        }
+        let ticker = myself.send_interval(args.config.tick_interval, || Msg::Tick);
+        Ok(State {
+            args,
+            est,
+            keys,
+            durable_seq,
+            waiting: VecDeque::new(),
+            undelivered: VecDeque::new(),
+            ring: VecDeque::new(),
+            snapshot_seq,
+            last_snapshot_s: now_s,
+            last_activity_s: now_s,
+            passivating: None,
+            ticker: Some(ticker),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Msg>,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(ticker) = state.ticker.take() {
+            ticker.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Msg>,
+        message: Msg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            Msg::Execute(request, port) => state.execute(&myself, request, port),
+            Msg::Appended { last_seq, result } => state.appended(&myself, last_seq, result).await,
+            Msg::Subscribe { since, reply } => {
+                let _ = reply.send(state.subscribe(since));
+                Ok(())
+            }
+            Msg::Tick => state.tick(&myself).await,
+            Msg::Passivate(port) => {
+                state.passivating = Some(port);
+                state.finish_passivation(&myself).await;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Rebuild an establishment from its latest snapshot and the events after it.
+async fn recover(
+    id: EstablishmentId,
+    journal: &dyn Journal,
+) -> Result<(Option<Establishment>, IdempotencyCache, u64), ActorProcessingErr> {
+    let mut keys = IdempotencyCache::default();
+    let Some(recovered) = journal.load(id).await? else {
+        return Ok((None, keys, 0));
+    };
+    let mut est = None;
+    let mut snapshot_seq = 0;
+    if let Some(snapshot) = recovered.snapshot {
+        let stored: StoredSnapshot =
+            rmp_serde::from_slice(&snapshot.state).map_err(|e| JournalError::Corrupt {
+                establishment_id: id,
+                seq: snapshot.seq,
+                reason: format!("snapshot: {e}"),
+            })?;
+        let restored =
+            Establishment::restore(&stored.state).map_err(|e| JournalError::Corrupt {
+                establishment_id: id,
+                seq: snapshot.seq,
+                reason: format!("snapshot: {e}"),
+            })?;
+        for key in stored.keys {
+            keys.remember(
+                key.user_id,
+                &key.key,
+                Remembered {
+                    fingerprint: key.fingerprint,
+                    outcome: Ok(key.reply),
+                    seq: key.seq,
+                    at_s: key.at_s,
+                },
+            );
+        }
+        snapshot_seq = restored.seq;
+        est = Some(restored);
+    }
+    for record in &recovered.events {
+        let corrupt = |reason: String| JournalError::Corrupt {
+            establishment_id: id,
+            seq: record.seq,
+            reason,
+        };
+        match est.as_mut() {
+            None => {
+                est = Some(Establishment::from_created(record).map_err(|e| corrupt(e.to_string()))?)
+            }
+            Some(state) => state.apply(record).map_err(|e| corrupt(e.to_string()))?,
+        }
+        if let (Some(state), Some(key)) = (est.as_ref(), &record.idempotency) {
+            keys.remember(
+                key.user_id,
+                &key.key,
+                Remembered {
+                    fingerprint: key.fingerprint,
+                    outcome: Ok(state.reply_for(&record.event)),
+                    seq: record.seq,
+                    at_s: record.at.as_second(),
+                },
+            );
+        }
+    }
+    Ok((est, keys, snapshot_seq))
+}
+
+impl State {
+    fn execute(
+        &mut self,
+        myself: &ActorRef<Msg>,
+        request: Request,
+        port: RpcReplyPort<Outcome>,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = self.args.clock.now();
+        self.last_activity_s = now.as_second();
+        let Request {
+            caller,
+            command,
+            idempotency_key,
+        } = request;
+        let keyed = idempotency_key.map(|key| (key, fingerprint(&command)));
+        if let Some((key, print)) = &keyed {
+            match self
+                .keys
+                .lookup(caller.user_id, key, *print, now.as_second())
+            {
+                Lookup::Replay(first) => {
+                    let (seq, outcome) = (first.seq, first.outcome.clone());
+                    self.answer_when_durable(seq, port, outcome);
+                    return Ok(());
+                }
+                Lookup::Mismatch => {
+                    let rejection = Rejection::field(
+                        ErrorCode::IdempotencyKeyReused,
+                        "Idempotency-Key",
+                        "this idempotency key was used with a different request",
+                    );
+                    let _ = port.send(Err(rejection));
+                    return Ok(());
+                }
+                Lookup::Miss => {}
+            }
+        }
+        let ctx = Context {
+            now,
+            new_id: Uuid::now_v7(),
+        };
+        let decided = match &self.est {
+            None => decide_create(self.args.id, &caller, &command),
+            Some(est) => decide(est, &ctx, &caller, &command),
+        };
+        let events = match decided {
+            Ok(events) => events,
+            Err(rejection) => {
+                if let Some((key, print)) = &keyed {
+                    let remembered = Remembered {
+                        fingerprint: *print,
+                        outcome: Err(rejection.clone()),
+                        seq: 0,
+                        at_s: now.as_second(),
+                    };
+                    self.keys.remember(caller.user_id, key, remembered);
+                }
+                let _ = port.send(Err(rejection));
+                if self.est.is_none() {
+                    // Nothing to keep alive for: do not let unknown ids hold actors.
+                    myself.stop(Some("no such establishment".into()));
+                }
+                return Ok(());
+            }
+        };
+        let idempotency = keyed.as_ref().map(|(key, print)| IdempotencyRecord {
+            user_id: caller.user_id,
+            key: key.clone(),
+            fingerprint: *print,
+        });
+        let (seq, reply) = self.commit(myself, events, idempotency, now)?;
+        if let Some((key, print)) = &keyed {
+            let remembered = Remembered {
+                fingerprint: *print,
+                outcome: Ok(reply.clone()),
+                seq,
+                at_s: now.as_second(),
+            };
+            self.keys.remember(caller.user_id, key, remembered);
+        }
+        self.waiting.push_back(Waiting {
+            seq,
+            port,
+            outcome: Ok(reply),
+        });
+        Ok(())
+    }
+
+    fn answer_when_durable(&mut self, seq: u64, port: RpcReplyPort<Outcome>, outcome: Outcome) {
+        if seq <= self.durable_seq {
+            let _ = port.send(outcome);
+        } else {
+            self.waiting.push_back(Waiting { seq, port, outcome });
+        }
+    }
+
+    /// Number, apply, publish and journal the events of one accepted command; returns the
+    /// seq of its last event and its reply.
+    fn commit(
+        &mut self,
+        myself: &ActorRef<Msg>,
+        events: Vec<Event>,
+        idempotency: Option<IdempotencyRecord>,
+        now: Timestamp,
+    ) -> Result<(u64, Reply), ActorProcessingErr> {
+        let after = self.est.as_ref().map_or(0, |e| e.seq);
+        let records = number(after, events, now, idempotency);
+        let reply = apply_all(&mut self.est, &records)?;
+        let est = self.est.as_ref().ok_or("no state after commit")?;
+        let seq = est.seq;
+        self.args.view.store(Some(View::new(est.clone())));
+        self.undelivered
+            .extend(records.iter().cloned().map(Arc::new));
+        let append = self.args.journal.append(AppendBatch {
+            establishment_id: self.args.id,
+            records,
+        });
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let result = append.await;
+            let _ = me.cast(Msg::Appended {
+                last_seq: seq,
+                result,
+            });
+        });
+        Ok((seq, reply))
+    }
+
+    async fn appended(
+        &mut self,
+        myself: &ActorRef<Msg>,
+        last_seq: u64,
+        result: Result<(), JournalError>,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Err(failure) = result {
+            let not_durable = Rejection::new(
+                ErrorCode::Unavailable,
+                "the change could not be stored; retry with the same Idempotency-Key",
+            );
+            for waiting in self.waiting.drain(..) {
+                if waiting.seq <= self.durable_seq {
+                    let _ = waiting.port.send(waiting.outcome);
+                } else {
+                    let _ = waiting.port.send(Err(not_durable.clone()));
+                }
+            }
+            error!(establishment_id = %self.args.id, seq = last_seq, error = %failure, "journal append failed; restarting from the store");
+            return Err(failure.into());
+        }
+        self.durable_seq = self.durable_seq.max(last_seq);
+        let durable = self.durable_seq;
+        let mut still_waiting = VecDeque::with_capacity(self.waiting.len());
+        for waiting in self.waiting.drain(..) {
+            if waiting.seq <= durable {
+                let _ = waiting.port.send(waiting.outcome);
+            } else {
+                still_waiting.push_back(waiting);
+            }
+        }
+        self.waiting = still_waiting;
+        while self.undelivered.front().is_some_and(|r| r.seq <= durable) {
+            if let Some(record) = self.undelivered.pop_front() {
+                let _ = self.args.live.send(record.clone());
+                self.ring.push_back(record);
+                if self.ring.len() > self.args.config.ring_capacity {
+                    self.ring.pop_front();
+                }
+            }
+        }
+        if self.passivating.is_some() {
+            self.finish_passivation(myself).await;
+        }
+        Ok(())
+    }
+
+    fn subscribe(&self, since: u64) -> SubscribeParts {
+        let first_in_ring = self.ring.front().map_or(self.durable_seq + 1, |r| r.seq);
+        let gap = (since + 1 < first_in_ring && since < self.durable_seq)
+            .then_some((since, first_in_ring));
+        SubscribeParts {
+            durable_seq: self.durable_seq,
+            backlog: self
+                .ring
+                .iter()
+                .filter(|r| r.seq > since)
+                .cloned()
+                .collect(),
+            gap,
+            live: self.args.live.subscribe(),
+        }
+    }
+
+    async fn tick(&mut self, myself: &ActorRef<Msg>) -> Result<(), ActorProcessingErr> {
+        let now = self.args.clock.now();
+        if let Some(est) = &self.est {
+            let expired = expire_holds(est, now);
+            if !expired.is_empty() {
+                debug!(establishment_id = %self.args.id, count = expired.len(), "holds expired");
+                self.commit(myself, expired, None, now)?;
+            }
+        }
+        let config = self.args.config.clone();
+        let now_s = now.as_second();
+        let seq = self.est.as_ref().map_or(0, |e| e.seq);
+        let due = seq >= self.snapshot_seq + config.snapshot_every_events
+            || (seq > self.snapshot_seq
+                && now_s - self.last_snapshot_s >= config.snapshot_interval.as_secs() as i64);
+        if due && self.is_settled() {
+            self.save_snapshot(false).await;
+        }
+        let idle = now_s - self.last_activity_s >= config.idle_timeout.as_secs() as i64;
+        if idle && self.is_settled() {
+            debug!(establishment_id = %self.args.id, "passivating idle establishment");
+            self.passivating = Some(None);
+            self.finish_passivation(myself).await;
+        }
+        Ok(())
+    }
+
+    /// Every applied event is durable and every reply released.
+    fn is_settled(&self) -> bool {
+        self.waiting.is_empty() && self.undelivered.is_empty()
+    }
+
+    async fn finish_passivation(&mut self, myself: &ActorRef<Msg>) {
+        if !self.is_settled() {
+            return;
+        }
+        if self.est.as_ref().is_some_and(|e| e.seq > self.snapshot_seq) {
+            self.save_snapshot(true).await;
+        }
+        if let Some(Some(port)) = self.passivating.take() {
+            let _ = port.send(());
+        }
+        myself.stop(Some("passivated".into()));
+    }
+
+    /// Snapshot the (settled, so durable) state; `wait` to await the store, else in the
+    /// background.
+    async fn save_snapshot(&mut self, wait: bool) {
+        let Some(est) = &self.est else { return };
+        let stored = StoredSnapshot {
+            state: est.to_snapshot(),
+            keys: self.keys.durable_keys(),
+        };
+        let bytes = match rmp_serde::to_vec_named(&stored) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                error!(establishment_id = %self.args.id, error = %e, "snapshot encoding failed");
+                return;
+            }
+        };
+        let snapshot = Snapshot {
+            seq: est.seq,
+            state: bytes,
+        };
+        self.snapshot_seq = est.seq;
+        self.last_snapshot_s = self.args.clock.now().as_second();
+        let (journal, id) = (self.args.journal.clone(), self.args.id);
+        let save = async move {
+            if let Err(e) = journal.save_snapshot(id, snapshot).await {
+                warn!(establishment_id = %id, error = %e, "snapshot not saved");
+            }
+        };
+        if wait {
+            save.await;
+        } else {
+            tokio::spawn(save);
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! The runtime around the domain: establishment actors, their supervisor and registry.
+//!
+//! [`Engine`] is the handle the gateway holds. `execute` routes a command to its
+//! establishment's actor (activating it from the store on first use) and waits for the
+//! reply, which the actor releases once the command's events are durable. `view` returns
+//! the actor's latest published read view without going through its mailbox.
+//! `subscribe` opens a live feed that resumes after a given seq.
+//!
+//! Bounds: ractor mailboxes are unbounded, so the engine counts commands in flight per
+//! establishment and refuses past [`EngineConfig::max_in_flight_per_establishment`] with
+//! `overloaded`, instead of letting memory grow.
+
+mod actor;
+mod supervisor;
+mod view;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use dashmap::DashMap;
+use jiff::Timestamp;
+use navaro_protocol::{Caller, Command, ErrorCode, EstablishmentId, EventRecord, Rejection, Reply};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorId, ActorRef, MessagingErr};
+use tokio::sync::{OnceCell, broadcast};
+use tracing::warn;
+
+use crate::clock::{Clock, SystemClock};
+use crate::domain::idempotency::MAX_KEY_LEN;
+use crate::store::Journal;
+use actor::{Args, EstablishmentActor, Msg};
+use supervisor::{Supervisor, SupervisorMsg};
+pub use view::View;
+
+/// Tunables of the actor runtime. Every bound says why it is what it is.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Commands queued or awaiting durability per establishment before `overloaded`.
+    /// A busy establishment sees a few hundred a second; 1,024 is seconds of backlog at
+    /// that rate, which a client should rather retry than wait for.
+    pub max_in_flight_per_establishment: usize,
+    /// An establishment with no command for this long is snapshotted and stopped.
+    pub idle_timeout: Duration,
+    /// How often each actor looks at its clock (hold expiry, snapshots, idleness).
+    pub tick_interval: Duration,
+    /// Snapshot after this many events, so recovery replays at most about this many.
+    pub snapshot_every_events: u64,
+    /// ... or after this long with any new event.
+    pub snapshot_interval: Duration,
+    /// Recent durable events kept per establishment for live resume without the store.
+    pub ring_capacity: usize,
+    /// Live events buffered per subscriber; a subscriber further behind is cut off
+    /// (slow consumer) rather than buffered without bound.
+    pub live_channel_capacity: usize,
+    /// The most events a resume reads from the journal; further behind gets `reload`.
+    pub max_resume_events: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_in_flight_per_establishment: 1024,
+            idle_timeout: Duration::from_secs(15 * 60),
+            tick_interval: Duration::from_secs(1),
+            snapshot_every_events: 1000,
+            snapshot_interval: Duration::from_secs(5 * 60),
+            ring_capacity: 4096,
+            live_channel_capacity: 1024,
+            max_resume_events: 10_000,
+        }
+    }
+}
+
+/// A command with who sends it and, optionally, the key that makes a retry safe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub caller: Caller,
+    pub command: Command,
+    pub idempotency_key: Option<String>,
+}
+
+/// The engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot start the supervisor: {0}")]
+    Spawn(String),
+}
+
+/// A live feed of one establishment's durable events.
+pub struct Subscription {
+    /// The last durable seq when the feed opened (the `hello` frame's seq).
+    pub hello_seq: u64,
+    /// `since` is too far behind: the client must refetch state; `backlog` is empty
+    /// and `live` continues after `hello_seq`.
+    pub reload: bool,
+    /// Every durable event after `since` up to `hello_seq`, in order.
+    pub backlog: Vec<Arc<EventRecord>>,
+    /// Every event after `hello_seq`, in order. `Lagged` means the subscriber fell too
+    /// far behind and must be cut off.
+    pub live: broadcast::Receiver<Arc<EventRecord>>,
+}
+
+#[derive(Clone)]
+struct Handle {
+    actor: ActorRef<Msg>,
+    view: Arc<ArcSwapOption<View>>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+type Slot = Arc<OnceCell<Handle>>;
+
+pub(crate) struct Shared {
+    journal: Arc<dyn Journal>,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+    registry: DashMap<EstablishmentId, Slot>,
+    actors: DashMap<ActorId, EstablishmentId>,
+    supervisor: ActorRef<SupervisorMsg>,
+    stopping: AtomicBool,
+}
+
+/// The handle to the engine: cheap to clone, shared by every request handler.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+/// Decrements an establishment's in-flight count when the command is answered (or its
+/// caller goes away).
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Engine {
+    /// Start with the system clock.
+    pub async fn start(
+        journal: Arc<dyn Journal>,
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError> {
+        Self::start_with_clock(journal, Arc::new(SystemClock), config).await
+    }
+
+    pub async fn start_with_clock(
+        journal: Arc<dyn Journal>,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError> {
+        let engine_slot: Arc<std::sync::OnceLock<Weak<Shared>>> = Arc::default();
+        let (supervisor, _) = Actor::spawn(None, Supervisor, engine_slot.clone())
+            .await
+            .map_err(|e| EngineError::Spawn(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            journal,
+            clock,
+            config,
+            registry: DashMap::new(),
+            actors: DashMap::new(),
+            supervisor,
+            stopping: AtomicBool::new(false),
+        });
+        let _ = engine_slot.set(Arc::downgrade(&shared));
+        Ok(Engine { shared })
+    }
+
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Engine {
+        Engine { shared }
+    }
+
+    /// The engine's notion of now (the injected clock).
+    pub fn now(&self) -> Timestamp {
+        self.shared.clock.now()
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
+    /// How many establishments have a running actor.
+    pub fn active_establishments(&self) -> usize {
+        self.shared.registry.len()
+    }
+
+    /// Commands in flight for an establishment (0 when it is not active).
+    pub fn in_flight(&self, id: EstablishmentId) -> usize {
+        self.shared
+            .registry
+            .get(&id)
+            .and_then(|slot| slot.get().map(|h| h.in_flight.load(Ordering::Acquire)))
+            .unwrap_or(0)
+    }
+
+    /// Carry out a command and return its reply once its events are durable.
+    pub async fn execute(&self, id: EstablishmentId, request: Request) -> Result<Reply, Rejection> {
+        if let Some(key) = &request.idempotency_key
+            && (key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control))
+        {
+            return Err(Rejection::invalid(
+                "Idempotency-Key",
+                format!("an idempotency key is 1 to {MAX_KEY_LEN} printable characters"),
+            ));
+        }
+        let creating = matches!(request.command, Command::CreateEstablishment { .. });
+        let mut request = request;
+        for _ in 0..3 {
+            let handle = self.activate(id, creating).await?;
+            let _in_flight = self.admit(&handle)?;
+            match handle
+                .actor
+                .call(|port| Msg::Execute(request, port), None)
+                .await
+            {
+                Ok(CallResult::Success(outcome)) => return outcome,
+                Ok(_) => return Err(unavailable()),
+                // Not delivered: the actor stopped in between (passivated or failed).
+                Err(MessagingErr::SendErr(Msg::Execute(undelivered, _))) => {
+                    self.forget(id, &handle);
+                    request = undelivered;
+                }
+                Err(_) => return Err(unavailable()),
+            }
+        }
+        Err(unavailable())
+    }
+
+    /// The latest read view of an establishment (activating it if needed).
+    pub async fn view(&self, id: EstablishmentId) -> Result<Arc<View>, Rejection> {
+        let handle = self.activate(id, false).await?;
+        handle
+            .view
+            .load_full()
+            .ok_or_else(|| Rejection::not_found("establishment"))
+    }
+
+    /// Open a live feed of the events after `since`.
+    pub async fn subscribe(
+        &self,
+        id: EstablishmentId,
+        since: u64,
+    ) -> Result<Subscription, Rejection> {
+        let handle = self.activate(id, false).await?;
+        let parts = match handle
+            .actor
+            .call(|reply| Msg::Subscribe { since, reply }, None)
+            .await
+        {
+            Ok(CallResult::Success(parts)) => parts,
+            _ => return Err(unavailable()),
+        };
+        let mut subscription = Subscription {
+            hello_seq: parts.durable_seq,
+            reload: false,
+            backlog: parts.backlog,
+            live: parts.live,
+        };
+        if since > parts.durable_seq {
+            subscription.reload = true;
+            subscription.backlog.clear();
+        } else if let Some((from, first_in_ring)) = parts.gap {
+            let missing = (first_in_ring - from - 1) as usize;
+            if missing > self.shared.config.max_resume_events {
+                subscription.reload = true;
+                subscription.backlog.clear();
+            } else {
+                let older = self
+                    .shared
+                    .journal
+                    .read_after(id, from, missing)
+                    .await
+                    .map_err(|_| unavailable())?;
+                let mut backlog: Vec<Arc<EventRecord>> = older
+                    .into_iter()
+                    .filter(|r| r.seq < first_in_ring)
+                    .map(Arc::new)
+                    .collect();
+                backlog.extend(subscription.backlog);
+                subscription.backlog = backlog;
+            }
+        }
+        Ok(subscription)
+    }
+
+    /// Snapshot every active establishment and stop its actor, then the supervisor.
+    pub async fn shutdown(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        let handles: Vec<Handle> = self
+            .shared
+            .registry
+            .iter()
+            .filter_map(|e| e.value().get().cloned())
+            .collect();
+        for handle in handles {
+            let passivated = handle
+                .actor
+                .call(
+                    |port| Msg::Passivate(Some(port)),
+                    Some(Duration::from_secs(10)),
+                )
+                .await;
+            if !matches!(passivated, Ok(CallResult::Success(()))) {
+                warn!("an establishment did not passivate cleanly at shutdown");
+            }
+        }
+        self.shared.supervisor.stop(None);
+    }
+
+    /// Take a slot in the establishment's in-flight budget, or refuse.
+    fn admit(&self, handle: &Handle) -> Result<InFlight, Rejection> {
+        let before = handle.in_flight.fetch_add(1, Ordering::AcqRel);
+        let guard = InFlight(handle.in_flight.clone());
+        if before >= self.shared.config.max_in_flight_per_establishment {
+            return Err(Rejection::new(
+                ErrorCode::Overloaded,
+                "too many requests for this establishment; retry shortly",
+            ));
+        }
+        Ok(guard)
+    }
+
+    /// The running actor of an establishment, started from the store if needed. Unless
+    /// `creating`, an id the store does not know is `not_found` and keeps no actor.
+    async fn activate(&self, id: EstablishmentId, creating: bool) -> Result<Handle, Rejection> {
+        if self.shared.stopping.load(Ordering::SeqCst) {
+            return Err(unavailable());
+        }
+        for _ in 0..3 {
+            let slot = self.shared.registry.entry(id).or_default().clone();
+            let handle = slot.get_or_try_init(|| self.spawn(id)).await?.clone();
+            if handle.actor.get_status() as u8 >= ractor::ActorStatus::Stopping as u8 {
+                self.forget(id, &handle);
+                continue;
+            }
+            if !creating && handle.view.load().is_none() {
+                handle.actor.stop(Some("no such establishment".into()));
+                self.forget(id, &handle);
+                return Err(Rejection::not_found("establishment"));
+            }
+            return Ok(handle);
+        }
+        Err(unavailable())
+    }
+
+    async fn spawn(&self, id: EstablishmentId) -> Result<Handle, Rejection> {
+        let view = Arc::new(ArcSwapOption::empty());
+        let (live, _) = broadcast::channel(self.shared.config.live_channel_capacity);
+        let args = Args {
+            id,
+            journal: self.shared.journal.clone(),
+            clock: self.shared.clock.clone(),
+            config: self.shared.config.clone(),
+            view: view.clone(),
+            live,
+        };
+        let (actor, _) = Actor::spawn_linked(
+            None,
+            EstablishmentActor,
+            args,
+            self.shared.supervisor.get_cell(),
+        )
+        .await
+        .map_err(|e| {
+            warn!(establishment_id = %id, error = %e, "establishment failed to start");
+            unavailable()
+        })?;
+        self.shared.actors.insert(actor.get_id(), id);
+        Ok(Handle {
+            actor,
+            view,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// Drop the registry entry of an establishment if it still points at `handle`.
+    fn forget(&self, id: EstablishmentId, handle: &Handle) {
+        let dead = handle.actor.get_id();
+        self.shared.registry.remove_if(&id, |_, slot| {
+            slot.get().is_none_or(|h| h.actor.get_id() == dead)
+        });
+    }
+
+    /// Called by the supervisor when an actor ended: forget it, and restart it at once if
+    /// it failed (so its establishment is back before the next request needs it).
+    pub(crate) async fn actor_ended(&self, actor: ActorId, failed: bool) {
+        let Some((_, id)) = self.shared.actors.remove(&actor) else {
+            return;
+        };
+        self.shared.registry.remove_if(&id, |_, slot| {
+            slot.get().is_none_or(|h| h.actor.get_id() == actor)
+        });
+        if failed && !self.shared.stopping.load(Ordering::SeqCst) {
+            if let Err(rejection) = self.activate(id, false).await {
+                warn!(establishment_id = %id, error = %rejection, "restart after failure did not succeed; next request retries");
+            }
+        }
+    }
+}
+
+fn unavailable() -> Rejection {
+    Rejection::new(
+        ErrorCode::Unavailable,
+        "the establishment is temporarily unavailable; retry shortly",
+    )
+}

@@ -1,0 +1,90 @@
+//! The immutable read view an establishment actor publishes after every change.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use navaro_protocol::{
+    Booking, BookingId, EstablishmentId, EstablishmentSettings, Rejection, Service, Staff, UserId,
+};
+
+use crate::domain::time::{LocalDay, epoch_day};
+use crate::domain::{AvailabilityQuery, Establishment, Slot, availability};
+
+/// A consistent picture of one establishment at one seq. Cheap to clone (shared
+/// structure); never changes once published, so request handlers read it without
+/// waiting for the actor.
+#[derive(Clone, Debug)]
+pub struct View {
+    state: Establishment,
+}
+
+impl View {
+    pub(crate) fn new(state: Establishment) -> Arc<View> {
+        Arc::new(View { state })
+    }
+
+    pub fn id(&self) -> EstablishmentId {
+        self.state.id
+    }
+
+    pub fn owner_id(&self) -> navaro_protocol::UserId {
+        self.state.owner_id
+    }
+
+    pub fn settings(&self) -> &EstablishmentSettings {
+        &self.state.settings.raw
+    }
+
+    pub fn timezone(&self) -> &TimeZone {
+        &self.state.settings.tz
+    }
+
+    /// The seq of the last event applied (possibly not yet durable).
+    pub fn seq(&self) -> u64 {
+        self.state.seq
+    }
+
+    pub fn staff(&self) -> Vec<Staff> {
+        self.state.staff.iter().map(|s| s.info.clone()).collect()
+    }
+
+    pub fn services(&self) -> Vec<Service> {
+        self.state.services.iter().map(|s| s.info.clone()).collect()
+    }
+
+    pub fn availability(
+        &self,
+        query: &AvailabilityQuery,
+        now: Timestamp,
+    ) -> Result<Vec<Slot>, Rejection> {
+        availability(&self.state, query, now)
+    }
+
+    pub fn booking(&self, id: BookingId) -> Option<Booking> {
+        self.state.bookings.get(&id).map(|b| (**b).clone())
+    }
+
+    /// The bookings starting on a local date (every status), in start order; only one
+    /// customer's when `customer` is given.
+    pub fn bookings_on(&self, date: Date, customer: Option<UserId>) -> Vec<Booking> {
+        let tz = &self.state.settings.tz;
+        let day = LocalDay::new(tz, date);
+        let next = LocalDay::from_epoch_day(tz, epoch_day(date) + 1);
+        let (from, to) = (day.instant(tz, 0), next.instant(tz, 0));
+        let lowest = BookingId(uuid::Uuid::nil());
+        self.state
+            .agenda
+            .range((from, lowest)..(to, lowest))
+            .filter_map(|(_, id)| self.state.bookings.get(id))
+            .filter(|b| customer.is_none_or(|c| b.customer_id == c))
+            .map(|b| (**b).clone())
+            .collect()
+    }
+
+    /// The domain state itself, for tests and benchmarks.
+    pub fn state(&self) -> &Establishment {
+        &self.state
+    }
+}
