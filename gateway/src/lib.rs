@@ -7,7 +7,7 @@
 //! [`limits`]. [`routes`] holds the handlers by area of API.md; they authenticate with
 //! [`auth`] (argon2id passwords, JWTs with `kid` rotation), authorize against the
 //! caller's membership of the establishment in the path, and send commands to the
-//! engine through [`engine_api`] (a stand-in until the engine's public API lands).
+//! engine through [`engine_api`].
 //! [`dto`] holds the request and response bodies, which render instants in the
 //! establishment's offset; [`error`] is the one table from error code to HTTP status.
 //! [`live`] serves the WebSocket feed; [`stores`] adapts the stores (memory for now);

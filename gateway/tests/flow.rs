@@ -1,9 +1,6 @@
 //! End-to-end tests of the booking flow against the real binary: the whole flow,
 //! contention on one slot, idempotent retries, MessagePack, the authorization matrix and
 //! the live feed with resume.
-//!
-//! They need the engine (`navaro_engine::Engine`), which lands separately; until the
-//! gateway is merged with it they are ignored (`cargo test -- --ignored` runs them).
 
 mod common;
 
@@ -93,7 +90,6 @@ async fn slots(server: &Server, id: &str, service: &str, from: Date) -> Vec<Valu
 }
 
 #[tokio::test]
-#[ignore = "needs the engine"]
 async fn whole_flow_register_to_cancel() {
     let server = Server::start();
     let (owner, id, staff_id, service) = setup(&server, 10).await;
@@ -197,7 +193,6 @@ async fn whole_flow_register_to_cancel() {
 }
 
 #[tokio::test]
-#[ignore = "needs the engine"]
 async fn two_hundred_concurrent_bookings_of_one_slot_give_exactly_one_201() {
     let server = Server::start();
     let (_, id, _, service) = setup(&server, 1000).await;
@@ -241,7 +236,6 @@ async fn two_hundred_concurrent_bookings_of_one_slot_give_exactly_one_201() {
 }
 
 #[tokio::test]
-#[ignore = "needs the engine"]
 async fn idempotent_retries_return_the_first_answer() {
     let server = Server::start();
     let (_, id, _, service) = setup(&server, 10).await;
@@ -275,7 +269,6 @@ async fn idempotent_retries_return_the_first_answer() {
 }
 
 #[tokio::test]
-#[ignore = "needs the engine"]
 async fn booking_in_messagepack() {
     let server = Server::start();
     let (_, id, _, service) = setup(&server, 10).await;
@@ -302,7 +295,6 @@ async fn booking_in_messagepack() {
 /// Authorization matrix: two establishments, their owners, a staff member of A, two
 /// customers, an admin and anonymous, against every endpoint taking an id of A.
 #[tokio::test]
-#[ignore = "needs the engine"]
 async fn authorization_matrix() {
     let server =
         Server::start_with(&[("NAVARO_AUTH__ADMIN_EMAILS", "[\"admin@navaro.test\"]")]).unwrap();
@@ -521,7 +513,6 @@ async fn next_json(
 }
 
 #[tokio::test]
-#[ignore = "needs the engine"]
 async fn live_feed_backlog_live_and_resume() {
     let server = Server::start();
     let (owner, id, _, service) = setup(&server, 10).await;
