@@ -34,6 +34,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub websocket: WebSocketSettings,
     pub log: LogSettings,
+    pub engine: EngineSettings,
 }
 
 impl Default for Settings {
@@ -47,6 +48,7 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             websocket: WebSocketSettings::default(),
             log: LogSettings::default(),
+            engine: EngineSettings::default(),
         }
     }
 }
@@ -205,6 +207,21 @@ impl Default for WebSocketSettings {
             max_lag_events: 256,
         }
     }
+}
+
+/// Engine tunables; each left unset keeps the engine's own default (documented on
+/// `navaro_engine::EngineConfig`, which says why each is what it is).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineSettings {
+    /// Commands queued or awaiting durability per establishment before 503 overloaded.
+    pub max_in_flight_per_establishment: Option<usize>,
+    /// An establishment idle this long is snapshotted and stopped.
+    pub idle_timeout_seconds: Option<u64>,
+    /// Live events buffered per subscriber before it is cut off as a slow consumer.
+    pub live_channel_capacity: Option<usize>,
+    /// The most events a live resume replays; further behind gets `reload`.
+    pub max_resume_events: Option<usize>,
 }
 
 /// Log output.

@@ -75,7 +75,7 @@ impl Application {
         stores: Stores,
     ) -> Result<Application, StartupError> {
         telemetry::install_metrics();
-        let engine = Engine::start(stores.journal.clone(), EngineConfig::default()).await?;
+        let engine = Engine::start(stores.journal.clone(), engine_config(&settings)).await?;
         let addr = settings.http.listen;
         let tcp = TcpListener::bind(addr)
             .await
@@ -154,6 +154,25 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The engine's configuration: its defaults, overridden by what the settings name.
+fn engine_config(settings: &Settings) -> EngineConfig {
+    let mut config = EngineConfig::default();
+    let s = &settings.engine;
+    if let Some(n) = s.max_in_flight_per_establishment {
+        config.max_in_flight_per_establishment = n;
+    }
+    if let Some(secs) = s.idle_timeout_seconds {
+        config.idle_timeout = Duration::from_secs(secs);
+    }
+    if let Some(n) = s.live_channel_capacity {
+        config.live_channel_capacity = n;
+    }
+    if let Some(n) = s.max_resume_events {
+        config.max_resume_events = n;
+    }
+    config
 }
 
 /// SIGTERM (orchestrators) or ctrl-c (a terminal).

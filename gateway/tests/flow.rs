@@ -554,3 +554,35 @@ async fn live_feed_backlog_live_and_resume() {
     }
     let _ = all.send(Message::Close(None)).await;
 }
+
+#[tokio::test]
+async fn overloaded_engine_answers_503_with_retry_after() {
+    let server = Server::start_with(&[
+        ("NAVARO_ENGINE__MAX_IN_FLIGHT_PER_ESTABLISHMENT", "1"),
+        ("NAVARO_LIMITS__OVERLOADED_RETRY_AFTER_SECONDS", "2"),
+    ])
+    .unwrap();
+    let (_, id, _, service) = setup(&server, 1000).await;
+    let free = slots(&server, &id, &service, ahead(2)).await;
+    let (customer, _) = server.register("busy").await;
+    let path = format!("/v1/establishments/{id}/bookings");
+    let attempts = free.iter().take(40).map(|slot| {
+        server.call(
+            Method::POST,
+            &path,
+            Some(&customer),
+            Some(json!({"service_id": service, "start": slot["start"]})),
+        )
+    });
+    let results = futures::future::join_all(attempts).await;
+    let overloaded: Vec<_> = results
+        .iter()
+        .filter(|r| r.0 == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert!(!overloaded.is_empty(), "an in-flight cap of 1 refuses some of 40 at once");
+    for (_, headers, body) in overloaded {
+        assert_eq!(code(body), "overloaded");
+        assert_eq!(headers["retry-after"], "2");
+    }
+    assert!(results.iter().any(|r| r.0 == StatusCode::CREATED));
+}

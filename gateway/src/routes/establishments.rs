@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use jiff::Timestamp;
 use jiff::civil::Date;
 use navaro_persistence::accounts::{AccountError, MemberRole, Membership};
-use navaro_protocol::{Caller, Command, EstablishmentId, Reply, Role};
+use navaro_protocol::{Caller, Command, ErrorCode, EstablishmentId, Reply, Role};
 use uuid::Uuid;
 
 use crate::auth::{AuthUser, MaybeAuth};
@@ -84,7 +84,15 @@ pub async fn execute(
         Err(r) => r.code.as_str(),
     };
     metrics::counter!("navaro_commands_total", "kind" => kind, "outcome" => outcome).increment(1);
-    result.map_err(ApiError::from)
+    result.map_err(|rejection| {
+        let overloaded = rejection.code == ErrorCode::Overloaded;
+        let mut error = ApiError::from(rejection);
+        if overloaded {
+            let seconds = state.settings.limits.overloaded_retry_after_seconds.max(1);
+            error.retry_after = Some(std::time::Duration::from_secs(u64::from(seconds)));
+        }
+        error
+    })
 }
 
 fn unexpected(reply: &Reply) -> ApiError {
