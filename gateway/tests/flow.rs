@@ -6,88 +6,12 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{Server, code};
+use common::{Server, ahead, code, setup, slots};
 use futures::{SinkExt, StreamExt};
-use jiff::Timestamp;
-use jiff::civil::Date;
-use jiff::tz::TimeZone;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-const TZ: &str = "America/Sao_Paulo";
-
-/// A date a few days ahead in the establishment's zone (clear of minimum notice).
-fn ahead(days: i64) -> Date {
-    let today = TimeZone::get(TZ)
-        .unwrap()
-        .to_datetime(Timestamp::now())
-        .date();
-    today.checked_add(jiff::Span::new().days(days)).unwrap()
-}
-
-/// An establishment with one staff member working every day 09:00-18:00 and a 30-minute
-/// service; returns (owner token, establishment id, staff id, service id).
-async fn setup(server: &Server, max_future: u32) -> (String, String, String, String) {
-    let (owner, _) = server.register("owner").await;
-    let (status, _, est) = server
-        .call(
-            Method::POST,
-            "/v1/establishments",
-            Some(&owner),
-            Some(
-                json!({"name": "Barbearia", "timezone": TZ, "slot_minutes": 15,
-                        "max_future_bookings_per_customer": max_future}),
-            ),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{est}");
-    let id = est["id"].as_str().unwrap().to_owned();
-    let day = json!([["09:00", "18:00"]]);
-    let hours =
-        json!({"mon": day, "tue": day, "wed": day, "thu": day, "fri": day, "sat": day, "sun": day});
-    let (status, _, staff) = server
-        .call(
-            Method::POST,
-            &format!("/v1/establishments/{id}/staff"),
-            Some(&owner),
-            Some(json!({"name": "Carlos", "hours": hours})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{staff}");
-    let staff_id = staff["id"].as_str().unwrap().to_owned();
-    let (status, _, service) = server
-        .call(
-            Method::POST,
-            &format!("/v1/establishments/{id}/services"),
-            Some(&owner),
-            Some(json!({"name": "Corte", "duration_minutes": 30, "price_cents": 5000, "staff_ids": [staff_id]})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{service}");
-    (
-        owner,
-        id,
-        staff_id,
-        service["id"].as_str().unwrap().to_owned(),
-    )
-}
-
-async fn slots(server: &Server, id: &str, service: &str, from: Date) -> Vec<Value> {
-    let (status, _, body) = server
-        .call(
-            Method::GET,
-            &format!(
-                "/v1/establishments/{id}/availability?service_id={service}&from={from}&days=1"
-            ),
-            None,
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["slots"].as_array().unwrap().clone()
-}
 
 #[tokio::test]
 async fn whole_flow_register_to_cancel() {
@@ -579,7 +503,10 @@ async fn overloaded_engine_answers_503_with_retry_after() {
         .iter()
         .filter(|r| r.0 == StatusCode::SERVICE_UNAVAILABLE)
         .collect();
-    assert!(!overloaded.is_empty(), "an in-flight cap of 1 refuses some of 40 at once");
+    assert!(
+        !overloaded.is_empty(),
+        "an in-flight cap of 1 refuses some of 40 at once"
+    );
     for (_, headers, body) in overloaded {
         assert_eq!(code(body), "overloaded");
         assert_eq!(headers["retry-after"], "2");

@@ -7,6 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use jiff::Timestamp;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -200,4 +203,77 @@ fn parse_port(line: &str) -> Option<u16> {
 /// The error code of an error body.
 pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+const TZ: &str = "America/Sao_Paulo";
+
+/// A date a few days ahead in the establishment's zone (clear of minimum notice).
+pub fn ahead(days: i64) -> Date {
+    let today = TimeZone::get(TZ)
+        .unwrap()
+        .to_datetime(Timestamp::now())
+        .date();
+    today.checked_add(jiff::Span::new().days(days)).unwrap()
+}
+
+/// An establishment with one staff member working every day 09:00-18:00 and a 30-minute
+/// service; returns (owner token, establishment id, staff id, service id).
+pub async fn setup(server: &Server, max_future: u32) -> (String, String, String, String) {
+    let (owner, _) = server.register("owner").await;
+    let (status, _, est) = server
+        .call(
+            Method::POST,
+            "/v1/establishments",
+            Some(&owner),
+            Some(
+                json!({"name": "Barbearia", "timezone": TZ, "slot_minutes": 15,
+                        "max_future_bookings_per_customer": max_future}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{est}");
+    let id = est["id"].as_str().unwrap().to_owned();
+    let day = json!([["09:00", "18:00"]]);
+    let hours =
+        json!({"mon": day, "tue": day, "wed": day, "thu": day, "fri": day, "sat": day, "sun": day});
+    let (status, _, staff) = server
+        .call(
+            Method::POST,
+            &format!("/v1/establishments/{id}/staff"),
+            Some(&owner),
+            Some(json!({"name": "Carlos", "hours": hours})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{staff}");
+    let staff_id = staff["id"].as_str().unwrap().to_owned();
+    let (status, _, service) = server
+        .call(
+            Method::POST,
+            &format!("/v1/establishments/{id}/services"),
+            Some(&owner),
+            Some(json!({"name": "Corte", "duration_minutes": 30, "price_cents": 5000, "staff_ids": [staff_id]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{service}");
+    (
+        owner,
+        id,
+        staff_id,
+        service["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+pub async fn slots(server: &Server, id: &str, service: &str, from: Date) -> Vec<Value> {
+    let (status, _, body) = server
+        .call(
+            Method::GET,
+            &format!(
+                "/v1/establishments/{id}/availability?service_id={service}&from={from}&days=1"
+            ),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["slots"].as_array().unwrap().clone()
 }
