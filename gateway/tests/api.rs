@@ -409,3 +409,78 @@ async fn sigterm_shuts_down_cleanly() {
         .expect("exited within the grace period");
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn demo_loads_a_realistic_establishment() {
+    let server = Server::spawn(&["demo"], &[]).unwrap();
+    let (status, _, login) = server
+        .call(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(json!({"email": "owner@demo.navaro.dev", "password": "navaro-demo"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    let token = login["token"].as_str().unwrap();
+    let (_, _, me) = server.call(Method::GET, "/v1/me", Some(token), None).await;
+    let id = me["memberships"][0]["establishment_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(me["memberships"][0]["role"], "owner");
+    let (status, _, est) = server
+        .call(Method::GET, &format!("/v1/establishments/{id}"), None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(est["staff"].as_array().unwrap().len(), 3);
+    assert_eq!(est["services"].as_array().unwrap().len(), 4);
+    let (_, _, login) = server
+        .call(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(json!({"email": "bruno@demo.navaro.dev", "password": "navaro-demo"})),
+        )
+        .await;
+    let (_, _, mine) = server
+        .call(
+            Method::GET,
+            "/v1/me/bookings",
+            login["token"].as_str(),
+            None,
+        )
+        .await;
+    assert!(!mine["bookings"].as_array().unwrap().is_empty(), "{mine}");
+}
+
+#[test]
+fn migrate_runs_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_navaro"))
+        .arg("migrate")
+        .env("NAVARO_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+}
+
+#[tokio::test]
+async fn connection_cap_holds_further_clients_back() {
+    let server = Server::start_with(&[("NAVARO_HTTP__MAX_CONNECTIONS", "1")]).unwrap();
+    // One client holds the only connection (keep-alive).
+    let (status, _, _) = server.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let other = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let refused = other.get(server.url("/healthz")).send().await;
+    assert!(
+        refused.is_err(),
+        "a second connection waits while the first is open"
+    );
+    // Still served on the open connection.
+    let (status, _, _) = server.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+}
