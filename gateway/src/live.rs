@@ -13,8 +13,9 @@
 //! [`CLOSE_SLOW_CONSUMER`] and resumes with `since`. On shutdown every subscriber is
 //! closed with 1001 (going away).
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -22,7 +23,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use jiff::Timestamp;
-use navaro_protocol::{Caller, Encoding, Event, EventRecord, encode};
+use navaro_protocol::{Caller, Encoding, EstablishmentId, Event, EventRecord, encode};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast};
 use uuid::Uuid;
@@ -51,11 +52,21 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest outgoing message; frames are a few KiB, this only bounds a surprise.
 const MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 
-/// Open live connections, for the gauge and for draining at shutdown.
+/// Encoded frames kept for reuse: one event fans out to every subscriber of its
+/// establishment, and encoding it once instead of once per subscriber is what keeps a
+/// 10k-subscriber fan-out cheap. A few hundred entries cover every establishment's
+/// latest events at any realistic event rate.
+const FRAME_CACHE_ENTRIES: usize = 512;
+
+type FrameKey = (EstablishmentId, u64, Encoding);
+
+/// Open live connections (for the gauge and for draining at shutdown), and the cache of
+/// encoded frames they share.
 #[derive(Default)]
 pub struct LiveRegistry {
     open: AtomicUsize,
     drained: Notify,
+    frames: Mutex<(HashMap<FrameKey, Message>, VecDeque<FrameKey>)>,
 }
 
 impl LiveRegistry {
@@ -63,6 +74,31 @@ impl LiveRegistry {
         let n = self.open.fetch_add(1, Ordering::SeqCst) + 1;
         metrics::gauge!("navaro_live_subscribers").set(n as f64);
         LiveGuard(self.clone())
+    }
+
+    /// The encoded frame for an event, encoding it on first use.
+    fn frame(&self, key: FrameKey, encode: impl FnOnce() -> Option<Message>) -> Option<Message> {
+        if let Some(message) = self.lock_frames().0.get(&key) {
+            return Some(message.clone());
+        }
+        let message = encode()?;
+        let mut frames = self.lock_frames();
+        let (map, order) = &mut *frames;
+        if map.insert(key, message.clone()).is_none() {
+            order.push_back(key);
+            if order.len() > FRAME_CACHE_ENTRIES
+                && let Some(oldest) = order.pop_front()
+            {
+                map.remove(&oldest);
+            }
+        }
+        Some(message)
+    }
+
+    fn lock_frames(
+        &self,
+    ) -> std::sync::MutexGuard<'_, (HashMap<FrameKey, Message>, VecDeque<FrameKey>)> {
+        self.frames.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn open(&self) -> usize {
@@ -196,6 +232,7 @@ pub async fn live(
     };
     let session = Session {
         state: state.clone(),
+        establishment_id: est(id),
         caller,
         encoding,
         max_lag: ws.max_lag_events,
@@ -205,6 +242,7 @@ pub async fn live(
 
 struct Session {
     state: AppState,
+    establishment_id: EstablishmentId,
     caller: Caller,
     encoding: Encoding,
     max_lag: usize,
@@ -230,9 +268,13 @@ impl Session {
     }
 
     async fn send<T: Serialize>(&self, socket: &mut WebSocket, value: &T) -> Result<(), End> {
-        let Some(message) = self.message(value) else {
-            return Ok(());
-        };
+        match self.message(value) {
+            Some(message) => self.send_message(socket, message).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn send_message(&self, socket: &mut WebSocket, message: Message) -> Result<(), End> {
         match tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(End::Client),
@@ -256,12 +298,18 @@ impl Session {
         if !self.visible(record) {
             return Ok(());
         }
-        let frame = Frame {
-            seq: record.seq,
-            event: &record.event,
-            at: record.at,
-        };
-        self.send(socket, &frame).await
+        let key = (self.establishment_id, record.seq, self.encoding);
+        let message = self.state.live.frame(key, || {
+            self.message(&Frame {
+                seq: record.seq,
+                event: &record.event,
+                at: record.at,
+            })
+        });
+        match message {
+            Some(message) => self.send_message(socket, message).await,
+            None => Ok(()),
+        }
     }
 
     async fn run(self, mut socket: WebSocket, subscription: crate::engine_api::Subscription) {
