@@ -126,3 +126,18 @@ fn secrets_are_redacted_in_debug() {
         Ok(())
     });
 }
+
+#[test]
+fn the_example_file_is_valid_and_matches_the_defaults() {
+    Jail::expect_with(|jail| {
+        jail.create_file("example.toml", include_str!("../navaro.example.toml"))?;
+        let s = load_in(jail, Some("example.toml")).unwrap();
+        let d = Settings::default();
+        assert_eq!(s.http.listen, d.http.listen);
+        assert_eq!(s.http.body_limit_bytes, d.http.body_limit_bytes);
+        assert_eq!(s.limits.login_burst, d.limits.login_burst);
+        assert_eq!(s.websocket.max_lag_events, d.websocket.max_lag_events);
+        assert_eq!(s.auth.signing_key.kid, d.auth.signing_key.kid);
+        Ok(())
+    });
+}
