@@ -23,13 +23,14 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use navaro_protocol::{Caller, Encoding, EstablishmentId, Event, EventRecord, encode};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast};
 use uuid::Uuid;
 
 use crate::auth::AuthUser;
-use crate::dto::est;
+use crate::dto::{est, render};
 use crate::error::ApiError;
 use crate::routes::establishments::resolve;
 use crate::state::AppState;
@@ -233,6 +234,7 @@ pub async fn live(
     let session = Session {
         state: state.clone(),
         establishment_id: est(id),
+        timezone: view.timezone().clone(),
         caller,
         encoding,
         max_lag: ws.max_lag_events,
@@ -243,9 +245,43 @@ pub async fn live(
 struct Session {
     state: AppState,
     establishment_id: EstablishmentId,
+    /// Instants in frames are rendered in the establishment's offset, as in responses.
+    timezone: TimeZone,
     caller: Caller,
     encoding: Encoding,
     max_lag: usize,
+}
+
+/// The instant fields of events (see `navaro_protocol::event`).
+const INSTANT_FIELDS: [&str; 7] = [
+    "at",
+    "start",
+    "end",
+    "created_at",
+    "expires_at",
+    "previous_start",
+    "joined_at",
+];
+
+/// Re-render the instants of a frame (UTC in the protocol's encoding) with the
+/// establishment's offset, as API.md asks of every instant.
+fn localize_instants(value: &mut serde_json::Value, tz: &TimeZone) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, field) in map.iter_mut() {
+                if let serde_json::Value::String(text) = field
+                    && INSTANT_FIELDS.contains(&key.as_str())
+                    && let Ok(ts) = text.parse::<Timestamp>()
+                {
+                    *text = render(ts, tz);
+                } else {
+                    localize_instants(field, tz);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| localize_instants(v, tz)),
+        _ => {}
+    }
 }
 
 /// Why a session ended, and the close frame to send.
@@ -300,11 +336,14 @@ impl Session {
         }
         let key = (self.establishment_id, record.seq, self.encoding);
         let message = self.state.live.frame(key, || {
-            self.message(&Frame {
+            let frame = Frame {
                 seq: record.seq,
                 event: &record.event,
                 at: record.at,
-            })
+            };
+            let mut value = serde_json::to_value(&frame).ok()?;
+            localize_instants(&mut value, &self.timezone);
+            self.message(&value)
         });
         match message {
             Some(message) => self.send_message(socket, message).await,

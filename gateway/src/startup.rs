@@ -48,6 +48,8 @@ pub enum StartupError {
     },
     #[error("cannot set up authentication: {0}")]
     Auth(#[from] AuthError),
+    #[error("cannot create the data directory: {0}")]
+    DataDir(std::io::Error),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -65,6 +67,10 @@ impl Application {
     /// Open the configured stores and build the server on them.
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
         let url = settings.database_url();
+        if !settings.uses_postgres() {
+            // The embedded SQLite file lives under the data directory.
+            std::fs::create_dir_all(&settings.data_dir).map_err(StartupError::DataDir)?;
+        }
         let stores = stores::open(url.expose(), StoreOptions::default()).await?;
         Self::build_with_stores(settings, stores).await
     }

@@ -89,7 +89,11 @@ async fn customers_see_only_their_own_events_in_msgpack_with_a_query_token() {
     book(&server, &id, &alice, &service, &free[4]["start"]).await;
     let frame = next_value(&mut feed).await;
     assert_eq!(frame["type"], "booking.confirmed");
-    assert!(frame["data"]["booking"]["start"].as_str().is_some());
+    assert_eq!(
+        frame["data"]["booking"]["start"], free[4]["start"],
+        "in the establishment's offset"
+    );
+    assert!(frame["at"].as_str().unwrap().ends_with("-03:00"));
     assert_eq!(
         frame["seq"].as_u64(),
         Some(hello["seq"].as_u64().unwrap() + 2),
