@@ -484,3 +484,20 @@ async fn connection_cap_holds_further_clients_back() {
     let (status, _, _) = server.call(Method::GET, "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_request_over_the_timeout_is_503() {
+    // Registering hashes a password (tens of milliseconds): over a 1 ms budget.
+    let server = Server::start_with(&[("NAVARO_HTTP__REQUEST_TIMEOUT_MS", "1")]).unwrap();
+    let (status, headers, body) = server
+        .call(
+            Method::POST,
+            "/v1/auth/register",
+            None,
+            Some(json!({"email": "slow@example.com", "password": "correct horse battery", "name": "S"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(code(&body), "unavailable");
+    assert!(headers.contains_key("retry-after"));
+}

@@ -1,6 +1,6 @@
 //! Measurements, not assertions (a timing never belongs in a test's verdict): run with
 //! `cargo test -p navaro-gateway --test measure -- --ignored --nocapture`, optionally
-//! `NAVARO_MEASURE_SUBSCRIBERS=N` (default 10000; the open-file limit bounds it).
+//! `MEASURE_SUBSCRIBERS=N` (default 10000; the open-file limit bounds it).
 //!
 //! Opens N idle live subscribers (members, JSON) to one establishment, reports the
 //! server's resident memory per subscriber, then makes one booking and reports how long
@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; run explicitly"]
 async fn idle_subscribers_memory_and_fanout_latency() {
-    let n: usize = std::env::var("NAVARO_MEASURE_SUBSCRIBERS")
+    let n: usize = std::env::var("MEASURE_SUBSCRIBERS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
@@ -71,6 +71,7 @@ async fn idle_subscribers_memory_and_fanout_latency() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
+    let post_elapsed = started_post.elapsed();
     let offset = started_post.duration_since(started);
     let mut latencies: Vec<Duration> = futures::future::join_all(waiters)
         .await
@@ -80,7 +81,8 @@ async fn idle_subscribers_memory_and_fanout_latency() {
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!(
-        "fanout subscribers={n} p50={:?} p99={:?} max={:?} (from before the POST, booking durable included)",
+        "fanout subscribers={n} post={post_elapsed:?} min={:?} p50={:?} p99={:?} max={:?} (from before the POST, booking durable included)",
+        latencies[0],
         pct(0.50),
         pct(0.99),
         latencies[latencies.len() - 1]

@@ -55,11 +55,16 @@ impl Server {
         command
             .args(args)
             .env_remove("RUST_LOG")
+            .env_remove("NAVARO_CONFIG")
             .env("NAVARO_HTTP__LISTEN", "127.0.0.1:0")
             .env("NAVARO_DATA_DIR", data_dir.path())
             .env("NAVARO_LOG__FILTER", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        // The developer's own NAVARO_* settings must not leak into a test server.
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("NAVARO_")) {
+            command.env_remove(k);
+        }
         for (k, v) in TEST_ENV.iter().chain(env) {
             command.env(k, v);
         }
