@@ -24,6 +24,51 @@ pub struct Server {
     pub logs: Arc<Mutex<Vec<String>>>,
     pub client: reqwest::Client,
     _data_dir: tempfile::TempDir,
+    /// The fresh Postgres database of this server, dropped with it.
+    postgres: Option<FreshDatabase>,
+}
+
+/// With `TEST_POSTGRES_URL` set (an admin URL such as
+/// `postgres://postgres@127.0.0.1:5432/postgres`), each server gets a fresh Postgres
+/// database; otherwise it runs on the default SQLite file in its own data directory.
+pub const POSTGRES_ENV: &str = "TEST_POSTGRES_URL";
+
+struct FreshDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl FreshDatabase {
+    fn create(admin_url: &str) -> anyhow::Result<FreshDatabase> {
+        let name = format!("navaro_gw_{}", uuid::Uuid::new_v4().simple());
+        psql(admin_url, &format!("CREATE DATABASE {name}"))?;
+        let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
+        Ok(FreshDatabase {
+            admin_url: admin_url.to_owned(),
+            url: format!("{base}/{name}"),
+            name,
+        })
+    }
+}
+
+impl Drop for FreshDatabase {
+    fn drop(&mut self) {
+        let _ = psql(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let status = Command::new("psql")
+        .args([url, "-q", "-c", sql])
+        .stdout(Stdio::null())
+        .status()
+        .context("running psql")?;
+    anyhow::ensure!(status.success(), "psql failed: {sql}");
+    Ok(())
 }
 
 /// Generous limits so tests exercise behaviour, not the default rate limits (tests of
@@ -51,6 +96,10 @@ impl Server {
 
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Server> {
         let data_dir = tempfile::tempdir()?;
+        let postgres = match std::env::var(POSTGRES_ENV) {
+            Ok(admin) => Some(FreshDatabase::create(&admin)?),
+            Err(_) => None,
+        };
         let mut command = Command::new(env!("CARGO_BIN_EXE_navaro"));
         command
             .args(args)
@@ -67,6 +116,9 @@ impl Server {
         }
         for (k, v) in TEST_ENV.iter().chain(env) {
             command.env(k, v);
+        }
+        if let Some(db) = &postgres {
+            command.env("NAVARO_DATABASE_URL", &db.url);
         }
         let mut child = command.spawn().context("spawning navaro")?;
         let stdout = child.stdout.take().context("stdout")?;
@@ -102,6 +154,7 @@ impl Server {
                 .pool_max_idle_per_host(64)
                 .build()?,
             _data_dir: data_dir,
+            postgres,
         })
     }
 
@@ -207,6 +260,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        drop(self.postgres.take());
     }
 }
 
