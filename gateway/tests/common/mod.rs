@@ -100,6 +100,26 @@ impl Server {
             Ok(admin) => Some(FreshDatabase::create(&admin)?),
             Err(_) => None,
         };
+        Self::spawn_on(args, env, data_dir, postgres)
+    }
+
+    /// Kill the process outright (SIGKILL: no shutdown, no snapshot) and start a new
+    /// one on the same data directory and database.
+    pub fn crash_and_restart(mut self) -> anyhow::Result<Server> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let data_dir = std::mem::replace(&mut self._data_dir, tempfile::tempdir()?);
+        let postgres = self.postgres.take();
+        drop(self);
+        Self::spawn_on(&["serve"], &[], data_dir, postgres)
+    }
+
+    fn spawn_on(
+        args: &[&str],
+        env: &[(&str, &str)],
+        data_dir: tempfile::TempDir,
+        postgres: Option<FreshDatabase>,
+    ) -> anyhow::Result<Server> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_navaro"));
         command
             .args(args)
