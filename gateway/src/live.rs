@@ -346,7 +346,10 @@ impl Session {
             self.message(&value)
         });
         match message {
-            Some(message) => self.send_message(socket, message).await,
+            Some(message) => {
+                metrics::counter!("navaro_live_frames_total").increment(1);
+                self.send_message(socket, message).await
+            }
             None => Ok(()),
         }
     }
@@ -354,6 +357,13 @@ impl Session {
     async fn run(self, mut socket: WebSocket, subscription: crate::engine_api::Subscription) {
         let _guard = self.state.live.enter();
         let end = self.stream(&mut socket, subscription).await;
+        let reason_label = match &end {
+            End::Client => "client",
+            End::Close(CLOSE_SLOW_CONSUMER, _) => "slow_consumer",
+            End::Close(CLOSE_GOING_AWAY, _) => "shutdown",
+            End::Close(_, _) => "feed_ended",
+        };
+        metrics::counter!("navaro_live_disconnects_total", "reason" => reason_label).increment(1);
         if let End::Close(code, reason) = end {
             let frame = CloseFrame {
                 code,

@@ -4,7 +4,8 @@
 //! several applications in one process share it). Per route: `http_requests_total`
 //! {method, route, status} and the `http_request_duration_seconds` histogram; plus
 //! `navaro_connections_open`, `navaro_live_subscribers`, `navaro_commands_total`
-//! {kind, outcome} and `navaro_rate_limited_total`.
+//! {kind, outcome}, `navaro_rate_limited_total`, `navaro_live_frames_total` and
+//! `navaro_live_disconnects_total` {reason}.
 
 use std::sync::OnceLock;
 use std::time::Instant;
