@@ -61,6 +61,7 @@ async fn idle_subscribers_memory_and_fanout_latency() {
         })
         .collect();
     let (customer, _) = server.register("fanout").await;
+    let cpu_before = server.cpu_time();
     let started_post = Instant::now();
     let (status, _, _) = server
         .call(
@@ -78,10 +79,11 @@ async fn idle_subscribers_memory_and_fanout_latency() {
         .into_iter()
         .map(|r| r.unwrap().saturating_sub(offset))
         .collect();
+    let server_cpu = server.cpu_time().saturating_sub(cpu_before);
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!(
-        "fanout subscribers={n} post={post_elapsed:?} min={:?} p50={:?} p99={:?} max={:?} (from before the POST, booking durable included)",
+        "fanout subscribers={n} post={post_elapsed:?} min={:?} p50={:?} p99={:?} max={:?} server_cpu={server_cpu:?} (from before the POST, booking durable included)",
         latencies[0],
         pct(0.50),
         pct(0.99),
