@@ -578,3 +578,63 @@ async fn a_confirmed_booking_survives_kill_9() {
         "still taken"
     );
 }
+
+#[tokio::test]
+async fn per_user_and_booking_creation_limits() {
+    let server = Server::start_with(&[
+        ("NAVARO_LIMITS__BOOKINGS_PER_MINUTE", "2"),
+        ("NAVARO_LIMITS__BOOKINGS_BURST", "2"),
+    ])
+    .unwrap();
+    let (_, id, _, service) = setup(&server, 10).await;
+    let free = slots(&server, &id, &service, ahead(2)).await;
+    let (customer, _) = server.register("hoarder").await;
+    let path = format!("/v1/establishments/{id}/bookings");
+    let mut statuses = Vec::new();
+    for slot in free.iter().step_by(4).take(4) {
+        let (status, headers, body) = server
+            .call(
+                Method::POST,
+                &path,
+                Some(&customer),
+                Some(json!({"service_id": service, "start": slot["start"]})),
+            )
+            .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(code(&body), "rate_limited");
+            assert!(headers.contains_key("retry-after"));
+        }
+        statuses.push(status);
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::CREATED,
+            StatusCode::CREATED,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    // Reads by the same user are not booking-limited.
+    let (status, _, _) = server
+        .call(Method::GET, "/v1/me/bookings", Some(&customer), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let server = Server::start_with(&[
+        ("NAVARO_LIMITS__PER_USER_PER_SECOND", "1"),
+        ("NAVARO_LIMITS__PER_USER_BURST", "2"),
+    ])
+    .unwrap();
+    let (token, _) = server.register("busy").await;
+    let mut limited = 0;
+    for _ in 0..5 {
+        let (status, _, _) = server.call(Method::GET, "/v1/me", Some(&token), None).await;
+        limited += usize::from(status == StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert!(limited >= 2, "{limited}");
+    // Another user is not affected.
+    let (other, _) = server.register("calm").await;
+    let (status, _, _) = server.call(Method::GET, "/v1/me", Some(&other), None).await;
+    assert_eq!(status, StatusCode::OK);
+}
