@@ -196,6 +196,9 @@ pub struct WebSocketSettings {
     /// A subscriber this many events behind the live feed is disconnected (close code
     /// 4008) instead of being buffered for without bound; it resumes with `since`.
     pub max_lag_events: usize,
+    /// A frame the socket does not take within this long marks the subscriber as stuck
+    /// (not reading): it is closed as a slow consumer.
+    pub send_timeout_ms: u64,
 }
 
 impl Default for WebSocketSettings {
@@ -205,6 +208,7 @@ impl Default for WebSocketSettings {
             read_buffer_bytes: 4 * 1024,
             write_buffer_bytes: 4 * 1024,
             max_lag_events: 256,
+            send_timeout_ms: 10_000,
         }
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! Limits: small per-connection buffers (settings `websocket.*`) so that 100k idle
 //! subscribers fit in about 2 GiB; a subscriber that falls `max_lag_events` behind, or
-//! whose socket does not take a frame within [`SEND_TIMEOUT`], is closed with
+//! whose socket does not take a frame within `websocket.send_timeout_ms`, is closed with
 //! [`CLOSE_SLOW_CONSUMER`] and resumes with `since`. On shutdown every subscriber is
 //! closed with 1001 (going away).
 
@@ -45,10 +45,6 @@ pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 pub const CLOSE_FEED_ENDED: u16 = 1012;
 /// Close code on server shutdown.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
-
-/// How long one frame may take to be accepted by the socket before the subscriber is
-/// considered stuck.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest outgoing message; frames are a few KiB, this only bounds a surprise.
 const MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
@@ -238,6 +234,7 @@ pub async fn live(
         caller,
         encoding,
         max_lag: ws.max_lag_events,
+        send_timeout: Duration::from_millis(ws.send_timeout_ms),
     };
     Ok(upgrade.on_upgrade(move |socket| session.run(socket, subscription)))
 }
@@ -250,6 +247,7 @@ struct Session {
     caller: Caller,
     encoding: Encoding,
     max_lag: usize,
+    send_timeout: Duration,
 }
 
 /// The instant fields of events (see `navaro_protocol::event`).
@@ -311,7 +309,7 @@ impl Session {
     }
 
     async fn send_message(&self, socket: &mut WebSocket, message: Message) -> Result<(), End> {
-        match tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await {
+        match tokio::time::timeout(self.send_timeout, socket.send(message)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(End::Client),
             Err(_) => Err(End::Close(
@@ -370,7 +368,8 @@ impl Session {
                 reason: reason.into(),
             };
             let _ =
-                tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+                tokio::time::timeout(self.send_timeout, socket.send(Message::Close(Some(frame))))
+                    .await;
         }
     }
 

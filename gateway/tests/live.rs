@@ -182,3 +182,73 @@ async fn shutdown_closes_live_feeds_with_going_away() {
     let status = exit.await.unwrap().expect("exited");
     assert!(status.success());
 }
+
+/// A subscriber that stops reading is cut off as a slow consumer instead of being
+/// buffered for: with its receive buffer tiny and a burst of large events, the server's
+/// send stalls past `websocket.send_timeout_ms` and the session ends (counted in
+/// `navaro_live_disconnects_total{reason="slow_consumer"}`).
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_is_disconnected() {
+    let server = Server::start_with(&[("NAVARO_WEBSOCKET__SEND_TIMEOUT_MS", "300")]).unwrap();
+    let (owner, id, staff, _) = setup(&server, 10).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket
+        .connect(format!("127.0.0.1:{}", server.port).parse().unwrap())
+        .await
+        .unwrap();
+    let mut request = format!("ws://127.0.0.1:{}/v1/establishments/{id}/live", server.port)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {owner}").parse().unwrap());
+    let (mut feed, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+    let hello = tokio::time::timeout(Duration::from_secs(10), feed.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(hello.to_text().unwrap().contains("hello"));
+
+    // Big events (every day split into many ranges), many of them, nobody reading.
+    let ranges: Vec<[String; 2]> = (0..12)
+        .map(|i| {
+            [
+                format!("{:02}:{:02}", i / 4 + 6, (i % 4) * 15),
+                format!("{:02}:{:02}", i / 4 + 6, (i % 4) * 15 + 10),
+            ]
+        })
+        .collect();
+    let day = json!(ranges);
+    let hours = json!({"hours": {"mon": day, "tue": day, "wed": day, "thu": day, "fri": day, "sat": day, "sun": day}});
+    let path = format!("/v1/establishments/{id}/staff/{staff}/hours");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let cut_off = loop {
+        for _ in 0..50 {
+            let (status, _, body) = server
+                .call(Method::PUT, &path, Some(&owner), Some(hours.clone()))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        let metrics = server
+            .client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("navaro_live_disconnects_total{reason=\"slow_consumer\"} 1") {
+            break true;
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+    };
+    assert!(cut_off, "the stalled subscriber was not disconnected");
+    drop(feed);
+}
