@@ -10,7 +10,7 @@
 //! engine through [`engine_api`].
 //! [`dto`] holds the request and response bodies, which render instants in the
 //! establishment's offset; [`error`] is the one table from error code to HTTP status.
-//! [`live`] serves the WebSocket feed; [`stores`] adapts the stores (memory for now);
+//! [`live`] serves the WebSocket feed; [`stores`] names the persistence crate's stores;
 //! [`telemetry`] sets up logs and Prometheus metrics; [`openapi`] generates
 //! `/openapi.json`; [`listener`] caps open connections; [`demo`] loads demo data.
 

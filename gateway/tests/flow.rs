@@ -515,10 +515,8 @@ async fn overloaded_engine_answers_503_with_retry_after() {
 }
 
 /// A booking confirmed with 201 survives `kill -9` and a restart, as does the account
-/// that made it. Needs durable stores (`navaro_persistence::open`), which have not
-/// landed on main yet: the memory stand-in forgets everything on restart.
+/// that made it (SQLite by default, Postgres with `TEST_POSTGRES_URL`).
 #[tokio::test]
-#[ignore = "needs navaro_persistence on main"]
 async fn a_confirmed_booking_survives_kill_9() {
     let server = Server::start();
     let (_, id, _, service) = setup(&server, 10).await;

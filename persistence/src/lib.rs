@@ -1,7 +1,145 @@
-//! Navaro's durable stores.
+//! Navaro's durable stores: the journal, snapshots, the bookings read model and accounts,
+//! on Postgres (production) or SQLite (the embedded default), behind traits.
 //!
-//! (Being built: the Postgres and SQLite journal, snapshots, the bookings read model and
-//! the group-commit writer land in the following commits.) [`accounts`] holds the users
-//! and memberships the gateway authenticates and authorizes against.
+//! [`open`] takes a database URL, applies the migrations ([`migrate`] does only that) and
+//! returns [`Stores`]: the [`Journal`] the establishment actors append to, the
+//! [`AccountStore`] the gateway authenticates against, and the [`BookingReadModel`] for
+//! queries that span establishments. [`Stores::memory`] gives the same three in process
+//! memory for tests.
+//!
+//! How the modules fit: `journal` implements [`Journal`] by encoding each batch on the
+//! caller's task (`rows`: MessagePack payloads and read-model rows) and handing it to the
+//! `writer`, a single group-commit task that gathers the batches of every actor, applies
+//! the gap and fencing rules, and writes each group with one statement and one commit
+//! through a `backend` (`pg` or `sqlite`). The read model (`bookings` table) is written
+//! in that same transaction. `sql_accounts` and `read_model` are the other two stores
+//! over the same backend; `open` connects, migrates and wires it all up.
 
 pub mod accounts;
+mod backend;
+mod journal;
+mod open;
+mod pg;
+mod read_model;
+mod rows;
+mod sql_accounts;
+mod sqlite;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use accounts::{AccountError, AccountStore, MemberRole, Membership, MemoryAccounts, User};
+pub use navaro_engine::store::{Journal, JournalError};
+pub use open::{migrate, open};
+pub use read_model::BookingReadModel;
+
+/// The stores a server runs on.
+#[derive(Clone)]
+pub struct Stores {
+    pub journal: Arc<dyn Journal>,
+    pub accounts: Arc<dyn AccountStore>,
+    pub bookings: Arc<dyn BookingReadModel>,
+}
+
+/// How long a readiness probe may take before the store counts as not ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Stores {
+    /// All three stores in process memory, consistent with each other: the read model
+    /// sees what the journal made durable.
+    pub fn memory() -> Stores {
+        let bookings = read_model::MemoryBookings::default();
+        Stores {
+            journal: Arc::new(read_model::ProjectingJournal {
+                inner: navaro_engine::store::MemoryJournal::new(),
+                bookings: bookings.clone(),
+            }),
+            accounts: Arc::new(MemoryAccounts::new()),
+            bookings: Arc::new(bookings),
+        }
+    }
+
+    /// Whether the stores answer: one cheap read through the journal and one through the
+    /// accounts, within [`READY_TIMEOUT`]. For the gateway's readiness probe.
+    pub async fn ready(&self) -> bool {
+        let nobody = navaro_protocol::EstablishmentId(uuid::Uuid::nil());
+        let probe = async {
+            self.journal.read_after(nobody, 0, 1).await.is_ok()
+                && self
+                    .accounts
+                    .user_by_id(navaro_protocol::UserId(uuid::Uuid::nil()))
+                    .await
+                    .is_ok()
+        };
+        tokio::time::timeout(READY_TIMEOUT, probe)
+            .await
+            .unwrap_or(false)
+    }
+}
+
+/// Why opening or querying a store failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL is not one we can use (never echoes the URL: it may hold a password).
+    #[error("invalid database url: {0}")]
+    InvalidUrl(String),
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error("database migration failed: {0}")]
+    Migrate(String),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored row does not decode.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+/// Tuning of the SQL stores. The defaults suit one node on a small machine.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Connections in the pool. The writer uses one at a time; the rest serve loads,
+    /// read-model queries and accounts. Postgres allows 100 connections by default and
+    /// other nodes share it.
+    pub max_connections: u32,
+    /// How long to wait for a pooled connection before failing. Short, so that when the
+    /// database is gone appends fail fast with `Unavailable` instead of piling up.
+    pub acquire_timeout: Duration,
+    /// Most events in one group commit. Bounds the transaction's size, the memory the
+    /// writer holds, and the latency the last caller of a group pays; beyond a few
+    /// hundred rows a bigger group no longer buys measurably more throughput.
+    pub group_max_events: usize,
+    /// How long the writer lingers for more appends after the first one of a group.
+    /// Zero by default: while a group commits the next one gathers in the queue, so
+    /// groups grow with load by themselves, and lingering would only add latency to
+    /// every append when the load is light. Raise it to trade latency for fewer commits.
+    pub group_max_wait: Duration,
+    /// Most batches waiting for the writer. Beyond it `append` fails at once with
+    /// `Unavailable` rather than buffering without bound; the gateway's per-establishment
+    /// in-flight cap keeps normal load far below it.
+    pub writer_queue_batches: usize,
+    /// Group-commit writers. One by default: a single task gathers every actor's
+    /// appends, which gives the biggest groups. With more, establishments are split
+    /// among them by id (each establishment always to the same one, so its batches stay
+    /// in order) and that many groups commit at once, which lets Postgres use more than
+    /// one core for the write path when the per-row work (indexes, the overlap
+    /// constraint) rather than the fsync is the limit.
+    pub writer_shards: usize,
+    /// Longest a group's write and commit may take before its callers get `Unavailable`
+    /// (the database hangs rather than refuses).
+    pub write_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(2),
+            group_max_events: 1024,
+            group_max_wait: Duration::ZERO,
+            writer_queue_batches: 16_384,
+            writer_shards: 1,
+            write_timeout: Duration::from_secs(5),
+        }
+    }
+}

@@ -111,6 +111,8 @@ pub fn establishment_dto(view: &View) -> EstablishmentDto {
         horizon_days: s.horizon_days,
         cancel_cutoff_minutes: s.cancel_cutoff_minutes,
         max_future_bookings_per_customer: s.max_future_bookings_per_customer,
+        queue_max_length: s.queue_max_length,
+        queue_no_show_grace_minutes: s.queue_no_show_grace_minutes,
         seq: view.seq(),
         staff: view.staff().into_iter().map(StaffDto::from).collect(),
         services: view.services().into_iter().map(ServiceDto::from).collect(),

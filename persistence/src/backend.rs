@@ -1,0 +1,183 @@
+//! What the SQL stores need from a database, implemented once for Postgres ([`crate::pg`])
+//! and once for SQLite ([`crate::sqlite`]).
+//!
+//! The rules (gap checks, fencing, who gets which answer) live above this seam, in the
+//! writer and the store types; a backend only runs statements and reports what they did.
+
+use std::collections::{HashMap, HashSet};
+
+use futures::future::BoxFuture;
+use uuid::Uuid;
+
+use crate::accounts::{MemberRole, Membership, User};
+use crate::rows::{EventRow, ItemRow};
+
+/// One group of appends to write in one transaction.
+#[derive(Debug, Default)]
+pub(crate) struct Group {
+    pub events: Vec<EventRow>,
+    /// At most one row per item id (the latest), in the order they were decided.
+    pub items: Vec<ItemRow>,
+    /// Holds that became bookings in this group.
+    pub converted_holds: Vec<(Uuid, Uuid)>,
+}
+
+impl Group {
+    /// The read-model rows of the establishments not in `losers`.
+    pub fn items_without<'a>(
+        &'a self,
+        losers: &'a HashSet<Uuid>,
+    ) -> impl Iterator<Item = &'a ItemRow> {
+        self.items
+            .iter()
+            .filter(|r| !losers.contains(&r.establishment_id))
+    }
+
+    pub fn converted_without(&self, losers: &HashSet<Uuid>) -> Vec<Uuid> {
+        self.converted_holds
+            .iter()
+            .filter(|(est, _)| !losers.contains(est))
+            .map(|(_, hold)| *hold)
+            .collect()
+    }
+}
+
+/// Establishments some of whose rows were already in the journal: they lost a fencing
+/// race, none of their rows of the group were kept.
+pub(crate) type Losers = HashSet<Uuid>;
+
+/// The establishments that have fewer rows in `inserted` than they had in `events`.
+pub(crate) fn losers_of(events: &[EventRow], inserted: &[(Uuid, i64)]) -> Losers {
+    let mut wanted: HashMap<Uuid, usize> = HashMap::new();
+    for row in events {
+        *wanted.entry(row.establishment_id).or_default() += 1;
+    }
+    for (est, _) in inserted {
+        if let Some(n) = wanted.get_mut(est) {
+            *n = n.saturating_sub(1);
+        }
+    }
+    wanted
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(est, _)| est)
+        .collect()
+}
+
+/// The keys in `inserted` that belong to a loser, to be deleted again before commit.
+pub(crate) fn loser_keys(inserted: &[(Uuid, i64)], losers: &Losers) -> Vec<(Uuid, i64)> {
+    inserted
+        .iter()
+        .filter(|(est, _)| losers.contains(est))
+        .copied()
+        .collect()
+}
+
+/// Why a group was not written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WriteError {
+    /// The read model's overlap constraint refused the group: some establishment's rows
+    /// overlap rows already stored. Nothing was committed.
+    #[error("overlap constraint: {0}")]
+    Overlap(String),
+    /// The database could not be reached or did not commit. Nothing is known durable.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<sqlx::Error> for WriteError {
+    fn from(e: sqlx::Error) -> Self {
+        // 23P01: exclusion_violation (Postgres).
+        match &e {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("23P01") => {
+                WriteError::Overlap(db.message().to_string())
+            }
+            _ => WriteError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+pub(crate) type DbResult<T> = Result<T, sqlx::Error>;
+/// A stored snapshot: (seq, state).
+pub(crate) type SnapshotRow = (i64, Vec<u8>);
+/// A stored event: (seq, payload).
+pub(crate) type EventBlob = (i64, Vec<u8>);
+/// A stored read-model item: (id, data).
+pub(crate) type ItemBlob = (Uuid, Vec<u8>);
+
+/// The statements the stores run. Every method is one short transaction or query.
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// Write a group in one transaction: insert the events (conflicts do nothing), drop
+    /// again the rows of establishments that lost a conflict, project the rest into the
+    /// read model, commit. Returns the losers.
+    fn write_group<'a>(&'a self, group: &'a Group) -> BoxFuture<'a, Result<Losers, WriteError>>;
+    /// The last stored seq of each of these establishments that has events.
+    fn last_seqs<'a>(&'a self, ids: &'a [Uuid]) -> BoxFuture<'a, DbResult<HashMap<Uuid, i64>>>;
+    fn snapshot(&self, id: Uuid) -> BoxFuture<'_, DbResult<Option<SnapshotRow>>>;
+    /// Rows (seq, payload) after `since`, in seq order, at most `limit`.
+    fn events_after(
+        &self,
+        id: Uuid,
+        since: i64,
+        limit: i64,
+    ) -> BoxFuture<'_, DbResult<Vec<EventBlob>>>;
+    fn save_snapshot(&self, id: Uuid, seq: i64, state: Vec<u8>) -> BoxFuture<'_, DbResult<()>>;
+    /// (id, data) of a customer's bookings, latest start first.
+    fn bookings_of_customer(
+        &self,
+        customer: Uuid,
+        limit: i64,
+    ) -> BoxFuture<'_, DbResult<Vec<ItemBlob>>>;
+    /// (id, data) of an establishment's bookings starting in `[from_us, to_us)`.
+    fn bookings_of_establishment(
+        &self,
+        establishment: Uuid,
+        from_us: i64,
+        to_us: i64,
+    ) -> BoxFuture<'_, DbResult<Vec<ItemBlob>>>;
+
+    fn insert_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, DbResult<()>>;
+    fn user_by_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, DbResult<Option<UserRow>>>;
+    fn user_by_id(&self, id: Uuid) -> BoxFuture<'_, DbResult<Option<UserRow>>>;
+    /// Insert or update; `false` when the user does not exist.
+    fn upsert_membership(&self, membership: Membership) -> BoxFuture<'_, DbResult<bool>>;
+    /// (establishment id, role) of a user's memberships, by establishment id.
+    fn memberships_of(&self, user: Uuid) -> BoxFuture<'_, DbResult<Vec<(Uuid, String)>>>;
+    fn role_at(&self, user: Uuid, establishment: Uuid) -> BoxFuture<'_, DbResult<Option<String>>>;
+}
+
+/// A `users` row: (id, email, name, password_hash, created_at in microseconds).
+pub(crate) type UserRow = (Uuid, String, String, String, i64);
+
+/// Parse a stored role.
+pub(crate) fn parse_role(role: &str) -> Option<MemberRole> {
+    match role {
+        "owner" => Some(MemberRole::Owner),
+        "staff" => Some(MemberRole::Staff),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(est: Uuid, seq: i64) -> EventRow {
+        EventRow {
+            establishment_id: est,
+            seq,
+            kind: "x",
+            payload: vec![],
+        }
+    }
+
+    #[test]
+    fn an_establishment_missing_any_row_is_a_loser() {
+        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let events = [row(a, 1), row(a, 2), row(b, 5), row(b, 6), row(c, 1)];
+        let inserted = [(a, 1), (a, 2), (b, 6)];
+        let losers = losers_of(&events, &inserted);
+        assert_eq!(losers, HashSet::from([b, c]));
+        assert_eq!(loser_keys(&inserted, &losers), [(b, 6)]);
+    }
+}

@@ -1,0 +1,178 @@
+//! Connecting to a database URL, migrating it, and assembling the stores on it.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+use tokio::sync::mpsc;
+
+use crate::backend::Backend;
+use crate::journal::SqlJournal;
+use crate::pg::PgBackend;
+use crate::read_model::SqlBookings;
+use crate::sql_accounts::SqlAccounts;
+use crate::sqlite::SqliteBackend;
+use crate::writer::{GroupLimits, Streams, Writer};
+use crate::{StoreError, StoreOptions, Stores};
+
+/// Which database a URL names.
+enum Target {
+    Postgres(PgConnectOptions),
+    Sqlite(SqliteConnectOptions),
+}
+
+fn parse(url: &str) -> Result<Target, StoreError> {
+    let invalid = |reason: String| StoreError::InvalidUrl(reason);
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let options = PgConnectOptions::from_str(url).map_err(|e| invalid(e.to_string()))?;
+        Ok(Target::Postgres(options))
+    } else if url.starts_with("sqlite:") {
+        let options = SqliteConnectOptions::from_str(url).map_err(|e| invalid(e.to_string()))?;
+        Ok(Target::Sqlite(sqlite_options(options)?))
+    } else {
+        Err(invalid("expected a sqlite: or postgres:// URL".into()))
+    }
+}
+
+/// SQLite as a durable journal: WAL so readers do not block the writer, and `synchronous =
+/// FULL` so a commit survives power loss and not only a process crash.
+fn sqlite_options(options: SqliteConnectOptions) -> Result<SqliteConnectOptions, StoreError> {
+    let path = options.get_filename().to_path_buf();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Connect(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    Ok(options
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true))
+}
+
+fn migration(version: i64, description: &'static str, sql: &'static str) -> Migration {
+    Migration::new(
+        version,
+        description.into(),
+        MigrationType::Simple,
+        sqlx::SqlSafeStr::into_sql_str(sql),
+        false,
+    )
+}
+
+/// The Postgres migrations, embedded in the binary.
+fn postgres_migrator() -> Migrator {
+    Migrator::with_migrations(vec![migration(
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    )])
+}
+
+/// The SQLite migrations, embedded in the binary.
+fn sqlite_migrator() -> Migrator {
+    Migrator::with_migrations(vec![migration(
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    )])
+}
+
+async fn pg_pool(options: PgConnectOptions, store: &StoreOptions) -> Result<PgPool, StoreError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(store.max_connections)
+        .acquire_timeout(store.acquire_timeout)
+        .connect_with(options)
+        .await
+        .map_err(|e| StoreError::Connect(e.to_string()))?;
+    postgres_migrator()
+        .run(&pool)
+        .await
+        .map_err(|e| StoreError::Migrate(e.to_string()))?;
+    Ok(pool)
+}
+
+async fn sqlite_pool(
+    options: SqliteConnectOptions,
+    store: &StoreOptions,
+) -> Result<SqlitePool, StoreError> {
+    // The busy timeout is SQLite's "wait for the database": two processes on one file
+    // queue on it instead of failing, and it is as short as a pool acquire for the same
+    // reason (fail fast when the database stays locked).
+    let options = options.busy_timeout(store.acquire_timeout);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(store.max_connections)
+        .acquire_timeout(store.acquire_timeout)
+        .connect_with(options)
+        .await
+        .map_err(|e| StoreError::Connect(e.to_string()))?;
+    sqlite_migrator()
+        .run(&pool)
+        .await
+        .map_err(|e| StoreError::Migrate(e.to_string()))?;
+    Ok(pool)
+}
+
+/// Apply the migrations to the database at `url` and close the connection.
+pub async fn migrate(database_url: &str) -> Result<(), StoreError> {
+    let options = StoreOptions {
+        max_connections: 1,
+        ..StoreOptions::default()
+    };
+    match parse(database_url)? {
+        Target::Postgres(o) => pg_pool(o, &options).await?.close().await,
+        Target::Sqlite(o) => sqlite_pool(o, &options).await?.close().await,
+    }
+    Ok(())
+}
+
+/// Connect, migrate, start the journal writer and assemble the stores.
+pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, StoreError> {
+    let backend: Arc<dyn Backend> = match parse(database_url)? {
+        Target::Postgres(o) => Arc::new(PgBackend {
+            pool: pg_pool(o, &options).await?,
+        }),
+        Target::Sqlite(o) => Arc::new(SqliteBackend {
+            pool: sqlite_pool(o, &options).await?,
+        }),
+    };
+    let streams = Streams::default();
+    let limits = GroupLimits {
+        max_events: options.group_max_events,
+        max_wait: options.group_max_wait,
+        write_timeout: options.write_timeout,
+    };
+    let shards = (0..options.writer_shards.max(1))
+        .map(|_| {
+            let (tx, rx) = mpsc::channel(options.writer_queue_batches);
+            let writer = Writer {
+                backend: backend.clone(),
+                streams: streams.clone(),
+                limits,
+            };
+            tokio::spawn(writer.run(rx));
+            tx
+        })
+        .collect();
+    tracing::info!(
+        backend = if database_url.starts_with("sqlite:") {
+            "sqlite"
+        } else {
+            "postgres"
+        },
+        "stores open"
+    );
+    Ok(Stores {
+        journal: Arc::new(SqlJournal {
+            backend: backend.clone(),
+            streams,
+            shards,
+        }),
+        accounts: Arc::new(SqlAccounts {
+            backend: backend.clone(),
+        }),
+        bookings: Arc::new(SqlBookings { backend }),
+    })
+}

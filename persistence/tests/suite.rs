@@ -1,0 +1,799 @@
+//! One test suite, run against Postgres (a fresh database per test) and SQLite (a temp
+//! file per test). A missing Postgres fails the Postgres half; it is never skipped.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::future::join_all;
+use navaro_engine::store::{AppendBatch, JournalError, Snapshot};
+use navaro_persistence::{AccountError, MemberRole, Membership, StoreOptions, Stores, User};
+use navaro_protocol::*;
+
+/// Generate one `#[tokio::test]` per case for a backend.
+macro_rules! suite {
+    ($module:ident, $db:ty) => {
+        mod $module {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn append_load_snapshot_round_trip() {
+                super::append_load_snapshot_round_trip::<$db>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn gaps_are_fenced_until_reload() {
+                super::gaps_are_fenced_until_reload::<$db>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn two_writers_one_wins() {
+                super::two_writers_one_wins::<$db>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn stale_batch_keeps_nothing() {
+                super::stale_batch_keeps_nothing::<$db>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn group_commit_many_callers() {
+                super::group_commit_many_callers::<$db>(1).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn group_commit_sharded_writers() {
+                super::group_commit_many_callers::<$db>(3).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn read_model_projection() {
+                super::read_model_projection::<$db>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn corrupt_payload_is_reported() {
+                super::corrupt_payload_is_reported::<$db>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn accounts() {
+                super::accounts::<$db>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn migrate_is_idempotent() {
+                super::migrate_is_idempotent::<$db>().await
+            }
+        }
+    };
+}
+
+suite!(postgres, PgDb);
+suite!(sqlite, SqliteDb);
+
+async fn append_load_snapshot_round_trip<D: TestDb>() {
+    let db = D::create().await;
+    let stores = db.open().await;
+    let est = new_establishment();
+    assert!(stores.journal.load(est).await.unwrap().is_none());
+    let first = batch(est, 1, 3);
+    stores.journal.append(first.clone()).await.unwrap();
+    stores.journal.append(batch(est, 4, 4)).await.unwrap();
+    let loaded = stores.journal.load(est).await.unwrap().unwrap();
+    assert_eq!(loaded.snapshot, None);
+    assert_eq!(loaded.events[..3], first.records[..]);
+    assert_eq!(
+        loaded.events.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+
+    let snap = Snapshot {
+        seq: 3,
+        state: b"state at 3".to_vec(),
+    };
+    stores
+        .journal
+        .save_snapshot(est, snap.clone())
+        .await
+        .unwrap();
+    // An older snapshot never replaces a newer one.
+    stores
+        .journal
+        .save_snapshot(
+            est,
+            Snapshot {
+                seq: 2,
+                state: b"old".to_vec(),
+            },
+        )
+        .await
+        .unwrap();
+    stores.journal.append(batch(est, 5, 6)).await.unwrap();
+    drop(stores);
+
+    let reopened = db.open().await;
+    let loaded = reopened.journal.load(est).await.unwrap().unwrap();
+    assert_eq!(loaded.snapshot, Some(snap));
+    assert_eq!(
+        loaded.events.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [4, 5, 6]
+    );
+    let page = reopened.journal.read_after(est, 1, 2).await.unwrap();
+    assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3]);
+    assert!(
+        reopened
+            .journal
+            .read_after(est, 6, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // `since` comes from clients: any value is answered, none panics.
+    let beyond = reopened
+        .journal
+        .read_after(est, u64::MAX, 10)
+        .await
+        .unwrap();
+    assert!(beyond.is_empty());
+    let all = reopened
+        .journal
+        .read_after(est, 0, usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 6);
+    // The reloaded writer continues the stream.
+    reopened.journal.append(batch(est, 7, 7)).await.unwrap();
+    assert!(reopened.ready().await);
+}
+
+fn is_fenced(result: &Result<(), JournalError>, seq: u64) -> bool {
+    matches!(result, Err(JournalError::Fenced { seq: s, .. }) if *s == seq)
+}
+
+async fn gaps_are_fenced_until_reload<D: TestDb>() {
+    let db = D::create().await;
+    let stores = db.open().await;
+    let est = new_establishment();
+    stores.journal.append(batch(est, 1, 2)).await.unwrap();
+    let gap = stores.journal.append(batch(est, 4, 4)).await;
+    assert!(is_fenced(&gap, 4), "{gap:?}");
+    // Even a batch that would now fit is refused until the establishment is reloaded.
+    assert!(is_fenced(&stores.journal.append(batch(est, 3, 3)).await, 3));
+    let loaded = stores.journal.load(est).await.unwrap().unwrap();
+    assert_eq!(loaded.events.len(), 2);
+    stores.journal.append(batch(est, 3, 3)).await.unwrap();
+    // A batch whose own seqs are not contiguous is refused too.
+    let mut torn = batch(est, 4, 5);
+    torn.records[1].seq = 7;
+    assert!(is_fenced(&stores.journal.append(torn).await, 4));
+    assert_eq!(db.stored_seqs(est.0).await, [1, 2, 3]);
+    // A refused batch fences the establishment even when an earlier batch handed over
+    // just before it (maybe in the same group) was made durable.
+    let est2 = new_establishment();
+    let fine = stores.journal.append(batch(est2, 1, 1));
+    let gap = stores.journal.append(batch(est2, 3, 3));
+    fine.await.unwrap();
+    assert!(is_fenced(&gap.await, 3));
+    let after = stores.journal.append(batch(est2, 2, 2)).await;
+    assert!(is_fenced(&after, 2), "{after:?}");
+    // A writer that never loaded it learns the last seq from the store.
+    let other = db.open().await;
+    other.journal.append(batch(est, 4, 4)).await.unwrap();
+    assert!(is_fenced(&other.journal.append(batch(est, 6, 6)).await, 6));
+}
+
+async fn two_writers_one_wins<D: TestDb>() {
+    let db = D::create().await;
+    let (a, b) = (db.open().await, db.open().await);
+    let est = new_establishment();
+    assert!(a.journal.load(est).await.unwrap().is_none());
+    assert!(b.journal.load(est).await.unwrap().is_none());
+    a.journal.append(batch(est, 1, 1)).await.unwrap();
+    assert!(is_fenced(&b.journal.append(batch(est, 1, 1)).await, 1));
+    assert!(
+        is_fenced(&b.journal.append(batch(est, 2, 2)).await, 2),
+        "fenced writer keeps failing"
+    );
+    a.journal.append(batch(est, 2, 3)).await.unwrap();
+    // B reloads and takes over; now A is the stale one.
+    let loaded = b.journal.load(est).await.unwrap().unwrap();
+    assert_eq!(loaded.events.len(), 3);
+    let winner = batch(est, 4, 4);
+    b.journal.append(winner.clone()).await.unwrap();
+    assert!(is_fenced(&a.journal.append(batch(est, 4, 4)).await, 4));
+    let stored = a.journal.read_after(est, 0, 100).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    assert_eq!(
+        stored[3], winner.records[0],
+        "the winner's record is the stored one"
+    );
+}
+
+/// A stale batch that overlaps the durable seqs only in part keeps none of its rows: its
+/// new seqs must not land after another writer's.
+async fn stale_batch_keeps_nothing<D: TestDb>() {
+    let db = D::create().await;
+    let (a, b) = (db.open().await, db.open().await);
+    let est = new_establishment();
+    a.journal.append(batch(est, 1, 2)).await.unwrap();
+    b.journal.load(est).await.unwrap();
+    let bystander = new_establishment();
+    a.journal.append(batch(est, 3, 3)).await.unwrap();
+    // B thinks 2 is the last; its batch 3..=5 conflicts on 3 only. It shares a group with a
+    // bystander, which must not suffer.
+    let stale = b.journal.append(batch(est, 3, 5));
+    let fine = b.journal.append(batch(bystander, 1, 2));
+    assert!(is_fenced(&stale.await, 3));
+    fine.await.unwrap();
+    assert_eq!(db.stored_seqs(est.0).await, [1, 2, 3]);
+    assert_eq!(db.stored_seqs(bystander.0).await, [1, 2]);
+}
+
+async fn group_commit_many_callers<D: TestDb>(writer_shards: usize) {
+    const ESTABLISHMENTS: usize = 40;
+    const APPENDS_EACH: u64 = 25;
+    let db = D::create().await;
+    let options = StoreOptions {
+        writer_shards,
+        ..test_options()
+    };
+    let stores = navaro_persistence::open(&db.url(), options).await.unwrap();
+    let ests: Vec<_> = (0..ESTABLISHMENTS).map(|_| new_establishment()).collect();
+    let tasks = ests.iter().map(|&est| {
+        let journal = stores.journal.clone();
+        tokio::spawn(async move {
+            // Like an actor: hand every batch over at once, await the answers after.
+            let answers: Vec<_> = (1..=APPENDS_EACH)
+                .map(|s| journal.append(batch(est, s, s)))
+                .collect();
+            join_all(answers).await
+        })
+    });
+    for answers in join_all(tasks).await {
+        assert!(answers.unwrap().iter().all(|a| a.is_ok()));
+    }
+    for est in ests {
+        let loaded = stores.journal.load(est).await.unwrap().unwrap();
+        let seqs: Vec<u64> = loaded.events.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (1..=APPENDS_EACH).collect::<Vec<_>>());
+    }
+}
+
+async fn read_model_projection<D: TestDb>() {
+    let db = D::create().await;
+    let stores = db.open().await;
+    check_projection(&stores).await;
+    let est = new_establishment();
+    let customer = UserId(new_id());
+    let item = Item::new(est, StaffId(new_id()), customer, 0);
+    let (hold_id, booking_id) = (HoldId(new_id()), BookingId(new_id()));
+    let events = vec![
+        record(
+            1,
+            Event::HoldPlaced {
+                hold: item.hold(hold_id, 1),
+            },
+        ),
+        record(
+            2,
+            Event::BookingConfirmed {
+                booking: item.booking(booking_id, BookingStatus::Confirmed, 2),
+                from_hold: Some(hold_id),
+            },
+        ),
+    ];
+    stores
+        .journal
+        .append(AppendBatch {
+            establishment_id: est,
+            records: events,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        db.item_status(hold_id.0).await.as_deref(),
+        Some("converted")
+    );
+    assert_eq!(
+        db.item_status(booking_id.0).await.as_deref(),
+        Some("confirmed")
+    );
+    let ended = HoldId(new_id());
+    let later = Item::new(est, item.staff, customer, 120);
+    stores
+        .journal
+        .append(one(
+            est,
+            record(
+                3,
+                Event::HoldPlaced {
+                    hold: later.hold(ended, 3),
+                },
+            ),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(db.item_status(ended.0).await.as_deref(), Some("held"));
+    let end = Event::HoldEnded {
+        hold: later.hold(ended, 3),
+        reason: HoldEnd::Expired,
+    };
+    stores
+        .journal
+        .append(one(est, record(4, end)))
+        .await
+        .unwrap();
+    assert_eq!(db.item_status(ended.0).await.as_deref(), Some("ended"));
+}
+
+/// The read-model answers through the public trait; shared with the memory stores.
+async fn check_projection(stores: &Stores) {
+    let est = new_establishment();
+    let customer = UserId(new_id());
+    let staff = StaffId(new_id());
+    let (b1, b2, b3) = (
+        BookingId(new_id()),
+        BookingId(new_id()),
+        BookingId(new_id()),
+    );
+    let morning = Item::new(est, staff, customer, 0);
+    let noon = Item::new(est, staff, customer, 60);
+    let tomorrow = Item::new(est, staff, UserId(new_id()), 24 * 60);
+    let moved = Item::new(est, staff, customer, 90);
+    let events = vec![
+        record(
+            1,
+            Event::BookingConfirmed {
+                booking: morning.booking(b1, BookingStatus::Confirmed, 1),
+                from_hold: None,
+            },
+        ),
+        record(
+            2,
+            Event::BookingConfirmed {
+                booking: noon.booking(b2, BookingStatus::Confirmed, 2),
+                from_hold: None,
+            },
+        ),
+        record(
+            3,
+            Event::BookingConfirmed {
+                booking: tomorrow.booking(b3, BookingStatus::Confirmed, 3),
+                from_hold: None,
+            },
+        ),
+    ];
+    stores
+        .journal
+        .append(AppendBatch {
+            establishment_id: est,
+            records: events,
+        })
+        .await
+        .unwrap();
+    let cancel = Event::BookingCancelled {
+        booking: morning.booking(b1, BookingStatus::Cancelled, 4),
+        by: customer,
+    };
+    stores
+        .journal
+        .append(one(est, record(4, cancel)))
+        .await
+        .unwrap();
+    let reschedule = Event::BookingRescheduled {
+        booking: moved.booking(b2, BookingStatus::Confirmed, 5),
+        previous_start: at_minutes(60),
+        previous_staff_id: staff,
+    };
+    stores
+        .journal
+        .append(one(est, record(5, reschedule)))
+        .await
+        .unwrap();
+
+    let mine = stores
+        .bookings
+        .bookings_of_customer(customer, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        mine,
+        vec![
+            moved.booking(b2, BookingStatus::Confirmed, 5),
+            morning.booking(b1, BookingStatus::Cancelled, 4)
+        ]
+    );
+    assert_eq!(
+        stores
+            .bookings
+            .bookings_of_customer(customer, 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let day = stores
+        .bookings
+        .bookings_of_establishment(est, at_minutes(0), at_minutes(24 * 60))
+        .await
+        .unwrap();
+    assert_eq!(day.iter().map(|b| b.id).collect::<Vec<_>>(), [b1, b2]);
+    let next_day = stores
+        .bookings
+        .bookings_of_establishment(est, at_minutes(24 * 60), at_minutes(48 * 60))
+        .await
+        .unwrap();
+    assert_eq!(next_day.iter().map(|b| b.id).collect::<Vec<_>>(), [b3]);
+
+    // One batch that confirms and then moves the same booking: the row ends up moved.
+    let b4 = BookingId(new_id());
+    let (first, second) = (
+        Item::new(est, staff, customer, 600),
+        Item::new(est, staff, customer, 660),
+    );
+    let confirm = Event::BookingConfirmed {
+        booking: first.booking(b4, BookingStatus::Confirmed, 6),
+        from_hold: None,
+    };
+    let moved_again = Event::BookingRescheduled {
+        booking: second.booking(b4, BookingStatus::Confirmed, 7),
+        previous_start: at_minutes(600),
+        previous_staff_id: staff,
+    };
+    let batch = AppendBatch {
+        establishment_id: est,
+        records: vec![record(6, confirm), record(7, moved_again)],
+    };
+    stores.journal.append(batch).await.unwrap();
+    let evening = stores
+        .bookings
+        .bookings_of_establishment(est, at_minutes(600), at_minutes(720))
+        .await
+        .unwrap();
+    assert_eq!(
+        evening,
+        vec![second.booking(b4, BookingStatus::Confirmed, 7)]
+    );
+}
+
+#[tokio::test]
+async fn memory_stores_project_too() {
+    let stores = Stores::memory();
+    check_projection(&stores).await;
+    assert!(stores.ready().await);
+}
+
+async fn corrupt_payload_is_reported<D: TestDb>() {
+    let db = D::create().await;
+    let stores = db.open().await;
+    let est = new_establishment();
+    stores.journal.append(batch(est, 1, 1)).await.unwrap();
+    db.insert_raw_event(est.0, 2, b"\xc1 not msgpack".to_vec())
+        .await;
+    let err = stores.journal.load(est).await.unwrap_err();
+    assert!(
+        matches!(err, JournalError::Corrupt { establishment_id, seq: 2, .. } if establishment_id == est),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&est.to_string()));
+    let err = stores.journal.read_after(est, 1, 10).await.unwrap_err();
+    assert!(
+        matches!(err, JournalError::Corrupt { seq: 2, .. }),
+        "{err:?}"
+    );
+
+    // A valid record stored under the wrong seq is corrupt too.
+    let other = new_establishment();
+    let wrong = navaro_protocol::encode(Encoding::MsgPack, &filler(other, 9)).unwrap();
+    db.insert_raw_event(other.0, 1, wrong).await;
+    let err = stores.journal.load(other).await.unwrap_err();
+    assert!(
+        matches!(err, JournalError::Corrupt { seq: 1, .. }),
+        "{err:?}"
+    );
+    // A gap in the stored seqs is reported, not skipped.
+    let gappy = new_establishment();
+    stores.journal.append(batch(gappy, 1, 1)).await.unwrap();
+    let third = navaro_protocol::encode(Encoding::MsgPack, &filler(gappy, 3)).unwrap();
+    db.insert_raw_event(gappy.0, 3, third).await;
+    let err = stores.journal.load(gappy).await.unwrap_err();
+    assert!(
+        matches!(err, JournalError::Corrupt { seq: 3, .. }),
+        "{err:?}"
+    );
+}
+
+fn user(email: &str) -> User {
+    User {
+        id: UserId(new_id()),
+        email: email.to_string(),
+        name: "Ana".to_string(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_string(),
+        created_at: "2026-11-29T01:02:03.456789123Z".parse().unwrap(),
+    }
+}
+
+async fn accounts<D: TestDb>() {
+    let db = D::create().await;
+    let stores = db.open().await;
+    let accounts = &stores.accounts;
+    let ana = accounts
+        .create_user(user("  Ana@Example.COM "))
+        .await
+        .unwrap();
+    assert_eq!(ana.email, "ana@example.com");
+    assert_eq!(
+        accounts.create_user(user("ana@example.com")).await,
+        Err(AccountError::EmailTaken)
+    );
+    // Two registrations of one new email at once: exactly one wins.
+    let (a, b) = tokio::join!(
+        accounts.create_user(user("race@example.com")),
+        accounts.create_user(user("RACE@example.com"))
+    );
+    let taken = [&a, &b]
+        .iter()
+        .filter(|r| **r == &Err(AccountError::EmailTaken))
+        .count();
+    assert_eq!(
+        (a.is_ok() as usize + b.is_ok() as usize, taken),
+        (1, 1),
+        "{a:?} {b:?}"
+    );
+    assert_eq!(
+        accounts.user_by_email("ANA@example.com").await.unwrap(),
+        Some(ana.clone())
+    );
+    assert_eq!(
+        accounts.user_by_id(ana.id).await.unwrap(),
+        Some(ana.clone())
+    );
+    assert_eq!(accounts.user_by_id(UserId(new_id())).await.unwrap(), None);
+    assert_eq!(
+        accounts.user_by_email("nobody@example.com").await.unwrap(),
+        None
+    );
+
+    let (e1, e2) = (new_establishment(), new_establishment());
+    let m = |establishment_id, role| Membership {
+        user_id: ana.id,
+        establishment_id,
+        role,
+    };
+    accounts
+        .upsert_membership(m(e2, MemberRole::Staff))
+        .await
+        .unwrap();
+    accounts
+        .upsert_membership(m(e1, MemberRole::Staff))
+        .await
+        .unwrap();
+    accounts
+        .upsert_membership(m(e1, MemberRole::Owner))
+        .await
+        .unwrap();
+    let mut expected = vec![m(e1, MemberRole::Owner), m(e2, MemberRole::Staff)];
+    expected.sort_by_key(|m| m.establishment_id);
+    assert_eq!(accounts.memberships_of(ana.id).await.unwrap(), expected);
+    assert_eq!(
+        accounts.role_at(ana.id, e1).await.unwrap(),
+        Some(MemberRole::Owner)
+    );
+    assert_eq!(
+        accounts.role_at(ana.id, new_establishment()).await.unwrap(),
+        None
+    );
+    let ghost = Membership {
+        user_id: UserId(new_id()),
+        establishment_id: e1,
+        role: MemberRole::Staff,
+    };
+    assert_eq!(
+        accounts.upsert_membership(ghost).await,
+        Err(AccountError::NoSuchUser)
+    );
+}
+
+async fn migrate_is_idempotent<D: TestDb>() {
+    let db = D::create().await;
+    navaro_persistence::migrate(&db.url()).await.unwrap();
+    navaro_persistence::migrate(&db.url()).await.unwrap();
+    assert!(db.open().await.ready().await);
+}
+
+#[tokio::test]
+async fn bad_urls_are_refused() {
+    let err = navaro_persistence::open("mysql://x", StoreOptions::default())
+        .await
+        .err();
+    assert!(matches!(
+        err,
+        Some(navaro_persistence::StoreError::InvalidUrl(_))
+    ));
+}
+
+// ---- Postgres only ----
+
+/// Establishment X confirms a booking that overlaps one it already stored (a bug or a
+/// split brain the engine cannot see); it shares a group with two innocent ones.
+#[tokio::test(flavor = "current_thread")]
+async fn postgres_exclusion_rejects_overlap_and_isolates() {
+    let db = PgDb::create().await;
+    let stores = db.open().await;
+    let (x, e1, e2) = (
+        new_establishment(),
+        new_establishment(),
+        new_establishment(),
+    );
+    let staff = StaffId(new_id());
+    let mut first = Item::new(x, staff, UserId(new_id()), 0);
+    first.buffer_minutes = 15;
+    let confirm = |item: &Item, seq| {
+        one(
+            x,
+            record(
+                seq,
+                Event::BookingConfirmed {
+                    booking: item.booking(BookingId(new_id()), BookingStatus::Confirmed, seq),
+                    from_hold: None,
+                },
+            ),
+        )
+    };
+    stores.journal.append(confirm(&first, 1)).await.unwrap();
+    // Starts when the service ends but inside its buffer: overlaps.
+    let overlapping = Item::new(x, staff, UserId(new_id()), 30);
+    // No await between the three: on this single-threaded runtime they form one group.
+    let a = stores.journal.append(batch(e1, 1, 2));
+    let bad = stores.journal.append(confirm(&overlapping, 2));
+    let b = stores.journal.append(batch(e2, 1, 1));
+    let (a, bad, b) = tokio::join!(a, bad, b);
+    a.unwrap();
+    b.unwrap();
+    assert!(is_fenced(&bad, 2), "{bad:?}");
+    assert_eq!(db.stored_seqs(x.0).await, [1]);
+    assert_eq!(db.stored_seqs(e1.0).await, [1, 2]);
+    assert!(is_fenced(
+        &stores.journal.append(confirm(&overlapping, 2)).await,
+        2
+    ));
+    // After a reload, a booking after the buffer is fine.
+    stores.journal.load(x).await.unwrap();
+    let after_buffer = Item::new(x, staff, UserId(new_id()), 45);
+    stores
+        .journal
+        .append(confirm(&after_buffer, 2))
+        .await
+        .unwrap();
+    // A cancelled booking no longer blocks its slot.
+    let b1 = BookingId(new_id());
+    let late = Item::new(x, staff, UserId(new_id()), 300);
+    stores
+        .journal
+        .append(one(
+            x,
+            record(
+                3,
+                Event::BookingConfirmed {
+                    booking: late.booking(b1, BookingStatus::Confirmed, 3),
+                    from_hold: None,
+                },
+            ),
+        ))
+        .await
+        .unwrap();
+    let cancel = Event::BookingCancelled {
+        booking: late.booking(b1, BookingStatus::Cancelled, 4),
+        by: late.customer,
+    };
+    stores
+        .journal
+        .append(one(x, record(4, cancel)))
+        .await
+        .unwrap();
+    stores.journal.append(confirm(&late, 5)).await.unwrap();
+}
+
+/// Postgres goes away (every connection cut, new ones refused) and comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_fails_fast_then_recovers() {
+    let db = PgDb::create().await;
+    let proxy = Proxy::start().await;
+    let url = pg_url_with(&pg_base_url(), &db_name(&db.url()), Some(proxy.addr));
+    let options = StoreOptions {
+        acquire_timeout: Duration::from_millis(500),
+        write_timeout: Duration::from_secs(2),
+        ..test_options()
+    };
+    let stores = navaro_persistence::open(&url, options).await.unwrap();
+    let est = new_establishment();
+    stores.journal.append(batch(est, 1, 1)).await.unwrap();
+    proxy.set_up(false);
+    let started = std::time::Instant::now();
+    let failed = stores.journal.append(batch(est, 2, 2)).await;
+    assert!(
+        matches!(failed, Err(JournalError::Unavailable(_))),
+        "{failed:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "failed fast: {:?}",
+        started.elapsed()
+    );
+    assert!(!stores.ready().await);
+    proxy.set_up(true);
+    retry_until_ok(|| stores.journal.append(batch(est, 2, 2))).await;
+    assert!(stores.ready().await);
+    assert_eq!(db.stored_seqs(est.0).await, [1, 2]);
+}
+
+/// Postgres kills every connection of the pool (a restart, a failover): the pool
+/// replaces them and appends go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_terminated_connections_are_replaced() {
+    use sqlx::Connection;
+    let db = PgDb::create().await;
+    let stores = db.open().await;
+    let est = new_establishment();
+    stores.journal.append(batch(est, 1, 1)).await.unwrap();
+    let mut admin = sqlx::PgConnection::connect(&pg_base_url()).await.unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+    )
+    .bind(db_name(&db.url()))
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!killed.is_empty());
+    retry_until_ok(|| stores.journal.append(batch(est, 2, 2))).await;
+    assert_eq!(db.stored_seqs(est.0).await, [1, 2]);
+}
+
+/// SQLite's version of "the store goes away": another process holds the write lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_locked_fails_fast_then_recovers() {
+    use sqlx::Connection;
+    let db = SqliteDb::create().await;
+    let options = StoreOptions {
+        acquire_timeout: Duration::from_millis(300),
+        ..test_options()
+    };
+    let stores = navaro_persistence::open(&db.url(), options).await.unwrap();
+    let est = new_establishment();
+    stores.journal.append(batch(est, 1, 1)).await.unwrap();
+    let mut locker = sqlx::SqliteConnection::connect(&db.url()).await.unwrap();
+    sqlx::raw_sql("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let failed = stores.journal.append(batch(est, 2, 2)).await;
+    assert!(
+        matches!(failed, Err(JournalError::Unavailable(_))),
+        "{failed:?}"
+    );
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    retry_until_ok(|| stores.journal.append(batch(est, 2, 2))).await;
+    assert_eq!(db.stored_seqs(est.0).await, [1, 2]);
+}
+
+fn db_name(url: &str) -> String {
+    url.rsplit('/').next().unwrap().to_string()
+}
+
+/// Retry an append until it succeeds, with a deadline (the pool reconnects in the background).
+async fn retry_until_ok<F, Fut>(mut append: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), JournalError>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match append().await {
+            Ok(()) => return,
+            Err(JournalError::Unavailable(e)) if std::time::Instant::now() < deadline => {
+                eprintln!("still unavailable: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("append did not recover: {e:?}"),
+        }
+    }
+}
