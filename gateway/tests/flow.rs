@@ -15,7 +15,15 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 #[tokio::test]
 async fn whole_flow_register_to_cancel() {
-    let server = Server::start();
+    whole_flow(Server::start()).await;
+}
+
+#[tokio::test]
+async fn whole_flow_register_to_cancel_on_postgres() {
+    whole_flow(Server::start_postgres()).await;
+}
+
+async fn whole_flow(server: Server) {
     let (owner, id, staff_id, service) = setup(&server, 10).await;
     let day = ahead(3);
     let free = slots(&server, &id, &service, day).await;
@@ -118,7 +126,15 @@ async fn whole_flow_register_to_cancel() {
 
 #[tokio::test]
 async fn two_hundred_concurrent_bookings_of_one_slot_give_exactly_one_201() {
-    let server = Server::start();
+    contention_on_one_slot(Server::start()).await;
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_bookings_of_one_slot_give_exactly_one_201_on_postgres() {
+    contention_on_one_slot(Server::start_postgres()).await;
+}
+
+async fn contention_on_one_slot(server: Server) {
     let (_, id, _, service) = setup(&server, 1000).await;
     let start = slots(&server, &id, &service, ahead(2)).await[0]["start"]
         .as_str()
@@ -161,7 +177,15 @@ async fn two_hundred_concurrent_bookings_of_one_slot_give_exactly_one_201() {
 
 #[tokio::test]
 async fn idempotent_retries_return_the_first_answer() {
-    let server = Server::start();
+    idempotent_retries(Server::start()).await;
+}
+
+#[tokio::test]
+async fn idempotent_retries_return_the_first_answer_on_postgres() {
+    idempotent_retries(Server::start_postgres()).await;
+}
+
+async fn idempotent_retries(server: Server) {
     let (_, id, _, service) = setup(&server, 10).await;
     let free = slots(&server, &id, &service, ahead(2)).await;
     let (customer, _) = server.register("retry").await;
@@ -266,7 +290,11 @@ async fn authorization_matrix() {
     ];
     let e = format!("/v1/establishments/{id_a}");
     let b = format!("{e}/bookings/{booking}");
-    let hours = json!({"hours": {"mon": [["09:00", "18:00"]]}});
+    // The same hours as set up (every day 09:00-18:00), so the reschedule below still
+    // lands inside them whatever the weekday.
+    let day_hours = json!([["09:00", "18:00"]]);
+    let hours = json!({"hours": {"mon": day_hours, "tue": day_hours, "wed": day_hours,
+        "thu": day_hours, "fri": day_hours, "sat": day_hours, "sun": day_hours}});
     let day = ahead(2);
     // (method, path, body, who may: the rest must be refused)
     let manage = ["owner_a", "admin"];
@@ -438,7 +466,15 @@ async fn next_json(
 
 #[tokio::test]
 async fn live_feed_backlog_live_and_resume() {
-    let server = Server::start();
+    live_resume(Server::start()).await;
+}
+
+#[tokio::test]
+async fn live_feed_backlog_live_and_resume_on_postgres() {
+    live_resume(Server::start_postgres()).await;
+}
+
+async fn live_resume(server: Server) {
     let (owner, id, _, service) = setup(&server, 10).await;
     let free = slots(&server, &id, &service, ahead(2)).await;
     let path = format!("/v1/establishments/{id}/live");
@@ -518,7 +554,15 @@ async fn overloaded_engine_answers_503_with_retry_after() {
 /// that made it (SQLite by default, Postgres with `TEST_POSTGRES_URL`).
 #[tokio::test]
 async fn a_confirmed_booking_survives_kill_9() {
-    let server = Server::start();
+    durability_across_kill_9(Server::start()).await;
+}
+
+#[tokio::test]
+async fn a_confirmed_booking_survives_kill_9_on_postgres() {
+    durability_across_kill_9(Server::start_postgres()).await;
+}
+
+async fn durability_across_kill_9(server: Server) {
     let (_, id, _, service) = setup(&server, 10).await;
     let free = slots(&server, &id, &service, ahead(2)).await;
     let email = format!("durable-{}@example.com", uuid::Uuid::new_v4().simple());

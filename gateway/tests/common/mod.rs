@@ -28,10 +28,17 @@ pub struct Server {
     postgres: Option<FreshDatabase>,
 }
 
-/// With `TEST_POSTGRES_URL` set (an admin URL such as
-/// `postgres://postgres@127.0.0.1:5432/postgres`), each server gets a fresh Postgres
-/// database; otherwise it runs on the default SQLite file in its own data directory.
-pub const POSTGRES_ENV: &str = "TEST_POSTGRES_URL";
+/// The Postgres admin URL tests create their databases with (as in the README).
+pub const POSTGRES_URL_ENV: &str = "NAVARO_TEST_POSTGRES_URL";
+pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// `NAVARO_TEST_BACKEND=postgres` runs every test server on Postgres; by default they
+/// run on the default SQLite file in their own data directory, and the tests that
+/// matter most for storage also run on Postgres explicitly ([`Server::start_postgres`]).
+pub const BACKEND_ENV: &str = "NAVARO_TEST_BACKEND";
+
+fn postgres_admin_url() -> String {
+    std::env::var(POSTGRES_URL_ENV).unwrap_or_else(|_| DEFAULT_PG_URL.to_owned())
+}
 
 struct FreshDatabase {
     admin_url: String,
@@ -95,10 +102,25 @@ impl Server {
     }
 
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Server> {
+        let on_postgres = std::env::var(BACKEND_ENV).is_ok_and(|b| b == "postgres");
+        Self::spawn_with_backend(args, env, on_postgres)
+    }
+
+    /// `navaro serve` on a fresh Postgres database, whatever `NAVARO_TEST_BACKEND` says.
+    pub fn start_postgres() -> Server {
+        Self::spawn_with_backend(&["serve"], &[], true).expect("server starts on Postgres")
+    }
+
+    fn spawn_with_backend(
+        args: &[&str],
+        env: &[(&str, &str)],
+        on_postgres: bool,
+    ) -> anyhow::Result<Server> {
         let data_dir = tempfile::tempdir()?;
-        let postgres = match std::env::var(POSTGRES_ENV) {
-            Ok(admin) => Some(FreshDatabase::create(&admin)?),
-            Err(_) => None,
+        let postgres = if on_postgres {
+            Some(FreshDatabase::create(&postgres_admin_url())?)
+        } else {
+            None
         };
         Self::spawn_on(args, env, data_dir, postgres)
     }
