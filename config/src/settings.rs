@@ -1,0 +1,349 @@
+//! The settings tree. Every struct has `deny_unknown_fields` and a default for every
+//! field, so a file only names what it changes, and a typo is an error.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::{ConfigError, Secret};
+
+/// The development signing key: public (it is in the source), so [`Settings::validate`]
+/// refuses it outside dev mode.
+pub const DEV_SIGNING_KEY: &str = "navaro-dev-signing-key-not-secret-do-not-use-in-prod";
+
+/// The shortest HMAC key accepted outside dev mode: 256 bits, the HS256 output size
+/// (RFC 7518 §3.2 requires at least that).
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// Everything the `navaro` binary can be told.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Development mode: the built-in signing key is allowed and localhost origins are
+    /// accepted. Production deployments set `dev_mode = false`.
+    pub dev_mode: bool,
+    /// Where the embedded SQLite database (and anything else local) lives.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; by default SQLite under `data_dir`. A Secret
+    /// because a Postgres URL usually carries a password.
+    pub database_url: Option<Secret>,
+    pub http: HttpSettings,
+    pub auth: AuthSettings,
+    pub limits: LimitSettings,
+    pub websocket: WebSocketSettings,
+    pub log: LogSettings,
+    pub engine: EngineSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            dev_mode: true,
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            http: HttpSettings::default(),
+            auth: AuthSettings::default(),
+            limits: LimitSettings::default(),
+            websocket: WebSocketSettings::default(),
+            log: LogSettings::default(),
+            engine: EngineSettings::default(),
+        }
+    }
+}
+
+/// The HTTP listener and per-request limits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address to bind; port 0 picks a free port (tests), which the server logs.
+    pub listen: SocketAddr,
+    /// Largest request body accepted; API bodies are small JSON objects, so 64 KiB is
+    /// generous and keeps a client from making us buffer megabytes (413 beyond it).
+    pub body_limit_bytes: usize,
+    /// A request still running after this long is answered 503 and dropped, so a stuck
+    /// store cannot pile up tasks.
+    pub request_timeout_ms: u64,
+    /// Open connections at most (HTTP and WebSocket together); beyond it new connections
+    /// wait in the kernel's backlog. Sized for 100k idle live subscribers per node.
+    pub max_connections: usize,
+    /// Origins allowed to open a WebSocket (browsers send `Origin`; native apps do not,
+    /// and are allowed). In dev mode, localhost origins are allowed too.
+    pub allowed_origins: Vec<String>,
+    /// How long shutdown waits for in-flight requests before giving up on them.
+    pub shutdown_grace_ms: u64,
+    /// Take the client IP for per-IP limits from the first `X-Forwarded-For` entry. Only
+    /// behind a proxy that sets it; otherwise clients could pick their own IP.
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            body_limit_bytes: 64 * 1024,
+            request_timeout_ms: 10_000,
+            max_connections: 110_000,
+            allowed_origins: Vec::new(),
+            shutdown_grace_ms: 10_000,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// One HMAC key, named by the `kid` that tokens signed with it carry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySettings {
+    /// Defaults to `main`, so that setting only `NAVARO_AUTH__SIGNING_KEY__SECRET` works.
+    #[serde(default = "default_kid")]
+    pub kid: String,
+    pub secret: Secret,
+}
+
+fn default_kid() -> String {
+    "main".to_owned()
+}
+
+/// Token issuing and checking, and who the platform admins are.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// `iss` of issued tokens; tokens with another issuer are refused.
+    pub issuer: String,
+    /// `aud` of issued tokens; tokens for another audience are refused.
+    pub audience: String,
+    /// Lifetime of an access token.
+    pub token_ttl_minutes: u32,
+    /// The key new tokens are signed with.
+    pub signing_key: KeySettings,
+    /// Further keys still accepted for verification (the previous signing keys during a
+    /// rotation), chosen by the token's `kid`.
+    pub verification_keys: Vec<KeySettings>,
+    /// Users (by email, matched case-insensitively) who are platform admins.
+    pub admin_emails: Vec<String>,
+    /// Users (by id) who are platform admins.
+    pub admin_user_ids: Vec<Uuid>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            issuer: "navaro".to_owned(),
+            audience: "navaro-api".to_owned(),
+            token_ttl_minutes: 60,
+            signing_key: KeySettings {
+                kid: "dev".to_owned(),
+                secret: Secret::new(DEV_SIGNING_KEY),
+            },
+            verification_keys: Vec::new(),
+            admin_emails: Vec::new(),
+            admin_user_ids: Vec::new(),
+        }
+    }
+}
+
+/// Rate limits (token buckets: a sustained rate and a burst).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Every request, per client IP.
+    pub per_ip_per_second: u32,
+    pub per_ip_burst: u32,
+    /// Every authenticated request, per user.
+    pub per_user_per_second: u32,
+    pub per_user_burst: u32,
+    /// Login and register attempts per IP: strict, since each costs an argon2 hash and
+    /// guessing passwords is the attack.
+    pub login_per_minute: u32,
+    pub login_burst: u32,
+    /// Booking creations per user: a customer books a handful a day; a script booking
+    /// hundreds is hoarding the agenda.
+    pub bookings_per_minute: u32,
+    pub bookings_burst: u32,
+    /// `Retry-After` sent with 503 overloaded.
+    pub overloaded_retry_after_seconds: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            per_ip_per_second: 100,
+            per_ip_burst: 200,
+            per_user_per_second: 20,
+            per_user_burst: 40,
+            login_per_minute: 10,
+            login_burst: 5,
+            bookings_per_minute: 10,
+            bookings_burst: 5,
+            overloaded_retry_after_seconds: 1,
+        }
+    }
+}
+
+/// Live-update connections.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketSettings {
+    /// Largest message a client may send; clients send nothing but control frames, so
+    /// this is small.
+    pub max_message_bytes: usize,
+    /// Per-connection read and write buffers. Small so 100k idle subscribers fit in
+    /// about 2 GiB (tungstenite's defaults are 128 KiB each).
+    pub read_buffer_bytes: usize,
+    pub write_buffer_bytes: usize,
+    /// A subscriber this many events behind the live feed is disconnected (close code
+    /// 4008) instead of being buffered for without bound; it resumes with `since`.
+    pub max_lag_events: usize,
+    /// A frame the socket does not take within this long marks the subscriber as stuck
+    /// (not reading): it is closed as a slow consumer.
+    pub send_timeout_ms: u64,
+}
+
+impl Default for WebSocketSettings {
+    fn default() -> Self {
+        WebSocketSettings {
+            max_message_bytes: 4 * 1024,
+            read_buffer_bytes: 4 * 1024,
+            write_buffer_bytes: 4 * 1024,
+            max_lag_events: 256,
+            send_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Engine tunables; each left unset keeps the engine's own default (documented on
+/// `navaro_engine::EngineConfig`, which says why each is what it is).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineSettings {
+    /// Commands queued or awaiting durability per establishment before 503 overloaded.
+    pub max_in_flight_per_establishment: Option<usize>,
+    /// An establishment idle this long is snapshotted and stopped.
+    pub idle_timeout_seconds: Option<u64>,
+    /// Live events buffered per subscriber before it is cut off as a slow consumer.
+    pub live_channel_capacity: Option<usize>,
+    /// The most events a live resume replays; further behind gets `reload`.
+    pub max_resume_events: Option<usize>,
+}
+
+/// Log output.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// A `tracing` filter, as in `RUST_LOG` (which, when set, wins).
+    pub filter: String,
+    /// One JSON object per line instead of human-readable text.
+    pub json: bool,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            filter: "info".to_owned(),
+            json: false,
+        }
+    }
+}
+
+impl Settings {
+    /// The database URL: the configured one, or SQLite under `data_dir`.
+    pub fn database_url(&self) -> Secret {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => Secret::new(format!(
+                "sqlite://{}/navaro.db",
+                self.data_dir.to_string_lossy()
+            )),
+        }
+    }
+
+    /// Whether the database is Postgres (else SQLite).
+    pub fn uses_postgres(&self) -> bool {
+        let url = self.database_url();
+        url.expose().starts_with("postgres://") || url.expose().starts_with("postgresql://")
+    }
+
+    /// Refuse configurations that must not run: the public dev key or short keys outside
+    /// dev mode, ambiguous key ids, zero limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let auth = &self.auth;
+        if !self.dev_mode {
+            if auth.signing_key.secret.expose() == DEV_SIGNING_KEY {
+                return Err(ConfigError::DefaultSigningKey);
+            }
+            for key in std::iter::once(&auth.signing_key).chain(&auth.verification_keys) {
+                if key.secret.expose().len() < MIN_KEY_BYTES {
+                    return Err(ConfigError::WeakKey {
+                        kid: key.kid.clone(),
+                        min: MIN_KEY_BYTES,
+                    });
+                }
+            }
+        }
+        let mut kids: Vec<&str> = std::iter::once(&auth.signing_key)
+            .chain(&auth.verification_keys)
+            .map(|k| k.kid.as_str())
+            .collect();
+        kids.sort_unstable();
+        if let Some(pair) = kids.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ConfigError::DuplicateKid(pair[0].to_owned()));
+        }
+        let positive: [(&'static str, u64); 10] = [
+            ("http.body_limit_bytes", self.http.body_limit_bytes as u64),
+            ("http.request_timeout_ms", self.http.request_timeout_ms),
+            ("http.max_connections", self.http.max_connections as u64),
+            ("auth.token_ttl_minutes", u64::from(auth.token_ttl_minutes)),
+            (
+                "limits.per_ip_per_second",
+                u64::from(self.limits.per_ip_per_second),
+            ),
+            ("limits.per_ip_burst", u64::from(self.limits.per_ip_burst)),
+            (
+                "limits.per_user_per_second",
+                u64::from(self.limits.per_user_per_second),
+            ),
+            (
+                "limits.per_user_burst",
+                u64::from(self.limits.per_user_burst),
+            ),
+            (
+                "limits.login_per_minute",
+                u64::from(self.limits.login_per_minute),
+            ),
+            (
+                "limits.bookings_per_minute",
+                u64::from(self.limits.bookings_per_minute),
+            ),
+        ];
+        let more: [(&'static str, u64); 3] = [
+            ("limits.login_burst", u64::from(self.limits.login_burst)),
+            (
+                "limits.bookings_burst",
+                u64::from(self.limits.bookings_burst),
+            ),
+            (
+                "websocket.max_lag_events",
+                self.websocket.max_lag_events as u64,
+            ),
+        ];
+        if let Some((field, _)) = positive.iter().chain(&more).find(|(_, v)| *v == 0) {
+            return Err(ConfigError::OutOfRange {
+                field,
+                reason: "must be greater than zero".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether a user is a platform admin by configuration.
+    pub fn is_admin(&self, user_id: Uuid, email: &str) -> bool {
+        self.auth.admin_user_ids.contains(&user_id)
+            || self
+                .auth
+                .admin_emails
+                .iter()
+                .any(|e| e.trim().eq_ignore_ascii_case(email.trim()))
+    }
+}

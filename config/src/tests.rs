@@ -1,0 +1,143 @@
+// Figment's Jail closures return figment::Result, whose error is large by design.
+#![allow(clippy::result_large_err)]
+
+use figment::{Figment, Jail};
+
+use super::*;
+
+fn load_in(jail: &Jail, file: Option<&str>) -> Result<Settings, ConfigError> {
+    let mut figment = Figment::new();
+    if let Some(name) = file {
+        figment = figment.merge(Toml::file_exact(jail.directory().join(name)));
+    }
+    Settings::from_figment(figment.merge(Settings::env_provider()))
+}
+
+#[test]
+fn defaults_are_dev_sqlite_on_localhost_8080() {
+    Jail::expect_with(|jail| {
+        let s = load_in(jail, None).unwrap();
+        assert!(s.dev_mode);
+        assert_eq!(s.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.database_url().expose(), "sqlite://data/navaro.db");
+        assert!(!s.uses_postgres());
+        Ok(())
+    });
+}
+
+#[test]
+fn file_then_env_override() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "navaro.toml",
+            r#"
+            data_dir = "/var/lib/navaro"
+            [http]
+            listen = "0.0.0.0:9000"
+            [auth]
+            admin_emails = ["Root@Example.com"]
+            "#,
+        )?;
+        jail.set_env("NAVARO_HTTP__LISTEN", "127.0.0.1:0");
+        jail.set_env("NAVARO_LIMITS__LOGIN_BURST", "3");
+        let s = load_in(jail, Some("navaro.toml")).unwrap();
+        assert_eq!(s.http.listen.port(), 0);
+        assert_eq!(s.limits.login_burst, 3);
+        assert_eq!(
+            s.database_url().expose(),
+            "sqlite:///var/lib/navaro/navaro.db"
+        );
+        assert!(s.is_admin(uuid::Uuid::nil(), "root@example.com"));
+        Ok(())
+    });
+}
+
+#[test]
+fn database_url_env_switches_to_postgres() {
+    Jail::expect_with(|jail| {
+        jail.set_env("NAVARO_DATABASE_URL", "postgres://u:pw@localhost/navaro");
+        let s = load_in(jail, None).unwrap();
+        assert!(s.uses_postgres());
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    Jail::expect_with(|jail| {
+        jail.create_file("navaro.toml", "[http]\nlisten_addr = \"0.0.0.0:1\"\n")?;
+        let err = load_in(jail, Some("navaro.toml")).unwrap_err();
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("NAVARO_LIMITS__PER_IP", "5");
+        assert!(load_in(jail, None).is_err());
+        Ok(())
+    });
+}
+
+#[test]
+fn default_signing_key_refused_outside_dev_mode() {
+    Jail::expect_with(|jail| {
+        jail.set_env("NAVARO_DEV_MODE", "false");
+        assert!(matches!(
+            load_in(jail, None),
+            Err(ConfigError::DefaultSigningKey)
+        ));
+        jail.set_env("NAVARO_AUTH__SIGNING_KEY__SECRET", "short");
+        assert!(matches!(
+            load_in(jail, None),
+            Err(ConfigError::WeakKey { .. })
+        ));
+        jail.set_env(
+            "NAVARO_AUTH__SIGNING_KEY__SECRET",
+            "0123456789abcdef0123456789abcdef-prod",
+        );
+        assert!(load_in(jail, None).is_ok());
+        Ok(())
+    });
+}
+
+#[test]
+fn duplicate_kids_are_rejected() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "navaro.toml",
+            "[[auth.verification_keys]]\nkid = \"dev\"\nsecret = \"x\"\n",
+        )?;
+        assert!(matches!(
+            load_in(jail, Some("navaro.toml")),
+            Err(ConfigError::DuplicateKid(_))
+        ));
+        Ok(())
+    });
+}
+
+#[test]
+fn secrets_are_redacted_in_debug() {
+    Jail::expect_with(|jail| {
+        jail.set_env("NAVARO_DATABASE_URL", "postgres://u:hunter2@db/navaro");
+        let s = load_in(jail, None).unwrap();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains(DEV_SIGNING_KEY), "{printed}");
+        assert!(printed.contains("redacted"));
+        Ok(())
+    });
+}
+
+#[test]
+fn the_example_file_is_valid_and_matches_the_defaults() {
+    Jail::expect_with(|jail| {
+        jail.create_file("example.toml", include_str!("../navaro.example.toml"))?;
+        let s = load_in(jail, Some("example.toml")).unwrap();
+        let d = Settings::default();
+        assert_eq!(s.http.listen, d.http.listen);
+        assert_eq!(s.http.body_limit_bytes, d.http.body_limit_bytes);
+        assert_eq!(s.limits.login_burst, d.limits.login_burst);
+        assert_eq!(s.websocket.max_lag_events, d.websocket.max_lag_events);
+        assert_eq!(s.auth.signing_key.kid, d.auth.signing_key.kid);
+        Ok(())
+    });
+}

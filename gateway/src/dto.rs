@@ -1,0 +1,427 @@
+//! Request and response bodies as API.md spells them, with their OpenAPI schemas.
+//!
+//! Requests parse into protocol types here, once (unknown fields refused). Responses
+//! render instants as RFC 3339 with the establishment's UTC offset at that instant,
+//! which is why they are not the protocol types themselves.
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use navaro_protocol::{
+    Alternative, Booking, BookingStatus, EstablishmentId, EstablishmentSettings, ServiceId,
+    SettingsPatch, StaffId, TimeOff, UserId, WeeklyHours,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// An instant as API.md renders it: RFC 3339 with the establishment's offset.
+pub fn render(ts: Timestamp, tz: &TimeZone) -> String {
+    ts.display_with_offset(tz.to_offset(ts)).to_string()
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub email: String,
+    /// 8 to 128 characters.
+    pub password: String,
+    pub name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserDto {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RegisterResponse {
+    pub user: UserDto,
+    pub token: String,
+    pub expires_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoginResponse {
+    pub token: String,
+    pub expires_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MembershipDto {
+    pub establishment_id: Uuid,
+    /// `owner` or `staff`.
+    pub role: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MeResponse {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub admin: bool,
+    pub memberships: Vec<MembershipDto>,
+}
+
+/// The create-establishment body; omitted fields take API.md's defaults.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEstablishmentRequest {
+    pub name: String,
+    /// IANA time zone, e.g. `America/Sao_Paulo`.
+    pub timezone: String,
+    pub slot_minutes: Option<u16>,
+    pub min_notice_minutes: Option<u32>,
+    pub horizon_days: Option<u16>,
+    pub cancel_cutoff_minutes: Option<u32>,
+    pub max_future_bookings_per_customer: Option<u16>,
+    /// Most tickets waiting in the walk-in queue at once.
+    pub queue_max_length: Option<u16>,
+    /// A called ticket not started within this long is marked no-show.
+    pub queue_no_show_grace_minutes: Option<u16>,
+}
+
+impl CreateEstablishmentRequest {
+    pub fn into_settings(self) -> EstablishmentSettings {
+        use navaro_protocol::defaults;
+        EstablishmentSettings {
+            name: self.name,
+            timezone: self.timezone,
+            slot_minutes: self.slot_minutes.unwrap_or_else(defaults::slot_minutes),
+            min_notice_minutes: self.min_notice_minutes.unwrap_or(0),
+            horizon_days: self.horizon_days.unwrap_or_else(defaults::horizon_days),
+            cancel_cutoff_minutes: self.cancel_cutoff_minutes.unwrap_or(0),
+            max_future_bookings_per_customer: self
+                .max_future_bookings_per_customer
+                .unwrap_or_else(defaults::max_future_bookings_per_customer),
+            queue_max_length: self
+                .queue_max_length
+                .unwrap_or_else(defaults::queue_max_length),
+            queue_no_show_grace_minutes: self
+                .queue_no_show_grace_minutes
+                .unwrap_or_else(defaults::queue_no_show_grace_minutes),
+        }
+    }
+}
+
+/// Any of the create fields.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchEstablishmentRequest {
+    pub name: Option<String>,
+    pub timezone: Option<String>,
+    pub slot_minutes: Option<u16>,
+    pub min_notice_minutes: Option<u32>,
+    pub horizon_days: Option<u16>,
+    pub cancel_cutoff_minutes: Option<u32>,
+    pub max_future_bookings_per_customer: Option<u16>,
+    /// Most tickets waiting in the walk-in queue at once.
+    pub queue_max_length: Option<u16>,
+    /// A called ticket not started within this long is marked no-show.
+    pub queue_no_show_grace_minutes: Option<u16>,
+}
+
+impl PatchEstablishmentRequest {
+    pub fn into_patch(self) -> SettingsPatch {
+        SettingsPatch {
+            name: self.name,
+            timezone: self.timezone,
+            slot_minutes: self.slot_minutes,
+            min_notice_minutes: self.min_notice_minutes,
+            horizon_days: self.horizon_days,
+            cancel_cutoff_minutes: self.cancel_cutoff_minutes,
+            max_future_bookings_per_customer: self.max_future_bookings_per_customer,
+            queue_max_length: self.queue_max_length,
+            queue_no_show_grace_minutes: self.queue_no_show_grace_minutes,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StaffDto {
+    pub id: Uuid,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
+    /// `{"mon": [["09:00","12:00"], ...], ...}`; a missing day is a day off.
+    #[schema(value_type = Object)]
+    pub hours: WeeklyHours,
+}
+
+impl From<navaro_protocol::Staff> for StaffDto {
+    fn from(s: navaro_protocol::Staff) -> Self {
+        StaffDto {
+            id: s.id.0,
+            name: s.name,
+            user_id: s.user_id.map(|u| u.0),
+            hours: s.hours,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ServiceDto {
+    pub id: Uuid,
+    pub name: String,
+    pub duration_minutes: u32,
+    pub price_cents: i64,
+    pub currency: String,
+    pub buffer_after_minutes: u32,
+    pub staff_ids: Vec<Uuid>,
+}
+
+impl From<navaro_protocol::Service> for ServiceDto {
+    fn from(s: navaro_protocol::Service) -> Self {
+        ServiceDto {
+            id: s.id.0,
+            name: s.name,
+            duration_minutes: s.duration_minutes,
+            price_cents: s.price_cents,
+            currency: s.currency,
+            buffer_after_minutes: s.buffer_after_minutes,
+            staff_ids: s.staff_ids.into_iter().map(|i| i.0).collect(),
+        }
+    }
+}
+
+/// An establishment with its staff and services (public).
+#[derive(Serialize, ToSchema)]
+pub struct EstablishmentDto {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub name: String,
+    pub timezone: String,
+    pub slot_minutes: u16,
+    pub min_notice_minutes: u32,
+    pub horizon_days: u16,
+    pub cancel_cutoff_minutes: u32,
+    pub max_future_bookings_per_customer: u16,
+    pub queue_max_length: u16,
+    pub queue_no_show_grace_minutes: u16,
+    /// The establishment's latest event sequence number (for `live?since=`).
+    pub seq: u64,
+    pub staff: Vec<StaffDto>,
+    pub services: Vec<ServiceDto>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddMemberRequest {
+    pub user_id: Uuid,
+    /// `owner` or `staff`.
+    pub role: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MemberDto {
+    pub establishment_id: Uuid,
+    pub user_id: Uuid,
+    pub role: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddStaffRequest {
+    pub name: String,
+    pub user_id: Option<Uuid>,
+    #[schema(value_type = Object)]
+    pub hours: WeeklyHours,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetHoursRequest {
+    #[schema(value_type = Object)]
+    pub hours: WeeklyHours,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimeOffRequest {
+    /// RFC 3339, any offset.
+    #[schema(value_type = String, format = DateTime)]
+    pub start: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub end: Timestamp,
+    pub reason: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TimeOffDto {
+    pub id: Uuid,
+    pub staff_id: Uuid,
+    pub start: String,
+    pub end: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl TimeOffDto {
+    pub fn new(t: TimeOff, tz: &TimeZone) -> Self {
+        TimeOffDto {
+            id: t.id.0,
+            staff_id: t.staff_id.0,
+            start: render(t.start, tz),
+            end: render(t.end, tz),
+            reason: t.reason,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddServiceRequest {
+    pub name: String,
+    pub duration_minutes: u32,
+    pub price_cents: i64,
+    /// ISO 4217; default `BRL`.
+    pub currency: Option<String>,
+    pub buffer_after_minutes: Option<u32>,
+    pub staff_ids: Vec<Uuid>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BookRequest {
+    pub service_id: Uuid,
+    /// RFC 3339, any offset.
+    #[schema(value_type = String, format = DateTime)]
+    pub start: Timestamp,
+    /// Omitted: any free staff member.
+    pub staff_id: Option<Uuid>,
+    /// Members only: book on behalf of this customer.
+    pub customer_id: Option<Uuid>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RescheduleRequest {
+    #[schema(value_type = String, format = DateTime)]
+    pub start: Timestamp,
+    pub staff_id: Option<Uuid>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BookingDto {
+    pub id: Uuid,
+    pub establishment_id: Uuid,
+    pub service_id: Uuid,
+    pub staff_id: Uuid,
+    pub customer_id: Uuid,
+    pub start: String,
+    pub end: String,
+    pub buffer_after_minutes: u32,
+    /// `confirmed`, `cancelled`, `completed` or `no_show`.
+    #[schema(value_type = String)]
+    pub status: BookingStatus,
+    /// The establishment event that confirmed (or last moved) it.
+    pub seq: u64,
+    pub created_at: String,
+}
+
+impl BookingDto {
+    pub fn new(b: Booking, tz: &TimeZone) -> Self {
+        BookingDto {
+            id: b.id.0,
+            establishment_id: b.establishment_id.0,
+            service_id: b.service_id.0,
+            staff_id: b.staff_id.0,
+            customer_id: b.customer_id.0,
+            start: render(b.start, tz),
+            end: render(b.end, tz),
+            buffer_after_minutes: b.buffer_after_minutes,
+            status: b.status,
+            seq: b.seq,
+            created_at: render(b.created_at, tz),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BookingsResponse {
+    pub bookings: Vec<BookingDto>,
+}
+
+/// A free start near a requested one.
+#[derive(Serialize, ToSchema)]
+pub struct AlternativeDto {
+    pub start: String,
+    pub staff_id: Uuid,
+}
+
+impl AlternativeDto {
+    pub fn new(a: &Alternative, tz: &TimeZone) -> Self {
+        AlternativeDto {
+            start: render(a.start, tz),
+            staff_id: a.staff_id.0,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AvailabilityParams {
+    pub service_id: Uuid,
+    /// First local date, `YYYY-MM-DD`.
+    pub from: String,
+    /// Number of days, 1 to 31.
+    pub days: Option<u16>,
+    pub staff_id: Option<Uuid>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DateParams {
+    /// Local date, `YYYY-MM-DD`.
+    pub date: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SlotDto {
+    pub start: String,
+    pub staff_ids: Vec<Uuid>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AvailabilityResponse {
+    pub establishment_id: Uuid,
+    pub service_id: Uuid,
+    pub timezone: String,
+    pub slots: Vec<SlotDto>,
+}
+
+/// `{"status": "ok"}` and friends.
+#[derive(Serialize, ToSchema)]
+pub struct StatusResponse {
+    pub status: String,
+}
+
+pub fn ids<T: From<Uuid>>(list: Vec<Uuid>) -> Vec<T> {
+    list.into_iter().map(T::from).collect()
+}
+
+pub fn est(id: Uuid) -> EstablishmentId {
+    EstablishmentId(id)
+}
+
+pub fn staff(id: Uuid) -> StaffId {
+    StaffId(id)
+}
+
+pub fn service(id: Uuid) -> ServiceId {
+    ServiceId(id)
+}
+
+pub fn user(id: Uuid) -> UserId {
+    UserId(id)
+}

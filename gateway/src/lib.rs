@@ -1,0 +1,33 @@
+//! Navaro's gateway: the `navaro` binary's HTTP and WebSocket API.
+//!
+//! [`startup`] builds the server ([`Application::build`]) and runs it until a signal,
+//! shutting down in order. Requests pass the layers set up there: a request id and trace
+//! span, [`wire`]'s content negotiation (JSON or MessagePack, same fields) and single
+//! error shape, a timeout, the body limit, and on `/v1` the per-IP rate limit of
+//! [`limits`]. [`routes`] holds the handlers by area of API.md; they authenticate with
+//! [`auth`] (argon2id passwords, JWTs with `kid` rotation), authorize against the
+//! caller's membership of the establishment in the path, and send commands to the
+//! engine through [`engine_api`].
+//! [`dto`] holds the request and response bodies, which render instants in the
+//! establishment's offset; [`error`] is the one table from error code to HTTP status.
+//! [`live`] serves the WebSocket feed; [`stores`] names the persistence crate's stores;
+//! [`telemetry`] sets up logs and Prometheus metrics; [`openapi`] generates
+//! `/openapi.json`; [`listener`] caps open connections; [`demo`] loads demo data.
+
+pub mod auth;
+pub mod demo;
+pub mod dto;
+pub mod engine_api;
+pub mod error;
+pub mod limits;
+pub mod listener;
+pub mod live;
+pub mod openapi;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod stores;
+pub mod telemetry;
+pub mod wire;
+
+pub use startup::{Application, StartupError};

@@ -1,0 +1,436 @@
+//! `GET /v1/establishments/{id}/live`: the live feed over WebSocket.
+//!
+//! After the upgrade a subscriber gets `{"type":"hello","seq":current}`, then every
+//! event after `since` (the engine's backlog, then its live broadcast) as
+//! `{"seq","type","data","at"}` frames, each once and in order, or `{"type":"reload"}`
+//! when `since` is older than what can be replayed. Members see every event; customers
+//! only those whose `Event::customer_id()` is theirs. Encoding follows the subprotocol
+//! (`navaro.v1.json`, default, or `navaro.v1.msgpack`).
+//!
+//! Limits: small per-connection buffers (settings `websocket.*`) so that 100k idle
+//! subscribers fit in about 2 GiB; a subscriber that falls `max_lag_events` behind, or
+//! whose socket does not take a frame within `websocket.send_timeout_ms`, is closed with
+//! [`CLOSE_SLOW_CONSUMER`] and resumes with `since`. On shutdown every subscriber is
+//! closed with 1001 (going away).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use navaro_protocol::{Caller, Encoding, EstablishmentId, Event, EventRecord, encode};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, broadcast};
+use uuid::Uuid;
+
+use crate::auth::AuthUser;
+use crate::dto::{est, render};
+use crate::error::ApiError;
+use crate::routes::establishments::resolve;
+use crate::state::AppState;
+use crate::wire::{ApiPath, ApiQuery};
+
+/// Subprotocols, in the server's order of preference.
+pub const SUBPROTOCOLS: [&str; 2] = ["navaro.v1.json", "navaro.v1.msgpack"];
+
+/// Close code for a subscriber that could not keep up (4000-4999: application codes).
+pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+/// Close code when the establishment's feed ended (its actor stopped); reconnect.
+pub const CLOSE_FEED_ENDED: u16 = 1012;
+/// Close code on server shutdown.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// Largest outgoing message; frames are a few KiB, this only bounds a surprise.
+const MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
+
+/// Encoded frames kept for reuse: one event fans out to every subscriber of its
+/// establishment, and encoding it once instead of once per subscriber is what keeps a
+/// 10k-subscriber fan-out cheap. A few hundred entries cover every establishment's
+/// latest events at any realistic event rate.
+const FRAME_CACHE_ENTRIES: usize = 512;
+
+type FrameKey = (EstablishmentId, u64, Encoding);
+
+/// Open live connections (for the gauge and for draining at shutdown), and the cache of
+/// encoded frames they share.
+#[derive(Default)]
+pub struct LiveRegistry {
+    open: AtomicUsize,
+    drained: Notify,
+    frames: Mutex<(HashMap<FrameKey, Message>, VecDeque<FrameKey>)>,
+}
+
+impl LiveRegistry {
+    fn enter(self: &Arc<Self>) -> LiveGuard {
+        let n = self.open.fetch_add(1, Ordering::SeqCst) + 1;
+        metrics::gauge!("navaro_live_subscribers").set(n as f64);
+        LiveGuard(self.clone())
+    }
+
+    /// The encoded frame for an event, encoding it on first use.
+    fn frame(&self, key: FrameKey, encode: impl FnOnce() -> Option<Message>) -> Option<Message> {
+        if let Some(message) = self.lock_frames().0.get(&key) {
+            return Some(message.clone());
+        }
+        let message = encode()?;
+        let mut frames = self.lock_frames();
+        let (map, order) = &mut *frames;
+        if map.insert(key, message.clone()).is_none() {
+            order.push_back(key);
+            if order.len() > FRAME_CACHE_ENTRIES
+                && let Some(oldest) = order.pop_front()
+            {
+                map.remove(&oldest);
+            }
+        }
+        Some(message)
+    }
+
+    fn lock_frames(
+        &self,
+    ) -> std::sync::MutexGuard<'_, (HashMap<FrameKey, Message>, VecDeque<FrameKey>)> {
+        self.frames.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Wait until every live connection has closed, at most `grace`.
+    pub async fn drain(&self, grace: Duration) {
+        let wait = async {
+            while self.open() > 0 {
+                let notified = self.drained.notified();
+                if self.open() == 0 {
+                    break;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(grace, wait).await;
+    }
+}
+
+struct LiveGuard(Arc<LiveRegistry>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        let n = self.0.open.fetch_sub(1, Ordering::SeqCst) - 1;
+        metrics::gauge!("navaro_live_subscribers").set(n as f64);
+        if n == 0 {
+            self.0.drained.notify_waiters();
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LiveParams {
+    /// The last seq the client has; omitted: from now.
+    pub since: Option<u64>,
+    /// The access token, for clients that cannot set headers on a WebSocket (browsers).
+    pub access_token: Option<String>,
+}
+
+/// `hello` and `reload` frames.
+#[derive(Serialize)]
+struct Control {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    seq: u64,
+}
+
+/// An event frame: `{seq, type, data, at}`.
+#[derive(Serialize)]
+struct Frame<'a> {
+    seq: u64,
+    #[serde(flatten)]
+    event: &'a Event,
+    at: Timestamp,
+}
+
+fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true; // native clients send no Origin; browsers always do
+    };
+    if state
+        .settings
+        .http
+        .allowed_origins
+        .iter()
+        .any(|o| o == origin)
+    {
+        return true;
+    }
+    let local = ["http://localhost", "http://127.0.0.1", "https://localhost"];
+    state.settings.dev_mode
+        && local.iter().any(|l| {
+            origin == *l
+                || origin
+                    .strip_prefix(l)
+                    .is_some_and(|rest| rest.starts_with(':'))
+        })
+}
+
+#[utoipa::path(get, path = "/v1/establishments/{id}/live", tag = "live", security(("bearer" = [])),
+    params(("id" = Uuid, Path), LiveParams),
+    responses((status = 101, description = "WebSocket; subprotocol navaro.v1.json or navaro.v1.msgpack"),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, description = "origin not allowed", body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn live(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(params): ApiQuery<LiveParams>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    if !origin_allowed(&state, &headers) {
+        return Err(ApiError::new(
+            navaro_protocol::ErrorCode::Forbidden,
+            "origin not allowed",
+        ));
+    }
+    let header_token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+    let token = header_token
+        .or(params.access_token.as_deref())
+        .ok_or_else(|| ApiError::unauthorized("bearer token or access_token required"))?;
+    let auth = AuthUser::from_token(&state, token)?;
+    let (view, caller) = resolve(&state, &auth, est(id)).await?;
+    let since = params.since.unwrap_or_else(|| view.seq());
+    let subscription = state
+        .engine
+        .subscribe(est(id), since)
+        .await
+        .map_err(ApiError::from)?;
+    let ws = &state.settings.websocket;
+    let upgrade = upgrade
+        .protocols(SUBPROTOCOLS)
+        .read_buffer_size(ws.read_buffer_bytes)
+        .write_buffer_size(ws.write_buffer_bytes)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES.max(ws.write_buffer_bytes * 2))
+        .max_message_size(ws.max_message_bytes)
+        .max_frame_size(ws.max_message_bytes);
+    let encoding = match upgrade.selected_protocol().and_then(|p| p.to_str().ok()) {
+        Some("navaro.v1.msgpack") => Encoding::MsgPack,
+        _ => Encoding::Json,
+    };
+    let session = Session {
+        state: state.clone(),
+        establishment_id: est(id),
+        timezone: view.timezone().clone(),
+        caller,
+        encoding,
+        max_lag: ws.max_lag_events,
+        send_timeout: Duration::from_millis(ws.send_timeout_ms),
+    };
+    Ok(upgrade.on_upgrade(move |socket| session.run(socket, subscription)))
+}
+
+struct Session {
+    state: AppState,
+    establishment_id: EstablishmentId,
+    /// Instants in frames are rendered in the establishment's offset, as in responses.
+    timezone: TimeZone,
+    caller: Caller,
+    encoding: Encoding,
+    max_lag: usize,
+    send_timeout: Duration,
+}
+
+/// The instant fields of events (see `navaro_protocol::event`).
+const INSTANT_FIELDS: [&str; 7] = [
+    "at",
+    "start",
+    "end",
+    "created_at",
+    "expires_at",
+    "previous_start",
+    "joined_at",
+];
+
+/// Re-render the instants of a frame (UTC in the protocol's encoding) with the
+/// establishment's offset, as API.md asks of every instant.
+fn localize_instants(value: &mut serde_json::Value, tz: &TimeZone) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, field) in map.iter_mut() {
+                if let serde_json::Value::String(text) = field
+                    && INSTANT_FIELDS.contains(&key.as_str())
+                    && let Ok(ts) = text.parse::<Timestamp>()
+                {
+                    *text = render(ts, tz);
+                } else {
+                    localize_instants(field, tz);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| localize_instants(v, tz)),
+        _ => {}
+    }
+}
+
+/// Why a session ended, and the close frame to send.
+enum End {
+    Client,
+    Close(u16, &'static str),
+}
+
+impl Session {
+    fn visible(&self, record: &EventRecord) -> bool {
+        self.caller.role.is_member() || record.event.customer_id() == Some(self.caller.user_id)
+    }
+
+    fn message<T: Serialize>(&self, value: &T) -> Option<Message> {
+        let bytes = encode(self.encoding, value).ok()?;
+        Some(match self.encoding {
+            Encoding::Json => Message::Text(String::from_utf8(bytes).ok()?.into()),
+            Encoding::MsgPack => Message::Binary(bytes.into()),
+        })
+    }
+
+    async fn send<T: Serialize>(&self, socket: &mut WebSocket, value: &T) -> Result<(), End> {
+        match self.message(value) {
+            Some(message) => self.send_message(socket, message).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn send_message(&self, socket: &mut WebSocket, message: Message) -> Result<(), End> {
+        match tokio::time::timeout(self.send_timeout, socket.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Client),
+            Err(_) => Err(End::Close(
+                CLOSE_SLOW_CONSUMER,
+                "slow consumer: resume with since",
+            )),
+        }
+    }
+
+    async fn send_record(
+        &self,
+        socket: &mut WebSocket,
+        record: &EventRecord,
+        last_seq: &mut u64,
+    ) -> Result<(), End> {
+        if record.seq <= *last_seq {
+            return Ok(()); // already sent from the backlog
+        }
+        *last_seq = record.seq;
+        if !self.visible(record) {
+            return Ok(());
+        }
+        let key = (self.establishment_id, record.seq, self.encoding);
+        let message = self.state.live.frame(key, || {
+            let frame = Frame {
+                seq: record.seq,
+                event: &record.event,
+                at: record.at,
+            };
+            let mut value = serde_json::to_value(&frame).ok()?;
+            localize_instants(&mut value, &self.timezone);
+            self.message(&value)
+        });
+        match message {
+            Some(message) => {
+                metrics::counter!("navaro_live_frames_total").increment(1);
+                self.send_message(socket, message).await
+            }
+            None => Ok(()),
+        }
+    }
+
+    async fn run(self, mut socket: WebSocket, subscription: crate::engine_api::Subscription) {
+        let _guard = self.state.live.enter();
+        let end = self.stream(&mut socket, subscription).await;
+        let reason_label = match &end {
+            End::Client => "client",
+            End::Close(CLOSE_SLOW_CONSUMER, _) => "slow_consumer",
+            End::Close(CLOSE_GOING_AWAY, _) => "shutdown",
+            End::Close(_, _) => "feed_ended",
+        };
+        metrics::counter!("navaro_live_disconnects_total", "reason" => reason_label).increment(1);
+        if let End::Close(code, reason) = end {
+            let frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            let _ =
+                tokio::time::timeout(self.send_timeout, socket.send(Message::Close(Some(frame))))
+                    .await;
+        }
+    }
+
+    async fn stream(
+        &self,
+        socket: &mut WebSocket,
+        subscription: crate::engine_api::Subscription,
+    ) -> End {
+        let mut shutdown = self.state.shutdown.clone();
+        let hello_seq = subscription.hello_seq;
+        let mut live = subscription.live;
+        let hello = Control {
+            kind: "hello",
+            seq: hello_seq,
+        };
+        if let Err(end) = self.send(socket, &hello).await {
+            return end;
+        }
+        let mut last_seq = 0;
+        if subscription.reload {
+            let reload = Control {
+                kind: "reload",
+                seq: hello_seq,
+            };
+            if let Err(end) = self.send(socket, &reload).await {
+                return end;
+            }
+            last_seq = hello_seq;
+        }
+        for record in &subscription.backlog {
+            if let Err(end) = self.send_record(socket, record, &mut last_seq).await {
+                return end;
+            }
+        }
+        last_seq = last_seq.max(hello_seq);
+        loop {
+            if live.len() > self.max_lag {
+                return End::Close(CLOSE_SLOW_CONSUMER, "slow consumer: resume with since");
+            }
+            tokio::select! {
+                received = live.recv() => match received {
+                    Ok(record) => {
+                        if let Err(end) = self.send_record(socket, &record, &mut last_seq).await {
+                            return end;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        return End::Close(CLOSE_SLOW_CONSUMER, "slow consumer: resume with since");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return End::Close(CLOSE_FEED_ENDED, "feed ended: reconnect with since");
+                    }
+                },
+                incoming = socket.recv() => match incoming {
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return End::Client,
+                    Some(Ok(_)) => {} // clients send nothing we act on; pings are answered by the library
+                },
+                _ = shutdown.changed() => {
+                    return End::Close(CLOSE_GOING_AWAY, "server shutting down");
+                }
+            }
+        }
+    }
+}

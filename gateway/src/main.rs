@@ -1,0 +1,73 @@
+//! The `navaro` binary: load settings, then serve, migrate or load the demo.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use navaro_config::Settings;
+use navaro_gateway::{Application, demo, stores, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "navaro",
+    version,
+    about = "Navaro booking and live-queue server"
+)]
+struct Cli {
+    /// TOML settings file (also $NAVARO_CONFIG); NAVARO_* variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Load a demo establishment (staff, services, bookings), then serve.
+    Demo,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
+    telemetry::init_logging(&settings.log);
+    tracing::info!(
+        dev_mode = settings.dev_mode,
+        postgres = settings.uses_postgres(),
+        "starting"
+    );
+    if settings.dev_mode {
+        tracing::warn!("dev mode: built-in signing key allowed; never run this in production");
+    }
+    match cli.command.unwrap_or(Cmd::Serve) {
+        Cmd::Serve => {
+            let app = Application::build(settings).await.context("starting")?;
+            app.run_until_stopped().await.context("serving")?;
+        }
+        Cmd::Migrate => {
+            stores::migrate(settings.database_url().expose())
+                .await
+                .context("migrating")?;
+            tracing::info!("migrations applied");
+        }
+        Cmd::Demo => {
+            let app = Application::build(settings).await.context("starting")?;
+            let summary = demo::load(app.state()).await.context("loading demo data")?;
+            tracing::info!(
+                establishment_id = %summary.establishment_id,
+                owner = %summary.owner_email,
+                customers = ?summary.customer_emails,
+                bookings = summary.bookings,
+                password = demo::DEMO_PASSWORD,
+                "demo loaded"
+            );
+            app.run_until_stopped().await.context("serving")?;
+        }
+    }
+    Ok(())
+}

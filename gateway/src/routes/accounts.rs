@@ -1,0 +1,210 @@
+//! Register, login, and the caller's own account and bookings.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use navaro_persistence::accounts::{AccountError, User};
+use navaro_protocol::{ErrorCode, UserId};
+use uuid::Uuid;
+
+use crate::auth::{AuthUser, PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
+use crate::dto::*;
+use crate::error::{ApiError, ErrorBody};
+use crate::limits::ClientIp;
+use crate::state::AppState;
+use crate::wire::ApiJson;
+
+/// The most bookings `GET /v1/me/bookings` returns (most recent first).
+pub const MY_BOOKINGS_LIMIT: usize = 200;
+
+/// Longest display name accepted.
+const NAME_MAX_CHARS: usize = 100;
+
+/// An email as RFC 5321 bounds it, with an `@` between non-empty parts; the real check
+/// is the confirmation mail a later issue sends.
+fn parse_email(raw: &str) -> Result<String, ApiError> {
+    let email = raw.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(char::is_whitespace)
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+    if valid {
+        Ok(email)
+    } else {
+        Err(ApiError::invalid("email", "not a valid email address"))
+    }
+}
+
+fn parse_password(password: &str) -> Result<(), ApiError> {
+    let chars = password.chars().count();
+    if (PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&chars) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "password",
+            format!("must be {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters"),
+        ))
+    }
+}
+
+fn parse_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > NAME_MAX_CHARS {
+        return Err(ApiError::invalid(
+            "name",
+            format!("must be 1 to {NAME_MAX_CHARS} characters"),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+#[utoipa::path(post, path = "/v1/auth/register", tag = "auth",
+    request_body = RegisterRequest,
+    responses((status = 201, body = RegisterResponse), (status = 409, description = "email taken", body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn register(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
+    state.limits.check_login(ip)?;
+    let email = parse_email(&body.email)?;
+    parse_password(&body.password)?;
+    let name = parse_name(&body.name)?;
+    let password_hash = state
+        .passwords
+        .hash(body.password)
+        .await
+        .map_err(ApiError::internal)?;
+    let now = Timestamp::now();
+    let user = User {
+        id: UserId(Uuid::now_v7()),
+        email,
+        name,
+        password_hash,
+        created_at: now,
+    };
+    let user = match state.stores.accounts.create_user(user).await {
+        Ok(user) => user,
+        Err(AccountError::EmailTaken) => {
+            return Err(ApiError::from(navaro_protocol::Rejection::field(
+                ErrorCode::Conflict,
+                "email",
+                "email already registered",
+            )));
+        }
+        Err(e) => return Err(ApiError::unavailable(e)),
+    };
+    let (token, expires) = state.tokens.issue(user.id, &user.email, now);
+    tracing::info!(user_id = %user.id, "user registered");
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisterResponse {
+            user: UserDto {
+                id: user.id.0,
+                email: user.email,
+                name: user.name,
+            },
+            token,
+            expires_at: expires.to_string(),
+        }),
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    state.limits.check_login(ip)?;
+    let user = state
+        .stores
+        .accounts
+        .user_by_email(&body.email)
+        .await
+        .map_err(ApiError::unavailable)?;
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let password = body.password.chars().take(PASSWORD_MAX_CHARS).collect();
+    let verified = state.passwords.verify(password, hash).await;
+    match user {
+        Some(user) if verified => {
+            let (token, expires) = state.tokens.issue(user.id, &user.email, Timestamp::now());
+            Ok(Json(LoginResponse {
+                token,
+                expires_at: expires.to_string(),
+            }))
+        }
+        _ => Err(ApiError::unauthorized("invalid email or password")),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = MeResponse), (status = 401, body = ErrorBody)))]
+pub async fn me(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<Json<MeResponse>, ApiError> {
+    let accounts = &state.stores.accounts;
+    let user = accounts
+        .user_by_id(auth.user_id)
+        .await
+        .map_err(ApiError::unavailable)?
+        .ok_or_else(|| ApiError::unauthorized("account no longer exists"))?;
+    let memberships = accounts
+        .memberships_of(auth.user_id)
+        .await
+        .map_err(ApiError::unavailable)?;
+    Ok(Json(MeResponse {
+        id: user.id.0,
+        email: user.email,
+        name: user.name,
+        admin: auth.admin,
+        memberships: memberships
+            .into_iter()
+            .map(|m| MembershipDto {
+                establishment_id: m.establishment_id.0,
+                role: m.role.as_str().to_owned(),
+            })
+            .collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/me/bookings", tag = "bookings", security(("bearer" = [])),
+    responses((status = 200, body = BookingsResponse), (status = 401, body = ErrorBody)))]
+pub async fn my_bookings(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<Json<BookingsResponse>, ApiError> {
+    let bookings = state
+        .stores
+        .bookings
+        .bookings_of_customer(auth.user_id, MY_BOOKINGS_LIMIT)
+        .await
+        .map_err(ApiError::unavailable)?;
+    let mut zones: HashMap<_, TimeZone> = HashMap::new();
+    let mut out = Vec::with_capacity(bookings.len());
+    for booking in bookings {
+        let id = booking.establishment_id;
+        let tz = match zones.get(&id) {
+            Some(tz) => tz.clone(),
+            None => {
+                let tz = match state.engine.view(id).await {
+                    Ok(view) => view.timezone().clone(),
+                    Err(_) => TimeZone::UTC,
+                };
+                zones.insert(id, tz.clone());
+                tz
+            }
+        };
+        out.push(BookingDto::new(booking, &tz));
+    }
+    Ok(Json(BookingsResponse { bookings: out }))
+}

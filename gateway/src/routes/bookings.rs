@@ -1,0 +1,151 @@
+//! Bookings: create, list, read, cancel, reschedule.
+//!
+//! Authorization: members (and admins) see and act on the whole agenda; a customer only
+//! on their own bookings. Someone else's booking answers 404, not 403, so that booking
+//! ids cannot be probed.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use navaro_protocol::{BookingId, Caller, Command, EstablishmentId, Reply};
+use uuid::Uuid;
+
+use super::establishments::{execute, parse_date, resolve};
+use crate::auth::AuthUser;
+use crate::dto::*;
+use crate::engine_api::View;
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+use crate::wire::{ApiJson, ApiPath, ApiQuery, IdempotencyKey};
+
+/// The booking, if this caller may see it.
+fn visible_booking(
+    view: &View,
+    caller: &Caller,
+    booking_id: Uuid,
+) -> Result<navaro_protocol::Booking, ApiError> {
+    view.booking(BookingId(booking_id))
+        .filter(|b| caller.role.is_member() || b.customer_id == caller.user_id)
+        .ok_or_else(|| ApiError::not_found("booking"))
+}
+
+async fn booking_command(
+    state: &AppState,
+    id: EstablishmentId,
+    caller: Caller,
+    command: Command,
+    key: Option<String>,
+    view: &View,
+) -> Result<BookingDto, ApiError> {
+    match execute(state, id, caller, command, key).await {
+        Ok(Reply::Booking(b)) => Ok(BookingDto::new(b, view.timezone())),
+        Ok(other) => Err(ApiError::internal(format!(
+            "unexpected engine reply: {other:?}"
+        ))),
+        Err(e) => Err(e.in_zone(view.timezone())),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/establishments/{id}/bookings", tag = "bookings", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = BookRequest,
+    responses((status = 201, body = BookingDto),
+        (status = 409, description = "slot_unavailable, with alternatives", body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn create_booking(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(body): ApiJson<BookRequest>,
+) -> Result<(StatusCode, Json<BookingDto>), ApiError> {
+    state.limits.check_booking(auth.user_id)?;
+    let (view, caller) = resolve(&state, &auth, est(id)).await?;
+    if body.customer_id.is_some_and(|c| c != auth.user_id.0) && !caller.role.is_member() {
+        return Err(ApiError::forbidden());
+    }
+    let command = Command::Book {
+        service_id: service(body.service_id),
+        start: body.start,
+        staff_id: body.staff_id.map(staff),
+        customer_id: body.customer_id.map(user),
+    };
+    let booking = booking_command(&state, est(id), caller, command, key, &view).await?;
+    Ok((StatusCode::CREATED, Json(booking)))
+}
+
+#[utoipa::path(get, path = "/v1/establishments/{id}/bookings", tag = "bookings", security(("bearer" = [])),
+    params(("id" = Uuid, Path), DateParams),
+    responses((status = 200, body = BookingsResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_bookings(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(params): ApiQuery<DateParams>,
+) -> Result<Json<BookingsResponse>, ApiError> {
+    let (view, caller) = resolve(&state, &auth, est(id)).await?;
+    let date = parse_date("date", &params.date)?;
+    let only = (!caller.role.is_member()).then_some(caller.user_id);
+    let bookings = view
+        .bookings_on(date, only)
+        .into_iter()
+        .filter(|b| only.is_none_or(|c| b.customer_id == c))
+        .map(|b| BookingDto::new(b, view.timezone()))
+        .collect();
+    Ok(Json(BookingsResponse { bookings }))
+}
+
+#[utoipa::path(get, path = "/v1/establishments/{id}/bookings/{booking_id}", tag = "bookings", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("booking_id" = Uuid, Path)),
+    responses((status = 200, body = BookingDto), (status = 404, body = ErrorBody)))]
+pub async fn get_booking(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((id, booking_id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<Json<BookingDto>, ApiError> {
+    let (view, caller) = resolve(&state, &auth, est(id)).await?;
+    let booking = visible_booking(&view, &caller, booking_id)?;
+    Ok(Json(BookingDto::new(booking, view.timezone())))
+}
+
+#[utoipa::path(post, path = "/v1/establishments/{id}/bookings/{booking_id}/cancel", tag = "bookings", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("booking_id" = Uuid, Path)),
+    responses((status = 200, body = BookingDto), (status = 404, body = ErrorBody),
+        (status = 409, description = "already cancelled, or past the cancellation cutoff", body = ErrorBody)))]
+pub async fn cancel_booking(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((id, booking_id)): ApiPath<(Uuid, Uuid)>,
+    IdempotencyKey(key): IdempotencyKey,
+) -> Result<Json<BookingDto>, ApiError> {
+    let (view, caller) = resolve(&state, &auth, est(id)).await?;
+    visible_booking(&view, &caller, booking_id)?;
+    let command = Command::Cancel {
+        booking_id: BookingId(booking_id),
+    };
+    booking_command(&state, est(id), caller, command, key, &view)
+        .await
+        .map(Json)
+}
+
+#[utoipa::path(post, path = "/v1/establishments/{id}/bookings/{booking_id}/reschedule", tag = "bookings", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("booking_id" = Uuid, Path)), request_body = RescheduleRequest,
+    responses((status = 200, body = BookingDto), (status = 404, body = ErrorBody),
+        (status = 409, description = "slot_unavailable: the booking is unchanged", body = ErrorBody)))]
+pub async fn reschedule_booking(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((id, booking_id)): ApiPath<(Uuid, Uuid)>,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(body): ApiJson<RescheduleRequest>,
+) -> Result<Json<BookingDto>, ApiError> {
+    let (view, caller) = resolve(&state, &auth, est(id)).await?;
+    visible_booking(&view, &caller, booking_id)?;
+    let command = Command::Reschedule {
+        booking_id: BookingId(booking_id),
+        start: body.start,
+        staff_id: body.staff_id.map(staff),
+    };
+    booking_command(&state, est(id), caller, command, key, &view)
+        .await
+        .map(Json)
+}

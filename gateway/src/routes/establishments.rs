@@ -1,0 +1,376 @@
+//! Establishments, members, staff, hours, time off, services, availability.
+//!
+//! Authorization: reads of an establishment and its availability are public; every
+//! change needs an owner (or a platform admin) of that establishment, checked here
+//! against the caller's membership before the engine sees the command (and the engine
+//! checks the role it is given again).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use jiff::Timestamp;
+use jiff::civil::Date;
+use navaro_persistence::accounts::{AccountError, MemberRole, Membership};
+use navaro_protocol::{Caller, Command, ErrorCode, EstablishmentId, Reply, Role};
+use uuid::Uuid;
+
+use crate::auth::{AuthUser, MaybeAuth};
+use crate::dto::*;
+use crate::engine_api::{AvailabilityQuery, Request, View};
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+use crate::wire::{ApiJson, ApiPath, ApiQuery, IdempotencyKey};
+
+/// Most days one availability query may span (API.md): bounds the work of one request.
+pub const MAX_AVAILABILITY_DAYS: u16 = 31;
+
+/// The establishment's published view, or 404.
+pub async fn view_of(state: &AppState, id: EstablishmentId) -> Result<Arc<View>, ApiError> {
+    state.engine.view(id).await.map_err(ApiError::from)
+}
+
+/// The view and the caller's capacity there. The owner named in the view counts as owner
+/// even if recording the membership failed after creation.
+pub async fn resolve(
+    state: &AppState,
+    auth: &AuthUser,
+    id: EstablishmentId,
+) -> Result<(Arc<View>, Caller), ApiError> {
+    let view = view_of(state, id).await?;
+    let mut caller = auth.caller_at(state, id).await?;
+    if view.owner_id() == auth.user_id {
+        caller.role = Role::Owner;
+    }
+    Ok((view, caller))
+}
+
+/// The view and caller, refused unless the caller manages the establishment.
+async fn manager(
+    state: &AppState,
+    auth: &AuthUser,
+    id: EstablishmentId,
+) -> Result<(Arc<View>, Caller), ApiError> {
+    let (view, caller) = resolve(state, auth, id).await?;
+    if !caller.role.can_manage() {
+        return Err(ApiError::forbidden());
+    }
+    Ok((view, caller))
+}
+
+/// Run a command at an establishment.
+pub async fn execute(
+    state: &AppState,
+    id: EstablishmentId,
+    caller: Caller,
+    command: Command,
+    idempotency_key: Option<String>,
+) -> Result<Reply, ApiError> {
+    let kind = command.kind();
+    let result = state
+        .engine
+        .execute(
+            id,
+            Request {
+                caller,
+                command,
+                idempotency_key,
+            },
+        )
+        .await;
+    let outcome = match &result {
+        Ok(_) => "accepted",
+        Err(r) => r.code.as_str(),
+    };
+    metrics::counter!("navaro_commands_total", "kind" => kind, "outcome" => outcome).increment(1);
+    result.map_err(|rejection| {
+        let overloaded = rejection.code == ErrorCode::Overloaded;
+        let mut error = ApiError::from(rejection);
+        if overloaded {
+            let seconds = state.settings.limits.overloaded_retry_after_seconds.max(1);
+            error.retry_after = Some(std::time::Duration::from_secs(u64::from(seconds)));
+        }
+        error
+    })
+}
+
+fn unexpected(reply: &Reply) -> ApiError {
+    ApiError::internal(format!("unexpected engine reply: {reply:?}"))
+}
+
+pub fn establishment_dto(view: &View) -> EstablishmentDto {
+    let s = view.settings();
+    EstablishmentDto {
+        id: view.id().0,
+        owner_id: view.owner_id().0,
+        name: s.name.clone(),
+        timezone: s.timezone.clone(),
+        slot_minutes: s.slot_minutes,
+        min_notice_minutes: s.min_notice_minutes,
+        horizon_days: s.horizon_days,
+        cancel_cutoff_minutes: s.cancel_cutoff_minutes,
+        max_future_bookings_per_customer: s.max_future_bookings_per_customer,
+        queue_max_length: s.queue_max_length,
+        queue_no_show_grace_minutes: s.queue_no_show_grace_minutes,
+        seq: view.seq(),
+        staff: view.staff().into_iter().map(StaffDto::from).collect(),
+        services: view.services().into_iter().map(ServiceDto::from).collect(),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/establishments", tag = "establishments", security(("bearer" = [])),
+    request_body = CreateEstablishmentRequest,
+    responses((status = 201, body = EstablishmentDto), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_establishment(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(body): ApiJson<CreateEstablishmentRequest>,
+) -> Result<(StatusCode, Json<EstablishmentDto>), ApiError> {
+    let id = EstablishmentId(Uuid::now_v7());
+    let caller = Caller {
+        user_id: auth.user_id,
+        role: Role::Owner,
+    };
+    let settings = body.into_settings();
+    let reply = execute(
+        &state,
+        id,
+        caller,
+        Command::CreateEstablishment { settings },
+        key,
+    )
+    .await?;
+    let Reply::Establishment { id, owner_id, .. } = reply else {
+        return Err(unexpected(&reply));
+    };
+    let membership = Membership {
+        user_id: owner_id,
+        establishment_id: id,
+        role: MemberRole::Owner,
+    };
+    if let Err(e) = state.stores.accounts.upsert_membership(membership).await {
+        // The view names the owner, so the owner can still act; /v1/me will not list it.
+        tracing::error!(establishment_id = %id, error = %e, "owner membership not recorded");
+    }
+    tracing::info!(establishment_id = %id, owner_id = %owner_id, "establishment created");
+    let view = view_of(&state, id).await?;
+    Ok((StatusCode::CREATED, Json(establishment_dto(&view))))
+}
+
+#[utoipa::path(get, path = "/v1/establishments/{id}", tag = "establishments",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = EstablishmentDto), (status = 404, body = ErrorBody)))]
+pub async fn get_establishment(
+    State(state): State<AppState>,
+    _auth: MaybeAuth,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<EstablishmentDto>, ApiError> {
+    let view = view_of(&state, est(id)).await?;
+    Ok(Json(establishment_dto(&view)))
+}
+
+#[utoipa::path(patch, path = "/v1/establishments/{id}", tag = "establishments", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = PatchEstablishmentRequest,
+    responses((status = 200, body = EstablishmentDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update_establishment(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(body): ApiJson<PatchEstablishmentRequest>,
+) -> Result<Json<EstablishmentDto>, ApiError> {
+    let (_, caller) = manager(&state, &auth, est(id)).await?;
+    let command = Command::UpdateSettings {
+        patch: body.into_patch(),
+    };
+    execute(&state, est(id), caller, command, key).await?;
+    let view = view_of(&state, est(id)).await?;
+    Ok(Json(establishment_dto(&view)))
+}
+
+#[utoipa::path(post, path = "/v1/establishments/{id}/members", tag = "establishments", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = AddMemberRequest,
+    responses((status = 201, body = MemberDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn add_member(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<AddMemberRequest>,
+) -> Result<(StatusCode, Json<MemberDto>), ApiError> {
+    manager(&state, &auth, est(id)).await?;
+    let role = match body.role.as_str() {
+        "owner" => MemberRole::Owner,
+        "staff" => MemberRole::Staff,
+        _ => return Err(ApiError::invalid("role", "must be owner or staff")),
+    };
+    let membership = Membership {
+        user_id: user(body.user_id),
+        establishment_id: est(id),
+        role,
+    };
+    match state.stores.accounts.upsert_membership(membership).await {
+        Ok(()) => {}
+        Err(AccountError::NoSuchUser) => {
+            return Err(navaro_protocol::Rejection::field(
+                navaro_protocol::ErrorCode::NotFound,
+                "user_id",
+                "user not found",
+            )
+            .into());
+        }
+        Err(e) => return Err(ApiError::unavailable(e)),
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(MemberDto {
+            establishment_id: id,
+            user_id: body.user_id,
+            role: role.as_str().to_owned(),
+        }),
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/establishments/{id}/staff", tag = "establishments", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = AddStaffRequest,
+    responses((status = 201, body = StaffDto), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn add_staff(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(body): ApiJson<AddStaffRequest>,
+) -> Result<(StatusCode, Json<StaffDto>), ApiError> {
+    let (_, caller) = manager(&state, &auth, est(id)).await?;
+    let command = Command::AddStaff {
+        name: body.name,
+        user_id: body.user_id.map(user),
+        hours: body.hours,
+    };
+    match execute(&state, est(id), caller, command, key).await? {
+        Reply::Staff(staff) => Ok((StatusCode::CREATED, Json(staff.into()))),
+        other => Err(unexpected(&other)),
+    }
+}
+
+#[utoipa::path(put, path = "/v1/establishments/{id}/staff/{staff_id}/hours", tag = "establishments", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("staff_id" = Uuid, Path)), request_body = SetHoursRequest,
+    responses((status = 200, body = StaffDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn set_staff_hours(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((id, staff_id)): ApiPath<(Uuid, Uuid)>,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(body): ApiJson<SetHoursRequest>,
+) -> Result<Json<StaffDto>, ApiError> {
+    let (_, caller) = manager(&state, &auth, est(id)).await?;
+    let command = Command::SetStaffHours {
+        staff_id: staff(staff_id),
+        hours: body.hours,
+    };
+    match execute(&state, est(id), caller, command, key).await? {
+        Reply::Staff(staff) => Ok(Json(staff.into())),
+        other => Err(unexpected(&other)),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/establishments/{id}/staff/{staff_id}/time-off", tag = "establishments", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("staff_id" = Uuid, Path)), request_body = TimeOffRequest,
+    responses((status = 201, body = TimeOffDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn add_time_off(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((id, staff_id)): ApiPath<(Uuid, Uuid)>,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(body): ApiJson<TimeOffRequest>,
+) -> Result<(StatusCode, Json<TimeOffDto>), ApiError> {
+    let (view, caller) = manager(&state, &auth, est(id)).await?;
+    let command = Command::AddTimeOff {
+        staff_id: staff(staff_id),
+        start: body.start,
+        end: body.end,
+        reason: body.reason,
+    };
+    match execute(&state, est(id), caller, command, key).await? {
+        Reply::TimeOff(t) => Ok((
+            StatusCode::CREATED,
+            Json(TimeOffDto::new(t, view.timezone())),
+        )),
+        other => Err(unexpected(&other)),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/establishments/{id}/services", tag = "establishments", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = AddServiceRequest,
+    responses((status = 201, body = ServiceDto), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn add_service(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(body): ApiJson<AddServiceRequest>,
+) -> Result<(StatusCode, Json<ServiceDto>), ApiError> {
+    let (_, caller) = manager(&state, &auth, est(id)).await?;
+    let command = Command::AddService {
+        name: body.name,
+        duration_minutes: body.duration_minutes,
+        price_cents: body.price_cents,
+        currency: body
+            .currency
+            .unwrap_or_else(navaro_protocol::defaults::currency),
+        buffer_after_minutes: body.buffer_after_minutes.unwrap_or(0),
+        staff_ids: ids(body.staff_ids),
+    };
+    match execute(&state, est(id), caller, command, key).await? {
+        Reply::Service(service) => Ok((StatusCode::CREATED, Json(service.into()))),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// A local date parameter.
+pub fn parse_date(field: &str, raw: &str) -> Result<Date, ApiError> {
+    raw.parse::<Date>()
+        .map_err(|_| ApiError::invalid(field, "must be a date, YYYY-MM-DD"))
+}
+
+#[utoipa::path(get, path = "/v1/establishments/{id}/availability", tag = "availability",
+    params(("id" = Uuid, Path), AvailabilityParams),
+    responses((status = 200, body = AvailabilityResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn availability(
+    State(state): State<AppState>,
+    _auth: MaybeAuth,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(params): ApiQuery<AvailabilityParams>,
+) -> Result<Json<AvailabilityResponse>, ApiError> {
+    let view = view_of(&state, est(id)).await?;
+    let days = params.days.unwrap_or(7);
+    if !(1..=MAX_AVAILABILITY_DAYS).contains(&days) {
+        return Err(ApiError::invalid(
+            "days",
+            format!("must be 1 to {MAX_AVAILABILITY_DAYS}"),
+        ));
+    }
+    let query = AvailabilityQuery {
+        service_id: service(params.service_id),
+        from: parse_date("from", &params.from)?,
+        days,
+        staff_id: params.staff_id.map(staff),
+    };
+    let tz = view.timezone();
+    let slots = view
+        .availability(&query, Timestamp::now())
+        .map_err(ApiError::from)?;
+    Ok(Json(AvailabilityResponse {
+        establishment_id: id,
+        service_id: params.service_id,
+        timezone: view.settings().timezone.clone(),
+        slots: slots
+            .into_iter()
+            .map(|s| SlotDto {
+                start: render(s.start, tz),
+                staff_ids: s.staff_ids.into_iter().map(|i| i.0).collect(),
+            })
+            .collect(),
+    }))
+}

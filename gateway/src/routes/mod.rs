@@ -1,0 +1,57 @@
+//! The HTTP routes, one module per area of API.md.
+
+pub mod accounts;
+pub mod bookings;
+pub mod establishments;
+pub mod ops;
+
+use axum::Router;
+use axum::routing::{get, post, put};
+
+use crate::state::AppState;
+
+/// Every `/v1` route.
+pub fn api() -> Router<AppState> {
+    use accounts::*;
+    use bookings::*;
+    use establishments::*;
+    Router::new()
+        .route("/v1/auth/register", post(register))
+        .route("/v1/auth/login", post(login))
+        .route("/v1/me", get(me))
+        .route("/v1/me/bookings", get(my_bookings))
+        .route("/v1/establishments", post(create_establishment))
+        .route(
+            "/v1/establishments/{id}",
+            get(get_establishment).patch(update_establishment),
+        )
+        .route("/v1/establishments/{id}/members", post(add_member))
+        .route("/v1/establishments/{id}/staff", post(add_staff))
+        .route(
+            "/v1/establishments/{id}/staff/{staff_id}/hours",
+            put(set_staff_hours),
+        )
+        .route(
+            "/v1/establishments/{id}/staff/{staff_id}/time-off",
+            post(add_time_off),
+        )
+        .route("/v1/establishments/{id}/services", post(add_service))
+        .route("/v1/establishments/{id}/availability", get(availability))
+        .route(
+            "/v1/establishments/{id}/bookings",
+            post(create_booking).get(list_bookings),
+        )
+        .route(
+            "/v1/establishments/{id}/bookings/{booking_id}",
+            get(get_booking),
+        )
+        .route(
+            "/v1/establishments/{id}/bookings/{booking_id}/cancel",
+            post(cancel_booking),
+        )
+        .route(
+            "/v1/establishments/{id}/bookings/{booking_id}/reschedule",
+            post(reschedule_booking),
+        )
+        .route("/v1/establishments/{id}/live", get(crate::live::live))
+}

@@ -1,0 +1,251 @@
+//! Building and running the server: [`Application::build`] opens the stores, starts the
+//! engine and binds the listener (port 0 picks a free one, see [`Application::port`]);
+//! [`Application::run_until_stopped`] serves until SIGTERM or ctrl-c, then shuts down in
+//! order: stop accepting, close live connections with "going away", let in-flight
+//! requests finish (up to the grace period), then `engine.shutdown()`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use navaro_config::Settings;
+use navaro_protocol::ErrorCode;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::{AuthError, Passwords, TokenKeys};
+use crate::engine_api::{Engine, EngineConfig, EngineError};
+use crate::error::ApiError;
+use crate::limits::{self, Limiters};
+use crate::listener::{CappedListener, ClientAddr};
+use crate::live::LiveRegistry;
+use crate::routes;
+use crate::state::AppState;
+use crate::stores::{self, StoreError, StoreOptions, Stores};
+use crate::{telemetry, wire};
+
+/// How long shutdown waits for live connections to take their close frame.
+const LIVE_DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot open the stores: {0}")]
+    Stores(#[from] StoreError),
+    #[error("cannot start the engine: {0}")]
+    Engine(#[from] EngineError),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot set up authentication: {0}")]
+    Auth(#[from] AuthError),
+    #[error("cannot create the data directory: {0}")]
+    DataDir(std::io::Error),
+    #[error("server error: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    listener: CappedListener,
+    port: u16,
+    router: Router,
+    state: AppState,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl Application {
+    /// Open the configured stores and build the server on them.
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let url = settings.database_url();
+        if !settings.uses_postgres() {
+            // The embedded SQLite file lives under the data directory.
+            std::fs::create_dir_all(&settings.data_dir).map_err(StartupError::DataDir)?;
+        }
+        let stores = stores::open(url.expose(), StoreOptions::default()).await?;
+        Self::build_with_stores(settings, stores).await
+    }
+
+    /// Build the server on given stores (tests, `navaro demo`).
+    pub async fn build_with_stores(
+        settings: Settings,
+        stores: Stores,
+    ) -> Result<Application, StartupError> {
+        telemetry::install_metrics();
+        let engine = Engine::start(stores.journal.clone(), engine_config(&settings)).await?;
+        let addr = settings.http.listen;
+        let tcp = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let local = tcp.local_addr()?;
+        let listener = CappedListener::new(tcp, settings.http.max_connections);
+        let limits = Arc::new(Limiters::new(&settings.limits));
+        limits.spawn_sweeper();
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let state = AppState {
+            tokens: Arc::new(TokenKeys::from_settings(&settings)),
+            passwords: Arc::new(Passwords::new()?),
+            settings: Arc::new(settings),
+            engine,
+            stores,
+            limits,
+            shutdown: shutdown_rx,
+            live: Arc::new(LiveRegistry::default()),
+        };
+        let router = router(state.clone());
+        tracing::info!(addr = %local, "listening");
+        Ok(Application {
+            listener,
+            port: local.port(),
+            router,
+            state,
+            shutdown_tx,
+        })
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared state (for `navaro demo`, which loads data through the engine).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serve until SIGTERM or ctrl-c, then shut down gracefully.
+    pub async fn run_until_stopped(self) -> Result<(), StartupError> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serve until `stop` resolves, then shut down gracefully.
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let Application {
+            listener,
+            router,
+            state,
+            shutdown_tx,
+            ..
+        } = self;
+        let grace = Duration::from_millis(state.settings.http.shutdown_grace_ms);
+        let mut stopping = shutdown_tx.subscribe();
+        let service = router.into_make_service_with_connect_info::<ClientAddr>();
+        let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
+            stop.await;
+            tracing::info!("shutting down: no new connections, closing live feeds");
+            let _ = shutdown_tx.send(true);
+        });
+        let grace_expired = async move {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = serve.into_future() => result?,
+            () = grace_expired => tracing::warn!("grace period over; dropping in-flight requests"),
+        }
+        state.live.drain(LIVE_DRAIN_GRACE).await;
+        state.engine.shutdown().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The engine's configuration: its defaults, overridden by what the settings name.
+fn engine_config(settings: &Settings) -> EngineConfig {
+    let mut config = EngineConfig::default();
+    let s = &settings.engine;
+    if let Some(n) = s.max_in_flight_per_establishment {
+        config.max_in_flight_per_establishment = n;
+    }
+    if let Some(secs) = s.idle_timeout_seconds {
+        config.idle_timeout = Duration::from_secs(secs);
+    }
+    if let Some(n) = s.live_channel_capacity {
+        config.live_channel_capacity = n;
+    }
+    if let Some(n) = s.max_resume_events {
+        config.max_resume_events = n;
+    }
+    config
+}
+
+/// SIGTERM (orchestrators) or ctrl-c (a terminal).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Middleware: a request still running after the configured timeout is answered 503.
+async fn request_timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = Duration::from_millis(state.settings.http.request_timeout_ms);
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError {
+            retry_after: Some(Duration::from_secs(1)),
+            ..ApiError::new(ErrorCode::Unavailable, "request timed out")
+        }
+        .into_response(),
+    }
+}
+
+/// The whole HTTP surface with its layers, outermost last: request id, trace span,
+/// content negotiation and error shape, panic catcher, timeout, body limit, then the
+/// routes (API routes also pass the per-IP rate limit).
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.settings.http.body_limit_bytes;
+    let api = routes::api().layer(from_fn_with_state(state.clone(), limits::per_ip));
+    Router::new()
+        .merge(api)
+        .merge(routes::ops::routes())
+        .route_layer(from_fn(telemetry::track))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(from_fn_with_state(state.clone(), request_timeout))
+        .layer(CatchPanicLayer::new())
+        .layer(from_fn_with_state(state.clone(), wire::negotiate))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let request_id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id = %request_id,
+                )
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}

@@ -1,0 +1,682 @@
+//! End-to-end tests of the booking flow against the real binary: the whole flow,
+//! contention on one slot, idempotent retries, MessagePack, the authorization matrix and
+//! the live feed with resume.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{Server, ahead, code, setup, slots};
+use futures::{SinkExt, StreamExt};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[tokio::test]
+async fn whole_flow_register_to_cancel() {
+    whole_flow(Server::start()).await;
+}
+
+#[tokio::test]
+async fn whole_flow_register_to_cancel_on_postgres() {
+    whole_flow(Server::start_postgres()).await;
+}
+
+async fn whole_flow(server: Server) {
+    let (owner, id, staff_id, service) = setup(&server, 10).await;
+    let day = ahead(3);
+    let free = slots(&server, &id, &service, day).await;
+    assert!(!free.is_empty());
+    let start = free[0]["start"].as_str().unwrap().to_owned();
+    assert!(
+        start.ends_with("-03:00"),
+        "instants carry the establishment's offset: {start}"
+    );
+
+    let (customer, customer_id) = server.register("customer").await;
+    let (status, _, booking) = server
+        .call(
+            Method::POST,
+            &format!("/v1/establishments/{id}/bookings"),
+            Some(&customer),
+            Some(json!({"service_id": service, "start": start})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{booking}");
+    assert_eq!(booking["status"], "confirmed");
+    assert_eq!(booking["staff_id"], staff_id.as_str());
+    assert_eq!(booking["customer_id"], customer_id.as_str());
+    let booking_id = booking["id"].as_str().unwrap().to_owned();
+
+    let after = slots(&server, &id, &service, day).await;
+    assert!(
+        after.iter().all(|s| s["start"] != start.as_str()),
+        "slot no longer offered"
+    );
+
+    let (status, _, taken) = server
+        .call(
+            Method::POST,
+            &format!("/v1/establishments/{id}/bookings"),
+            Some(&owner),
+            Some(json!({"service_id": service, "start": start})),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&taken)),
+        (StatusCode::CONFLICT, "slot_unavailable")
+    );
+    assert!(
+        taken["error"]["alternatives"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    );
+
+    let path = format!("/v1/establishments/{id}/bookings/{booking_id}");
+    let (status, _, _) = server.call(Method::GET, &path, Some(&customer), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, list) = server
+        .call(
+            Method::GET,
+            &format!("/v1/establishments/{id}/bookings?date={day}"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["bookings"].as_array().unwrap().len(), 1);
+    let (_, _, mine) = server
+        .call(Method::GET, "/v1/me/bookings", Some(&customer), None)
+        .await;
+    assert_eq!(mine["bookings"][0]["id"], booking_id.as_str());
+
+    let second = free[4]["start"].as_str().unwrap();
+    let (status, _, moved) = server
+        .call(
+            Method::POST,
+            &format!("{path}/reschedule"),
+            Some(&customer),
+            Some(json!({"start": second})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert_eq!(moved["start"], second);
+
+    let (status, _, cancelled) = server
+        .call(
+            Method::POST,
+            &format!("{path}/cancel"),
+            Some(&customer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    let (status, _, again) = server
+        .call(
+            Method::POST,
+            &format!("{path}/cancel"),
+            Some(&customer),
+            None,
+        )
+        .await;
+    assert_eq!((status, code(&again)), (StatusCode::CONFLICT, "conflict"));
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_bookings_of_one_slot_give_exactly_one_201() {
+    contention_on_one_slot(Server::start()).await;
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_bookings_of_one_slot_give_exactly_one_201_on_postgres() {
+    contention_on_one_slot(Server::start_postgres()).await;
+}
+
+async fn contention_on_one_slot(server: Server) {
+    let (_, id, _, service) = setup(&server, 1000).await;
+    let start = slots(&server, &id, &service, ahead(2)).await[0]["start"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // 20 customers, 10 attempts each, all at once.
+    let mut customers = Vec::new();
+    for n in 0..20 {
+        customers.push(server.register(&format!("c{n}")).await.0);
+    }
+    let path = format!("/v1/establishments/{id}/bookings");
+    let attempts = customers.iter().flat_map(|token| {
+        (0..10).map(|_| {
+            server.call(
+                Method::POST,
+                &path,
+                Some(token),
+                Some(json!({"service_id": service, "start": start})),
+            )
+        })
+    });
+    let results = futures::future::join_all(attempts).await;
+    let created = results
+        .iter()
+        .filter(|r| r.0 == StatusCode::CREATED)
+        .count();
+    let refused = results
+        .iter()
+        .filter(|r| r.0 == StatusCode::CONFLICT && code(&r.2) == "slot_unavailable")
+        .count();
+    assert_eq!(results.len(), 200);
+    assert_eq!(created, 1, "exactly one booking wins");
+    assert_eq!(
+        refused,
+        199,
+        "{:?}",
+        results.iter().map(|r| r.0).collect::<HashSet<_>>()
+    );
+}
+
+#[tokio::test]
+async fn idempotent_retries_return_the_first_answer() {
+    idempotent_retries(Server::start()).await;
+}
+
+#[tokio::test]
+async fn idempotent_retries_return_the_first_answer_on_postgres() {
+    idempotent_retries(Server::start_postgres()).await;
+}
+
+async fn idempotent_retries(server: Server) {
+    let (_, id, _, service) = setup(&server, 10).await;
+    let free = slots(&server, &id, &service, ahead(2)).await;
+    let (customer, _) = server.register("retry").await;
+    let path = format!("/v1/establishments/{id}/bookings");
+    let body = json!({"service_id": service, "start": free[0]["start"]});
+    let key = [("idempotency-key", "booking-attempt-1")];
+    let first = server
+        .call_with(
+            Method::POST,
+            &path,
+            Some(&customer),
+            Some(body.clone()),
+            &key,
+        )
+        .await;
+    let retry = server
+        .call_with(Method::POST, &path, Some(&customer), Some(body), &key)
+        .await;
+    assert_eq!(first.0, StatusCode::CREATED, "{}", first.2);
+    assert_eq!(retry.0, StatusCode::CREATED, "{}", retry.2);
+    assert_eq!(first.2["id"], retry.2["id"], "never books twice");
+
+    let other = json!({"service_id": service, "start": free[8]["start"]});
+    let reused = server
+        .call_with(Method::POST, &path, Some(&customer), Some(other), &key)
+        .await;
+    assert_eq!(reused.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", reused.2);
+    assert_eq!(code(&reused.2), "idempotency_key_reused");
+}
+
+#[tokio::test]
+async fn booking_in_messagepack() {
+    let server = Server::start();
+    let (_, id, _, service) = setup(&server, 10).await;
+    let free = slots(&server, &id, &service, ahead(2)).await;
+    let (customer, _) = server.register("mp").await;
+    let body = rmp_serde::to_vec_named(&json!({"service_id": service, "start": free[0]["start"]}))
+        .unwrap();
+    let response = server
+        .client
+        .post(server.url(&format!("/v1/establishments/{id}/bookings")))
+        .bearer_auth(&customer)
+        .header("content-type", "application/msgpack")
+        .header("accept", "application/msgpack")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let booking: Value = rmp_serde::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(booking["status"], "confirmed");
+    assert_eq!(booking["start"], free[0]["start"]);
+}
+
+/// Authorization matrix: two establishments, their owners, a staff member of A, two
+/// customers, an admin and anonymous, against every endpoint taking an id of A.
+#[tokio::test]
+async fn authorization_matrix() {
+    let server =
+        Server::start_with(&[("NAVARO_AUTH__ADMIN_EMAILS", "[\"admin@navaro.test\"]")]).unwrap();
+    let (owner_a, id_a, staff_a_id, service_a) = setup(&server, 10).await;
+    let (owner_b, _id_b, _, _) = setup(&server, 10).await;
+    let (staff_a, staff_user) = server.register("staff").await;
+    let (status, _, _) = server
+        .call(
+            Method::POST,
+            &format!("/v1/establishments/{id_a}/members"),
+            Some(&owner_a),
+            Some(json!({"user_id": staff_user, "role": "staff"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (c1, _) = server.register("c1").await;
+    let (c2, _) = server.register("c2").await;
+    let (status, _, admin) = server
+        .call(Method::POST, "/v1/auth/register", None,
+            Some(json!({"email": "admin@navaro.test", "password": "correct horse battery", "name": "Admin"})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let admin = admin["token"].as_str().unwrap().to_owned();
+
+    let free = slots(&server, &id_a, &service_a, ahead(2)).await;
+    let (status, _, booking) = server
+        .call(
+            Method::POST,
+            &format!("/v1/establishments/{id_a}/bookings"),
+            Some(&c1),
+            Some(json!({"service_id": service_a, "start": free[0]["start"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{booking}");
+    let booking = booking["id"].as_str().unwrap().to_owned();
+
+    let actors: [(&str, Option<&str>); 7] = [
+        ("owner_a", Some(&owner_a)),
+        ("staff_a", Some(&staff_a)),
+        ("admin", Some(&admin)),
+        ("c1", Some(&c1)),
+        ("owner_b", Some(&owner_b)),
+        ("c2", Some(&c2)),
+        ("anonymous", None),
+    ];
+    let e = format!("/v1/establishments/{id_a}");
+    let b = format!("{e}/bookings/{booking}");
+    // The same hours as set up (every day 09:00-18:00), so the reschedule below still
+    // lands inside them whatever the weekday.
+    let day_hours = json!([["09:00", "18:00"]]);
+    let hours = json!({"hours": {"mon": day_hours, "tue": day_hours, "wed": day_hours,
+        "thu": day_hours, "fri": day_hours, "sat": day_hours, "sun": day_hours}});
+    let day = ahead(2);
+    // (method, path, body, who may: the rest must be refused)
+    let manage = ["owner_a", "admin"];
+    let sees_booking = ["owner_a", "staff_a", "admin", "c1"];
+    let endpoints: Vec<(Method, String, Option<Value>, &[&str])> = vec![
+        (
+            Method::PATCH,
+            e.clone(),
+            Some(json!({"name": "Renamed"})),
+            &manage,
+        ),
+        (
+            Method::POST,
+            format!("{e}/members"),
+            Some(json!({"user_id": staff_user, "role": "staff"})),
+            &manage,
+        ),
+        (
+            Method::POST,
+            format!("{e}/staff"),
+            Some(json!({"name": "New", "hours": {}})),
+            &manage,
+        ),
+        (
+            Method::PUT,
+            format!("{e}/staff/{staff_a_id}/hours"),
+            Some(hours),
+            &manage,
+        ),
+        (
+            Method::POST,
+            format!("{e}/staff/{staff_a_id}/time-off"),
+            Some(
+                json!({"start": format!("{}T00:00:00Z", ahead(40)), "end": format!("{}T23:00:00Z", ahead(40))}),
+            ),
+            &manage,
+        ),
+        (
+            Method::POST,
+            format!("{e}/services"),
+            Some(
+                json!({"name": "S", "duration_minutes": 15, "price_cents": 100, "staff_ids": [staff_a_id]}),
+            ),
+            &manage,
+        ),
+        (Method::GET, b.clone(), None, &sees_booking),
+        (
+            Method::POST,
+            format!("{b}/reschedule"),
+            Some(json!({"start": free[6]["start"]})),
+            &sees_booking,
+        ),
+    ];
+    for (method, path, body, allowed) in &endpoints {
+        for (name, token) in &actors {
+            let (status, _, answer) = server
+                .call(method.clone(), path, *token, body.clone())
+                .await;
+            let ok = status.is_success();
+            assert_eq!(
+                ok,
+                allowed.contains(name),
+                "{name} {method} {path}: {status} {answer}"
+            );
+            if !ok {
+                let refused = [
+                    StatusCode::UNAUTHORIZED,
+                    StatusCode::FORBIDDEN,
+                    StatusCode::NOT_FOUND,
+                ];
+                assert!(
+                    refused.contains(&status),
+                    "{name} {method} {path}: {status}"
+                );
+                if token.is_none() {
+                    assert_eq!(status, StatusCode::UNAUTHORIZED);
+                }
+            }
+        }
+    }
+    // Lists: members see c1's booking, other customers and other tenants do not.
+    for (name, token) in &actors {
+        let (status, _, list) = server
+            .call(
+                Method::GET,
+                &format!("{e}/bookings?date={day}"),
+                *token,
+                None,
+            )
+            .await;
+        if token.is_none() {
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            continue;
+        }
+        let ids: Vec<&str> = list["bookings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids.contains(&booking.as_str()),
+            sees_booking.contains(name),
+            "{name}: {list}"
+        );
+    }
+    // Cancel last: others refused, then c1 may.
+    for (name, token) in &actors {
+        if sees_booking.contains(name) {
+            continue;
+        }
+        let (status, _, _) = server
+            .call(Method::POST, &format!("{b}/cancel"), *token, None)
+            .await;
+        assert!(
+            !status.is_success(),
+            "{name} cancelled someone else's booking"
+        );
+    }
+    let (status, _, _) = server
+        .call(Method::POST, &format!("{b}/cancel"), Some(&c1), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Public reads.
+    for (_, token) in &actors {
+        let (status, _, _) = server.call(Method::GET, &e, *token, None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+}
+
+async fn connect(
+    server: &Server,
+    path: &str,
+    token: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let mut request = format!("ws://127.0.0.1:{}{path}", server.port)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "navaro.v1.json".parse().unwrap());
+    let (socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        "navaro.v1.json"
+    );
+    socket
+}
+
+async fn next_json(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
+    loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("socket open")
+            .unwrap();
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn live_feed_backlog_live_and_resume() {
+    live_resume(Server::start()).await;
+}
+
+#[tokio::test]
+async fn live_feed_backlog_live_and_resume_on_postgres() {
+    live_resume(Server::start_postgres()).await;
+}
+
+async fn live_resume(server: Server) {
+    let (owner, id, _, service) = setup(&server, 10).await;
+    let free = slots(&server, &id, &service, ahead(2)).await;
+    let path = format!("/v1/establishments/{id}/live");
+
+    let mut all = connect(&server, &format!("{path}?since=0"), &owner).await;
+    let hello = next_json(&mut all).await;
+    assert_eq!(hello["type"], "hello");
+    let hello_seq = hello["seq"].as_u64().unwrap();
+    assert!(hello_seq >= 3, "created, staff, service");
+    for seq in 1..=hello_seq {
+        let frame = next_json(&mut all).await;
+        assert_eq!(frame["seq"].as_u64(), Some(seq), "{frame}");
+    }
+
+    let (customer, _) = server.register("live").await;
+    let mut own = connect(&server, &path, &customer).await;
+    assert_eq!(next_json(&mut own).await["type"], "hello");
+    let (status, _, _) = server
+        .call(
+            Method::POST,
+            &format!("/v1/establishments/{id}/bookings"),
+            Some(&customer),
+            Some(json!({"service_id": service, "start": free[0]["start"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let frame = next_json(&mut all).await;
+    assert_eq!(frame["type"], "booking.confirmed");
+    assert_eq!(frame["seq"].as_u64(), Some(hello_seq + 1));
+    assert_eq!(next_json(&mut own).await["type"], "booking.confirmed");
+
+    // Resume from the middle: exactly the events after `since`, in order.
+    let mut resumed = connect(&server, &format!("{path}?since=2"), &owner).await;
+    assert_eq!(next_json(&mut resumed).await["type"], "hello");
+    for seq in 3..=hello_seq + 1 {
+        assert_eq!(next_json(&mut resumed).await["seq"].as_u64(), Some(seq));
+    }
+    let _ = all.send(Message::Close(None)).await;
+}
+
+#[tokio::test]
+async fn overloaded_engine_answers_503_with_retry_after() {
+    let server = Server::start_with(&[
+        ("NAVARO_ENGINE__MAX_IN_FLIGHT_PER_ESTABLISHMENT", "1"),
+        ("NAVARO_LIMITS__OVERLOADED_RETRY_AFTER_SECONDS", "2"),
+    ])
+    .unwrap();
+    let (_, id, _, service) = setup(&server, 1000).await;
+    let free = slots(&server, &id, &service, ahead(2)).await;
+    let (customer, _) = server.register("busy").await;
+    let path = format!("/v1/establishments/{id}/bookings");
+    let attempts = free.iter().take(40).map(|slot| {
+        server.call(
+            Method::POST,
+            &path,
+            Some(&customer),
+            Some(json!({"service_id": service, "start": slot["start"]})),
+        )
+    });
+    let results = futures::future::join_all(attempts).await;
+    let overloaded: Vec<_> = results
+        .iter()
+        .filter(|r| r.0 == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert!(
+        !overloaded.is_empty(),
+        "an in-flight cap of 1 refuses some of 40 at once"
+    );
+    for (_, headers, body) in overloaded {
+        assert_eq!(code(body), "overloaded");
+        assert_eq!(headers["retry-after"], "2");
+    }
+    assert!(results.iter().any(|r| r.0 == StatusCode::CREATED));
+}
+
+/// A booking confirmed with 201 survives `kill -9` and a restart, as does the account
+/// that made it (SQLite by default, Postgres with `TEST_POSTGRES_URL`).
+#[tokio::test]
+async fn a_confirmed_booking_survives_kill_9() {
+    durability_across_kill_9(Server::start()).await;
+}
+
+#[tokio::test]
+async fn a_confirmed_booking_survives_kill_9_on_postgres() {
+    durability_across_kill_9(Server::start_postgres()).await;
+}
+
+async fn durability_across_kill_9(server: Server) {
+    let (_, id, _, service) = setup(&server, 10).await;
+    let free = slots(&server, &id, &service, ahead(2)).await;
+    let email = format!("durable-{}@example.com", uuid::Uuid::new_v4().simple());
+    let (status, _, registered) = server
+        .call(
+            Method::POST,
+            "/v1/auth/register",
+            None,
+            Some(json!({"email": email, "password": "correct horse battery", "name": "D"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let token = registered["token"].as_str().unwrap().to_owned();
+    let (status, _, booking) = server
+        .call(
+            Method::POST,
+            &format!("/v1/establishments/{id}/bookings"),
+            Some(&token),
+            Some(json!({"service_id": service, "start": free[0]["start"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{booking}");
+
+    let server = server.crash_and_restart().unwrap();
+    let (status, _, login) = server
+        .call(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(json!({"email": email, "password": "correct horse battery"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "the account survived");
+    let token = login["token"].as_str().unwrap();
+    let (status, _, again) = server
+        .call(
+            Method::GET,
+            &format!(
+                "/v1/establishments/{id}/bookings/{}",
+                booking["id"].as_str().unwrap()
+            ),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["status"], "confirmed");
+    let (_, _, mine) = server
+        .call(Method::GET, "/v1/me/bookings", Some(token), None)
+        .await;
+    assert_eq!(mine["bookings"][0]["id"], booking["id"]);
+    let after = slots(&server, &id, &service, ahead(2)).await;
+    assert!(
+        after.iter().all(|s| s["start"] != free[0]["start"]),
+        "still taken"
+    );
+}
+
+#[tokio::test]
+async fn per_user_and_booking_creation_limits() {
+    let server = Server::start_with(&[
+        ("NAVARO_LIMITS__BOOKINGS_PER_MINUTE", "2"),
+        ("NAVARO_LIMITS__BOOKINGS_BURST", "2"),
+    ])
+    .unwrap();
+    let (_, id, _, service) = setup(&server, 10).await;
+    let free = slots(&server, &id, &service, ahead(2)).await;
+    let (customer, _) = server.register("hoarder").await;
+    let path = format!("/v1/establishments/{id}/bookings");
+    let mut statuses = Vec::new();
+    for slot in free.iter().step_by(4).take(4) {
+        let (status, headers, body) = server
+            .call(
+                Method::POST,
+                &path,
+                Some(&customer),
+                Some(json!({"service_id": service, "start": slot["start"]})),
+            )
+            .await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(code(&body), "rate_limited");
+            assert!(headers.contains_key("retry-after"));
+        }
+        statuses.push(status);
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::CREATED,
+            StatusCode::CREATED,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    // Reads by the same user are not booking-limited.
+    let (status, _, _) = server
+        .call(Method::GET, "/v1/me/bookings", Some(&customer), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let server = Server::start_with(&[
+        ("NAVARO_LIMITS__PER_USER_PER_SECOND", "1"),
+        ("NAVARO_LIMITS__PER_USER_BURST", "2"),
+    ])
+    .unwrap();
+    let (token, _) = server.register("busy").await;
+    let mut limited = 0;
+    for _ in 0..5 {
+        let (status, _, _) = server.call(Method::GET, "/v1/me", Some(&token), None).await;
+        limited += usize::from(status == StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert!(limited >= 2, "{limited}");
+    // Another user is not affected.
+    let (other, _) = server.register("calm").await;
+    let (status, _, _) = server.call(Method::GET, "/v1/me", Some(&other), None).await;
+    assert_eq!(status, StatusCode::OK);
+}
