@@ -7,7 +7,7 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{BookingId, HoldId, ServiceId, StaffId, UserId};
+use crate::ids::{BookingId, HoldId, ServiceId, StaffId, TicketId, UserId};
 use crate::model::{EstablishmentSettings, SettingsPatch, WeeklyHours};
 
 /// Who is asking, as the gateway authenticated them, and in what capacity for the
@@ -123,6 +123,37 @@ pub enum Command {
     MarkNoShow {
         booking_id: BookingId,
     },
+    /// Join the walk-in queue: a customer for themselves, or a member adding a walk-in by
+    /// name.
+    JoinQueue {
+        service_id: ServiceId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        staff_id: Option<StaffId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    /// Call the first waiting ticket this staff member can serve.
+    CallNext {
+        staff_id: StaffId,
+    },
+    StartTicket {
+        ticket_id: TicketId,
+    },
+    FinishTicket {
+        ticket_id: TicketId,
+    },
+    NoShowTicket {
+        ticket_id: TicketId,
+    },
+    /// A customer leaves, or a member removes the ticket.
+    LeaveQueue {
+        ticket_id: TicketId,
+    },
+    /// A member moves a waiting ticket to a 1-based position.
+    MoveTicket {
+        ticket_id: TicketId,
+        position: u32,
+    },
 }
 
 impl Command {
@@ -143,6 +174,13 @@ impl Command {
             Command::Reschedule { .. } => "reschedule",
             Command::MarkCompleted { .. } => "mark_completed",
             Command::MarkNoShow { .. } => "mark_no_show",
+            Command::JoinQueue { .. } => "join_queue",
+            Command::CallNext { .. } => "call_next",
+            Command::StartTicket { .. } => "start_ticket",
+            Command::FinishTicket { .. } => "finish_ticket",
+            Command::NoShowTicket { .. } => "no_show_ticket",
+            Command::LeaveQueue { .. } => "leave_queue",
+            Command::MoveTicket { .. } => "move_ticket",
         }
     }
 }

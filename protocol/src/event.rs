@@ -12,6 +12,7 @@ use crate::ids::{EstablishmentId, HoldId, StaffId, UserId};
 use crate::model::{
     Booking, EstablishmentSettings, Hold, HoldEnd, Service, Staff, TimeOff, WeeklyHours,
 };
+use crate::queue::{QueuePosition, Ticket};
 
 /// A change to one establishment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +60,43 @@ pub enum Event {
     HoldPlaced { hold: Hold },
     #[serde(rename = "hold.ended")]
     HoldEnded { hold: Hold, reason: HoldEnd },
+    /// A ticket changed (joined, called, started, finished, no-show, left, moved); `queue`
+    /// is every waiting ticket's place and estimate after the change.
+    #[serde(rename = "queue.joined")]
+    QueueJoined {
+        ticket: Ticket,
+        queue: Vec<QueuePosition>,
+    },
+    #[serde(rename = "queue.called")]
+    QueueCalled {
+        ticket: Ticket,
+        queue: Vec<QueuePosition>,
+    },
+    #[serde(rename = "queue.started")]
+    QueueStarted {
+        ticket: Ticket,
+        queue: Vec<QueuePosition>,
+    },
+    #[serde(rename = "queue.finished")]
+    QueueFinished {
+        ticket: Ticket,
+        queue: Vec<QueuePosition>,
+    },
+    #[serde(rename = "queue.no_show")]
+    QueueNoShow {
+        ticket: Ticket,
+        queue: Vec<QueuePosition>,
+    },
+    #[serde(rename = "queue.left")]
+    QueueLeft {
+        ticket: Ticket,
+        queue: Vec<QueuePosition>,
+    },
+    #[serde(rename = "queue.moved")]
+    QueueMoved {
+        ticket: Ticket,
+        queue: Vec<QueuePosition>,
+    },
 }
 
 impl Event {
@@ -78,6 +116,13 @@ impl Event {
             Event::BookingNoShow { .. } => "booking.no_show",
             Event::HoldPlaced { .. } => "hold.placed",
             Event::HoldEnded { .. } => "hold.ended",
+            Event::QueueJoined { .. } => "queue.joined",
+            Event::QueueCalled { .. } => "queue.called",
+            Event::QueueStarted { .. } => "queue.started",
+            Event::QueueFinished { .. } => "queue.finished",
+            Event::QueueNoShow { .. } => "queue.no_show",
+            Event::QueueLeft { .. } => "queue.left",
+            Event::QueueMoved { .. } => "queue.moved",
         }
     }
 
@@ -90,6 +135,48 @@ impl Event {
             | Event::BookingCompleted { booking }
             | Event::BookingNoShow { booking } => Some(booking.customer_id),
             Event::HoldPlaced { hold } | Event::HoldEnded { hold, .. } => Some(hold.customer_id),
+            _ => self.ticket().and_then(|t| t.customer_id),
+        }
+    }
+
+    /// The ticket a queue event is about.
+    pub fn ticket(&self) -> Option<&Ticket> {
+        match self {
+            Event::QueueJoined { ticket, .. }
+            | Event::QueueCalled { ticket, .. }
+            | Event::QueueStarted { ticket, .. }
+            | Event::QueueFinished { ticket, .. }
+            | Event::QueueNoShow { ticket, .. }
+            | Event::QueueLeft { ticket, .. }
+            | Event::QueueMoved { ticket, .. } => Some(ticket),
+            _ => None,
+        }
+    }
+
+    /// For a queue event: the list of places, to fill in.
+    pub fn queue_positions_mut(&mut self) -> Option<&mut Vec<QueuePosition>> {
+        match self {
+            Event::QueueJoined { queue, .. }
+            | Event::QueueCalled { queue, .. }
+            | Event::QueueStarted { queue, .. }
+            | Event::QueueFinished { queue, .. }
+            | Event::QueueNoShow { queue, .. }
+            | Event::QueueLeft { queue, .. }
+            | Event::QueueMoved { queue, .. } => Some(queue),
+            _ => None,
+        }
+    }
+
+    /// For a queue event: every waiting ticket's place and estimate after it.
+    pub fn queue_positions(&self) -> Option<&[QueuePosition]> {
+        match self {
+            Event::QueueJoined { queue, .. }
+            | Event::QueueCalled { queue, .. }
+            | Event::QueueStarted { queue, .. }
+            | Event::QueueFinished { queue, .. }
+            | Event::QueueNoShow { queue, .. }
+            | Event::QueueLeft { queue, .. }
+            | Event::QueueMoved { queue, .. } => Some(queue),
             _ => None,
         }
     }

@@ -100,3 +100,7 @@ id_type!(
     /// A time-off range of one staff member.
     TimeOffId
 );
+id_type!(
+    /// A walk-in queue ticket.
+    TicketId
+);

@@ -16,12 +16,16 @@ pub mod error;
 pub mod event;
 pub mod ids;
 pub mod model;
+pub mod queue;
 pub mod reply;
 
 pub use codec::{CodecError, Encoding, decode, encode, fingerprint};
 pub use command::{Caller, Command, Role};
 pub use error::ErrorCode;
 pub use event::{Event, EventRecord, IdempotencyRecord};
-pub use ids::{BookingId, EstablishmentId, HoldId, ServiceId, StaffId, TimeOffId, UserId};
+pub use ids::{
+    BookingId, EstablishmentId, HoldId, ServiceId, StaffId, TicketId, TimeOffId, UserId,
+};
 pub use model::*;
+pub use queue::{QueuePosition, Ticket, TicketStatus};
 pub use reply::{Alternative, Rejection, Reply};

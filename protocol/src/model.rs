@@ -32,6 +32,12 @@ pub struct EstablishmentSettings {
     /// so that one client cannot hoard the agenda.
     #[serde(default = "defaults::max_future_bookings_per_customer")]
     pub max_future_bookings_per_customer: u16,
+    /// Most tickets waiting in the walk-in queue at once.
+    #[serde(default = "defaults::queue_max_length")]
+    pub queue_max_length: u16,
+    /// A called ticket not started within this long is marked no-show.
+    #[serde(default = "defaults::queue_no_show_grace_minutes")]
+    pub queue_no_show_grace_minutes: u16,
 }
 
 /// A partial update of [`EstablishmentSettings`]; absent fields stay as they are.
@@ -52,6 +58,10 @@ pub struct SettingsPatch {
     pub cancel_cutoff_minutes: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_future_bookings_per_customer: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_max_length: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_no_show_grace_minutes: Option<u16>,
 }
 
 impl SettingsPatch {
@@ -72,6 +82,10 @@ impl SettingsPatch {
             max_future_bookings_per_customer: self
                 .max_future_bookings_per_customer
                 .unwrap_or(base.max_future_bookings_per_customer),
+            queue_max_length: self.queue_max_length.unwrap_or(base.queue_max_length),
+            queue_no_show_grace_minutes: self
+                .queue_no_show_grace_minutes
+                .unwrap_or(base.queue_no_show_grace_minutes),
         }
     }
 }
@@ -86,6 +100,12 @@ pub mod defaults {
     }
     pub fn max_future_bookings_per_customer() -> u16 {
         10
+    }
+    pub fn queue_max_length() -> u16 {
+        100
+    }
+    pub fn queue_no_show_grace_minutes() -> u16 {
+        5
     }
     pub fn currency() -> String {
         "BRL".to_owned()

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ErrorCode;
 use crate::ids::{EstablishmentId, StaffId, UserId};
 use crate::model::{Booking, EstablishmentSettings, Hold, Service, Staff, TimeOff};
+use crate::queue::Ticket;
 
 /// The result of an accepted command: the item it created or changed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +22,7 @@ pub enum Reply {
     Service(Service),
     Booking(Booking),
     Hold(Hold),
+    Ticket(Ticket),
 }
 
 /// A free start near a requested one, offered when the requested slot is taken.

@@ -34,6 +34,8 @@ fn settings() -> EstablishmentSettings {
         horizon_days: 60,
         cancel_cutoff_minutes: 120,
         max_future_bookings_per_customer: 3,
+        queue_max_length: 50,
+        queue_no_show_grace_minutes: 5,
     }
 }
 

@@ -192,6 +192,13 @@ pub fn decide(
                 by: caller.user_id,
             }])
         }
+        Command::JoinQueue { .. }
+        | Command::CallNext { .. }
+        | Command::StartTicket { .. }
+        | Command::FinishTicket { .. }
+        | Command::NoShowTicket { .. }
+        | Command::LeaveQueue { .. }
+        | Command::MoveTicket { .. } => super::queue::decide_queue(est, ctx, caller, command),
         Command::Reschedule {
             booking_id,
             start,
@@ -274,7 +281,7 @@ fn require_manager(caller: &Caller) -> Result<(), Rejection> {
     }
 }
 
-fn require_member(caller: &Caller) -> Result<(), Rejection> {
+pub(crate) fn require_member(caller: &Caller) -> Result<(), Rejection> {
     if caller.role.is_member() {
         Ok(())
     } else {
@@ -284,7 +291,7 @@ fn require_member(caller: &Caller) -> Result<(), Rejection> {
     }
 }
 
-fn staff_index(est: &Establishment, staff_id: StaffId) -> Result<usize, Rejection> {
+pub(crate) fn staff_index(est: &Establishment, staff_id: StaffId) -> Result<usize, Rejection> {
     est.staff_index(staff_id)
         .ok_or_else(|| Rejection::field(ErrorCode::NotFound, "staff_id", "staff member not found"))
 }
@@ -426,7 +433,9 @@ fn choose_staff(
                 if candidates.len() == 1 {
                     return Ok(index);
                 }
-                let load = items_on_day(est, index, start - position.minute_of_day);
+                // Counting stops once it cannot beat the best so far.
+                let bound = best.map_or(usize::MAX, |(_, least)| least);
+                let load = items_on_day(est, index, start - position.minute_of_day, bound);
                 if best.is_none_or(|(_, least)| load < least) {
                     best = Some((index, load));
                 }
@@ -452,9 +461,11 @@ fn choose_staff(
     )
 }
 
-fn items_on_day(est: &Establishment, index: usize, day_start: Minute) -> usize {
+/// Items of staff `index` on the UTC-aligned 24 hours from `day_start`, counted up to `bound`.
+fn items_on_day(est: &Establishment, index: usize, day_start: Minute, bound: usize) -> usize {
     est.calendars[index]
         .range(day_start..day_start + MINUTES_PER_DAY)
+        .take(bound)
         .count()
 }
 
@@ -493,7 +504,8 @@ fn alternatives(
 }
 
 /// Lapsed holds still in `[start, end)` of staff `index`: ending them keeps calendars free
-/// of overlaps once the new item is in.
+/// of overlaps once the new item is in. (The caller checked that nothing there blocks, so
+/// whatever overlaps is a lapsed hold.)
 fn lapsed_holds_in(
     est: &Establishment,
     index: usize,
@@ -501,17 +513,27 @@ fn lapsed_holds_in(
     end: Minute,
     now_s: i64,
 ) -> Events {
-    est.calendars[index]
-        .range(start - super::rules::MAX_ITEM_MINUTES..end)
-        .filter(|(s, occ)| occ.end > start && **s < end && !occ.blocks(now_s))
-        .filter_map(|(_, occ)| match occ.item {
-            ItemRef::Hold(id) => est.holds.get(&id).map(|h| Event::HoldEnded {
-                hold: (**h).clone(),
+    let mut events = Events::new();
+    if est.holds.is_empty() {
+        return events;
+    }
+    // Calendar entries are disjoint: walking back from `end`, the first entry that ends by
+    // `start` proves every earlier one does too.
+    for (_, occ) in est.calendars[index].range(..end).rev() {
+        if occ.end <= start {
+            break;
+        }
+        if let (ItemRef::Hold(id), false) = (occ.item, occ.blocks(now_s))
+            && let Some(hold) = est.holds.get(&id)
+        {
+            events.push(Event::HoldEnded {
+                hold: (**hold).clone(),
                 reason: HoldEnd::Expired,
-            }),
-            ItemRef::Booking(_) => None,
-        })
-        .collect()
+            });
+        }
+    }
+    events.reverse();
+    events
 }
 
 /// A customer's confirmed future bookings plus live holds.
@@ -652,7 +674,7 @@ fn reschedule(
         )
         .is_ok()
     {
-        candidates = vec![current];
+        candidates = super::slots::Candidates::One([current]);
     }
     let index = choose_staff(
         est,

@@ -4,6 +4,7 @@
 
 pub mod decide;
 pub mod idempotency;
+pub mod queue;
 pub mod rules;
 pub mod slots;
 pub mod state;

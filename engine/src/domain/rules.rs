@@ -4,10 +4,9 @@
 //! functions is valid for the rest of the engine; a value that does not becomes a
 //! [`Rejection`] naming the offending field.
 
-use jiff::tz::TimeZone;
 use navaro_protocol::{ErrorCode, EstablishmentSettings, Rejection, WeeklyHours};
 
-use super::time::{MINUTES_PER_DAY, Minute};
+use super::time::{MINUTES_PER_DAY, Minute, Zone};
 
 /// Slot grids must divide the hour, so every hour starts on the grid and a day's grid is
 /// the same whatever the offset of the zone (all real offsets are whole quarter hours).
@@ -35,6 +34,10 @@ pub const MAX_STAFF_PER_SERVICE: usize = 256;
 /// Holds are for the seconds-to-minutes of a payment step, not for parking slots.
 pub const MIN_HOLD_SECONDS: u32 = 30;
 pub const MAX_HOLD_SECONDS: u32 = 1800;
+/// Longest walk-in queue: beyond this, estimates are hours out and nobody should wait.
+pub const MAX_QUEUE_LENGTH: u16 = 1000;
+/// Longest grace before a called ticket becomes a no-show.
+pub const MAX_NO_SHOW_GRACE_MINUTES: u16 = 120;
 /// Availability queries span at most a month (API.md).
 pub const MAX_AVAILABILITY_DAYS: u16 = 31;
 /// Longest an item (service + buffer) can occupy a staff member.
@@ -44,7 +47,7 @@ pub const MAX_ITEM_MINUTES: i64 = (MAX_SERVICE_MINUTES + MAX_BUFFER_MINUTES) as 
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub raw: EstablishmentSettings,
-    pub tz: TimeZone,
+    pub zone: Zone,
     pub slot_minutes: i64,
     pub min_notice_minutes: i64,
     pub horizon_minutes: i64,
@@ -55,7 +58,7 @@ pub struct Settings {
 impl Settings {
     pub fn parse(raw: EstablishmentSettings) -> Result<Settings, Rejection> {
         let name = parse_name("name", &raw.name)?;
-        let tz = parse_timezone(&raw.timezone)?;
+        let zone = parse_timezone(&raw.timezone)?;
         if !SLOT_MINUTES_ALLOWED.contains(&raw.slot_minutes) {
             return Err(Rejection::invalid(
                 "slot_minutes",
@@ -81,8 +84,20 @@ impl Settings {
             1,
             MAX_FUTURE_BOOKINGS_CAP,
         )?;
+        check_range(
+            "queue_max_length",
+            raw.queue_max_length,
+            1,
+            MAX_QUEUE_LENGTH,
+        )?;
+        check_range(
+            "queue_no_show_grace_minutes",
+            raw.queue_no_show_grace_minutes,
+            1,
+            MAX_NO_SHOW_GRACE_MINUTES,
+        )?;
         Ok(Settings {
-            tz,
+            zone,
             slot_minutes: i64::from(raw.slot_minutes),
             min_notice_minutes: i64::from(raw.min_notice_minutes),
             horizon_minutes: i64::from(raw.horizon_days) * MINUTES_PER_DAY,
@@ -127,14 +142,14 @@ pub fn parse_name(field: &str, name: &str) -> Result<String, Rejection> {
 }
 
 /// An IANA time zone name the bundled database knows.
-pub fn parse_timezone(name: &str) -> Result<TimeZone, Rejection> {
+pub fn parse_timezone(name: &str) -> Result<Zone, Rejection> {
     if name.is_empty() || name.len() > 64 {
         return Err(Rejection::invalid(
             "timezone",
             "timezone must be an IANA time zone name",
         ));
     }
-    TimeZone::get(name).map_err(|_| {
+    Zone::get(name).map_err(|_| {
         Rejection::invalid(
             "timezone",
             format!("unknown time zone {name:?}; use an IANA name such as America/Sao_Paulo"),

@@ -67,7 +67,7 @@ pub fn check_start(
             "start is beyond the booking horizon",
         ));
     }
-    let position = local_position(&est.settings.tz, minute);
+    let position = local_position(&est.settings.zone, minute);
     if position.minute_of_day % est.settings.slot_minutes != 0 {
         return Err(not_on_grid());
     }
@@ -87,7 +87,7 @@ pub fn check_staff(
 ) -> Result<(), StaffProblem> {
     let member = &est.staff[index];
     let end = start + service.occupies();
-    let tz = &est.settings.tz;
+    let tz = &est.settings.zone;
     let ranges = &member.hours.days[weekday_of_epoch_day(position.epoch_day)];
     let day = LocalDay::from_epoch_day(tz, position.epoch_day);
     let inside = ranges
@@ -169,19 +169,19 @@ pub fn availability(
 }
 
 /// The staff indices to consider for a service: all who perform it, or the one asked for.
-pub fn eligible_staff(
+pub fn eligible_staff<'a>(
     est: &Establishment,
-    service: &ServiceEntry,
+    service: &'a ServiceEntry,
     staff_id: Option<StaffId>,
-) -> Result<Vec<usize>, Rejection> {
+) -> Result<Candidates<'a>, Rejection> {
     match staff_id {
-        None => Ok(service.staff.clone()),
+        None => Ok(Candidates::All(&service.staff)),
         Some(id) => {
             let index = est.staff_index(id).ok_or_else(|| {
                 Rejection::field(ErrorCode::NotFound, "staff_id", "staff member not found")
             })?;
             if service.staff.contains(&index) {
-                Ok(vec![index])
+                Ok(Candidates::One([index]))
             } else {
                 Err(Rejection::field(
                     ErrorCode::StaffCannotPerform,
@@ -189,6 +189,24 @@ pub fn eligible_staff(
                     "this staff member does not perform the service",
                 ))
             }
+        }
+    }
+}
+
+/// Staff indices to consider, without allocating for the common cases.
+#[derive(Clone, Debug)]
+pub enum Candidates<'a> {
+    All(&'a [usize]),
+    One([usize; 1]),
+}
+
+impl std::ops::Deref for Candidates<'_> {
+    type Target = [usize];
+
+    fn deref(&self) -> &[usize] {
+        match self {
+            Candidates::All(all) => all,
+            Candidates::One(one) => one,
         }
     }
 }
@@ -204,7 +222,7 @@ pub fn scan(
     now_s: i64,
     mut emit: impl FnMut(Minute, &mut dyn Iterator<Item = usize>),
 ) {
-    let tz = &est.settings.tz;
+    let tz = &est.settings.zone;
     let (earliest, latest) = bookable_window(est, now_s);
     let occupies = service.occupies();
     let words = staff.len().div_ceil(64).max(1);

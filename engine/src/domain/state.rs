@@ -14,7 +14,7 @@ use std::sync::Arc;
 use imbl::{HashMap as PMap, OrdMap, OrdSet};
 use navaro_protocol::{
     Booking, BookingId, BookingStatus, EstablishmentId, EstablishmentSettings, Event, EventRecord,
-    Hold, HoldId, Reply, Service, ServiceId, Staff, StaffId, TimeOff, UserId,
+    Hold, HoldId, Reply, Service, ServiceId, Staff, StaffId, Ticket, TicketId, TimeOff, UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -103,6 +103,8 @@ pub struct Establishment {
     pub agenda: OrdSet<(Minute, BookingId)>,
     /// Each customer's confirmed bookings and holds by start, for the per-customer cap.
     pub customer_items: OrdSet<(UserId, Minute, ItemRef)>,
+    /// The walk-in queue.
+    pub queue: super::queue::Queue,
     /// The seq of the last applied event.
     pub seq: u64,
 }
@@ -137,6 +139,7 @@ impl Establishment {
             holds: PMap::new(),
             agenda: OrdSet::new(),
             customer_items: OrdSet::new(),
+            queue: Default::default(),
             seq: 1,
         })
     }
@@ -189,6 +192,13 @@ impl Establishment {
             | Event::BookingRescheduled { booking, .. } => self.replace_booking(seq, booking)?,
             Event::HoldPlaced { hold } => self.insert_hold(seq, hold)?,
             Event::HoldEnded { hold, .. } => self.remove_hold(seq, hold.id)?,
+            Event::QueueJoined { .. }
+            | Event::QueueCalled { .. }
+            | Event::QueueStarted { .. }
+            | Event::QueueFinished { .. }
+            | Event::QueueNoShow { .. }
+            | Event::QueueLeft { .. }
+            | Event::QueueMoved { .. } => self.apply_queue_event(&record.event),
         }
         self.seq = seq;
         Ok(())
@@ -401,6 +411,15 @@ impl Establishment {
             | Event::BookingCompleted { booking }
             | Event::BookingNoShow { booking } => Reply::Booking(booking.clone()),
             Event::HoldPlaced { hold } | Event::HoldEnded { hold, .. } => Reply::Hold(hold.clone()),
+            Event::QueueJoined { ticket, queue }
+            | Event::QueueCalled { ticket, queue }
+            | Event::QueueStarted { ticket, queue }
+            | Event::QueueFinished { ticket, queue }
+            | Event::QueueNoShow { ticket, queue }
+            | Event::QueueLeft { ticket, queue }
+            | Event::QueueMoved { ticket, queue } => {
+                Reply::Ticket(super::queue::shown_ticket(ticket, queue))
+            }
         }
     }
 
@@ -425,6 +444,10 @@ impl Establishment {
                 .map(|b| (**b).clone())
                 .collect(),
             holds: self.holds.values().map(|h| (**h).clone()).collect(),
+            tickets: self.queue.tickets.values().map(|t| (**t).clone()).collect(),
+            waiting: self.queue.waiting.iter().copied().collect(),
+            queue_day: self.queue.day,
+            queue_last_number: self.queue.last_number,
         }
     }
 
@@ -458,6 +481,24 @@ impl Establishment {
         for hold in &snapshot.holds {
             state.insert_hold(seq, hold)?;
         }
+        state.queue.tickets = snapshot
+            .tickets
+            .iter()
+            .map(|t| (t.id, Arc::new(t.clone())))
+            .collect();
+        if let Some(unknown) = snapshot
+            .waiting
+            .iter()
+            .find(|id| !state.queue.tickets.contains_key(*id))
+        {
+            return Err(corrupt(
+                seq,
+                format!("waiting ticket {unknown} is not in the snapshot"),
+            ));
+        }
+        state.queue.waiting = snapshot.waiting.iter().copied().collect();
+        state.queue.day = snapshot.queue_day;
+        state.queue.last_number = snapshot.queue_last_number;
         state.seq = seq;
         Ok(state)
     }
@@ -518,4 +559,12 @@ pub struct SnapshotState {
     pub services: Vec<Service>,
     pub bookings: Vec<Booking>,
     pub holds: Vec<Hold>,
+    #[serde(default)]
+    pub tickets: Vec<Ticket>,
+    #[serde(default)]
+    pub waiting: Vec<TicketId>,
+    #[serde(default)]
+    pub queue_day: i64,
+    #[serde(default)]
+    pub queue_last_number: u32,
 }

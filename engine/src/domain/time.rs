@@ -8,6 +8,9 @@
 //! through the zone database, so a local time that does not exist (spring forward) maps
 //! to no slot and one that occurs twice (fall back) maps to two distinct instants.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
 use jiff::civil::{Date, DateTime, Time};
 use jiff::tz::{AmbiguousOffset, TimeZone};
 use jiff::{Timestamp, ToSpan};
@@ -22,6 +25,81 @@ pub const MINUTES_PER_DAY: i64 = 1440;
 /// times have seconds in them).
 pub const MIN_YEAR: i16 = 1970;
 pub const MAX_YEAR: i16 = 2200;
+
+/// A time zone with its UTC offsets precomputed as a table of transitions (1970 to
+/// 2200), shared by every establishment in the zone. Looking an offset up is a binary
+/// search over a few hundred integers; the jiff zone is kept for the rare conversions of
+/// a local time that a transition makes ambiguous or skips.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    pub tz: TimeZone,
+    table: Arc<ZoneTable>,
+}
+
+#[derive(Debug)]
+struct ZoneTable {
+    /// Minutes at which the offset changes, ascending.
+    starts: Vec<Minute>,
+    /// The offset (seconds) in force from the matching start on.
+    offsets: Vec<i64>,
+    /// The offset before the first start.
+    initial: i64,
+}
+
+impl Zone {
+    /// The zone for an IANA name; tables are built once per name and shared.
+    pub fn get(name: &str) -> Result<Zone, jiff::Error> {
+        static TABLES: OnceLock<Mutex<HashMap<String, Arc<ZoneTable>>>> = OnceLock::new();
+        let tz = TimeZone::get(name)?;
+        let tables = TABLES.get_or_init(Default::default);
+        let mut tables = tables.lock().unwrap_or_else(|e| e.into_inner());
+        let table = tables
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(ZoneTable::build(&tz)))
+            .clone();
+        Ok(Zone { tz, table })
+    }
+
+    /// The UTC offset in force at an instant, in seconds.
+    pub fn offset_seconds(&self, minute: Minute) -> i64 {
+        let table = &self.table;
+        match table.starts.partition_point(|s| *s <= minute) {
+            0 => table.initial,
+            i => table.offsets[i - 1],
+        }
+    }
+
+    /// The first transition strictly after `minute`, if any in the table.
+    fn next_transition(&self, minute: Minute) -> Option<Minute> {
+        let table = &self.table;
+        table
+            .starts
+            .get(table.starts.partition_point(|s| *s <= minute))
+            .copied()
+    }
+}
+
+impl ZoneTable {
+    fn build(tz: &TimeZone) -> ZoneTable {
+        let from = timestamp(-MINUTES_PER_DAY);
+        let until = 7_258_118_400 / 60; // 2200-01-01T00:00Z
+        let mut starts = Vec::new();
+        let mut offsets = Vec::new();
+        for transition in tz.following(from) {
+            let at = floor_minute(transition.timestamp());
+            if at >= until {
+                break;
+            }
+            starts.push(at);
+            offsets.push(i64::from(transition.offset().seconds()));
+        }
+        ZoneTable {
+            starts,
+            offsets,
+            initial: i64::from(tz.to_offset(from).seconds()),
+        }
+    }
+}
 
 /// The instant as whole minutes, or `None` if it has seconds or is out of range.
 pub fn exact_minute(ts: Timestamp) -> Option<Minute> {
@@ -70,8 +148,8 @@ pub struct LocalPosition {
 }
 
 /// The local date and minute of day of an instant.
-pub fn local_position(tz: &TimeZone, minute: Minute) -> LocalPosition {
-    let offset_s = i64::from(tz.to_offset(timestamp(minute)).seconds());
+pub fn local_position(zone: &Zone, minute: Minute) -> LocalPosition {
+    let offset_s = zone.offset_seconds(minute);
     let local = minute + offset_s.div_euclid(60);
     LocalPosition {
         epoch_day: local.div_euclid(MINUTES_PER_DAY),
@@ -82,7 +160,6 @@ pub fn local_position(tz: &TimeZone, minute: Minute) -> LocalPosition {
 /// One local date of a zone, ready to turn local minutes into instants.
 #[derive(Clone, Debug)]
 pub struct LocalDay {
-    pub date: Date,
     pub epoch_day: i64,
     /// `Some(base)` when the offset is the same all day: local minute `m` is the instant
     /// `base + m`. `None` on a transition day.
@@ -90,32 +167,21 @@ pub struct LocalDay {
 }
 
 impl LocalDay {
-    pub fn new(tz: &TimeZone, date: Date) -> LocalDay {
-        Self::of_epoch_day(tz, epoch_day(date), date)
+    pub fn new(zone: &Zone, date: Date) -> LocalDay {
+        Self::from_epoch_day(zone, epoch_day(date))
     }
 
     /// The local day `epoch_day` days after 1970-01-01.
-    pub fn from_epoch_day(tz: &TimeZone, epoch_day: i64) -> LocalDay {
-        let date = date_of_epoch_day(epoch_day).unwrap_or(Date::ZERO);
-        Self::of_epoch_day(tz, epoch_day, date)
-    }
-
-    fn of_epoch_day(tz: &TimeZone, epoch_day: i64, date: Date) -> LocalDay {
+    pub fn from_epoch_day(zone: &Zone, epoch_day: i64) -> LocalDay {
         let midnight_utc = epoch_day * MINUTES_PER_DAY;
         // The offset in force at the UTC instant that reads as local midnight under it.
-        let guess = i64::from(tz.to_offset(timestamp(midnight_utc)).seconds()) / 60;
-        let base = midnight_utc - guess;
-        let offset_at_base = i64::from(tz.to_offset(timestamp(base)).seconds()) / 60;
-        let next_transition = tz
-            .following(timestamp(base))
-            .next()
-            .map(|t| floor_minute(t.timestamp()));
-        let fixed = offset_at_base == guess
+        let guess_s = zone.offset_seconds(midnight_utc);
+        let base = midnight_utc - guess_s / 60;
+        let fixed = zone.offset_seconds(base) == guess_s
+            && guess_s % 60 == 0
             // A transition right at the next midnight still moves when that midnight is.
-            && next_transition.is_none_or(|t| t > base + MINUTES_PER_DAY)
-            && i64::from(tz.to_offset(timestamp(base)).seconds()) % 60 == 0;
+            && zone.next_transition(base).is_none_or(|t| t > base + MINUTES_PER_DAY);
         LocalDay {
-            date,
             epoch_day,
             fixed_base: fixed.then_some(base),
         }
@@ -129,20 +195,19 @@ impl LocalDay {
     /// The instant a local minute of this day starts at (0..=1440; 1440 is the next
     /// midnight). A time skipped by a transition maps to the instant after the gap, a
     /// repeated time to its first occurrence: the "compatible" rule of RFC 5545.
-    pub fn instant(&self, tz: &TimeZone, minute_of_day: i64) -> Minute {
+    pub fn instant(&self, zone: &Zone, minute_of_day: i64) -> Minute {
         if let Some(base) = self.fixed_base {
             return base + minute_of_day;
         }
-        let (date, minute_of_day) = if minute_of_day >= MINUTES_PER_DAY {
-            (
-                self.date.tomorrow().unwrap_or(self.date),
-                minute_of_day - MINUTES_PER_DAY,
-            )
+        let (day, minute_of_day) = if minute_of_day >= MINUTES_PER_DAY {
+            (self.epoch_day + 1, minute_of_day - MINUTES_PER_DAY)
         } else {
-            (self.date, minute_of_day)
+            (self.epoch_day, minute_of_day)
         };
+        let date = date_of_epoch_day(day).unwrap_or(Date::ZERO);
         let dt = local_datetime(date, minute_of_day);
-        tz.to_ambiguous_timestamp(dt)
+        zone.tz
+            .to_ambiguous_timestamp(dt)
             .compatible()
             .map(floor_minute)
             .unwrap_or(self.epoch_day * MINUTES_PER_DAY)
@@ -151,7 +216,7 @@ impl LocalDay {
     /// Every instant of this day whose local time is on the slot grid, ascending. On a
     /// fall-back day a repeated grid time yields both of its instants; on a spring-forward
     /// day a skipped one yields none.
-    pub fn grid(&self, tz: &TimeZone, slot_minutes: i64, out: &mut Vec<Minute>) {
+    pub fn grid(&self, zone: &Zone, slot_minutes: i64, out: &mut Vec<Minute>) {
         out.clear();
         if let Some(base) = self.fixed_base {
             out.extend(
@@ -161,9 +226,10 @@ impl LocalDay {
             );
             return;
         }
+        let date = date_of_epoch_day(self.epoch_day).unwrap_or(Date::ZERO);
         for m in (0..MINUTES_PER_DAY).step_by(slot_minutes as usize) {
-            let dt = local_datetime(self.date, m);
-            let ambiguous = tz.to_ambiguous_timestamp(dt);
+            let dt = local_datetime(date, m);
+            let ambiguous = zone.tz.to_ambiguous_timestamp(dt);
             match ambiguous.offset() {
                 AmbiguousOffset::Unambiguous { offset } => {
                     out.push(
@@ -234,8 +300,29 @@ mod tests {
     }
 
     #[test]
+    fn the_offset_table_agrees_with_jiff() {
+        for name in [
+            "America/New_York",
+            "Europe/Lisbon",
+            "America/Sao_Paulo",
+            "Australia/Lord_Howe",
+            "Asia/Kolkata",
+            "UTC",
+        ] {
+            let zone = Zone::get(name).unwrap();
+            // Every 7 hours and 13 minutes from 1970 to 2100.
+            let mut minute = 0;
+            while minute < 68_000_000 {
+                let expected = i64::from(zone.tz.to_offset(timestamp(minute)).seconds());
+                assert_eq!(zone.offset_seconds(minute), expected, "{name} at {minute}");
+                minute += 433;
+            }
+        }
+    }
+
+    #[test]
     fn fixed_days_convert_by_addition() {
-        let tz = TimeZone::get("America/Sao_Paulo").unwrap();
+        let tz = Zone::get("America/Sao_Paulo").unwrap();
         let day = LocalDay::new(&tz, Date::new(2026, 12, 1).unwrap());
         assert!(!day.has_transition());
         // 09:00 at -03:00 is 12:00Z.
@@ -245,7 +332,7 @@ mod tests {
 
     #[test]
     fn spring_forward_skips_and_fall_back_repeats() {
-        let tz = TimeZone::get("America/New_York").unwrap();
+        let tz = Zone::get("America/New_York").unwrap();
         let spring = LocalDay::new(&tz, Date::new(2026, 3, 8).unwrap());
         assert!(spring.has_transition());
         let mut grid = Vec::new();
@@ -261,7 +348,7 @@ mod tests {
 
     #[test]
     fn sao_paulo_2018_midnight_did_not_exist() {
-        let tz = TimeZone::get("America/Sao_Paulo").unwrap();
+        let tz = Zone::get("America/Sao_Paulo").unwrap();
         let day = LocalDay::new(&tz, Date::new(2018, 11, 4).unwrap());
         assert!(day.has_transition());
         let mut grid = Vec::new();

@@ -26,6 +26,7 @@ use uuid::Uuid;
 use super::{EngineConfig, Request, View};
 use crate::clock::Clock;
 use crate::domain::idempotency::{IdempotencyCache, Lookup, Remembered, StoredKey};
+use crate::domain::queue::expire_called;
 use crate::domain::{
     Context, Establishment, SnapshotState, apply_all, decide, decide_create, expire_holds, number,
 };
@@ -33,9 +34,17 @@ use crate::store::{AppendBatch, Journal, JournalError, Snapshot};
 
 pub(crate) type Outcome = Result<Reply, Rejection>;
 
+/// How often, at most, a busy actor publishes a new read view. Publishing is cheap (a
+/// structural clone), but the first write after it copies the touched paths of the
+/// persistent maps; coalescing bursts keeps writes in place. A stale view is published at
+/// the next journal acknowledgement or tick, so reads lag by at most about a millisecond
+/// or one journal round trip, and never show a state the actor did not pass through.
+const PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// What an establishment actor is asked.
 pub(crate) enum Msg {
-    Execute(Request, RpcReplyPort<Outcome>),
+    /// Boxed: a command is a few hundred bytes, the other messages a few words.
+    Execute(Box<Request>, RpcReplyPort<Outcome>),
     /// The journal's answer for the batch ending at `last_seq`.
     Appended {
         last_seq: u64,
@@ -97,6 +106,9 @@ pub(crate) struct State {
     last_activity_s: i64,
     passivating: Option<Option<RpcReplyPort<()>>>,
     ticker: Option<JoinHandle<()>>,
+    /// The state has changed since the view was last published.
+    view_stale: bool,
+    last_published: std::time::Instant,
 }
 
 pub(crate) struct EstablishmentActor;
@@ -131,6 +143,8 @@ impl Actor for EstablishmentActor {
             last_activity_s: now_s,
             passivating: None,
             ticker: Some(ticker),
+            view_stale: false,
+            last_published: std::time::Instant::now(),
         })
     }
 
@@ -152,7 +166,7 @@ impl Actor for EstablishmentActor {
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            Msg::Execute(request, port) => state.execute(&myself, request, port),
+            Msg::Execute(request, port) => state.execute(&myself, *request, port),
             Msg::Appended { last_seq, result } => state.appended(&myself, last_seq, result).await,
             Msg::Subscribe { since, reply } => {
                 let _ = reply.send(state.subscribe(since));
@@ -345,7 +359,10 @@ impl State {
         let reply = apply_all(&mut self.est, &records)?;
         let est = self.est.as_ref().ok_or("no state after commit")?;
         let seq = est.seq;
-        self.args.view.store(Some(View::new(est.clone())));
+        self.view_stale = true;
+        if self.last_published.elapsed() >= PUBLISH_INTERVAL {
+            self.publish_view();
+        }
         self.undelivered
             .extend(records.iter().cloned().map(Arc::new));
         let append = self.args.journal.append(AppendBatch {
@@ -386,6 +403,9 @@ impl State {
         }
         self.durable_seq = self.durable_seq.max(last_seq);
         let durable = self.durable_seq;
+        if self.view_stale {
+            self.publish_view();
+        }
         let mut still_waiting = VecDeque::with_capacity(self.waiting.len());
         for waiting in self.waiting.drain(..) {
             if waiting.seq <= durable {
@@ -427,13 +447,35 @@ impl State {
         }
     }
 
+    fn publish_view(&mut self) {
+        if let Some(est) = &self.est {
+            self.args.view.store(Some(View::new(est.clone())));
+        }
+        self.view_stale = false;
+        self.last_published = std::time::Instant::now();
+    }
+
     async fn tick(&mut self, myself: &ActorRef<Msg>) -> Result<(), ActorProcessingErr> {
         let now = self.args.clock.now();
+        if self.view_stale {
+            self.publish_view();
+        }
         if let Some(est) = &self.est {
             let expired = expire_holds(est, now);
             if !expired.is_empty() {
                 debug!(establishment_id = %self.args.id, count = expired.len(), "holds expired");
                 self.commit(myself, expired, None, now)?;
+            }
+        }
+        if let Some(est) = &self.est {
+            let ctx = Context {
+                now,
+                new_id: Uuid::nil(),
+            };
+            let lapsed = expire_called(est, &ctx);
+            if !lapsed.is_empty() {
+                debug!(establishment_id = %self.args.id, count = lapsed.len(), "called tickets not started: no-show");
+                self.commit(myself, lapsed, None, now)?;
             }
         }
         let config = self.args.config.clone();

@@ -206,7 +206,7 @@ impl Engine {
             ));
         }
         let creating = matches!(request.command, Command::CreateEstablishment { .. });
-        let mut request = request;
+        let mut request = Box::new(request);
         for _ in 0..3 {
             let handle = self.activate(id, creating).await?;
             let _in_flight = self.admit(&handle)?;
@@ -392,10 +392,11 @@ impl Engine {
         self.shared.registry.remove_if(&id, |_, slot| {
             slot.get().is_none_or(|h| h.actor.get_id() == actor)
         });
-        if failed && !self.shared.stopping.load(Ordering::SeqCst) {
-            if let Err(rejection) = self.activate(id, false).await {
-                warn!(establishment_id = %id, error = %rejection, "restart after failure did not succeed; next request retries");
-            }
+        if failed
+            && !self.shared.stopping.load(Ordering::SeqCst)
+            && let Err(rejection) = self.activate(id, false).await
+        {
+            warn!(establishment_id = %id, error = %rejection, "restart after failure did not succeed; next request retries");
         }
     }
 }

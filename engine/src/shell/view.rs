@@ -38,7 +38,7 @@ impl View {
     }
 
     pub fn timezone(&self) -> &TimeZone {
-        &self.state.settings.tz
+        &self.state.settings.zone.tz
     }
 
     /// The seq of the last event applied (possibly not yet durable).
@@ -69,7 +69,7 @@ impl View {
     /// The bookings starting on a local date (every status), in start order; only one
     /// customer's when `customer` is given.
     pub fn bookings_on(&self, date: Date, customer: Option<UserId>) -> Vec<Booking> {
-        let tz = &self.state.settings.tz;
+        let tz = &self.state.settings.zone;
         let day = LocalDay::new(tz, date);
         let next = LocalDay::from_epoch_day(tz, epoch_day(date) + 1);
         let (from, to) = (day.instant(tz, 0), next.instant(tz, 0));
@@ -81,6 +81,21 @@ impl View {
             .filter(|b| customer.is_none_or(|c| b.customer_id == c))
             .map(|b| (**b).clone())
             .collect()
+    }
+
+    /// The walk-in queue as shown at `now`: waiting tickets in order with their places and
+    /// estimates, then the ones being called or served.
+    pub fn queue(&self, now: Timestamp) -> Vec<navaro_protocol::Ticket> {
+        self.state.queue_view(now.as_second())
+    }
+
+    /// One ticket (with its place and estimate while waiting).
+    pub fn ticket(
+        &self,
+        id: navaro_protocol::TicketId,
+        now: Timestamp,
+    ) -> Option<navaro_protocol::Ticket> {
+        self.state.ticket_view(id, now.as_second())
     }
 
     /// The domain state itself, for tests and benchmarks.

@@ -28,6 +28,8 @@ pub fn settings(timezone: &str) -> EstablishmentSettings {
         horizon_days: 60,
         cancel_cutoff_minutes: 0,
         max_future_bookings_per_customer: 1000,
+        queue_max_length: 100,
+        queue_no_show_grace_minutes: 5,
     }
 }
 

@@ -1,0 +1,145 @@
+//! The pure domain: decide + apply of one booking, and availability for a week.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use jiff::SignedDuration;
+use navaro_benches::{customer, realistic_shop, ts};
+
+use navaro_engine::domain::{self, AvailabilityQuery, Context};
+use navaro_protocol::{Command, Encoding, EventRecord, decode, encode};
+
+fn decide_and_apply(c: &mut Criterion) {
+    let mut shop = realistic_shop(10, 0.6);
+    let base = shop.state.clone().expect("created");
+    let staff = shop.staff[3];
+    let cut = shop.cut;
+    // Free grid starts of one staff member over the next weeks, used round-robin.
+    let query = AvailabilityQuery {
+        service_id: cut,
+        from: "2026-12-07".parse().unwrap(),
+        days: 28,
+        staff_id: Some(staff),
+    };
+    // Keep starts at least 40 minutes (service + buffer) apart so each is still free
+    // after the previous one is booked.
+    let mut starts: Vec<jiff::Timestamp> = Vec::new();
+    for slot in domain::availability(&base, &query, shop.now).unwrap() {
+        if starts
+            .last()
+            .is_none_or(|last| slot.start.as_second() - last.as_second() >= 40 * 60)
+        {
+            starts.push(slot.start);
+        }
+    }
+    let mut i = 0usize;
+    let mut state = base.clone();
+    c.bench_function("engine/decide+apply booking", |b| {
+        b.iter(|| {
+            if i.is_multiple_of(starts.len()) {
+                state = base.clone();
+            }
+            let start = starts[i % starts.len()];
+            i += 1;
+            let ctx = Context {
+                now: shop.now,
+                new_id: shop.next_id(),
+            };
+            let command = Command::Book {
+                service_id: cut,
+                start,
+                staff_id: Some(staff),
+                customer_id: None,
+            };
+            let events =
+                domain::decide(&state, &ctx, &customer(i as u128), &command).expect("free slot");
+            let records = domain::number(state.seq, events, ctx.now, None);
+            for record in &records {
+                state.apply(record).expect("applies");
+            }
+            black_box(&state);
+        })
+    });
+    // A start that is taken for its staff member: the rejection computes alternatives.
+    let taken_booking = base
+        .agenda
+        .iter()
+        .next()
+        .and_then(|(_, id)| base.bookings.get(id))
+        .expect("the fixture has bookings");
+    let taken = Command::Book {
+        service_id: cut,
+        start: taken_booking.start,
+        staff_id: Some(taken_booking.staff_id),
+        customer_id: None,
+    };
+    c.bench_function("engine/decide rejected booking with alternatives", |b| {
+        b.iter(|| {
+            let ctx = Context {
+                now: shop.now,
+                new_id: uuid::Uuid::nil(),
+            };
+            let rejection = domain::decide(&base, &ctx, &customer(1), &taken).expect_err("taken");
+            assert!(!rejection.alternatives.is_empty());
+            black_box(rejection)
+        })
+    });
+}
+
+fn availability(c: &mut Criterion) {
+    let shop = realistic_shop(10, 0.6);
+    let est = shop.est();
+    let query = AvailabilityQuery {
+        service_id: shop.cut,
+        from: "2026-11-30".parse().unwrap(),
+        days: 7,
+        staff_id: None,
+    };
+    let slots = domain::availability(est, &query, shop.now).unwrap();
+    println!(
+        "availability fixture: {} bookings, {} free starts in the week",
+        est.bookings.len(),
+        slots.len()
+    );
+    c.bench_function("engine/availability 7 days 10 staff", |b| {
+        b.iter(|| black_box(domain::availability(black_box(est), &query, shop.now).unwrap()))
+    });
+    let month = AvailabilityQuery { days: 31, ..query };
+    c.bench_function("engine/availability 31 days 10 staff", |b| {
+        b.iter(|| black_box(domain::availability(black_box(est), &month, shop.now).unwrap()))
+    });
+    let at = shop.now.checked_add(SignedDuration::from_hours(1)).unwrap();
+    c.bench_function("engine/publish view (state clone)", |b| {
+        b.iter(|| black_box(est.clone()))
+    });
+    let _ = at;
+}
+
+fn codec(c: &mut Criterion) {
+    let mut shop = realistic_shop(2, 0.0);
+    let staff = shop.staff[0];
+    let command = Command::Book {
+        service_id: shop.cut,
+        start: ts("2026-12-01T12:00:00Z"),
+        staff_id: Some(staff),
+        customer_id: None,
+    };
+    let ctx = Context {
+        now: shop.now,
+        new_id: shop.next_id(),
+    };
+    let events = domain::decide(shop.est(), &ctx, &customer(1), &command).unwrap();
+    let record: EventRecord = domain::number(shop.est().seq, events, ctx.now, None).remove(0);
+    for encoding in [Encoding::Json, Encoding::MsgPack] {
+        let bytes = encode(encoding, &record).unwrap();
+        c.bench_function(&format!("protocol/encode event {encoding:?}"), |b| {
+            b.iter(|| black_box(encode(encoding, black_box(&record)).unwrap()))
+        });
+        c.bench_function(&format!("protocol/decode event {encoding:?}"), |b| {
+            b.iter(|| black_box(decode::<EventRecord>(encoding, black_box(&bytes)).unwrap()))
+        });
+    }
+}
+
+criterion_group!(benches, decide_and_apply, availability, codec);
+criterion_main!(benches);

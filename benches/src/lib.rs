@@ -1,0 +1,138 @@
+//! Shared fixtures for the benchmarks: a realistic establishment built through the pure
+//! domain (ten staff, a week of bookings at a typical fill rate).
+
+use jiff::{SignedDuration, Timestamp};
+use navaro_engine::domain::{self, Context, Establishment};
+use navaro_protocol::{
+    Caller, Command, EstablishmentId, EstablishmentSettings, Reply, Role, ServiceId, StaffId,
+    UserId, WeeklyHours,
+};
+use uuid::Uuid;
+
+pub const NOW: &str = "2026-11-30T10:00:00Z";
+
+pub fn ts(s: &str) -> Timestamp {
+    s.parse().expect("a valid timestamp")
+}
+
+pub fn owner() -> Caller {
+    Caller {
+        user_id: UserId(Uuid::from_u128(1)),
+        role: Role::Owner,
+    }
+}
+
+pub fn customer(n: u128) -> Caller {
+    Caller {
+        user_id: UserId(Uuid::from_u128(1_000_000 + n)),
+        role: Role::Customer,
+    }
+}
+
+/// A pure, in-memory establishment with a counter for fresh ids.
+pub struct Shop {
+    pub state: Option<Establishment>,
+    pub now: Timestamp,
+    pub staff: Vec<StaffId>,
+    pub cut: ServiceId,
+    next_id: u128,
+}
+
+impl Shop {
+    pub fn exec(&mut self, caller: Caller, command: &Command) -> Option<Reply> {
+        self.next_id += 1;
+        let ctx = Context {
+            now: self.now,
+            new_id: Uuid::from_u128(self.next_id),
+        };
+        let events = match &self.state {
+            None => {
+                domain::decide_create(EstablishmentId(Uuid::from_u128(9)), &caller, command).ok()?
+            }
+            Some(est) => domain::decide(est, &ctx, &caller, command).ok()?,
+        };
+        let after = self.state.as_ref().map_or(0, |e| e.seq);
+        let records = domain::number(after, events, self.now, None);
+        domain::apply_all(&mut self.state, &records).ok()
+    }
+
+    pub fn est(&self) -> &Establishment {
+        self.state.as_ref().expect("created")
+    }
+
+    pub fn next_id(&mut self) -> Uuid {
+        self.next_id += 1;
+        Uuid::from_u128(self.next_id)
+    }
+}
+
+/// Ten staff on 09:00-12:00 and 13:00-19:00 six days a week, a 30-minute service with a
+/// 10-minute buffer, and `fill` (0..1) of each staff member's week booked.
+pub fn realistic_shop(staff_count: usize, fill: f64) -> Shop {
+    let mut shop = Shop {
+        state: None,
+        now: ts(NOW),
+        staff: Vec::new(),
+        cut: ServiceId(Uuid::nil()),
+        next_id: 100,
+    };
+    let settings = EstablishmentSettings {
+        name: "Barbearia Central".into(),
+        timezone: "America/Sao_Paulo".into(),
+        slot_minutes: 15,
+        min_notice_minutes: 0,
+        horizon_days: 60,
+        cancel_cutoff_minutes: 0,
+        max_future_bookings_per_customer: 1000,
+        queue_max_length: 100,
+        queue_no_show_grace_minutes: 5,
+    };
+    shop.exec(owner(), &Command::CreateEstablishment { settings });
+    let mut hours = WeeklyHours::weekdays(&[("09:00", "12:00"), ("13:00", "19:00")]);
+    hours.sat = hours.mon.clone();
+    for i in 0..staff_count {
+        let add = Command::AddStaff {
+            name: format!("Barber {i}"),
+            user_id: None,
+            hours: hours.clone(),
+        };
+        if let Some(Reply::Staff(s)) = shop.exec(owner(), &add) {
+            shop.staff.push(s.id);
+        }
+    }
+    let add = Command::AddService {
+        name: "Corte".into(),
+        duration_minutes: 30,
+        price_cents: 5000,
+        currency: "BRL".into(),
+        buffer_after_minutes: 10,
+        staff_ids: shop.staff.clone(),
+    };
+    if let Some(Reply::Service(s)) = shop.exec(owner(), &add) {
+        shop.cut = s.id;
+    }
+    // Book every 45 minutes where the pseudo-random draw falls under `fill`.
+    let first = ts("2026-11-30T12:00:00Z");
+    let mut draw: u64 = 0x2545_f491_4f6c_dd1d;
+    for (s, staff) in shop.staff.clone().into_iter().enumerate() {
+        for k in 0..(7 * 24 * 60 / 45) {
+            draw ^= draw << 13;
+            draw ^= draw >> 7;
+            draw ^= draw << 17;
+            if (draw % 1000) as f64 >= fill * 1000.0 {
+                continue;
+            }
+            let start = first
+                .checked_add(SignedDuration::from_mins(45 * k))
+                .expect("in range");
+            let book = Command::Book {
+                service_id: shop.cut,
+                start,
+                staff_id: Some(staff),
+                customer_id: None,
+            };
+            shop.exec(customer((s * 10_000 + k as usize) as u128), &book);
+        }
+    }
+    shop
+}

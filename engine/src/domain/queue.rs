@@ -1,0 +1,552 @@
+//! The walk-in queue: tickets, call-next, wait estimates.
+//!
+//! The queue lives in the same actor as the agenda, so an estimate knows that a barber
+//! has a booking at 10:00: a walk-in is planned into the first stretch of a staff
+//! member's working hours that is long enough for its service and clear of bookings,
+//! holds and time off. Positions and estimates are recomputed on every change and
+//! travel with each `queue.*` event.
+
+use std::sync::Arc;
+
+use navaro_protocol::{
+    Caller, ErrorCode, Event, QueuePosition, Rejection, ServiceId, StaffId, Ticket, TicketId,
+    TicketStatus, UserId,
+};
+
+use super::decide::{Context, Events, require_member, staff_index};
+use super::rules::parse_name;
+use super::state::{Establishment, first_overlap};
+use super::time::{
+    LocalDay, MINUTES_PER_DAY, Minute, local_position, timestamp, weekday_of_epoch_day,
+};
+
+/// How far ahead an estimate looks for a fitting gap before giving up (no estimate).
+const ESTIMATE_HORIZON_MINUTES: i64 = MINUTES_PER_DAY;
+/// Steps of the gap search per ticket: each step skips one obstacle (a booking, a break,
+/// time off), so this bounds the work on a pathological agenda.
+const MAX_GAP_STEPS: usize = 256;
+
+/// The queue part of an establishment's state.
+#[derive(Clone, Debug, Default)]
+pub struct Queue {
+    pub tickets: imbl::HashMap<TicketId, Arc<Ticket>>,
+    /// Waiting tickets in queue order.
+    pub waiting: imbl::Vector<TicketId>,
+    /// The local day the current numbering belongs to.
+    pub day: i64,
+    pub last_number: u32,
+}
+
+pub(crate) fn decide_queue(
+    est: &Establishment,
+    ctx: &Context,
+    caller: &Caller,
+    command: &navaro_protocol::Command,
+) -> Result<Events, Rejection> {
+    use navaro_protocol::Command as C;
+    let events = match command {
+        C::JoinQueue {
+            service_id,
+            staff_id,
+            name,
+        } => vec![join(
+            est,
+            ctx,
+            caller,
+            *service_id,
+            *staff_id,
+            name.as_deref(),
+        )?],
+        C::CallNext { staff_id } => vec![call_next(est, ctx, caller, *staff_id)?],
+        C::StartTicket { ticket_id } => {
+            let ticket = member_ticket(est, caller, *ticket_id, &[TicketStatus::Called])?;
+            let ticket = Ticket {
+                status: TicketStatus::InService,
+                started_at: Some(ctx.now),
+                ..ticket
+            };
+            vec![Event::QueueStarted {
+                ticket,
+                queue: Vec::new(),
+            }]
+        }
+        C::FinishTicket { ticket_id } => {
+            let ticket = member_ticket(est, caller, *ticket_id, &[TicketStatus::InService])?;
+            let ticket = Ticket {
+                status: TicketStatus::Done,
+                ended_at: Some(ctx.now),
+                ..ticket
+            };
+            vec![Event::QueueFinished {
+                ticket,
+                queue: Vec::new(),
+            }]
+        }
+        C::NoShowTicket { ticket_id } => {
+            let ticket = member_ticket(est, caller, *ticket_id, &[TicketStatus::Called])?;
+            let ticket = Ticket {
+                status: TicketStatus::NoShow,
+                ended_at: Some(ctx.now),
+                ..ticket
+            };
+            vec![Event::QueueNoShow {
+                ticket,
+                queue: Vec::new(),
+            }]
+        }
+        C::LeaveQueue { ticket_id } => {
+            let ticket = own_ticket(est, caller, *ticket_id)?;
+            if !matches!(ticket.status, TicketStatus::Waiting | TicketStatus::Called) {
+                return Err(Rejection::new(
+                    ErrorCode::Conflict,
+                    "the ticket is no longer waiting",
+                ));
+            }
+            let ticket = Ticket {
+                status: TicketStatus::Left,
+                ended_at: Some(ctx.now),
+                ..ticket
+            };
+            vec![Event::QueueLeft {
+                ticket,
+                queue: Vec::new(),
+            }]
+        }
+        C::MoveTicket {
+            ticket_id,
+            position,
+        } => vec![move_ticket(est, caller, *ticket_id, *position)?],
+        _ => return Err(Rejection::new(ErrorCode::Internal, "not a queue command")),
+    };
+    Ok(with_positions(est, ctx, events))
+}
+
+fn join(
+    est: &Establishment,
+    ctx: &Context,
+    caller: &Caller,
+    service_id: ServiceId,
+    staff_id: Option<StaffId>,
+    name: Option<&str>,
+) -> Result<Event, Rejection> {
+    let service = est
+        .service(service_id)
+        .ok_or_else(|| Rejection::field(ErrorCode::NotFound, "service_id", "service not found"))?;
+    if let Some(id) = staff_id {
+        let index = staff_index(est, id)?;
+        if !service.staff.contains(&index) {
+            return Err(Rejection::field(
+                ErrorCode::StaffCannotPerform,
+                "staff_id",
+                "this staff member does not perform the service",
+            ));
+        }
+    }
+    let walk_in = caller.role.is_member() && name.is_some();
+    let name = name.map(|n| parse_name("name", n)).transpose()?;
+    let customer_id = (!walk_in).then_some(caller.user_id);
+    if let Some(customer) = customer_id
+        && active_ticket_of(est, customer).is_some()
+    {
+        return Err(Rejection::new(
+            ErrorCode::Conflict,
+            "you already have a ticket in this queue",
+        ));
+    }
+    if est.queue.waiting.len() >= usize::from(est.settings.raw.queue_max_length) {
+        return Err(Rejection::new(ErrorCode::LimitReached, "the queue is full"));
+    }
+    let today = local_position(&est.settings.zone, ctx.now.as_second().div_euclid(60)).epoch_day;
+    let number = if today == est.queue.day {
+        est.queue.last_number + 1
+    } else {
+        1
+    };
+    let ticket = Ticket {
+        id: TicketId(ctx.new_id),
+        number,
+        customer_id,
+        name,
+        service_id,
+        staff_id,
+        status: TicketStatus::Waiting,
+        position: None,
+        eta: None,
+        joined_at: ctx.now,
+        called_at: None,
+        started_at: None,
+        ended_at: None,
+    };
+    Ok(Event::QueueJoined {
+        ticket,
+        queue: Vec::new(),
+    })
+}
+
+fn call_next(
+    est: &Establishment,
+    ctx: &Context,
+    caller: &Caller,
+    staff_id: StaffId,
+) -> Result<Event, Rejection> {
+    require_member(caller)?;
+    let index = staff_index(est, staff_id)?;
+    let busy = est.queue.tickets.values().any(|t| {
+        t.staff_id == Some(staff_id)
+            && matches!(t.status, TicketStatus::Called | TicketStatus::InService)
+    });
+    if busy {
+        return Err(Rejection::new(
+            ErrorCode::Conflict,
+            "this staff member is already serving a ticket",
+        ));
+    }
+    let next = est
+        .queue
+        .waiting
+        .iter()
+        .filter_map(|id| est.queue.tickets.get(id))
+        .find(|t| {
+            t.staff_id.is_none_or(|preferred| preferred == staff_id)
+                && est
+                    .service(t.service_id)
+                    .is_some_and(|s| s.staff.contains(&index))
+        });
+    let ticket = next.ok_or_else(|| {
+        Rejection::new(
+            ErrorCode::NotFound,
+            "nobody is waiting for this staff member",
+        )
+    })?;
+    let ticket = Ticket {
+        status: TicketStatus::Called,
+        staff_id: Some(staff_id),
+        called_at: Some(ctx.now),
+        ..(**ticket).clone()
+    };
+    Ok(Event::QueueCalled {
+        ticket,
+        queue: Vec::new(),
+    })
+}
+
+fn move_ticket(
+    est: &Establishment,
+    caller: &Caller,
+    ticket_id: TicketId,
+    position: u32,
+) -> Result<Event, Rejection> {
+    require_member(caller)?;
+    let ticket = member_ticket(est, caller, ticket_id, &[TicketStatus::Waiting])?;
+    let len = est.queue.waiting.len();
+    if position == 0 || position as usize > len {
+        return Err(Rejection::invalid(
+            "position",
+            format!("position must be between 1 and {len}"),
+        ));
+    }
+    // The new order travels in the event (`queue`), filled in by `with_positions`.
+    let mut order: Vec<TicketId> = est
+        .queue
+        .waiting
+        .iter()
+        .copied()
+        .filter(|id| *id != ticket_id)
+        .collect();
+    order.insert(position as usize - 1, ticket_id);
+    let queue = order
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| QueuePosition {
+            ticket_id: id,
+            position: i as u32 + 1,
+            eta: None,
+        })
+        .collect();
+    Ok(Event::QueueMoved { ticket, queue })
+}
+
+/// Called tickets not started within the grace period: the actor's tick records them as
+/// no-shows.
+pub fn expire_called(est: &Establishment, ctx: &Context) -> Events {
+    let grace_s = i64::from(est.settings.raw.queue_no_show_grace_minutes) * 60;
+    let mut lapsed: Vec<Ticket> = est
+        .queue
+        .tickets
+        .values()
+        .filter(|t| {
+            t.status == TicketStatus::Called
+                && t.called_at
+                    .is_some_and(|c| c.as_second() + grace_s <= ctx.now.as_second())
+        })
+        .map(|t| Ticket {
+            status: TicketStatus::NoShow,
+            ended_at: Some(ctx.now),
+            ..(**t).clone()
+        })
+        .collect();
+    lapsed.sort_by_key(|t| (t.called_at, t.id));
+    let events = lapsed
+        .into_iter()
+        .map(|ticket| Event::QueueNoShow {
+            ticket,
+            queue: Vec::new(),
+        })
+        .collect();
+    with_positions(est, ctx, events)
+}
+
+fn member_ticket(
+    est: &Establishment,
+    caller: &Caller,
+    ticket_id: TicketId,
+    allowed: &[TicketStatus],
+) -> Result<Ticket, Rejection> {
+    require_member(caller)?;
+    let ticket = est
+        .queue
+        .tickets
+        .get(&ticket_id)
+        .ok_or_else(|| Rejection::not_found("ticket"))?;
+    if !allowed.contains(&ticket.status) {
+        return Err(Rejection::new(
+            ErrorCode::Conflict,
+            format!("the ticket is {:?}", ticket.status).to_lowercase(),
+        ));
+    }
+    Ok((**ticket).clone())
+}
+
+/// The ticket, if the caller may act on it: members on any, customers on their own.
+fn own_ticket(
+    est: &Establishment,
+    caller: &Caller,
+    ticket_id: TicketId,
+) -> Result<Ticket, Rejection> {
+    match est.queue.tickets.get(&ticket_id) {
+        Some(t) if caller.role.is_member() || t.customer_id == Some(caller.user_id) => {
+            Ok((**t).clone())
+        }
+        _ => Err(Rejection::not_found("ticket")),
+    }
+}
+
+/// A customer's active ticket, if any.
+pub fn active_ticket_of(est: &Establishment, customer: UserId) -> Option<&Arc<Ticket>> {
+    est.queue
+        .tickets
+        .values()
+        .find(|t| t.customer_id == Some(customer) && t.status.is_active())
+}
+
+/// Fill each queue event's `queue` with every waiting ticket's place and estimate after
+/// it, by applying the events to a (structurally shared) copy of the state.
+fn with_positions(est: &Establishment, ctx: &Context, mut events: Events) -> Events {
+    let mut after = est.clone();
+    for event in &mut events {
+        after.apply_queue_event(event);
+        let positions = estimates(&after, ctx.now.as_second());
+        if let Some(queue) = event.queue_positions_mut() {
+            *queue = positions;
+        }
+    }
+    events
+}
+
+/// Every waiting ticket's 1-based place and estimated start at `now_s`.
+///
+/// Each staff member is free from now, or from the end of the ticket they are serving
+/// (a called one is assumed to start now). Tickets are planned in queue order, each with
+/// the eligible staff member who can start it earliest, into the first gap of working
+/// hours that fits the service and its buffer, clear of bookings, live holds and time off.
+pub fn estimates(est: &Establishment, now_s: i64) -> Vec<QueuePosition> {
+    let now = now_s.div_euclid(60) + i64::from(now_s.rem_euclid(60) != 0);
+    let mut free_at: Vec<Minute> = vec![now; est.staff.len()];
+    for ticket in est
+        .queue
+        .tickets
+        .values()
+        .filter(|t| matches!(t.status, TicketStatus::Called | TicketStatus::InService))
+    {
+        let (Some(staff), Some(service)) = (
+            ticket.staff_id.and_then(|s| est.staff_index(s)),
+            est.service(ticket.service_id),
+        ) else {
+            continue;
+        };
+        // In service: until its planned end; called but not started: as if starting now.
+        let ends = ticket
+            .started_at
+            .map_or(now, |t| t.as_second().div_euclid(60))
+            + service.occupies();
+        free_at[staff] = free_at[staff].max(ends);
+    }
+    let mut out = Vec::with_capacity(est.queue.waiting.len());
+    for (place, id) in est.queue.waiting.iter().enumerate() {
+        let mut eta = None;
+        if let Some(ticket) = est.queue.tickets.get(id)
+            && let Some(service) = est.service(ticket.service_id)
+        {
+            let preferred = ticket.staff_id.and_then(|s| est.staff_index(s));
+            let best = service
+                .staff
+                .iter()
+                .copied()
+                .filter(|s| preferred.is_none_or(|p| p == *s))
+                .filter_map(|s| {
+                    earliest_fit(est, s, service.occupies(), free_at[s], now_s).map(|t| (t, s))
+                })
+                .min();
+            if let Some((start, staff)) = best {
+                free_at[staff] = start + service.occupies();
+                eta = Some(timestamp(start));
+            }
+        }
+        out.push(QueuePosition {
+            ticket_id: *id,
+            position: place as u32 + 1,
+            eta,
+        });
+    }
+    out
+}
+
+/// The first instant from `from` at which staff `index` can work `occupies` minutes
+/// without a break, inside working hours and clear of time off and blocking items.
+pub fn earliest_fit(
+    est: &Establishment,
+    index: usize,
+    occupies: i64,
+    from: Minute,
+    now_s: i64,
+) -> Option<Minute> {
+    let zone = &est.settings.zone;
+    let member = &est.staff[index];
+    let limit = from + ESTIMATE_HORIZON_MINUTES;
+    let mut t = from;
+    for _ in 0..MAX_GAP_STEPS {
+        if t > limit {
+            return None;
+        }
+        let position = local_position(zone, t);
+        let day = LocalDay::from_epoch_day(zone, position.epoch_day);
+        let ranges = &member.hours.days[weekday_of_epoch_day(position.epoch_day)];
+        let range = ranges
+            .iter()
+            .map(|&(a, b)| (day.instant(zone, a), day.instant(zone, b)))
+            .find(|&(_, close)| close > t);
+        let Some((open, close)) = range else {
+            // Nothing more today: try from the next local midnight.
+            t = LocalDay::from_epoch_day(zone, position.epoch_day + 1).instant(zone, 0);
+            continue;
+        };
+        if open > t {
+            t = open;
+            continue;
+        }
+        if t + occupies > close {
+            t = close;
+            continue;
+        }
+        if let Some((_, end, _)) = member
+            .time_off
+            .iter()
+            .find(|(s, e, _)| *s < t + occupies && *e > t)
+        {
+            t = *end;
+            continue;
+        }
+        if let Some((_, occupancy)) =
+            first_overlap(&est.calendars[index], t, t + occupies, None, Some(now_s))
+        {
+            t = occupancy.end;
+            continue;
+        }
+        return Some(t);
+    }
+    None
+}
+
+impl Establishment {
+    /// Apply a queue event's effect on the queue (no seq bookkeeping: `apply` does that).
+    pub(crate) fn apply_queue_event(&mut self, event: &Event) {
+        let Some(ticket) = event.ticket() else { return };
+        let queue = &mut self.queue;
+        match event {
+            Event::QueueJoined { .. } => {
+                let day = local_position(
+                    &self.settings.zone,
+                    ticket.joined_at.as_second().div_euclid(60),
+                )
+                .epoch_day;
+                if day != queue.day {
+                    // A new local day: numbering restarts, and yesterday's finished
+                    // tickets are no longer kept in memory.
+                    queue.tickets.retain(|_, t| t.status.is_active());
+                    queue.day = day;
+                }
+                queue.last_number = ticket.number;
+                queue.waiting.push_back(ticket.id);
+            }
+            Event::QueueMoved { queue: order, .. } => {
+                queue.waiting = order.iter().map(|p| p.ticket_id).collect();
+            }
+            _ => {
+                if let Some(at) = queue.waiting.index_of(&ticket.id) {
+                    queue.waiting.remove(at);
+                }
+            }
+        }
+        queue.tickets.insert(ticket.id, Arc::new(ticket.clone()));
+    }
+
+    /// A ticket as shown: with its current place and estimate while waiting.
+    pub fn ticket_view(&self, ticket_id: TicketId, now_s: i64) -> Option<Ticket> {
+        let ticket = self.queue.tickets.get(&ticket_id)?;
+        let mut shown = (**ticket).clone();
+        if shown.status == TicketStatus::Waiting
+            && let Some(place) = estimates(self, now_s)
+                .into_iter()
+                .find(|p| p.ticket_id == ticket_id)
+        {
+            shown.position = Some(place.position);
+            shown.eta = place.eta;
+        }
+        Some(shown)
+    }
+
+    /// The active tickets (waiting in queue order, then called and in service) as shown.
+    pub fn queue_view(&self, now_s: i64) -> Vec<Ticket> {
+        let places = estimates(self, now_s);
+        let mut shown: Vec<Ticket> = places
+            .iter()
+            .filter_map(|p| {
+                self.queue.tickets.get(&p.ticket_id).map(|t| Ticket {
+                    position: Some(p.position),
+                    eta: p.eta,
+                    ..(**t).clone()
+                })
+            })
+            .collect();
+        let mut serving: Vec<Ticket> = self
+            .queue
+            .tickets
+            .values()
+            .filter(|t| matches!(t.status, TicketStatus::Called | TicketStatus::InService))
+            .map(|t| (**t).clone())
+            .collect();
+        serving.sort_by_key(|t| (t.called_at, t.number));
+        shown.extend(serving);
+        shown
+    }
+}
+
+/// A ticket with its place and estimate taken from the event's queue list.
+pub fn shown_ticket(ticket: &Ticket, queue: &[QueuePosition]) -> Ticket {
+    let place = queue.iter().find(|p| p.ticket_id == ticket.id);
+    Ticket {
+        position: place.map(|p| p.position),
+        eta: place.and_then(|p| p.eta),
+        ..ticket.clone()
+    }
+}
