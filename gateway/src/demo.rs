@@ -92,6 +92,8 @@ pub async fn load(state: &AppState) -> Result<DemoSummary, DemoError> {
         horizon_days: 60,
         cancel_cutoff_minutes: 120,
         max_future_bookings_per_customer: 5,
+        queue_max_length: 50,
+        queue_no_show_grace_minutes: 5,
     };
     run(
         state,

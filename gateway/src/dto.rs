@@ -83,6 +83,10 @@ pub struct CreateEstablishmentRequest {
     pub horizon_days: Option<u16>,
     pub cancel_cutoff_minutes: Option<u32>,
     pub max_future_bookings_per_customer: Option<u16>,
+    /// Most tickets waiting in the walk-in queue (default 100).
+    pub queue_max_length: Option<u16>,
+    /// Minutes a called ticket may go unstarted before it is a no-show (default 5).
+    pub queue_no_show_grace_minutes: Option<u16>,
 }
 
 impl CreateEstablishmentRequest {
@@ -98,6 +102,12 @@ impl CreateEstablishmentRequest {
             max_future_bookings_per_customer: self
                 .max_future_bookings_per_customer
                 .unwrap_or_else(defaults::max_future_bookings_per_customer),
+            queue_max_length: self
+                .queue_max_length
+                .unwrap_or_else(defaults::queue_max_length),
+            queue_no_show_grace_minutes: self
+                .queue_no_show_grace_minutes
+                .unwrap_or_else(defaults::queue_no_show_grace_minutes),
         }
     }
 }
@@ -113,6 +123,8 @@ pub struct PatchEstablishmentRequest {
     pub horizon_days: Option<u16>,
     pub cancel_cutoff_minutes: Option<u32>,
     pub max_future_bookings_per_customer: Option<u16>,
+    pub queue_max_length: Option<u16>,
+    pub queue_no_show_grace_minutes: Option<u16>,
 }
 
 impl PatchEstablishmentRequest {
@@ -125,6 +137,8 @@ impl PatchEstablishmentRequest {
             horizon_days: self.horizon_days,
             cancel_cutoff_minutes: self.cancel_cutoff_minutes,
             max_future_bookings_per_customer: self.max_future_bookings_per_customer,
+            queue_max_length: self.queue_max_length,
+            queue_no_show_grace_minutes: self.queue_no_show_grace_minutes,
         }
     }
 }
