@@ -13,7 +13,7 @@
 //! [`CLOSE_SLOW_CONSUMER`] and resumes with `since`. On shutdown every subscriber is
 //! closed with 1001 (going away).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +24,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use navaro_protocol::{Caller, Encoding, EstablishmentId, Event, EventRecord, encode};
+use navaro_protocol::{Caller, Encoding, EstablishmentId, Event, EventRecord, TicketId, encode};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast};
 use uuid::Uuid;
@@ -235,6 +235,14 @@ pub async fn live(
         encoding,
         max_lag: ws.max_lag_events,
         send_timeout: Duration::from_millis(ws.send_timeout_ms),
+        // The customer's tickets known at connect; later joins are picked up from events.
+        my_tickets: Mutex::new(
+            view.queue(state.engine.now())
+                .iter()
+                .filter(|t| t.customer_id == Some(caller.user_id))
+                .map(|t| t.id)
+                .collect(),
+        ),
     };
     Ok(upgrade.on_upgrade(move |socket| session.run(socket, subscription)))
 }
@@ -248,10 +256,12 @@ struct Session {
     encoding: Encoding,
     max_lag: usize,
     send_timeout: Duration,
+    /// For a customer: their tickets, whose place and estimate they are shown.
+    my_tickets: Mutex<HashSet<TicketId>>,
 }
 
 /// The instant fields of events (see `navaro_protocol::event`).
-const INSTANT_FIELDS: [&str; 7] = [
+const INSTANT_FIELDS: [&str; 11] = [
     "at",
     "start",
     "end",
@@ -259,6 +269,10 @@ const INSTANT_FIELDS: [&str; 7] = [
     "expires_at",
     "previous_start",
     "joined_at",
+    "eta",
+    "called_at",
+    "started_at",
+    "ended_at",
 ];
 
 /// Re-render the instants of a frame (UTC in the protocol's encoding) with the
@@ -291,6 +305,39 @@ enum End {
 impl Session {
     fn visible(&self, record: &EventRecord) -> bool {
         self.caller.role.is_member() || record.event.customer_id() == Some(self.caller.user_id)
+    }
+
+    /// A queue event as a customer sees it: their own ticket in full when it is the one
+    /// that changed, and only their own places and estimates (which move whenever anyone
+    /// ahead joins, is called or leaves). `None` when nothing in it is theirs.
+    fn customer_queue_frame(&self, record: &EventRecord) -> Option<Message> {
+        let event = &record.event;
+        let ticket = event.ticket()?;
+        let own = ticket.customer_id == Some(self.caller.user_id);
+        let mut mine = self.my_tickets.lock().unwrap_or_else(|e| e.into_inner());
+        if own {
+            mine.insert(ticket.id);
+        }
+        let places: Vec<_> = event
+            .queue_positions()?
+            .iter()
+            .filter(|p| mine.contains(&p.ticket_id))
+            .collect();
+        drop(mine);
+        if !own && places.is_empty() {
+            return None;
+        }
+        let mut value = serde_json::json!({
+            "seq": record.seq,
+            "type": event.kind(),
+            "at": record.at,
+            "data": {
+                "ticket": if own { serde_json::to_value(ticket).ok()? } else { serde_json::Value::Null },
+                "queue": places,
+            },
+        });
+        localize_instants(&mut value, &self.timezone);
+        self.message(&value)
     }
 
     fn message<T: Serialize>(&self, value: &T) -> Option<Message> {
@@ -329,6 +376,12 @@ impl Session {
             return Ok(()); // already sent from the backlog
         }
         *last_seq = record.seq;
+        if !self.caller.role.is_member() && record.event.queue_positions().is_some() {
+            return match self.customer_queue_frame(record) {
+                Some(message) => self.send_message(socket, message).await,
+                None => Ok(()),
+            };
+        }
         if !self.visible(record) {
             return Ok(());
         }

@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto::*;
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{accounts, bookings, establishments, ops};
+use crate::routes::{accounts, bookings, establishments, ops, queue};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,8 @@ use crate::routes::{accounts, bookings, establishments, ops};
         establishments::availability,
         bookings::create_booking, bookings::list_bookings, bookings::get_booking,
         bookings::cancel_booking, bookings::reschedule_booking,
+        queue::join_queue, queue::list_queue, queue::get_ticket, queue::leave_queue,
+        queue::call_next, queue::start_ticket, queue::finish_ticket, queue::no_show_ticket,
         crate::live::live,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod bookings;
 pub mod establishments;
 pub mod ops;
+pub mod queue;
 
 use axum::Router;
 use axum::routing::{get, post, put};
@@ -52,6 +53,30 @@ pub fn api() -> Router<AppState> {
         .route(
             "/v1/establishments/{id}/bookings/{booking_id}/reschedule",
             post(reschedule_booking),
+        )
+        .route(
+            "/v1/establishments/{id}/queue",
+            post(queue::join_queue).get(queue::list_queue),
+        )
+        .route(
+            "/v1/establishments/{id}/queue/call-next",
+            post(queue::call_next),
+        )
+        .route(
+            "/v1/establishments/{id}/queue/{ticket_id}",
+            get(queue::get_ticket).delete(queue::leave_queue),
+        )
+        .route(
+            "/v1/establishments/{id}/queue/{ticket_id}/start",
+            post(queue::start_ticket),
+        )
+        .route(
+            "/v1/establishments/{id}/queue/{ticket_id}/finish",
+            post(queue::finish_ticket),
+        )
+        .route(
+            "/v1/establishments/{id}/queue/{ticket_id}/no-show",
+            post(queue::no_show_ticket),
         )
         .route("/v1/establishments/{id}/live", get(crate::live::live))
 }
