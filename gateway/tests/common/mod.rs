@@ -204,6 +204,11 @@ impl Server {
         self.child.id()
     }
 
+    /// The URL of this server's own Postgres database, when it runs on one.
+    pub fn database_url(&self) -> Option<&str> {
+        self.postgres.as_ref().map(|db| db.url.as_str())
+    }
+
     /// The server's resident memory in KiB (Linux).
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();

@@ -1,11 +1,13 @@
 //! Measurements, not assertions (a timing never belongs in a test's verdict): run with
-//! `cargo test -p navaro-gateway --test measure -- --ignored --nocapture`, optionally
-//! `MEASURE_SUBSCRIBERS=N` (default 10000; the open-file limit bounds it).
+//! `cargo bench -p navaro-gateway --bench fanout`, optionally `MEASURE_SUBSCRIBERS=N`
+//! (default 10000; the open-file limit bounds it). Under `cargo test` it makes a smoke
+//! run with 50 subscribers, so the path stays exercised.
 //!
 //! Opens N idle live subscribers (members, JSON) to one establishment, reports the
 //! server's resident memory per subscriber, then makes one booking and reports how long
 //! the frame took to reach the subscribers (p50/p99/max, from just before the POST).
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -16,13 +18,21 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement; run explicitly"]
-async fn idle_subscribers_memory_and_fanout_latency() {
+fn main() {
+    let measuring = std::env::args().any(|a| a == "--bench");
     let n: usize = std::env::var("MEASURE_SUBSCRIBERS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+        .unwrap_or(if measuring { 10_000 } else { 50 });
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(idle_subscribers_memory_and_fanout_latency(n));
+}
+
+async fn idle_subscribers_memory_and_fanout_latency(n: usize) {
     let server = Server::start();
     let (owner, id, _, service) = setup(&server, 10).await;
     let free = slots(&server, &id, &service, ahead(2)).await;
