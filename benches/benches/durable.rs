@@ -68,8 +68,12 @@ impl Drop for Database {
 }
 
 async fn setup(engine: &Engine) -> Vec<(EstablishmentId, ServiceId)> {
+    setup_n(engine, ESTABLISHMENTS).await
+}
+
+async fn setup_n(engine: &Engine, count: usize) -> Vec<(EstablishmentId, ServiceId)> {
     let mut shops = Vec::new();
-    for _ in 0..ESTABLISHMENTS {
+    for _ in 0..count {
         let id = EstablishmentId(Uuid::now_v7());
         let settings = EstablishmentSettings {
             name: "Shop".into(),
@@ -182,6 +186,40 @@ async fn run(group_max_events: usize, callers: usize, total: u64) -> f64 {
     total as f64 / elapsed.as_secs_f64()
 }
 
+/// Activation of one establishment from a snapshot plus `tail` events after it: the
+/// first engine books and snapshots (shutdown), the second books `tail` more and stops
+/// without a snapshot (as a crash would), the third activates it from the store.
+async fn activation(tail: u64) -> Duration {
+    let database = Database::create();
+    let stores = navaro_persistence::open(&database.url, StoreOptions::default()).await.expect("Postgres opens");
+    let config = EngineConfig { snapshot_every_events: u64::MAX, ..EngineConfig::default() };
+    let first = Engine::start(stores.journal.clone(), config.clone()).await.expect("engine");
+    let (id, service) = setup_one(&first).await;
+    let book = |engine: Engine, from: u64, count: u64| async move {
+        for n in from..from + count {
+            let start = ts("2026-12-01T00:00:00Z").checked_add(SignedDuration::from_mins(30 * (n / STAFF) as i64)).expect("in range");
+            let command = Command::Book { service_id: service, start, staff_id: None, customer_id: None };
+            engine.execute(id, Request { caller: customer(n as u128 % 500), command, idempotency_key: None }).await.expect("free slot");
+        }
+    };
+    book(first.clone(), 0, 1000).await;
+    first.shutdown().await;
+    let second = Engine::start(stores.journal.clone(), config.clone()).await.expect("engine");
+    book(second.clone(), 1000, tail).await;
+    drop(second);
+    let third = Engine::start(stores.journal.clone(), config).await.expect("engine");
+    let started = Instant::now();
+    let view = third.view(id).await.expect("activates");
+    let elapsed = started.elapsed();
+    assert_eq!(view.state().bookings.len() as u64, 1000 + tail);
+    elapsed
+}
+
+async fn setup_one(engine: &Engine) -> (EstablishmentId, ServiceId) {
+    let shops = setup_n(engine, 1).await;
+    shops[0]
+}
+
 fn main() {
     let measuring = std::env::args().any(|a| a == "--bench");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -204,5 +242,7 @@ fn main() {
         "durable bookings/s on Postgres through the actor path ({ESTABLISHMENTS} establishments, {callers} callers): group commit {grouped:.0}/s; one commit per booking {single:.0}/s ({:.1}x)",
         grouped / single
     );
-    std::thread::sleep(Duration::from_millis(10));
+    let tail = if measuring { 1000 } else { 50 };
+    let activate = runtime.block_on(activation(tail));
+    println!("activating one establishment from a snapshot of 1000 bookings plus {tail} tail events: {activate:?}");
 }
