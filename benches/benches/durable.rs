@@ -191,23 +191,51 @@ async fn run(group_max_events: usize, callers: usize, total: u64) -> f64 {
 /// without a snapshot (as a crash would), the third activates it from the store.
 async fn activation(tail: u64) -> Duration {
     let database = Database::create();
-    let stores = navaro_persistence::open(&database.url, StoreOptions::default()).await.expect("Postgres opens");
-    let config = EngineConfig { snapshot_every_events: u64::MAX, ..EngineConfig::default() };
-    let first = Engine::start(stores.journal.clone(), config.clone()).await.expect("engine");
+    let stores = navaro_persistence::open(&database.url, StoreOptions::default())
+        .await
+        .expect("Postgres opens");
+    let config = EngineConfig {
+        snapshot_every_events: u64::MAX,
+        ..EngineConfig::default()
+    };
+    let first = Engine::start(stores.journal.clone(), config.clone())
+        .await
+        .expect("engine");
     let (id, service) = setup_one(&first).await;
     let book = |engine: Engine, from: u64, count: u64| async move {
         for n in from..from + count {
-            let start = ts("2026-12-01T00:00:00Z").checked_add(SignedDuration::from_mins(30 * (n / STAFF) as i64)).expect("in range");
-            let command = Command::Book { service_id: service, start, staff_id: None, customer_id: None };
-            engine.execute(id, Request { caller: customer(n as u128 % 500), command, idempotency_key: None }).await.expect("free slot");
+            let start = ts("2026-12-01T00:00:00Z")
+                .checked_add(SignedDuration::from_mins(30 * (n / STAFF) as i64))
+                .expect("in range");
+            let command = Command::Book {
+                service_id: service,
+                start,
+                staff_id: None,
+                customer_id: None,
+            };
+            engine
+                .execute(
+                    id,
+                    Request {
+                        caller: customer(n as u128 % 500),
+                        command,
+                        idempotency_key: None,
+                    },
+                )
+                .await
+                .expect("free slot");
         }
     };
     book(first.clone(), 0, 1000).await;
     first.shutdown().await;
-    let second = Engine::start(stores.journal.clone(), config.clone()).await.expect("engine");
+    let second = Engine::start(stores.journal.clone(), config.clone())
+        .await
+        .expect("engine");
     book(second.clone(), 1000, tail).await;
     drop(second);
-    let third = Engine::start(stores.journal.clone(), config).await.expect("engine");
+    let third = Engine::start(stores.journal.clone(), config)
+        .await
+        .expect("engine");
     let started = Instant::now();
     let view = third.view(id).await.expect("activates");
     let elapsed = started.elapsed();
@@ -244,5 +272,7 @@ fn main() {
     );
     let tail = if measuring { 1000 } else { 50 };
     let activate = runtime.block_on(activation(tail));
-    println!("activating one establishment from a snapshot of 1000 bookings plus {tail} tail events: {activate:?}");
+    println!(
+        "activating one establishment from a snapshot of 1000 bookings plus {tail} tail events: {activate:?}"
+    );
 }

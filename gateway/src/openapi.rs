@@ -26,7 +26,7 @@ use crate::routes::{accounts, bookings, establishments, ops, queue};
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
     components(schemas(ErrorBody, ErrorDetail, AlternativeDto)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonErrors),
 )]
 pub struct ApiDoc;
 
@@ -44,5 +44,62 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// The error answers any operation can give, documented on every one: malformed input
+/// (400), validation (422), rate limits (429) and overload or timeouts (503); where the
+/// operation takes a token, 401; and where its path names an item, 404. Declared once here rather than on each handler so
+/// that the document cannot drift from what the middleware does.
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let takes_id = path.contains('{');
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let responses = &mut operation.responses.responses;
+                let mut add = |code: &str, description: &str| {
+                    responses
+                        .entry(code.to_owned())
+                        .or_insert_with(|| error(description));
+                };
+                add("400", "invalid_request: the request is malformed");
+                add("422", "invalid_request: a field is out of range");
+                add("429", "rate_limited, with Retry-After");
+                add("503", "overloaded (with Retry-After) or unavailable");
+                if secured {
+                    add("401", "unauthorized: missing, expired or invalid token");
+                }
+                if takes_id {
+                    add(
+                        "404",
+                        "not_found: no such item, or not one this caller may see",
+                    );
+                }
+            }
+        }
     }
 }
