@@ -69,6 +69,8 @@ async fn health_ready_docs_openapi_and_metrics() {
         assert_eq!(r.status(), StatusCode::OK, "{asset}");
     }
 
+    // A few commands, so that the engine and the journal have something to report.
+    common::setup(&server, 10).await;
     let metrics = server
         .client
         .get(server.url("/metrics"))
@@ -85,6 +87,14 @@ async fn health_ready_docs_openapi_and_metrics() {
         "{metrics}"
     );
     assert!(metrics.contains("navaro_connections_open"), "{metrics}");
+    for name in [
+        "navaro_commands_total",
+        "navaro_engine_in_flight_per_establishment",
+        "navaro_journal_group_events",
+        "navaro_journal_commit_seconds",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from {metrics}");
+    }
 }
 
 #[tokio::test]

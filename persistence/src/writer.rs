@@ -122,6 +122,11 @@ impl Writer {
         let group = build_group(&accepted);
         let started = std::time::Instant::now();
         let written = self.write(&group).await;
+        // Exported by the gateway's Prometheus endpoint: how big groups get and what a
+        // commit costs, the two numbers that explain durable throughput.
+        metrics::histogram!("navaro_journal_group_events").record(group.events.len() as f64);
+        metrics::histogram!("navaro_journal_commit_seconds", "ok" => if written.is_ok() { "true" } else { "false" })
+            .record(started.elapsed().as_secs_f64());
         tracing::debug!(
             batches = accepted.len(),
             events = group.events.len(),

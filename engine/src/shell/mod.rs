@@ -313,6 +313,9 @@ impl Engine {
     fn admit(&self, handle: &Handle) -> Result<InFlight, Rejection> {
         let before = handle.in_flight.fetch_add(1, Ordering::AcqRel);
         let guard = InFlight(handle.in_flight.clone());
+        // The establishment's in-flight count each command finds: a histogram rather than a
+        // gauge per establishment, which would be one time series per establishment.
+        metrics::histogram!("navaro_engine_in_flight_per_establishment").record(before as f64);
         if before >= self.shared.config.max_in_flight_per_establishment {
             return Err(Rejection::new(
                 ErrorCode::Overloaded,
