@@ -7,73 +7,17 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use jiff::SignedDuration;
-use navaro_benches::{customer, owner, ts};
+use navaro_benches::{BENCH_STAFF, customer, open_shops, ts};
 use navaro_engine::store::MemoryJournal;
 use navaro_engine::{Engine, EngineConfig, Request};
-use navaro_protocol::{
-    Command, EstablishmentId, EstablishmentSettings, Reply, ServiceId, WeeklyHours,
-};
-use uuid::Uuid;
+use navaro_protocol::{Command, EstablishmentId, ServiceId};
 
 const ESTABLISHMENTS: usize = 200;
 const CALLERS: usize = 400;
-const STAFF: u64 = 4;
+const STAFF: u64 = BENCH_STAFF;
 
 async fn setup(engine: &Engine) -> Vec<(EstablishmentId, ServiceId)> {
-    let mut shops = Vec::new();
-    for _ in 0..ESTABLISHMENTS {
-        let id = EstablishmentId(Uuid::now_v7());
-        let settings = EstablishmentSettings {
-            name: "Shop".into(),
-            timezone: "UTC".into(),
-            slot_minutes: 15,
-            min_notice_minutes: 0,
-            horizon_days: 366,
-            cancel_cutoff_minutes: 0,
-            max_future_bookings_per_customer: 1000,
-            queue_max_length: 100,
-            queue_no_show_grace_minutes: 5,
-        };
-        let exec = |command| {
-            engine.execute(
-                id,
-                Request {
-                    caller: owner(),
-                    command,
-                    idempotency_key: None,
-                },
-            )
-        };
-        exec(Command::CreateEstablishment { settings })
-            .await
-            .unwrap();
-        let mut staff = Vec::new();
-        for i in 0..STAFF {
-            let hours = WeeklyHours::every_day(&[("00:00", "24:00")]);
-            if let Reply::Staff(s) = exec(Command::AddStaff {
-                name: format!("s{i}"),
-                user_id: None,
-                hours,
-            })
-            .await
-            .unwrap()
-            {
-                staff.push(s.id);
-            }
-        }
-        let add = Command::AddService {
-            name: "Cut".into(),
-            duration_minutes: 30,
-            price_cents: 100,
-            currency: "BRL".into(),
-            buffer_after_minutes: 0,
-            staff_ids: staff,
-        };
-        if let Reply::Service(s) = exec(add).await.unwrap() {
-            shops.push((id, s.id));
-        }
-    }
-    shops
+    open_shops(engine, ESTABLISHMENTS).await
 }
 
 fn actor_throughput(c: &mut Criterion) {

@@ -14,16 +14,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use jiff::SignedDuration;
-use navaro_benches::{customer, owner, ts};
+use navaro_benches::{BENCH_STAFF, customer, open_shops, ts};
 use navaro_engine::{Engine, EngineConfig, Request};
 use navaro_persistence::StoreOptions;
-use navaro_protocol::{
-    Command, EstablishmentId, EstablishmentSettings, Reply, ServiceId, WeeklyHours,
-};
+use navaro_protocol::{Command, EstablishmentId, ServiceId};
 use uuid::Uuid;
 
 const ESTABLISHMENTS: usize = 200;
-const STAFF: u64 = 4;
+const STAFF: u64 = BENCH_STAFF;
 
 fn admin_url() -> String {
     std::env::var("NAVARO_TEST_POSTGRES_URL")
@@ -68,63 +66,7 @@ impl Drop for Database {
 }
 
 async fn setup(engine: &Engine) -> Vec<(EstablishmentId, ServiceId)> {
-    setup_n(engine, ESTABLISHMENTS).await
-}
-
-async fn setup_n(engine: &Engine, count: usize) -> Vec<(EstablishmentId, ServiceId)> {
-    let mut shops = Vec::new();
-    for _ in 0..count {
-        let id = EstablishmentId(Uuid::now_v7());
-        let settings = EstablishmentSettings {
-            name: "Shop".into(),
-            timezone: "UTC".into(),
-            slot_minutes: 15,
-            min_notice_minutes: 0,
-            horizon_days: 366,
-            cancel_cutoff_minutes: 0,
-            max_future_bookings_per_customer: 1000,
-            queue_max_length: 100,
-            queue_no_show_grace_minutes: 5,
-        };
-        let exec = |command| {
-            engine.execute(
-                id,
-                Request {
-                    caller: owner(),
-                    command,
-                    idempotency_key: None,
-                },
-            )
-        };
-        exec(Command::CreateEstablishment { settings })
-            .await
-            .expect("create");
-        let mut staff = Vec::new();
-        for i in 0..STAFF {
-            let hours = WeeklyHours::every_day(&[("00:00", "24:00")]);
-            if let Ok(Reply::Staff(s)) = exec(Command::AddStaff {
-                name: format!("s{i}"),
-                user_id: None,
-                hours,
-            })
-            .await
-            {
-                staff.push(s.id);
-            }
-        }
-        let add = Command::AddService {
-            name: "Cut".into(),
-            duration_minutes: 30,
-            price_cents: 100,
-            currency: "BRL".into(),
-            buffer_after_minutes: 0,
-            staff_ids: staff,
-        };
-        if let Ok(Reply::Service(s)) = exec(add).await {
-            shops.push((id, s.id));
-        }
-    }
-    shops
+    open_shops(engine, ESTABLISHMENTS).await
 }
 
 /// Book `total` distinct slots with `callers` concurrent callers; returns bookings/s.
@@ -244,8 +186,7 @@ async fn activation(tail: u64) -> Duration {
 }
 
 async fn setup_one(engine: &Engine) -> (EstablishmentId, ServiceId) {
-    let shops = setup_n(engine, 1).await;
-    shops[0]
+    open_shops(engine, 1).await[0]
 }
 
 fn main() {

@@ -3,6 +3,7 @@
 
 use jiff::{SignedDuration, Timestamp};
 use navaro_engine::domain::{self, Context, Establishment};
+use navaro_engine::{Engine, Request};
 use navaro_protocol::{
     Caller, Command, EstablishmentId, EstablishmentSettings, Reply, Role, ServiceId, StaffId,
     UserId, WeeklyHours,
@@ -135,4 +136,65 @@ pub fn realistic_shop(staff_count: usize, fill: f64) -> Shop {
         }
     }
     shop
+}
+
+/// Staff per establishment in the actor benches.
+pub const BENCH_STAFF: u64 = 4;
+
+/// `count` establishments open around the clock through the engine, each with
+/// [`BENCH_STAFF`] staff and a 30-minute service: for the actor-path benches.
+pub async fn open_shops(engine: &Engine, count: usize) -> Vec<(EstablishmentId, ServiceId)> {
+    let mut shops = Vec::new();
+    for _ in 0..count {
+        let id = EstablishmentId(Uuid::now_v7());
+        let settings = EstablishmentSettings {
+            name: "Shop".into(),
+            timezone: "UTC".into(),
+            slot_minutes: 15,
+            min_notice_minutes: 0,
+            horizon_days: 366,
+            cancel_cutoff_minutes: 0,
+            max_future_bookings_per_customer: 1000,
+            queue_max_length: 100,
+            queue_no_show_grace_minutes: 5,
+        };
+        let exec = |command| {
+            engine.execute(
+                id,
+                Request {
+                    caller: owner(),
+                    command,
+                    idempotency_key: None,
+                },
+            )
+        };
+        exec(Command::CreateEstablishment { settings })
+            .await
+            .expect("create");
+        let mut staff = Vec::new();
+        for i in 0..BENCH_STAFF {
+            let hours = WeeklyHours::every_day(&[("00:00", "24:00")]);
+            if let Ok(Reply::Staff(s)) = exec(Command::AddStaff {
+                name: format!("s{i}"),
+                user_id: None,
+                hours,
+            })
+            .await
+            {
+                staff.push(s.id);
+            }
+        }
+        let add = Command::AddService {
+            name: "Cut".into(),
+            duration_minutes: 30,
+            price_cents: 100,
+            currency: "BRL".into(),
+            buffer_after_minutes: 0,
+            staff_ids: staff,
+        };
+        if let Ok(Reply::Service(s)) = exec(add).await {
+            shops.push((id, s.id));
+        }
+    }
+    shops
 }
