@@ -236,13 +236,7 @@ pub async fn live(
         max_lag: ws.max_lag_events,
         send_timeout: Duration::from_millis(ws.send_timeout_ms),
         // The customer's tickets known at connect; later joins are picked up from events.
-        my_tickets: Mutex::new(
-            view.queue(state.engine.now())
-                .iter()
-                .filter(|t| t.customer_id == Some(caller.user_id))
-                .map(|t| t.id)
-                .collect(),
-        ),
+        my_tickets: Mutex::new(view.active_tickets_of(caller.user_id).into_iter().collect()),
     };
     Ok(upgrade.on_upgrade(move |socket| session.run(socket, subscription)))
 }

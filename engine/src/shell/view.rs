@@ -89,6 +89,17 @@ impl View {
         self.state.queue_view(now.as_second())
     }
 
+    /// A customer's active tickets (no estimates computed).
+    pub fn active_tickets_of(&self, customer: UserId) -> Vec<navaro_protocol::TicketId> {
+        self.state
+            .queue
+            .tickets
+            .values()
+            .filter(|t| t.customer_id == Some(customer) && t.status.is_active())
+            .map(|t| t.id)
+            .collect()
+    }
+
     /// One ticket (with its place and estimate while waiting).
     pub fn ticket(
         &self,

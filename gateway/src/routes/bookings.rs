@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use navaro_protocol::{BookingId, Caller, Command, EstablishmentId, Reply};
 use uuid::Uuid;
 
-use super::establishments::{execute, parse_date, resolve};
+use super::establishments::{execute_rendered, parse_date, resolve};
 use crate::auth::AuthUser;
 use crate::dto::*;
 use crate::engine_api::View;
@@ -37,13 +37,19 @@ async fn booking_command(
     key: Option<String>,
     view: &View,
 ) -> Result<BookingDto, ApiError> {
-    match execute(state, id, caller, command, key).await {
-        Ok(Reply::Booking(b)) => Ok(BookingDto::new(b, view.timezone())),
-        Ok(other) => Err(ApiError::internal(format!(
-            "unexpected engine reply: {other:?}"
-        ))),
-        Err(e) => Err(e.in_zone(view.timezone())),
-    }
+    execute_rendered(
+        state,
+        id,
+        caller,
+        command,
+        key,
+        view,
+        |reply, tz| match reply {
+            Reply::Booking(b) => Some(BookingDto::new(b, tz)),
+            _ => None,
+        },
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/establishments/{id}/bookings", tag = "bookings", security(("bearer" = [])),

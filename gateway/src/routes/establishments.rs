@@ -10,7 +10,6 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use jiff::Timestamp;
 use jiff::civil::Date;
 use navaro_persistence::accounts::{AccountError, MemberRole, Membership};
 use navaro_protocol::{Caller, Command, ErrorCode, EstablishmentId, Reply, Role};
@@ -57,6 +56,26 @@ async fn manager(
         return Err(ApiError::forbidden());
     }
     Ok((view, caller))
+}
+
+/// Run a command whose reply is one kind of item and render that item in the
+/// establishment's zone. `render` answers `None` for any other reply, which is an engine
+/// bug and answered 500; a rejection keeps the zone so that its alternatives render in it.
+pub async fn execute_rendered<T>(
+    state: &AppState,
+    id: EstablishmentId,
+    caller: Caller,
+    command: Command,
+    key: Option<String>,
+    view: &View,
+    render: impl FnOnce(Reply, &jiff::tz::TimeZone) -> Option<T>,
+) -> Result<T, ApiError> {
+    let kind = command.kind();
+    match execute(state, id, caller, command, key).await {
+        Ok(reply) => render(reply, view.timezone())
+            .ok_or_else(|| ApiError::internal(format!("unexpected engine reply to {kind}"))),
+        Err(e) => Err(e.in_zone(view.timezone())),
+    }
 }
 
 /// Run a command at an establishment.
@@ -359,7 +378,7 @@ pub async fn availability(
     };
     let tz = view.timezone();
     let slots = view
-        .availability(&query, Timestamp::now())
+        .availability(&query, state.engine.now())
         .map_err(ApiError::from)?;
     Ok(Json(AvailabilityResponse {
         establishment_id: id,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::establishments::{execute, resolve};
+use super::establishments::{execute_rendered, resolve};
 use crate::auth::AuthUser;
 use crate::dto::{est, render, service, staff};
 use crate::engine_api::View;
@@ -128,13 +128,19 @@ async fn ticket_command(
     key: Option<String>,
     view: &View,
 ) -> Result<TicketDto, ApiError> {
-    match execute(state, id, caller, command, key).await {
-        Ok(Reply::Ticket(t)) => Ok(TicketDto::new(t, view.timezone())),
-        Ok(other) => Err(ApiError::internal(format!(
-            "unexpected engine reply: {other:?}"
-        ))),
-        Err(e) => Err(e.in_zone(view.timezone())),
-    }
+    execute_rendered(
+        state,
+        id,
+        caller,
+        command,
+        key,
+        view,
+        |reply, tz| match reply {
+            Reply::Ticket(t) => Some(TicketDto::new(t, tz)),
+            _ => None,
+        },
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/v1/establishments/{id}/queue", tag = "queue", security(("bearer" = [])),
