@@ -1,6 +1,8 @@
 //! The test harness: the real `navaro` binary on port 0, and a small client.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -68,6 +70,31 @@ impl Drop for FreshDatabase {
     }
 }
 
+/// `host:port` of the Postgres the tests use.
+pub fn postgres_address() -> String {
+    let url = postgres_admin_url();
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    }
+}
+
+/// The same Postgres URL with its port replaced.
+fn via_port(url: &str, port: u16) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (userinfo, host) = authority
+        .rsplit_once('@')
+        .map_or(("", authority), |(u, h)| (u, h));
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    let at = if userinfo.is_empty() { "" } else { "@" };
+    format!("{scheme}://{userinfo}{at}{host}:{port}/{path}")
+}
+
 fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
     let status = Command::new("psql")
         .args([url, "-q", "-c", sql])
@@ -109,6 +136,21 @@ impl Server {
     /// `navaro serve` on a fresh Postgres database, whatever `NAVARO_TEST_BACKEND` says.
     pub fn start_postgres() -> Server {
         Self::spawn_with_backend(&["serve"], &[], true).expect("server starts on Postgres")
+    }
+
+    /// `navaro serve` on a fresh Postgres database that it reaches through `127.0.0.1:
+    /// <port>` (a [`proxy::Proxy`] a test can cut) instead of Postgres's own port.
+    pub fn start_postgres_via(port: u16) -> anyhow::Result<Server> {
+        let data_dir = tempfile::tempdir()?;
+        let mut db = FreshDatabase::create(&postgres_admin_url())?;
+        let url = db.url.clone();
+        db.url = via_port(&url, port);
+        let mut server = Self::spawn_on(&["serve"], &[], data_dir, Some(db))?;
+        // Tests read the database directly through its own port.
+        if let Some(db) = server.postgres.as_mut() {
+            db.url = url;
+        }
+        Ok(server)
     }
 
     fn spawn_with_backend(

@@ -1,0 +1,188 @@
+//! The database goes away under the running binary: the connection to Postgres is cut
+//! (through a proxy, so the Postgres other tests share keeps running). Writes must fail
+//! fast with `503 unavailable`, nothing may be confirmed that was not stored, and the
+//! service must come back by itself when the database does.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::proxy::Proxy;
+use common::{Server, ahead, code, postgres_address, setup, slots};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// How long the test waits for recovery before it calls the server stuck. A hang guard,
+/// not a measurement: the figure printed is what the run took.
+const RECOVERY_GUARD: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_cut_answers_503_then_recovers_by_itself() {
+    outage(Proxy::cut).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_partition_answers_503_then_recovers_by_itself() {
+    outage(Proxy::freeze).await;
+}
+
+/// The scenario, with the database taken away by `go_away`.
+async fn outage(go_away: fn(&Proxy)) {
+    let proxy = Proxy::start(&postgres_address())
+        .await
+        .expect("proxy binds");
+    let server = Server::start_postgres_via(proxy.port).expect("server starts");
+    let (owner, id, _staff, service) = setup(&server, 100).await;
+    let day = ahead(3);
+    let free = slots(&server, &id, &service, day).await;
+    // Every other start: the service takes 30 minutes on a 15-minute grid.
+    let free: Vec<Value> = free.into_iter().step_by(2).collect();
+    assert!(free.len() >= 4);
+    let (customer, _) = server.register("customer").await;
+    let book = |key: &'static str, slot: usize| {
+        let start = free[slot]["start"].clone();
+        let server = &server;
+        let (customer, id, service) = (customer.clone(), id.clone(), service.clone());
+        async move {
+            server
+                .call_with(
+                    Method::POST,
+                    &format!("/v1/establishments/{id}/bookings"),
+                    Some(&customer),
+                    Some(json!({"service_id": service, "start": start})),
+                    &[("idempotency-key", key)],
+                )
+                .await
+        }
+    };
+
+    let (status, _, before) = book("before", 0).await;
+    assert_eq!(status, StatusCode::CREATED, "{before}");
+
+    go_away(&proxy);
+    // Each write while the database is away: a prompt 503 `unavailable` with
+    // Retry-After, never a confirmation and never a hang.
+    for (key, slot) in [("outage-1", 1), ("outage-2", 2), ("outage-3", 3)] {
+        let started = Instant::now();
+        let (status, headers, body) = book(key, slot).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            "{key}: {body}"
+        );
+        assert!(headers.contains_key("retry-after"), "{key}: {headers:?}");
+        println!("{key}: 503 after {:?}", started.elapsed());
+    }
+    // Reads that need the database fail the same way.
+    let started = Instant::now();
+    let (status, _, body) = server
+        .call(Method::GET, "/v1/me/bookings", Some(&customer), None)
+        .await;
+    println!("read: {status} after {:?}", started.elapsed());
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        "{body}"
+    );
+    let started = Instant::now();
+    let (status, _, body) = server
+        .call(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(json!({"email": "nobody@example.com", "password": "correct horse battery"})),
+        )
+        .await;
+    println!("login: {status} after {:?}", started.elapsed());
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+
+    proxy.restore();
+    // The client's retry with the same key succeeds once the database is back, with no
+    // restart of the process.
+    let restored = Instant::now();
+    let retried: Value = loop {
+        let (status, _, body) = book("outage-1", 1).await;
+        if status == StatusCode::CREATED {
+            break body;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(
+            restored.elapsed() < RECOVERY_GUARD,
+            "no recovery after {RECOVERY_GUARD:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!(
+        "recovered {:?} after the database came back",
+        restored.elapsed()
+    );
+    // The same key again answers the same booking.
+    let (status, _, again) = book("outage-1", 1).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_eq!(again["id"], retried["id"]);
+
+    // Exactly what was confirmed is stored: the booking from before and the retried one;
+    // the two attempts that were never retried left nothing behind.
+    let (status, _, day_list) = server
+        .call(
+            Method::GET,
+            &format!("/v1/establishments/{id}/bookings?date={day}"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{day_list}");
+    let mut ids: Vec<&str> = day_list["bookings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut expected = vec![
+        before["id"].as_str().unwrap(),
+        retried["id"].as_str().unwrap(),
+    ];
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+    let offered = slots(&server, &id, &service, day).await;
+    for slot in [2, 3] {
+        assert!(
+            offered.iter().any(|s| s["start"] == free[slot]["start"]),
+            "slot {slot} was never confirmed and is free"
+        );
+    }
+    // The read model agrees with the journal, and the journal's seqs are gap-free.
+    let database = server.database_url().expect("on Postgres");
+    let stored = psql(
+        database,
+        &format!(
+            "SELECT count(*) FROM bookings WHERE establishment_id = '{id}' AND status = 'confirmed'"
+        ),
+    );
+    assert_eq!(stored.trim(), "2");
+    let seqs = psql(
+        database,
+        &format!(
+            "SELECT count(*) = max(seq) AND min(seq) = 1 FROM events WHERE establishment_id = '{id}'"
+        ),
+    );
+    assert_eq!(seqs.trim(), "t", "the journal's seqs are gap-free");
+    assert!(
+        proxy.forwarded() > 1,
+        "the server reconnected through the proxy"
+    );
+}
+
+fn psql(url: &str, sql: &str) -> String {
+    let output = std::process::Command::new("psql")
+        .args([url, "-tA", "-c", sql])
+        .output()
+        .expect("psql runs");
+    assert!(
+        output.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
