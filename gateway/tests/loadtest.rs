@@ -1,0 +1,96 @@
+//! The load generator end to end: `navaro-loadtest` runs in-process against the real
+//! binary on a fresh Postgres database at a modest rate, and its own verification, its
+//! outcome counts and its report files are checked. Timings are never asserted.
+
+mod common;
+
+use clap::Parser;
+use common::Server;
+use navaro_loadtest::Options;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_load_run_verifies_and_reports() {
+    let server = Server::start_postgres();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let plot = dir.path().join("latency.svg");
+    let options = Options::parse_from([
+        "navaro-loadtest",
+        "--url",
+        &server.base,
+        "--establishments",
+        "3",
+        "--staff",
+        "3",
+        "--customers",
+        "20",
+        "--subscribers",
+        "3",
+        "--seed-bookings",
+        "6",
+        "--rate",
+        "300",
+        "--duration",
+        "3s",
+        "--warmup",
+        "500ms",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let report = navaro_loadtest::run(options)
+        .await
+        .expect("the run completes");
+    let table = report.table();
+    println!("{table}");
+
+    let verification = report.verification.as_ref().expect("verification ran");
+    assert!(verification.passed, "{table}");
+    assert!(
+        verification.created > 0 && verification.bookings_listed > 0,
+        "{table}"
+    );
+
+    let baseline = report
+        .baseline
+        .as_ref()
+        .and_then(|r| r.phase())
+        .expect("a baseline phase");
+    let mix = report.mix.phase().expect("a mix phase");
+    for phase in [baseline, mix] {
+        assert_eq!(phase.unexpected_errors, 0, "{table}");
+        assert_eq!(phase.dropped, 0, "{table}");
+    }
+    let succeeded = |phase: &navaro_loadtest::driver::Phase, op: &str| {
+        phase.ops.iter().any(|o| o.op == op && o.ok > 0)
+    };
+    assert!(succeeded(baseline, "healthz"), "{table}");
+    for op in [
+        "availability",
+        "establishment",
+        "book",
+        "book_contended",
+        "cancel",
+        "reschedule",
+        "queue_join",
+        "queue_call",
+        "queue_start",
+        "queue_finish",
+    ] {
+        assert!(succeeded(mix, op), "no successful {op}:\n{table}");
+    }
+    assert!(mix.push_samples > 0, "pushes were measured:\n{table}");
+
+    let parsed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(parsed["verification"]["passed"], true);
+    assert!(
+        parsed["mix"]["steps"][0]["ops"]
+            .as_array()
+            .is_some_and(|o| !o.is_empty())
+    );
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
+}

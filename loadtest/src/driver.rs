@@ -1,0 +1,321 @@
+//! The open-loop driver: a scheduler thread hands requests to the runtime at intended
+//! times `t0 + i / rate`, whether or not earlier ones have finished, and every latency
+//! runs from the intended time (so a stalled server or a late generator shows up in the
+//! percentiles instead of being hidden: coordinated omission corrected). Step mode runs
+//! phases at rising rates until one is not sustainable.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::ops::{Draw, OpKind, Outcome, execute, mix64};
+use crate::options::Options;
+use crate::stats::{OpSummary, Percentiles, Recorder};
+use crate::world::World;
+
+/// How often the progress bar's figures are refreshed.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// Pause between steps, so one step's backlog does not spill into the next.
+const STEP_PAUSE: Duration = Duration::from_secs(1);
+
+/// What a phase sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Workload {
+    /// `GET /healthz` only: the HTTP stack alone.
+    Baseline,
+    /// The operation mix.
+    Mix,
+}
+
+/// One phase at one rate.
+#[derive(Clone, Debug, Serialize)]
+pub struct Phase {
+    pub workload: Workload,
+    pub target_rps: f64,
+    pub duration_s: f64,
+    /// Requests due in the phase (`rate x duration`).
+    pub scheduled: u64,
+    /// Due while `max_outstanding` were in flight, so never sent.
+    pub dropped: u64,
+    /// Drawn operations that had nothing to act on, by reason (nothing was sent).
+    pub skipped: BTreeMap<String, u64>,
+    /// Requests answered or timed out.
+    pub completed: u64,
+    /// From the first intended send to the last answer.
+    pub elapsed_s: f64,
+    /// `completed / elapsed_s`.
+    pub achieved_rps: f64,
+    /// Latest the scheduler handed a request over, after its intended time.
+    pub max_send_lag_ms: f64,
+    /// Sends more than 10 ms late (the generator could not keep up).
+    pub late_sends: u64,
+    pub unexpected_errors: u64,
+    /// `(unexpected_errors + dropped) / scheduled`.
+    pub error_ratio: f64,
+    /// All requests of the phase.
+    pub all: Percentiles,
+    pub ops: Vec<OpSummary>,
+    /// Push latency of the live feed during the phase (mix only).
+    pub push_ms: Option<Percentiles>,
+    pub push_samples: u64,
+    /// Whether the phase met the p99 and error limits.
+    pub sustainable: bool,
+    #[serde(skip)]
+    pub histograms: Vec<(String, Histogram<u64>)>,
+}
+
+/// Runs phases against one world.
+pub struct Driver {
+    pub world: Arc<World>,
+    pub options: Options,
+    phases_run: u64,
+}
+
+impl Driver {
+    pub fn new(world: Arc<World>, options: Options) -> Driver {
+        Driver {
+            world,
+            options,
+            phases_run: 0,
+        }
+    }
+
+    /// One phase at `rate` for `duration`.
+    pub async fn phase(&mut self, workload: Workload, rate: f64, duration: Duration) -> Phase {
+        self.phases_run += 1;
+        let recorder = Arc::new(Recorder::default());
+        let scheduled = (rate * duration.as_secs_f64()).round() as u64;
+        let bar = self.progress_bar(workload, rate, scheduled);
+        let _ = self.world.push.take();
+        let started = Instant::now();
+        let scheduler = {
+            let (world, recorder) = (self.world.clone(), recorder.clone());
+            let handle = tokio::runtime::Handle::current();
+            let settings = Schedule {
+                workload,
+                rate,
+                scheduled,
+                seed: mix64(self.options.seed ^ self.phases_run.rotate_left(40)),
+                max_outstanding: self.options.max_outstanding,
+                timeout: self.options.request_timeout,
+                mix: self.options.mix,
+            };
+            std::thread::Builder::new()
+                .name("loadtest-scheduler".to_owned())
+                .spawn(move || schedule(settings, started, world, recorder, handle))
+                .expect("scheduler thread starts")
+        };
+        let drain_deadline = started + duration + self.options.request_timeout + STEP_PAUSE;
+        loop {
+            tokio::time::sleep(PROGRESS_EVERY).await;
+            let sent =
+                recorder.sent.load(Ordering::Relaxed) + recorder.dropped.load(Ordering::Relaxed);
+            bar.set_position(sent);
+            bar.set_message(progress_message(&recorder, started));
+            let done = scheduler.is_finished() && recorder.outstanding.load(Ordering::Relaxed) == 0;
+            if done || Instant::now() > drain_deadline {
+                break;
+            }
+        }
+        let elapsed = started.elapsed().max(duration);
+        bar.finish_and_clear();
+        self.summarise(workload, rate, duration, scheduled, &recorder, elapsed)
+    }
+
+    fn summarise(
+        &self,
+        workload: Workload,
+        rate: f64,
+        duration: Duration,
+        scheduled: u64,
+        recorder: &Recorder,
+        elapsed: Duration,
+    ) -> Phase {
+        let completed = recorder.completed.load(Ordering::Relaxed);
+        let dropped = recorder.dropped.load(Ordering::Relaxed);
+        let unexpected_errors = recorder.errors();
+        let error_ratio = (unexpected_errors + dropped) as f64 / scheduled.max(1) as f64;
+        let all = Percentiles::of(&recorder.combined());
+        let mut histograms = Vec::new();
+        let mut ops = Vec::new();
+        for (summary, histogram) in recorder.summaries(elapsed) {
+            histograms.push((summary.op.clone(), histogram));
+            ops.push(summary);
+        }
+        let (push_ms, push_samples) = if workload == Workload::Mix {
+            let push = self.world.push.take();
+            let samples = push.len();
+            let percentiles = (samples > 0).then(|| Percentiles::of(&push));
+            histograms.push(("ws_push".to_owned(), push));
+            (percentiles, samples)
+        } else {
+            (None, 0)
+        };
+        Phase {
+            workload,
+            target_rps: rate,
+            duration_s: duration.as_secs_f64(),
+            scheduled,
+            dropped,
+            skipped: recorder.skipped(),
+            completed,
+            elapsed_s: elapsed.as_secs_f64(),
+            achieved_rps: completed as f64 / elapsed.as_secs_f64(),
+            max_send_lag_ms: recorder.max_lag().as_secs_f64() * 1000.0,
+            late_sends: recorder.late(),
+            unexpected_errors,
+            error_ratio,
+            sustainable: all.p99 <= self.options.p99_limit_ms
+                && error_ratio <= self.options.max_error_ratio,
+            all,
+            ops,
+            push_ms,
+            push_samples,
+            histograms,
+        }
+    }
+
+    /// Step mode: phases at `start_rate`, then times `step_factor`, until one is not
+    /// sustainable or the rate passes `max_rate`. Returns every step, in order.
+    pub async fn search(&mut self, workload: Workload) -> Vec<Phase> {
+        let mut steps = Vec::new();
+        let mut rate = self.options.start_rate;
+        while rate <= self.options.max_rate {
+            let phase = self.phase(workload, rate, self.options.step_duration).await;
+            let sustainable = phase.sustainable;
+            if !self.options.quiet {
+                eprintln!("{}", step_line(&phase));
+            }
+            steps.push(phase);
+            if !sustainable {
+                break;
+            }
+            rate *= self.options.step_factor;
+            tokio::time::sleep(STEP_PAUSE).await;
+        }
+        steps
+    }
+
+    fn progress_bar(&self, workload: Workload, rate: f64, scheduled: u64) -> ProgressBar {
+        let bar = ProgressBar::new(scheduled);
+        if self.options.quiet {
+            bar.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        let label = match workload {
+            Workload::Baseline => "healthz",
+            Workload::Mix => "mix",
+        };
+        bar.set_style(
+            ProgressStyle::with_template(&format!(
+                "{label:>7} @ {rate:>7.0}/s [{{bar:30}}] {{pos}}/{{len}} {{elapsed}} {{msg}}"
+            ))
+            .expect("valid progress template")
+            .progress_chars("=> "),
+        );
+        bar
+    }
+}
+
+/// One line per step, for the terminal.
+pub fn step_line(phase: &Phase) -> String {
+    format!(
+        "{:?} step {:>8.0}/s: achieved {:>8.0}/s, p50 {:.2} ms, p99 {:.2} ms, errors+dropped {:.3}% -> {}",
+        phase.workload,
+        phase.target_rps,
+        phase.achieved_rps,
+        phase.all.p50,
+        phase.all.p99,
+        phase.error_ratio * 100.0,
+        if phase.sustainable {
+            "sustainable"
+        } else {
+            "NOT sustainable"
+        }
+    )
+}
+
+fn progress_message(recorder: &Recorder, started: Instant) -> String {
+    let completed = recorder.completed.load(Ordering::Relaxed);
+    let rps = completed as f64 / started.elapsed().as_secs_f64().max(1e-3);
+    let p99 = recorder.combined().value_at_quantile(0.99) as f64 / 1000.0;
+    format!(
+        "{rps:.0}/s done, p99 {p99:.1} ms, in flight {}, errors {}, dropped {}",
+        recorder.outstanding.load(Ordering::Relaxed),
+        recorder.errors(),
+        recorder.dropped.load(Ordering::Relaxed)
+    )
+}
+
+/// What the scheduler thread needs.
+struct Schedule {
+    workload: Workload,
+    rate: f64,
+    scheduled: u64,
+    seed: u64,
+    max_outstanding: usize,
+    timeout: Duration,
+    mix: crate::options::Mix,
+}
+
+/// The scheduler thread: sleeps until each intended time (a thread sleep is precise to
+/// tens of microseconds, unlike the runtime's millisecond timer), then spawns every
+/// request that is due. It never waits for answers.
+fn schedule(
+    settings: Schedule,
+    started: Instant,
+    world: Arc<World>,
+    recorder: Arc<Recorder>,
+    handle: tokio::runtime::Handle,
+) {
+    let interval = 1.0 / settings.rate;
+    for i in 0..settings.scheduled {
+        let intended = started + Duration::from_secs_f64(i as f64 * interval);
+        let now = Instant::now();
+        if intended > now {
+            std::thread::sleep(intended - now);
+        }
+        recorder.note_lag(Instant::now().saturating_duration_since(intended));
+        if recorder.outstanding.load(Ordering::Relaxed) >= settings.max_outstanding {
+            recorder.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        recorder.outstanding.fetch_add(1, Ordering::Relaxed);
+        recorder.sent.fetch_add(1, Ordering::Relaxed);
+        let r = mix64(settings.seed.wrapping_add(i));
+        let draw = match settings.workload {
+            Workload::Baseline => Draw::Healthz,
+            Workload::Mix => Draw::pick(&settings.mix, r),
+        };
+        let (world, recorder, timeout) = (world.clone(), recorder.clone(), settings.timeout);
+        handle.spawn(async move {
+            let (kind, outcome) =
+                match tokio::time::timeout(timeout, execute(&world, draw, mix64(r))).await {
+                    Ok(done) => done,
+                    Err(_) => (kind_of(draw), Outcome::Error("timeout".to_owned())),
+                };
+            recorder.record(kind, outcome, intended.elapsed());
+            recorder.outstanding.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// The kind a draw is counted under when it has no answer.
+fn kind_of(draw: Draw) -> OpKind {
+    match draw {
+        Draw::Healthz => OpKind::Healthz,
+        Draw::Availability => OpKind::Availability,
+        Draw::Establishment => OpKind::Establishment,
+        Draw::Book => OpKind::Book,
+        Draw::BookContended => OpKind::BookContended,
+        Draw::Cancel => OpKind::Cancel,
+        Draw::Reschedule => OpKind::Reschedule,
+        Draw::QueueJoin => OpKind::QueueJoin,
+        Draw::QueueAdvance => OpKind::QueueCall,
+    }
+}

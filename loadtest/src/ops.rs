@@ -1,0 +1,406 @@
+//! The operations of the mix: what each one sends, and how its answer is classified
+//! (success, an expected refusal, or an error by status and code).
+
+use std::time::Instant;
+
+use hyper::Method;
+use serde::Serialize;
+
+use crate::http::Reply;
+use crate::live::PushClock;
+use crate::options::Mix;
+use crate::world::{AVAILABILITY_WINDOW_DAYS, Expect, LaneStage, LiveBooking, World};
+
+/// Every kind of request measured, each with its own histogram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKind {
+    Healthz,
+    Availability,
+    Establishment,
+    Book,
+    BookContended,
+    Cancel,
+    Reschedule,
+    QueueJoin,
+    QueueCall,
+    QueueStart,
+    QueueFinish,
+}
+
+impl OpKind {
+    pub const ALL: [OpKind; 11] = [
+        OpKind::Healthz,
+        OpKind::Availability,
+        OpKind::Establishment,
+        OpKind::Book,
+        OpKind::BookContended,
+        OpKind::Cancel,
+        OpKind::Reschedule,
+        OpKind::QueueJoin,
+        OpKind::QueueCall,
+        OpKind::QueueStart,
+        OpKind::QueueFinish,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::Healthz => "healthz",
+            OpKind::Availability => "availability",
+            OpKind::Establishment => "establishment",
+            OpKind::Book => "book",
+            OpKind::BookContended => "book_contended",
+            OpKind::Cancel => "cancel",
+            OpKind::Reschedule => "reschedule",
+            OpKind::QueueJoin => "queue_join",
+            OpKind::QueueCall => "queue_call",
+            OpKind::QueueStart => "queue_start",
+            OpKind::QueueFinish => "queue_finish",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What the scheduler draws; a queue advance becomes a call, start or finish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Draw {
+    Healthz,
+    Availability,
+    Establishment,
+    Book,
+    BookContended,
+    Cancel,
+    Reschedule,
+    QueueJoin,
+    QueueAdvance,
+}
+
+impl Draw {
+    /// The draw for random value `r` under `mix`.
+    pub fn pick(mix: &Mix, r: u64) -> Draw {
+        let mut at = (r % u64::from(mix.total())) as u32;
+        for (weight, draw) in [
+            (mix.availability, Draw::Availability),
+            (mix.establishment, Draw::Establishment),
+            (mix.book, Draw::Book),
+            (mix.contended, Draw::BookContended),
+            (mix.cancel, Draw::Cancel),
+            (mix.reschedule, Draw::Reschedule),
+            (mix.join, Draw::QueueJoin),
+        ] {
+            if at < weight {
+                return draw;
+            }
+            at -= weight;
+        }
+        Draw::QueueAdvance
+    }
+}
+
+/// How one request ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// A refusal the run provokes on purpose (a lost race for a popular slot, nobody
+    /// waiting in the queue); counted apart from errors.
+    Expected(&'static str),
+    /// `"<status> <code>"`, or `transport` / `timeout`.
+    Error(String),
+    /// Nothing was sent (e.g. no booking left to cancel); the reason.
+    Skipped(&'static str),
+}
+
+/// SplitMix64: a cheap, good-enough stream of random values from a seed and a counter.
+pub fn mix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Send one drawn operation and classify the answer.
+pub async fn execute(world: &World, draw: Draw, r: u64) -> (OpKind, Outcome) {
+    let est = (r % world.establishments.len() as u64) as usize;
+    let r2 = mix64(r);
+    match draw {
+        Draw::Healthz => (OpKind::Healthz, simple_get(world, "/healthz").await),
+        Draw::Availability => (OpKind::Availability, availability(world, est, r2).await),
+        Draw::Establishment => (
+            OpKind::Establishment,
+            simple_get(world, &world.establishments[est].path).await,
+        ),
+        Draw::Book => (OpKind::Book, book(world, est, r2, false).await),
+        Draw::BookContended => (OpKind::BookContended, book(world, est, r2, true).await),
+        Draw::Cancel => (OpKind::Cancel, cancel(world, est, r2).await),
+        Draw::Reschedule => (OpKind::Reschedule, reschedule(world, est, r2).await),
+        Draw::QueueJoin => (OpKind::QueueJoin, join(world, est).await),
+        Draw::QueueAdvance => advance(world, est).await,
+    }
+}
+
+fn classify(reply: &Reply, success: u16) -> Outcome {
+    if reply.status == success {
+        Outcome::Ok
+    } else {
+        Outcome::Error(format!("{} {}", reply.status, reply.error_code()))
+    }
+}
+
+fn transport(error: &anyhow::Error) -> Outcome {
+    Outcome::Error(format!("transport: {}", root_cause(error)))
+}
+
+fn root_cause(error: &anyhow::Error) -> String {
+    let text = error.root_cause().to_string();
+    text.chars().take(60).collect()
+}
+
+async fn simple_get(world: &World, path: &str) -> Outcome {
+    match world.http.get(path).await {
+        Ok(reply) => classify(&reply, 200),
+        Err(e) => transport(&e),
+    }
+}
+
+async fn availability(world: &World, est: usize, r: u64) -> Outcome {
+    let e = &world.establishments[est];
+    let service = &e.services[(r % e.services.len() as u64) as usize];
+    let from = world.date(((r >> 8) % u64::from(AVAILABILITY_WINDOW_DAYS)) as u32);
+    let path = format!(
+        "{}/availability?service_id={service}&from={from}&days=7",
+        e.path
+    );
+    simple_get(world, &path).await
+}
+
+async fn book(world: &World, est: usize, r: u64, contended: bool) -> Outcome {
+    let cell = if contended {
+        world.hot_cell(est)
+    } else {
+        world.cell(est)
+    };
+    let Some(cell) = cell else {
+        return Outcome::Skipped("agenda full");
+    };
+    let e = &world.establishments[est];
+    let Ok(start) = world.start_of(cell) else {
+        return Outcome::Skipped("start not representable");
+    };
+    let staff = &e.staff[cell.staff];
+    let customer = (r % world.customers.len() as u64) as usize;
+    let body = format!(
+        r#"{{"service_id":"{}","start":"{start}","staff_id":"{staff}"}}"#,
+        e.services[0]
+    );
+    if !contended {
+        world
+            .push
+            .expect(PushClock::booking_key(staff, start), Instant::now());
+    }
+    let reply = match world
+        .http
+        .send(
+            Method::POST,
+            &e.bookings_path,
+            Some(&world.customers[customer].auth),
+            Some(body),
+        )
+        .await
+    {
+        Ok(reply) => reply,
+        Err(error) => return transport(&error),
+    };
+    if reply.status == 201 {
+        let Some(id) = reply
+            .json()
+            .ok()
+            .and_then(|v| v["id"].as_str().map(str::to_owned))
+        else {
+            return Outcome::Error("201 without an id".to_owned());
+        };
+        world.ledger.set(
+            &id,
+            est,
+            Expect::Confirmed {
+                staff: staff.clone(),
+                start,
+            },
+        );
+        e.live.lock().unwrap().push(LiveBooking { id, customer });
+        return Outcome::Ok;
+    }
+    if contended && reply.status == 409 && reply.error_code() == "slot_unavailable" {
+        return Outcome::Expected("slot_taken");
+    }
+    classify(&reply, 201)
+}
+
+/// Take one live booking of the establishment out of the pool (so no other operation
+/// touches it meanwhile).
+fn take_live(world: &World, est: usize, r: u64) -> Option<LiveBooking> {
+    let mut live = world.establishments[est].live.lock().unwrap();
+    if live.is_empty() {
+        return None;
+    }
+    let at = (r % live.len() as u64) as usize;
+    Some(live.swap_remove(at))
+}
+
+async fn cancel(world: &World, est: usize, r: u64) -> Outcome {
+    let Some(booking) = take_live(world, est, r) else {
+        return Outcome::Skipped("no booking to cancel");
+    };
+    let e = &world.establishments[est];
+    let path = format!("{}/{}/cancel", e.bookings_path, booking.id);
+    let auth = &world.customers[booking.customer].auth;
+    match world.http.send(Method::POST, &path, Some(auth), None).await {
+        Ok(reply) if reply.status == 200 => {
+            world.ledger.set(&booking.id, est, Expect::Cancelled);
+            Outcome::Ok
+        }
+        Ok(reply) => {
+            e.live.lock().unwrap().push(booking);
+            classify(&reply, 200)
+        }
+        Err(error) => {
+            world.ledger.set(&booking.id, est, Expect::Unknown);
+            transport(&error)
+        }
+    }
+}
+
+async fn reschedule(world: &World, est: usize, r: u64) -> Outcome {
+    let Some(booking) = take_live(world, est, r) else {
+        return Outcome::Skipped("no booking to reschedule");
+    };
+    let e = &world.establishments[est];
+    let Some((cell, start)) = world
+        .cell(est)
+        .and_then(|c| world.start_of(c).ok().map(|s| (c, s)))
+    else {
+        e.live.lock().unwrap().push(booking);
+        return Outcome::Skipped("agenda full");
+    };
+    let staff = &e.staff[cell.staff];
+    let path = format!("{}/{}/reschedule", e.bookings_path, booking.id);
+    let body = format!(r#"{{"start":"{start}","staff_id":"{staff}"}}"#);
+    let auth = &world.customers[booking.customer].auth;
+    match world
+        .http
+        .send(Method::POST, &path, Some(auth), Some(body))
+        .await
+    {
+        Ok(reply) => {
+            if reply.status == 200 {
+                let expect = Expect::Confirmed {
+                    staff: staff.clone(),
+                    start,
+                };
+                world.ledger.set(&booking.id, est, expect);
+            }
+            e.live.lock().unwrap().push(booking);
+            classify(&reply, 200)
+        }
+        Err(error) => {
+            world.ledger.set(&booking.id, est, Expect::Unknown);
+            transport(&error)
+        }
+    }
+}
+
+async fn join(world: &World, est: usize) -> Outcome {
+    let e = &world.establishments[est];
+    let Some(customer) = e.waiting_room.lock().unwrap().pop_front() else {
+        return Outcome::Skipped("every customer already queued");
+    };
+    let name = world.ticket_name();
+    let body = format!(r#"{{"service_id":"{}","name":"{name}"}}"#, e.services[0]);
+    world
+        .push
+        .expect(PushClock::ticket_key(&name), Instant::now());
+    let auth = &world.customers[customer].auth;
+    let outcome = match world
+        .http
+        .send(Method::POST, &e.queue_path, Some(auth), Some(body))
+        .await
+    {
+        Ok(reply) => classify(&reply, 201),
+        Err(error) => transport(&error),
+    };
+    if outcome != Outcome::Ok {
+        // No ticket (or an unknown outcome): the customer may try again later.
+        e.waiting_room.lock().unwrap().push_back(customer);
+    }
+    outcome
+}
+
+/// The next step of one idle staff lane: call the next ticket, start it, or finish it.
+async fn advance(world: &World, est: usize) -> (OpKind, Outcome) {
+    let e = &world.establishments[est];
+    let Some(mut lane) = e.lanes.lock().unwrap().pop() else {
+        return (OpKind::QueueCall, Outcome::Skipped("every staff lane busy"));
+    };
+    let owner = &e.owner.auth;
+    let (kind, outcome) = match lane.stage.clone() {
+        LaneStage::Idle => {
+            let body = format!(r#"{{"staff_id":"{}"}}"#, e.staff[lane.staff]);
+            let reply = world
+                .http
+                .send(Method::POST, &e.call_next_path, Some(owner), Some(body))
+                .await;
+            let outcome = match reply {
+                Ok(reply) if reply.status == 200 => match reply.json() {
+                    Ok(ticket) => {
+                        lane.stage = LaneStage::Called {
+                            ticket: ticket["id"].as_str().unwrap_or_default().to_owned(),
+                            customer: ticket["customer_id"]
+                                .as_str()
+                                .and_then(|id| world.customer_index(id)),
+                        };
+                        Outcome::Ok
+                    }
+                    Err(_) => Outcome::Error("200 without a ticket".to_owned()),
+                },
+                Ok(reply) if reply.status == 404 => Outcome::Expected("queue_empty"),
+                Ok(reply) => classify(&reply, 200),
+                Err(error) => transport(&error),
+            };
+            (OpKind::QueueCall, outcome)
+        }
+        LaneStage::Called { ticket, customer } => {
+            let path = format!("{}/{ticket}/start", e.queue_path);
+            let outcome = step(world, &path, owner).await;
+            match &outcome {
+                Outcome::Ok => lane.stage = LaneStage::Serving { ticket, customer },
+                Outcome::Error(_) => lane.stage = LaneStage::Idle,
+                _ => {}
+            }
+            (OpKind::QueueStart, outcome)
+        }
+        LaneStage::Serving { ticket, customer } => {
+            let path = format!("{}/{ticket}/finish", e.queue_path);
+            let outcome = step(world, &path, owner).await;
+            lane.stage = LaneStage::Idle;
+            if let Some(customer) = customer {
+                e.waiting_room.lock().unwrap().push_back(customer);
+            }
+            (OpKind::QueueFinish, outcome)
+        }
+    };
+    e.lanes.lock().unwrap().push(lane);
+    (kind, outcome)
+}
+
+async fn step(world: &World, path: &str, owner: &hyper::header::HeaderValue) -> Outcome {
+    match world
+        .http
+        .send(Method::POST, path, Some(owner), Some("{}".to_owned()))
+        .await
+    {
+        Ok(reply) => classify(&reply, 200),
+        Err(error) => transport(&error),
+    }
+}

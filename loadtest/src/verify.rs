@@ -1,0 +1,166 @@
+//! Correctness after the run, through the API: every establishment's bookings on every
+//! day the run touched are listed (as the owner), no staff member may have overlapping
+//! confirmed bookings, and every booking that got a 201 must still be there as the run
+//! left it (confirmed at its latest start, or cancelled if the run cancelled it).
+
+use std::collections::HashMap;
+
+use futures::StreamExt;
+use hyper::Method;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::world::{Expect, World};
+
+/// Booking lists fetched at once.
+const CONCURRENCY: usize = 16;
+/// Findings listed in the report per kind; the counts are always complete.
+const MAX_LISTED: usize = 10;
+
+/// What verification found.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Verification {
+    pub passed: bool,
+    /// Establishment days listed.
+    pub days_listed: u64,
+    /// Bookings seen in those lists.
+    pub bookings_listed: u64,
+    /// Bookings the run got a 201 for.
+    pub created: u64,
+    /// Of those, expected confirmed / cancelled / unknown at the end.
+    pub expected_confirmed: u64,
+    pub expected_cancelled: u64,
+    pub unknown: u64,
+    pub overlaps: u64,
+    pub missing: u64,
+    pub list_errors: u64,
+    /// The first few findings, for a person to look at.
+    pub findings: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct List {
+    bookings: Vec<Listed>,
+}
+
+#[derive(Clone, Deserialize)]
+struct Listed {
+    id: String,
+    staff_id: String,
+    start: Timestamp,
+    end: Timestamp,
+    status: String,
+}
+
+/// Check the world's bookings against the ledger.
+pub async fn verify(world: &World) -> Verification {
+    let mut report = Verification::default();
+    let mut queries = Vec::new();
+    for (n, est) in world.establishments.iter().enumerate() {
+        for day in est.days.lock().unwrap().iter() {
+            queries.push((n, world.date(*day)));
+        }
+    }
+    let lists: Vec<_> = futures::stream::iter(queries)
+        .map(|(n, date)| async move {
+            let est = &world.establishments[n];
+            let path = format!("{}?date={date}", est.bookings_path);
+            let reply = world
+                .http
+                .send(Method::GET, &path, Some(&est.owner.auth), None)
+                .await;
+            let list = match reply {
+                Ok(reply) if reply.status == 200 => {
+                    serde_json::from_slice::<List>(&reply.body).map_err(|e| format!("{path}: {e}"))
+                }
+                Ok(reply) => Err(format!("{path}: status {}", reply.status)),
+                Err(e) => Err(format!("{path}: {e}")),
+            };
+            (n, list)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut seen: HashMap<String, Listed> = HashMap::new();
+    for (n, list) in lists {
+        report.days_listed += 1;
+        match list {
+            Ok(list) => {
+                report.bookings_listed += list.bookings.len() as u64;
+                check_overlaps(n, &list.bookings, &mut report);
+                seen.extend(list.bookings.into_iter().map(|b| (b.id.clone(), b)));
+            }
+            Err(e) => {
+                report.list_errors += 1;
+                note(&mut report, e);
+            }
+        }
+    }
+    check_ledger(world, &seen, &mut report);
+    report.passed = report.overlaps == 0 && report.missing == 0 && report.list_errors == 0;
+    report
+}
+
+fn check_overlaps(establishment: usize, bookings: &[Listed], report: &mut Verification) {
+    let mut by_staff: HashMap<&str, Vec<&Listed>> = HashMap::new();
+    for booking in bookings.iter().filter(|b| b.status == "confirmed") {
+        by_staff.entry(&booking.staff_id).or_default().push(booking);
+    }
+    for (staff, mut list) in by_staff {
+        list.sort_by_key(|b| b.start);
+        for pair in list.windows(2) {
+            if pair[0].end > pair[1].start {
+                report.overlaps += 1;
+                let finding = format!(
+                    "establishment {establishment}: staff {staff} has {} ({}..{}) overlapping {} ({}..{})",
+                    pair[0].id, pair[0].start, pair[0].end, pair[1].id, pair[1].start, pair[1].end
+                );
+                note(report, finding);
+            }
+        }
+    }
+}
+
+fn check_ledger(world: &World, seen: &HashMap<String, Listed>, report: &mut Verification) {
+    let entries = world.ledger.entries.lock().unwrap();
+    report.created = entries.len() as u64;
+    for (id, (establishment, expect)) in entries.iter() {
+        let listed = seen.get(id);
+        let ok = match expect {
+            Expect::Confirmed { staff, start } => {
+                report.expected_confirmed += 1;
+                listed.is_some_and(|b| {
+                    b.status == "confirmed" && &b.staff_id == staff && b.start == *start
+                })
+            }
+            // A cancelled booking may be listed as cancelled or left out of the list.
+            Expect::Cancelled => {
+                report.expected_cancelled += 1;
+                listed.is_none_or(|b| b.status == "cancelled")
+            }
+            Expect::Unknown => {
+                report.unknown += 1;
+                true
+            }
+        };
+        if !ok {
+            report.missing += 1;
+            let found = listed.map_or("not listed".to_owned(), |b| {
+                format!(
+                    "listed as {} at {} with staff {}",
+                    b.status, b.start, b.staff_id
+                )
+            });
+            note(
+                report,
+                format!("establishment {establishment}: booking {id} expected {expect:?}, {found}"),
+            );
+        }
+    }
+}
+
+fn note(report: &mut Verification, finding: String) {
+    if report.findings.len() < MAX_LISTED {
+        report.findings.push(finding);
+    }
+}
