@@ -448,6 +448,64 @@ async fn holds_expire_on_the_actor_clock() {
 }
 
 #[tokio::test]
+async fn the_clock_publishes_estimates_when_a_service_runs_over() {
+    let clock = ManualClock::new(ts(NOW));
+    let journal = MemoryJournal::new();
+    let config = EngineConfig {
+        tick_interval: Duration::from_millis(5),
+        ..EngineConfig::default()
+    };
+    let engine = engine_on(Arc::new(journal.clone()), &clock, config).await;
+    let (id, staff, service) = open_shop(&engine, 1).await;
+    let join = |who| {
+        request(
+            customer(who),
+            Command::JoinQueue {
+                service_id: service,
+                staff_id: None,
+                name: None,
+            },
+        )
+    };
+    let Reply::Ticket(first) = engine.execute(id, join(1)).await.unwrap() else {
+        panic!()
+    };
+    let call = request(staff_member(), Command::CallNext { staff_id: staff[0] });
+    engine.execute(id, call).await.unwrap();
+    let start = request(
+        staff_member(),
+        Command::StartTicket {
+            ticket_id: first.id,
+        },
+    );
+    engine.execute(id, start).await.unwrap();
+    let Reply::Ticket(second) = engine.execute(id, join(2)).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(second.eta, Some(ts("2026-11-30T00:15:00Z")));
+    // Twenty minutes into a fifteen-minute service: the estimate follows the clock.
+    clock.advance_seconds(20 * 60);
+    let refreshed = async || {
+        journal
+            .records(id)
+            .iter()
+            .any(|r| r.event.kind() == "queue.estimates")
+    };
+    eventually(refreshed).await;
+    let records = journal.records(id);
+    let event = &records.last().unwrap().event;
+    let place = event.queue_positions().unwrap()[0];
+    assert_eq!(
+        (place.ticket_id, place.eta),
+        (second.id, Some(ts("2026-11-30T00:20:00Z")))
+    );
+    // Told once: later ticks in the same state add nothing.
+    let count = records.len();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(journal.records(id).len(), count);
+}
+
+#[tokio::test]
 async fn unknown_establishments_are_not_found_and_keep_no_actor() {
     let clock = ManualClock::new(ts(NOW));
     let engine = engine_on(

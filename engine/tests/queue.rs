@@ -7,7 +7,7 @@ mod support;
 use std::collections::{BTreeSet, HashSet};
 
 use navaro_engine::domain::Context;
-use navaro_engine::domain::queue::{estimates, expire_called};
+use navaro_engine::domain::queue::{estimates, expire_called, refresh_estimates};
 use navaro_engine::domain::state::first_overlap;
 use navaro_protocol::{
     Command, ErrorCode, Reply, ServiceId, StaffId, Ticket, TicketId, TicketStatus, WeeklyHours,
@@ -289,6 +289,72 @@ fn a_called_ticket_not_started_becomes_a_no_show_after_the_grace() {
         events[0].ticket().map(|x| (x.id, x.status)),
         Some((t.id, TicketStatus::NoShow))
     );
+}
+
+/// Record clock-driven events as the actor does.
+fn record(sim: &mut Sim, events: Vec<navaro_protocol::Event>) {
+    let after = sim.est().seq;
+    let records = navaro_engine::domain::number(after, events, sim.now, None);
+    navaro_engine::domain::apply_all(&mut sim.state, &records).unwrap();
+}
+
+fn eta_of(event: &navaro_protocol::Event, id: TicketId) -> Option<jiff::Timestamp> {
+    event
+        .queue_positions()?
+        .iter()
+        .find(|p| p.ticket_id == id)?
+        .eta
+}
+
+#[test]
+fn estimates_follow_the_clock_when_a_service_runs_over() {
+    let (mut sim, [ana, _], [_, shave]) = shop();
+    // Only Ana shaves. She starts one at 09:00 (45 minutes); a second shave waits.
+    let first = join(&mut sim, 1, shave, None).unwrap();
+    sim.exec(staff_member(), Command::CallNext { staff_id: ana })
+        .unwrap();
+    sim.exec(
+        staff_member(),
+        Command::StartTicket {
+            ticket_id: first.id,
+        },
+    )
+    .unwrap();
+    let second = join(&mut sim, 2, shave, None).unwrap();
+    assert_eq!(second.eta, Some(ts("2026-11-30T12:45:00Z")));
+    // Nothing moved: nothing to tell.
+    assert!(refresh_estimates(sim.est(), sim.now.as_second()).is_none());
+    sim.now = ts("2026-11-30T12:30:00Z");
+    assert!(
+        refresh_estimates(sim.est(), sim.now.as_second()).is_none(),
+        "within the planned service"
+    );
+    // 09:50 and the first shave is still going: the second one's estimate moves.
+    sim.now = ts("2026-11-30T12:50:00Z");
+    let event = refresh_estimates(sim.est(), sim.now.as_second()).expect("estimates moved");
+    assert_eq!(event.kind(), "queue.estimates");
+    assert_eq!(eta_of(&event, second.id), Some(ts("2026-11-30T12:50:00Z")));
+    record(&mut sim, vec![event]);
+    assert!(
+        refresh_estimates(sim.est(), sim.now.as_second()).is_none(),
+        "told once"
+    );
+    // The published estimates survive a snapshot.
+    let restored = navaro_engine::domain::Establishment::restore(&sim.est().to_snapshot()).unwrap();
+    assert!(refresh_estimates(&restored, sim.now.as_second()).is_none());
+}
+
+#[test]
+fn estimates_follow_a_booking_that_takes_the_walk_ins_gap() {
+    let (mut sim, [_, bruno], [cut, _]) = shop();
+    let waiting = join(&mut sim, 1, cut, Some(bruno)).unwrap();
+    assert_eq!(waiting.eta, Some(ts("2026-11-30T12:00:00Z")));
+    // A customer books Bruno from 09:15: the walk-in's 09:00 start no longer fits.
+    sim.now = ts("2026-11-30T12:01:00Z");
+    sim.book(customer(60), cut, "2026-11-30T12:15:00Z", Some(bruno))
+        .unwrap();
+    let event = refresh_estimates(sim.est(), sim.now.as_second()).expect("estimates moved");
+    assert_eq!(eta_of(&event, waiting.id), Some(ts("2026-11-30T12:45:00Z")));
 }
 
 #[derive(Clone, Debug)]

@@ -306,10 +306,11 @@ impl Session {
     /// ahead joins, is called or leaves). `None` when nothing in it is theirs.
     fn customer_queue_frame(&self, record: &EventRecord) -> Option<Message> {
         let event = &record.event;
-        let ticket = event.ticket()?;
-        let own = ticket.customer_id == Some(self.caller.user_id);
+        // `queue.estimates` concerns no ticket in particular.
+        let ticket = event.ticket();
+        let own = ticket.is_some_and(|t| t.customer_id == Some(self.caller.user_id));
         let mut mine = self.my_tickets.lock().unwrap_or_else(|e| e.into_inner());
-        if own {
+        if let Some(ticket) = ticket.filter(|_| own) {
             mine.insert(ticket.id);
         }
         let places: Vec<_> = event
@@ -326,7 +327,10 @@ impl Session {
             "type": event.kind(),
             "at": record.at,
             "data": {
-                "ticket": if own { serde_json::to_value(ticket).ok()? } else { serde_json::Value::Null },
+                "ticket": match ticket.filter(|_| own) {
+                    Some(ticket) => serde_json::to_value(ticket).ok()?,
+                    None => serde_json::Value::Null,
+                },
                 "queue": places,
             },
         });

@@ -97,6 +97,11 @@ pub enum Event {
         ticket: Ticket,
         queue: Vec<QueuePosition>,
     },
+    /// No ticket changed, but time did: a service ran over, or a booking took a gap a
+    /// walk-in was planned into, and the estimates moved. Recorded by the actor's clock
+    /// at most once a minute, only when an estimate differs from the last one published.
+    #[serde(rename = "queue.estimates")]
+    QueueEstimates { queue: Vec<QueuePosition> },
 }
 
 impl Event {
@@ -123,6 +128,7 @@ impl Event {
             Event::QueueNoShow { .. } => "queue.no_show",
             Event::QueueLeft { .. } => "queue.left",
             Event::QueueMoved { .. } => "queue.moved",
+            Event::QueueEstimates { .. } => "queue.estimates",
         }
     }
 
@@ -162,7 +168,8 @@ impl Event {
             | Event::QueueFinished { queue, .. }
             | Event::QueueNoShow { queue, .. }
             | Event::QueueLeft { queue, .. }
-            | Event::QueueMoved { queue, .. } => Some(queue),
+            | Event::QueueMoved { queue, .. }
+            | Event::QueueEstimates { queue } => Some(queue),
             _ => None,
         }
     }
@@ -176,7 +183,8 @@ impl Event {
             | Event::QueueFinished { queue, .. }
             | Event::QueueNoShow { queue, .. }
             | Event::QueueLeft { queue, .. }
-            | Event::QueueMoved { queue, .. } => Some(queue),
+            | Event::QueueMoved { queue, .. }
+            | Event::QueueEstimates { queue } => Some(queue),
             _ => None,
         }
     }

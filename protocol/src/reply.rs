@@ -23,6 +23,8 @@ pub enum Reply {
     Booking(Booking),
     Hold(Hold),
     Ticket(Ticket),
+    /// Places and estimates (only the clock's `queue.estimates` produces it).
+    Estimates(Vec<crate::QueuePosition>),
 }
 
 /// A free start near a requested one, offered when the requested slot is taken.

@@ -35,6 +35,9 @@ pub struct Queue {
     /// The local day the current numbering belongs to.
     pub day: i64,
     pub last_number: u32,
+    /// The places and estimates the last queue event carried: what subscribers were last
+    /// told, to compare with what the clock says now ([`refresh_estimates`]).
+    pub published: Vec<QueuePosition>,
 }
 
 pub(crate) fn decide_queue(
@@ -467,9 +470,23 @@ pub fn earliest_fit(
     None
 }
 
+/// A `queue.estimates` event when the estimates at `now_s` differ from the ones last
+/// published (a service ran over, a booking took a walk-in's gap); `None` when they agree
+/// or nobody waits. Positions only change with ticket events, so this is about time.
+pub fn refresh_estimates(est: &Establishment, now_s: i64) -> Option<Event> {
+    if est.queue.waiting.is_empty() {
+        return None;
+    }
+    let queue = estimates(est, now_s);
+    (queue != est.queue.published).then_some(Event::QueueEstimates { queue })
+}
+
 impl Establishment {
     /// Apply a queue event's effect on the queue (no seq bookkeeping: `apply` does that).
     pub(crate) fn apply_queue_event(&mut self, event: &Event) {
+        if let Some(positions) = event.queue_positions() {
+            self.queue.published = positions.to_vec();
+        }
         let Some(ticket) = event.ticket() else { return };
         let queue = &mut self.queue;
         match event {

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use imbl::{HashMap as PMap, OrdMap, OrdSet};
 use navaro_protocol::{
     Booking, BookingId, BookingStatus, EstablishmentId, EstablishmentSettings, Event, EventRecord,
-    Hold, HoldId, Reply, Service, ServiceId, Staff, StaffId, Ticket, TicketId, TimeOff, UserId,
+    Hold, HoldId, QueuePosition, Reply, Service, ServiceId, Staff, StaffId, Ticket, TicketId,
+    TimeOff, UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -198,7 +199,8 @@ impl Establishment {
             | Event::QueueFinished { .. }
             | Event::QueueNoShow { .. }
             | Event::QueueLeft { .. }
-            | Event::QueueMoved { .. } => self.apply_queue_event(&record.event),
+            | Event::QueueMoved { .. }
+            | Event::QueueEstimates { .. } => self.apply_queue_event(&record.event),
         }
         self.seq = seq;
         Ok(())
@@ -420,6 +422,7 @@ impl Establishment {
             | Event::QueueMoved { ticket, queue } => {
                 Reply::Ticket(super::queue::shown_ticket(ticket, queue))
             }
+            Event::QueueEstimates { queue } => Reply::Estimates(queue.clone()),
         }
     }
 
@@ -448,6 +451,7 @@ impl Establishment {
             waiting: self.queue.waiting.iter().copied().collect(),
             queue_day: self.queue.day,
             queue_last_number: self.queue.last_number,
+            published: self.queue.published.clone(),
         }
     }
 
@@ -499,6 +503,7 @@ impl Establishment {
         state.queue.waiting = snapshot.waiting.iter().copied().collect();
         state.queue.day = snapshot.queue_day;
         state.queue.last_number = snapshot.queue_last_number;
+        state.queue.published.clone_from(&snapshot.published);
         state.seq = seq;
         Ok(state)
     }
@@ -567,4 +572,7 @@ pub struct SnapshotState {
     pub queue_day: i64,
     #[serde(default)]
     pub queue_last_number: u32,
+    /// The places and estimates of the last queue event.
+    #[serde(default)]
+    pub published: Vec<QueuePosition>,
 }

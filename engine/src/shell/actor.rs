@@ -26,7 +26,7 @@ use uuid::Uuid;
 use super::{EngineConfig, Request, View};
 use crate::clock::Clock;
 use crate::domain::idempotency::{IdempotencyCache, Lookup, Remembered, StoredKey};
-use crate::domain::queue::expire_called;
+use crate::domain::queue::{expire_called, refresh_estimates};
 use crate::domain::{
     Context, Establishment, SnapshotState, apply_all, decide, decide_create, expire_holds, number,
 };
@@ -104,6 +104,8 @@ pub(crate) struct State {
     snapshot_seq: u64,
     last_snapshot_s: i64,
     last_activity_s: i64,
+    /// The minute whose estimates were last compared with the published ones.
+    estimates_checked_minute: i64,
     passivating: Option<Option<RpcReplyPort<()>>>,
     ticker: Option<JoinHandle<()>>,
     /// The state has changed since the view was last published.
@@ -141,6 +143,7 @@ impl Actor for EstablishmentActor {
             snapshot_seq,
             last_snapshot_s: now_s,
             last_activity_s: now_s,
+            estimates_checked_minute: now_s.div_euclid(60),
             passivating: None,
             ticker: Some(ticker),
             view_stale: false,
@@ -476,6 +479,17 @@ impl State {
             if !lapsed.is_empty() {
                 debug!(establishment_id = %self.args.id, count = lapsed.len(), "called tickets not started: no-show");
                 self.commit(myself, lapsed, None, now)?;
+            }
+        }
+        // Estimates move with time alone (a service runs over, a booking fills a gap);
+        // once a minute, tell subscribers when they did.
+        let minute = now.as_second().div_euclid(60);
+        if minute != self.estimates_checked_minute
+            && let Some(est) = &self.est
+        {
+            self.estimates_checked_minute = minute;
+            if let Some(event) = refresh_estimates(est, now.as_second()) {
+                self.commit(myself, vec![event], None, now)?;
             }
         }
         let config = self.args.config.clone();
