@@ -1,102 +1,180 @@
 //! Measurements, not assertions (a timing never belongs in a test's verdict): run with
-//! `cargo bench -p navaro-gateway --bench fanout`, optionally `MEASURE_SUBSCRIBERS=N`
-//! (default 10000; the open-file limit bounds it). Under `cargo test` it makes a smoke
-//! run with 50 subscribers, so the path stays exercised.
+//! `cargo bench -p navaro-gateway --bench fanout`. Under `cargo test` it makes a smoke
+//! run with 50 subscribers (over 5 establishments), so the path stays exercised.
 //!
-//! Opens N idle live subscribers (members, JSON) to one establishment, reports the
-//! server's resident memory per subscriber, then makes one booking and reports how long
-//! the frame took to reach the subscribers (p50/p99/max, from just before the POST).
+//! - `MEASURE_SUBSCRIBERS=N` (default 10000) idle live subscribers (members, JSON),
+//! - `MEASURE_ESTABLISHMENTS=E` (default 1) establishments they are spread over, round
+//!   robin.
+//!
+//! Reports the server's resident memory per idle subscriber, then makes one queue change
+//! (a customer joins the walk-in queue) in every establishment at once, 64 in flight, and
+//! reports how long each subscriber waited for its establishment's frame: from just
+//! before that establishment's POST (so the durable write is included) to the frame's
+//! arrival, p50/p99/max. The open-file limit bounds N: client and server each hold one
+//! socket per subscriber.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{Server, ahead, setup, slots};
+use common::Server;
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 fn main() {
     let measuring = std::env::args().any(|a| a == "--bench");
-    let n: usize = std::env::var("MEASURE_SUBSCRIBERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if measuring { 10_000 } else { 50 });
+    let setting = |name: &str, measured: usize, smoke: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if measuring { measured } else { smoke })
+    };
+    let subscribers = setting("MEASURE_SUBSCRIBERS", 10_000, 50);
+    let establishments = setting("MEASURE_ESTABLISHMENTS", 1, 5).clamp(1, subscribers);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime")
-        .block_on(idle_subscribers_memory_and_fanout_latency(n));
+        .block_on(idle_subscribers_memory_and_fanout_latency(
+            subscribers,
+            establishments,
+        ));
 }
 
-async fn idle_subscribers_memory_and_fanout_latency(n: usize) {
+/// One establishment: its id and a service to queue for.
+struct Shop {
+    id: String,
+    service: String,
+}
+
+/// `count` establishments owned by one owner, each with one staff member and a service.
+async fn provision(server: &Server, owner: &str, count: usize) -> Vec<Shop> {
+    let day = json!([["00:00", "24:00"]]);
+    let hours =
+        json!({"mon": day, "tue": day, "wed": day, "thu": day, "fri": day, "sat": day, "sun": day});
+    futures::stream::iter(0..count)
+        .map(|n| {
+            let hours = hours.clone();
+            async move {
+                let created = |path: String, body: Value| async move {
+                    let (status, _, body) = server
+                        .call(Method::POST, &path, Some(owner), Some(body))
+                        .await;
+                    assert_eq!(status, StatusCode::CREATED, "{path}: {body}");
+                    body["id"].as_str().unwrap().to_owned()
+                };
+                let id = created(
+                    "/v1/establishments".into(),
+                    json!({"name": format!("Shop {n}"), "timezone": "UTC"}),
+                )
+                .await;
+                let staff = created(
+                    format!("/v1/establishments/{id}/staff"),
+                    json!({"name": "Carlos", "hours": hours}),
+                )
+                .await;
+                let service = created(
+                    format!("/v1/establishments/{id}/services"),
+                    json!({"name": "Corte", "duration_minutes": 30, "price_cents": 5000, "staff_ids": [staff]}),
+                )
+                .await;
+                Shop { id, service }
+            }
+        })
+        .buffered(16)
+        .collect()
+        .await
+}
+
+async fn idle_subscribers_memory_and_fanout_latency(n: usize, establishments: usize) {
     let server = Server::start();
-    let (owner, id, _, service) = setup(&server, 10).await;
-    let free = slots(&server, &id, &service, ahead(2)).await;
+    let (owner, _) = server.register("owner").await;
+    let shops = provision(&server, &owner, establishments).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before_kib = server.rss_kib();
 
-    let url = format!("ws://127.0.0.1:{}/v1/establishments/{id}/live", server.port);
     let mut sockets = Vec::with_capacity(n);
     let connect_started = Instant::now();
-    for _ in 0..n {
-        let mut request = url.as_str().into_client_request().unwrap();
+    for i in 0..n {
+        let shop = i % shops.len();
+        let url = format!(
+            "ws://127.0.0.1:{}/v1/establishments/{}/live",
+            server.port, shops[shop].id
+        );
+        let mut request = url.into_client_request().unwrap();
         request
             .headers_mut()
             .insert("authorization", format!("Bearer {owner}").parse().unwrap());
         let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
         let _hello = socket.next().await.unwrap().unwrap();
-        sockets.push(socket);
+        sockets.push((shop, socket));
     }
     let connect_elapsed = connect_started.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after_kib = server.rss_kib();
     let per_sub = (after_kib.saturating_sub(before_kib) * 1024) as f64 / n as f64;
     println!(
-        "subscribers={n} connect_time={connect_elapsed:?} rss_before={before_kib}KiB rss_after={after_kib}KiB per_subscriber={per_sub:.0}B projected_100k={:.2}GiB",
+        "subscribers={n} establishments={establishments} connect_time={connect_elapsed:?} rss_before={before_kib}KiB rss_after={after_kib}KiB per_subscriber={per_sub:.0}B projected_100k={:.2}GiB",
         per_sub * 100_000.0 / (1024.0 * 1024.0 * 1024.0)
     );
 
-    let started = Instant::now();
     let waiters: Vec<_> = sockets
         .into_iter()
-        .map(|mut socket| {
+        .map(|(shop, mut socket)| {
             tokio::spawn(async move {
-                let _ = socket.next().await;
-                started.elapsed()
+                let frame = socket.next().await;
+                let arrived = Instant::now();
+                let is_join = matches!(frame, Some(Ok(ref m)) if m.to_text().is_ok_and(|t| t.contains("queue.joined")));
+                (shop, arrived, is_join)
             })
         })
         .collect();
     let (customer, _) = server.register("fanout").await;
+    let sent: Arc<Vec<OnceLock<Instant>>> =
+        Arc::new((0..shops.len()).map(|_| OnceLock::new()).collect());
     let cpu_before = server.cpu_time();
-    let started_post = Instant::now();
-    let (status, _, _) = server
-        .call(
-            Method::POST,
-            &format!("/v1/establishments/{id}/bookings"),
-            Some(&customer),
-            Some(json!({"service_id": service, "start": free[0]["start"]})),
-        )
+    let changes_started = Instant::now();
+    futures::stream::iter(shops.iter().enumerate())
+        .for_each_concurrent(64, |(i, shop)| {
+            let (server, customer, sent) = (&server, &customer, sent.clone());
+            async move {
+                let _ = sent[i].set(Instant::now());
+                let (status, _, body) = server
+                    .call(
+                        Method::POST,
+                        &format!("/v1/establishments/{}/queue", shop.id),
+                        Some(customer),
+                        Some(json!({"service_id": shop.service})),
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::CREATED, "{body}");
+            }
+        })
         .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let post_elapsed = started_post.elapsed();
-    let offset = started_post.duration_since(started);
-    let mut latencies: Vec<Duration> = futures::future::join_all(waiters)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap().saturating_sub(offset))
-        .collect();
+    let changes_elapsed = changes_started.elapsed();
+    let mut latencies = Vec::with_capacity(n);
+    for waiter in futures::future::join_all(waiters).await {
+        let (shop, arrived, is_join) = waiter.unwrap();
+        assert!(
+            is_join,
+            "every subscriber gets its establishment's queue.joined"
+        );
+        latencies.push(arrived.saturating_duration_since(*sent[shop].get().unwrap()));
+    }
     let server_cpu = server.cpu_time().saturating_sub(cpu_before);
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!(
-        "fanout subscribers={n} post={post_elapsed:?} min={:?} p50={:?} p99={:?} max={:?} server_cpu={server_cpu:?} (from before the POST, booking durable included)",
+        "fanout subscribers={n} establishments={establishments} changes_took={changes_elapsed:?} min={:?} p50={:?} p99={:?} max={:?} server_cpu={server_cpu:?} ({:.1}us per delivered frame) (from before each establishment's POST, durable write included)",
         latencies[0],
         pct(0.50),
         pct(0.99),
-        latencies[latencies.len() - 1]
+        latencies[latencies.len() - 1],
+        server_cpu.as_secs_f64() * 1e6 / n as f64,
     );
 }
