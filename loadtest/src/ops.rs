@@ -261,6 +261,11 @@ async fn cancel(world: &World, est: usize, r: u64) -> Outcome {
             world.ledger.set(&booking.id, est, Expect::Cancelled);
             Outcome::Ok
         }
+        Ok(reply) if reply.status >= 500 => {
+            // A 503 after the request timeout does not say whether the cancel happened.
+            world.ledger.set(&booking.id, est, Expect::Unknown);
+            classify(&reply, 200)
+        }
         Ok(reply) => {
             e.live.lock().unwrap().push(booking);
             classify(&reply, 200)
@@ -293,6 +298,11 @@ async fn reschedule(world: &World, est: usize, r: u64) -> Outcome {
         .send(Method::POST, &path, Some(auth), Some(body))
         .await
     {
+        Ok(reply) if reply.status >= 500 => {
+            // A 503 after the request timeout does not say whether the move happened.
+            world.ledger.set(&booking.id, est, Expect::Unknown);
+            classify(&reply, 200)
+        }
         Ok(reply) => {
             if reply.status == 200 {
                 let expect = Expect::Confirmed {
@@ -330,8 +340,10 @@ async fn join(world: &World, est: usize) -> Outcome {
         Ok(reply) => classify(&reply, 201),
         Err(error) => transport(&error),
     };
-    if outcome != Outcome::Ok {
-        // No ticket (or an unknown outcome): the customer may try again later.
+    let unknown = matches!(&outcome, Outcome::Error(what) if !what.starts_with('4'));
+    if outcome != Outcome::Ok && !unknown {
+        // Refused, so no ticket: the customer may try again later. After a 5xx or a
+        // transport failure the ticket may exist, so the customer stays out.
         e.waiting_room.lock().unwrap().push_back(customer);
     }
     outcome
