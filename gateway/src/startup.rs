@@ -81,6 +81,14 @@ impl Application {
         stores: Stores,
     ) -> Result<Application, StartupError> {
         telemetry::install_metrics();
+        let stores = Stores {
+            accounts: Arc::new(stores::RoleCache::new(
+                stores.accounts,
+                stores::ROLE_TTL,
+                stores::ROLE_CACHE_ENTRIES,
+            )),
+            ..stores
+        };
         let engine = Engine::start(stores.journal.clone(), engine_config(&settings)).await?;
         let addr = settings.http.listen;
         let tcp = TcpListener::bind(addr)

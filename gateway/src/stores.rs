@@ -1,4 +1,211 @@
 //! The stores the gateway runs on: `navaro_persistence`'s (Postgres or SQLite, opened
-//! and migrated from the configured URL; memory for tests), named here in one place.
+//! and migrated from the configured URL; memory for tests), named here in one place, and
+//! the cache of memberships that keeps authorization off the database.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use navaro_persistence::{AccountError, AccountStore, MemberRole, Membership, User};
 pub use navaro_persistence::{BookingReadModel, StoreError, StoreOptions, Stores, migrate, open};
+use navaro_protocol::{EstablishmentId, UserId};
+
+/// How long a cached role is trusted. Memberships change through this process, which
+/// updates the cache at once; the bound is for a change made by another node.
+pub const ROLE_TTL: Duration = Duration::from_secs(30);
+/// Most (user, establishment) pairs kept; past it the cache starts over.
+pub const ROLE_CACHE_ENTRIES: usize = 1_000_000;
+
+/// An [`AccountStore`] that remembers `role_at` answers (including "no role", the answer
+/// for every customer), so that an authenticated request does not cost a database round
+/// trip on the pool the journal writes through. `upsert_membership` writes through and
+/// updates the entry.
+pub struct RoleCache {
+    inner: Arc<dyn AccountStore>,
+    roles: DashMap<(UserId, EstablishmentId), (Option<MemberRole>, Instant)>,
+    ttl: Duration,
+    capacity: usize,
+}
+
+impl RoleCache {
+    pub fn new(inner: Arc<dyn AccountStore>, ttl: Duration, capacity: usize) -> RoleCache {
+        RoleCache {
+            inner,
+            roles: DashMap::new(),
+            ttl,
+            capacity,
+        }
+    }
+
+    fn remember(&self, key: (UserId, EstablishmentId), role: Option<MemberRole>) {
+        if self.roles.len() >= self.capacity {
+            self.roles.clear();
+        }
+        self.roles.insert(key, (role, Instant::now()));
+    }
+}
+
+impl AccountStore for RoleCache {
+    fn create_user(&self, user: User) -> BoxFuture<'_, Result<User, AccountError>> {
+        self.inner.create_user(user)
+    }
+
+    fn user_by_email(&self, email: &str) -> BoxFuture<'_, Result<Option<User>, AccountError>> {
+        self.inner.user_by_email(email)
+    }
+
+    fn user_by_id(&self, id: UserId) -> BoxFuture<'_, Result<Option<User>, AccountError>> {
+        self.inner.user_by_id(id)
+    }
+
+    fn upsert_membership(&self, membership: Membership) -> BoxFuture<'_, Result<(), AccountError>> {
+        async move {
+            let key = (membership.user_id, membership.establishment_id);
+            let role = membership.role;
+            let written = self.inner.upsert_membership(membership).await;
+            match &written {
+                Ok(()) => self.remember(key, Some(role)),
+                // Unknown outcome: ask the store next time.
+                Err(_) => {
+                    self.roles.remove(&key);
+                }
+            }
+            written
+        }
+        .boxed()
+    }
+
+    fn memberships_of(
+        &self,
+        user_id: UserId,
+    ) -> BoxFuture<'_, Result<Vec<Membership>, AccountError>> {
+        self.inner.memberships_of(user_id)
+    }
+
+    fn role_at(
+        &self,
+        user_id: UserId,
+        establishment_id: EstablishmentId,
+    ) -> BoxFuture<'_, Result<Option<MemberRole>, AccountError>> {
+        let key = (user_id, establishment_id);
+        if let Some(entry) = self.roles.get(&key)
+            && entry.1.elapsed() < self.ttl
+        {
+            let role = entry.0;
+            return futures::future::ready(Ok(role)).boxed();
+        }
+        async move {
+            let role = self.inner.role_at(user_id, establishment_id).await?;
+            self.remember(key, role);
+            Ok(role)
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use navaro_persistence::MemoryAccounts;
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// Counts the lookups that reach the store.
+    struct Counting {
+        inner: MemoryAccounts,
+        lookups: AtomicUsize,
+    }
+
+    impl AccountStore for Counting {
+        fn create_user(&self, user: User) -> BoxFuture<'_, Result<User, AccountError>> {
+            self.inner.create_user(user)
+        }
+        fn user_by_email(&self, email: &str) -> BoxFuture<'_, Result<Option<User>, AccountError>> {
+            self.inner.user_by_email(email)
+        }
+        fn user_by_id(&self, id: UserId) -> BoxFuture<'_, Result<Option<User>, AccountError>> {
+            self.inner.user_by_id(id)
+        }
+        fn upsert_membership(&self, m: Membership) -> BoxFuture<'_, Result<(), AccountError>> {
+            self.inner.upsert_membership(m)
+        }
+        fn memberships_of(
+            &self,
+            id: UserId,
+        ) -> BoxFuture<'_, Result<Vec<Membership>, AccountError>> {
+            self.inner.memberships_of(id)
+        }
+        fn role_at(
+            &self,
+            user_id: UserId,
+            establishment_id: EstablishmentId,
+        ) -> BoxFuture<'_, Result<Option<MemberRole>, AccountError>> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            self.inner.role_at(user_id, establishment_id)
+        }
+    }
+
+    fn user(n: u128) -> User {
+        User {
+            id: UserId(Uuid::from_u128(n)),
+            email: format!("u{n}@example.com"),
+            name: format!("u{n}"),
+            password_hash: "x".into(),
+            created_at: jiff::Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    #[tokio::test]
+    async fn roles_are_looked_up_once_and_follow_membership_changes() {
+        let counting = Arc::new(Counting {
+            inner: MemoryAccounts::new(),
+            lookups: AtomicUsize::new(0),
+        });
+        let cache = RoleCache::new(counting.clone(), ROLE_TTL, 10);
+        let alice = cache.create_user(user(1)).await.unwrap().id;
+        let shop = EstablishmentId(Uuid::from_u128(9));
+        for _ in 0..3 {
+            assert_eq!(cache.role_at(alice, shop).await.unwrap(), None);
+        }
+        assert_eq!(counting.lookups.load(Ordering::SeqCst), 1);
+        cache
+            .upsert_membership(Membership {
+                user_id: alice,
+                establishment_id: shop,
+                role: MemberRole::Staff,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            cache.role_at(alice, shop).await.unwrap(),
+            Some(MemberRole::Staff),
+            "a grant through this process is seen at once"
+        );
+        assert_eq!(counting.lookups.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn expired_entries_are_looked_up_again_and_the_cache_stays_bounded() {
+        let counting = Arc::new(Counting {
+            inner: MemoryAccounts::new(),
+            lookups: AtomicUsize::new(0),
+        });
+        let cache = RoleCache::new(counting.clone(), Duration::ZERO, 4);
+        let alice = cache.create_user(user(1)).await.unwrap().id;
+        for n in 0..20 {
+            let shop = EstablishmentId(Uuid::from_u128(n));
+            cache.role_at(alice, shop).await.unwrap();
+            cache.role_at(alice, shop).await.unwrap();
+            assert!(cache.roles.len() <= 4);
+        }
+        assert_eq!(
+            counting.lookups.load(Ordering::SeqCst),
+            40,
+            "a zero TTL trusts nothing"
+        );
+    }
+}
