@@ -15,6 +15,7 @@
 //! `/openapi.json`; [`listener`] caps open connections; [`demo`] loads demo data.
 
 pub mod auth;
+pub mod availability;
 pub mod demo;
 pub mod dto;
 pub mod engine_api;

@@ -108,6 +108,7 @@ impl Application {
             limits,
             shutdown: shutdown_rx,
             live: Arc::new(LiveRegistry::default()),
+            availability: Arc::default(),
         };
         let router = router(state.clone());
         tracing::info!(addr = %local, "listening");

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use jiff::civil::Date;
 use navaro_persistence::accounts::{AccountError, MemberRole, Membership};
 use navaro_protocol::{Caller, Command, ErrorCode, EstablishmentId, Reply, Role};
@@ -361,7 +362,7 @@ pub async fn availability(
     _auth: MaybeAuth,
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(params): ApiQuery<AvailabilityParams>,
-) -> Result<Json<AvailabilityResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let view = view_of(&state, est(id)).await?;
     let days = params.days.unwrap_or(7);
     if !(1..=MAX_AVAILABILITY_DAYS).contains(&days) {
@@ -376,20 +377,18 @@ pub async fn availability(
         days,
         staff_id: params.staff_id.map(staff),
     };
-    let tz = view.timezone();
-    let slots = view
-        .availability(&query, state.engine.now())
-        .map_err(ApiError::from)?;
-    Ok(Json(AvailabilityResponse {
-        establishment_id: id,
-        service_id: params.service_id,
-        timezone: view.settings().timezone.clone(),
-        slots: slots
-            .into_iter()
-            .map(|s| SlotDto {
-                start: render(s.start, tz),
-                staff_ids: s.staff_ids.into_iter().map(|i| i.0).collect(),
-            })
-            .collect(),
-    }))
+    let now = state.engine.now();
+    let body = state
+        .availability
+        .get_or_encode(est(id), view.seq(), now, &query, || {
+            let slots = view.availability(&query, now)?;
+            Ok::<_, ApiError>(crate::availability::encode(
+                id,
+                params.service_id,
+                &view.settings().timezone,
+                view.timezone(),
+                &slots,
+            ))
+        })?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
