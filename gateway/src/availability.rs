@@ -1,79 +1,23 @@
 //! The availability answer, the most frequent request of all (customers browsing), made
 //! cheap: the JSON body is written directly into one buffer instead of through a tree of
-//! DTOs (every start used to cost a `String`, a `Vec` of staff ids and their formatting),
-//! and the encoded body is shared by identical requests against the same read view.
+//! DTOs (every start used to cost a `String`, a `Vec` of staff ids and their formatting,
+//! and serde's escaping of each).
 //!
-//! The cache key holds everything the answer depends on: the establishment and the seq
-//! of its read view (any change makes a new seq), the query, and the second it was
-//! computed at (minimum notice and hold expiry move with the clock). It is exact, not
-//! approximately fresh: a hit is byte-for-byte what a recomputation would give.
+//! Not cached: a cache keyed on the read view's seq, the query and the clock (what the
+//! answer depends on) was measured under the load test's mix and hit almost never, since
+//! every write to an establishment makes a new seq, while its churn of 30-60 KiB bodies
+//! cost more than the encoding it saved.
 
 use std::io::Write;
 
 use bytes::Bytes;
-use dashmap::DashMap;
 use jiff::Timestamp;
-use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use navaro_engine::domain::{AvailabilityQuery, Slot};
-use navaro_protocol::{EstablishmentId, ServiceId, StaffId};
+use navaro_engine::domain::Slot;
+use navaro_protocol::StaffId;
 use uuid::Uuid;
 
 use crate::dto::render;
-
-/// Most encoded answers kept; past it the cache starts over. Entries are tens of KiB.
-const CACHE_ENTRIES: usize = 2048;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Key {
-    establishment: EstablishmentId,
-    seq: u64,
-    now_s: i64,
-    service: ServiceId,
-    staff: Option<StaffId>,
-    from: Date,
-    days: u16,
-}
-
-/// Encoded availability answers shared by identical requests.
-#[derive(Default)]
-pub struct AvailabilityCache {
-    entries: DashMap<Key, Bytes>,
-}
-
-impl AvailabilityCache {
-    /// The encoded answer for `query` on the view at `seq` at `now`, computing it with
-    /// `compute` on a miss.
-    pub fn get_or_encode<E>(
-        &self,
-        establishment: EstablishmentId,
-        seq: u64,
-        now: Timestamp,
-        query: &AvailabilityQuery,
-        compute: impl FnOnce() -> Result<Bytes, E>,
-    ) -> Result<Bytes, E> {
-        let key = Key {
-            establishment,
-            seq,
-            now_s: now.as_second(),
-            service: query.service_id,
-            staff: query.staff_id,
-            from: query.from,
-            days: query.days,
-        };
-        if let Some(hit) = self.entries.get(&key) {
-            metrics::counter!("navaro_availability_cache_total", "result" => "hit").increment(1);
-            return Ok(hit.clone());
-        }
-        metrics::counter!("navaro_availability_cache_total", "result" => "miss").increment(1);
-        let body = compute()?;
-        if self.entries.len() >= CACHE_ENTRIES {
-            self.entries.clear();
-        }
-        self.entries.insert(key, body.clone());
-        Ok(body)
-    }
-}
 
 /// `{establishment_id, service_id, timezone, slots: [{start, staff_ids}]}` as API.md
 /// gives it (the same bytes `serde_json` makes of [`crate::dto::AvailabilityResponse`]).

@@ -108,7 +108,6 @@ impl Application {
             limits,
             shutdown: shutdown_rx,
             live: Arc::new(LiveRegistry::default()),
-            availability: Arc::default(),
         };
         let router = router(state.clone());
         tracing::info!(addr = %local, "listening");

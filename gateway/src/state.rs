@@ -23,6 +23,4 @@ pub struct AppState {
     /// Flips to `true` when shutdown begins; live connections close with "going away".
     pub shutdown: watch::Receiver<bool>,
     pub live: Arc<LiveRegistry>,
-    /// Encoded availability answers shared by identical requests on the same view.
-    pub availability: Arc<crate::availability::AvailabilityCache>,
 }

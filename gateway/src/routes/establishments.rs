@@ -377,18 +377,15 @@ pub async fn availability(
         days,
         staff_id: params.staff_id.map(staff),
     };
-    let now = state.engine.now();
-    let body = state
-        .availability
-        .get_or_encode(est(id), view.seq(), now, &query, || {
-            let slots = view.availability(&query, now)?;
-            Ok::<_, ApiError>(crate::availability::encode(
-                id,
-                params.service_id,
-                &view.settings().timezone,
-                view.timezone(),
-                &slots,
-            ))
-        })?;
+    let slots = view
+        .availability(&query, state.engine.now())
+        .map_err(ApiError::from)?;
+    let body = crate::availability::encode(
+        id,
+        params.service_id,
+        &view.settings().timezone,
+        view.timezone(),
+        &slots,
+    );
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
