@@ -274,6 +274,96 @@ async fn a_failed_append_confirms_nothing_and_the_actor_recovers_from_the_store(
     assert_eq!(journal.records(id).len(), durable_before + 1);
 }
 
+/// A journal whose loads can be made to fail, counting the loads that reach it.
+#[derive(Clone)]
+struct Unreachable {
+    inner: MemoryJournal,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    loads: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Journal for Unreachable {
+    fn append(&self, batch: AppendBatch) -> BoxFuture<'static, Result<(), JournalError>> {
+        self.inner.append(batch)
+    }
+    fn load(&self, id: EstablishmentId) -> BoxFuture<'_, Result<Option<Recovered>, JournalError>> {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Box::pin(async { Err(JournalError::Unavailable("store down".into())) });
+        }
+        self.inner.load(id)
+    }
+    fn save_snapshot(
+        &self,
+        id: EstablishmentId,
+        snapshot: Snapshot,
+    ) -> BoxFuture<'_, Result<(), JournalError>> {
+        self.inner.save_snapshot(id, snapshot)
+    }
+    fn read_after(
+        &self,
+        id: EstablishmentId,
+        since: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<EventRecord>, JournalError>> {
+        self.inner.read_after(id, since, limit)
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_store_is_answered_at_once_until_the_backoff_ends() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let clock = ManualClock::new(ts(NOW));
+    let memory = MemoryJournal::new();
+    let first = engine_on(Arc::new(memory.clone()), &clock, EngineConfig::default()).await;
+    let (id, _, service) = open_shop(&first, 1).await;
+    first.shutdown().await;
+
+    let journal = Unreachable {
+        inner: memory,
+        down: Arc::new(true.into()),
+        loads: Arc::default(),
+    };
+    let config = EngineConfig {
+        activation_backoff: Duration::from_secs(1),
+        activation_backoff_max: Duration::from_secs(4),
+        ..EngineConfig::default()
+    };
+    let engine = engine_on(Arc::new(journal.clone()), &clock, config).await;
+    let attempt = async || {
+        engine
+            .execute(
+                id,
+                request(customer(1), book(service, ts("2026-11-30T10:00:00Z"))),
+            )
+            .await
+    };
+    assert_eq!(attempt().await.unwrap_err().code, ErrorCode::Unavailable);
+    assert_eq!(journal.loads.load(SeqCst), 1);
+    // Within the backoff: refused without asking the store.
+    for _ in 0..5 {
+        assert_eq!(attempt().await.unwrap_err().code, ErrorCode::Unavailable);
+    }
+    assert_eq!(journal.loads.load(SeqCst), 1);
+    // After it: one more try, which fails and doubles the wait.
+    clock.advance_seconds(1);
+    assert_eq!(attempt().await.unwrap_err().code, ErrorCode::Unavailable);
+    assert_eq!(journal.loads.load(SeqCst), 2);
+    clock.advance_seconds(1);
+    assert_eq!(attempt().await.unwrap_err().code, ErrorCode::Unavailable);
+    assert_eq!(
+        journal.loads.load(SeqCst),
+        2,
+        "the second wait is two seconds"
+    );
+    // The store is back: the first request after the backoff activates and books.
+    journal.down.store(false, SeqCst);
+    clock.advance_seconds(1);
+    booking(attempt().await.expect("service comes back with the store"));
+    assert_eq!(journal.loads.load(SeqCst), 3);
+    assert!(engine.view(id).await.is_ok(), "served by the active actor");
+}
+
 /// A journal whose appends wait for a permit: lets a test hold events "in flight".
 #[derive(Clone)]
 struct Gated {

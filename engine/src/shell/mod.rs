@@ -56,6 +56,12 @@ pub struct EngineConfig {
     pub live_channel_capacity: usize,
     /// The most events a resume reads from the journal; further behind gets `reload`.
     pub max_resume_events: usize,
+    /// After an establishment fails to activate (its store is unreachable), requests for
+    /// it are answered `unavailable` at once for this long, doubling with each failure in
+    /// a row up to [`EngineConfig::activation_backoff_max`]; the first request after that
+    /// tries again. Without it, every request would wait out the store's timeout.
+    pub activation_backoff: Duration,
+    pub activation_backoff_max: Duration,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +75,8 @@ impl Default for EngineConfig {
             ring_capacity: 4096,
             live_channel_capacity: 1024,
             max_resume_events: 10_000,
+            activation_backoff: Duration::from_millis(250),
+            activation_backoff_max: Duration::from_secs(2),
         }
     }
 }
@@ -119,6 +127,9 @@ pub(crate) struct Shared {
     actors: DashMap<ActorId, EstablishmentId>,
     supervisor: ActorRef<SupervisorMsg>,
     stopping: AtomicBool,
+    /// Establishments whose last activation failed: answered `unavailable` until the
+    /// instant (engine clock), and how many activations in a row have failed.
+    backoff: DashMap<EstablishmentId, (Timestamp, u32)>,
 }
 
 /// The handle to the engine: cheap to clone, shared by every request handler.
@@ -163,6 +174,7 @@ impl Engine {
             actors: DashMap::new(),
             supervisor,
             stopping: AtomicBool::new(false),
+            backoff: DashMap::new(),
         });
         let _ = engine_slot.set(Arc::downgrade(&shared));
         Ok(Engine { shared })
@@ -331,9 +343,25 @@ impl Engine {
         if self.shared.stopping.load(Ordering::SeqCst) {
             return Err(unavailable());
         }
+        if self.backing_off(id) {
+            return Err(unavailable());
+        }
         for _ in 0..3 {
             let slot = self.shared.registry.entry(id).or_default().clone();
-            let handle = slot.get_or_try_init(|| self.spawn(id)).await?.clone();
+            // The backoff is checked and recorded inside the initialisation, so that the
+            // callers queued behind a failed one see it at once instead of each waiting
+            // out the store's timeout in turn.
+            let init = async || {
+                if self.backing_off(id) {
+                    return Err(unavailable());
+                }
+                let spawned = self.spawn(id).await;
+                if spawned.is_err() {
+                    self.back_off(id);
+                }
+                spawned
+            };
+            let handle = slot.get_or_try_init(init).await?.clone();
             if handle.actor.get_status() as u8 >= ractor::ActorStatus::Stopping as u8 {
                 self.forget(id, &handle);
                 continue;
@@ -346,6 +374,30 @@ impl Engine {
             return Ok(handle);
         }
         Err(unavailable())
+    }
+
+    fn backing_off(&self, id: EstablishmentId) -> bool {
+        self.shared
+            .backoff
+            .get(&id)
+            .is_some_and(|b| self.shared.clock.now() < b.0)
+    }
+
+    /// Record a failed activation: refuse at once for the next backoff period.
+    fn back_off(&self, id: EstablishmentId) {
+        let config = &self.shared.config;
+        let now = self.shared.clock.now();
+        let mut entry = self.shared.backoff.entry(id).or_insert((now, 0));
+        let failures = entry.1.saturating_add(1);
+        let wait = config
+            .activation_backoff
+            .saturating_mul(1u32 << (failures - 1).min(16))
+            .min(config.activation_backoff_max);
+        let until = now
+            .checked_add(jiff::SignedDuration::try_from(wait).unwrap_or_default())
+            .unwrap_or(now);
+        *entry = (until, failures);
+        warn!(establishment_id = %id, failures, backoff_ms = wait.as_millis() as u64, "activation failed; refusing at once until the backoff ends");
     }
 
     async fn spawn(&self, id: EstablishmentId) -> Result<Handle, Rejection> {
@@ -371,6 +423,7 @@ impl Engine {
             unavailable()
         })?;
         self.shared.actors.insert(actor.get_id(), id);
+        self.shared.backoff.remove(&id);
         Ok(Handle {
             actor,
             view,
