@@ -164,3 +164,76 @@ fn note(report: &mut Verification, finding: String) {
         report.findings.push(finding);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(id: &str, staff: &str, start: &str, end: &str, status: &str) -> Listed {
+        Listed {
+            id: id.into(),
+            staff_id: staff.into(),
+            start: start.parse().unwrap(),
+            end: end.parse().unwrap(),
+            status: status.into(),
+        }
+    }
+
+    #[test]
+    fn overlaps_of_one_staff_member_are_found_and_nothing_else() {
+        let day = [
+            // Back to back: no overlap.
+            listed(
+                "a",
+                "s1",
+                "2026-12-01T12:00:00Z",
+                "2026-12-01T12:30:00Z",
+                "confirmed",
+            ),
+            listed(
+                "b",
+                "s1",
+                "2026-12-01T12:30:00Z",
+                "2026-12-01T13:00:00Z",
+                "confirmed",
+            ),
+            // Same time, another staff member: no overlap.
+            listed(
+                "c",
+                "s2",
+                "2026-12-01T12:00:00Z",
+                "2026-12-01T12:30:00Z",
+                "confirmed",
+            ),
+            // Over a cancelled one: no overlap.
+            listed(
+                "d",
+                "s2",
+                "2026-12-01T12:00:00Z",
+                "2026-12-01T12:30:00Z",
+                "cancelled",
+            ),
+        ];
+        let mut report = Verification::default();
+        check_overlaps(0, &day, &mut report);
+        assert_eq!(report.overlaps, 0, "{:?}", report.findings);
+
+        // A long booking that starts before another ends, listed out of order.
+        let mut clash = day.to_vec();
+        clash.push(listed(
+            "e",
+            "s1",
+            "2026-12-01T11:00:00Z",
+            "2026-12-01T12:10:00Z",
+            "confirmed",
+        ));
+        let mut report = Verification::default();
+        check_overlaps(0, &clash, &mut report);
+        assert_eq!(report.overlaps, 1);
+        assert!(
+            report.findings[0].contains("staff s1"),
+            "{:?}",
+            report.findings
+        );
+    }
+}
