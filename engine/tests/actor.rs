@@ -274,42 +274,6 @@ async fn a_failed_append_confirms_nothing_and_the_actor_recovers_from_the_store(
     assert_eq!(journal.records(id).len(), durable_before + 1);
 }
 
-/// A journal whose loads can be made to fail, counting the loads that reach it.
-#[derive(Clone)]
-struct Unreachable {
-    inner: MemoryJournal,
-    down: Arc<std::sync::atomic::AtomicBool>,
-    loads: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl Journal for Unreachable {
-    fn append(&self, batch: AppendBatch) -> BoxFuture<'static, Result<(), JournalError>> {
-        self.inner.append(batch)
-    }
-    fn load(&self, id: EstablishmentId) -> BoxFuture<'_, Result<Option<Recovered>, JournalError>> {
-        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
-            return Box::pin(async { Err(JournalError::Unavailable("store down".into())) });
-        }
-        self.inner.load(id)
-    }
-    fn save_snapshot(
-        &self,
-        id: EstablishmentId,
-        snapshot: Snapshot,
-    ) -> BoxFuture<'_, Result<(), JournalError>> {
-        self.inner.save_snapshot(id, snapshot)
-    }
-    fn read_after(
-        &self,
-        id: EstablishmentId,
-        since: u64,
-        limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<EventRecord>, JournalError>> {
-        self.inner.read_after(id, since, limit)
-    }
-}
-
 #[tokio::test]
 async fn an_unreachable_store_is_answered_at_once_until_the_backoff_ends() {
     use std::sync::atomic::Ordering::SeqCst;
@@ -319,11 +283,8 @@ async fn an_unreachable_store_is_answered_at_once_until_the_backoff_ends() {
     let (id, _, service) = open_shop(&first, 1).await;
     first.shutdown().await;
 
-    let journal = Unreachable {
-        inner: memory,
-        down: Arc::new(true.into()),
-        loads: Arc::default(),
-    };
+    let journal = Controlled::over(memory);
+    journal.down.store(true, SeqCst);
     let config = EngineConfig {
         activation_backoff: Duration::from_secs(1),
         activation_backoff_max: Duration::from_secs(4),
@@ -364,14 +325,28 @@ async fn an_unreachable_store_is_answered_at_once_until_the_backoff_ends() {
     assert!(engine.view(id).await.is_ok(), "served by the active actor");
 }
 
-/// A journal whose appends wait for a permit: lets a test hold events "in flight".
+/// A memory journal a test controls: appends wait for a permit of `gate` (to hold events
+/// "in flight"), and loads fail while `down` is set; `loads` counts the loads asked for.
 #[derive(Clone)]
-struct Gated {
+struct Controlled {
     inner: MemoryJournal,
     gate: Arc<Semaphore>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+    loads: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl Journal for Gated {
+impl Controlled {
+    fn over(inner: MemoryJournal) -> Controlled {
+        Controlled {
+            inner,
+            gate: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
+            down: Arc::default(),
+            loads: Arc::default(),
+        }
+    }
+}
+
+impl Journal for Controlled {
     fn append(&self, batch: AppendBatch) -> BoxFuture<'static, Result<(), JournalError>> {
         let (inner, gate) = (self.inner.clone(), self.gate.clone());
         Box::pin(async move {
@@ -380,6 +355,10 @@ impl Journal for Gated {
         })
     }
     fn load(&self, id: EstablishmentId) -> BoxFuture<'_, Result<Option<Recovered>, JournalError>> {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Box::pin(async { Err(JournalError::Unavailable("store down".into())) });
+        }
         self.inner.load(id)
     }
     fn save_snapshot(
@@ -402,9 +381,9 @@ impl Journal for Gated {
 #[tokio::test]
 async fn the_actor_pipelines_reads_do_not_wait_and_replies_wait_for_durability() {
     let clock = ManualClock::new(ts(NOW));
-    let gated = Gated {
-        inner: MemoryJournal::new(),
+    let gated = Controlled {
         gate: Arc::new(Semaphore::new(1000)),
+        ..Controlled::over(MemoryJournal::new())
     };
     let config = EngineConfig {
         max_in_flight_per_establishment: 2,

@@ -12,7 +12,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Server, ahead, setup, slots};
+use common::{Server, ahead, psql_rows, setup, slots};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -157,7 +157,7 @@ async fn one_round(seed: u64) {
         }
     }
     // The journal's seqs are gap-free.
-    let counts = psql(
+    let counts = psql_rows(
         &database,
         &format!(
             "SELECT count(*), coalesce(max(seq), 0), coalesce(min(seq), 0) FROM events WHERE establishment_id = '{id}'"
@@ -183,17 +183,4 @@ fn instant(value: &Value) -> String {
         .parse::<jiff::Timestamp>()
         .unwrap()
         .to_string()
-}
-
-fn psql(url: &str, sql: &str) -> String {
-    let output = std::process::Command::new("psql")
-        .args([url, "-tA", "-c", sql])
-        .output()
-        .expect("psql runs");
-    assert!(
-        output.status.success(),
-        "psql failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }

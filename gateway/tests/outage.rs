@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::proxy::Proxy;
-use common::{Server, ahead, code, postgres_address, setup, slots};
+use common::{Server, ahead, code, postgres_address, psql_rows, setup, slots};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -154,14 +154,14 @@ async fn outage(go_away: fn(&Proxy)) {
     }
     // The read model agrees with the journal, and the journal's seqs are gap-free.
     let database = server.database_url().expect("on Postgres");
-    let stored = psql(
+    let stored = psql_rows(
         database,
         &format!(
             "SELECT count(*) FROM bookings WHERE establishment_id = '{id}' AND status = 'confirmed'"
         ),
     );
     assert_eq!(stored.trim(), "2");
-    let seqs = psql(
+    let seqs = psql_rows(
         database,
         &format!(
             "SELECT count(*) = max(seq) AND min(seq) = 1 FROM events WHERE establishment_id = '{id}'"
@@ -172,17 +172,4 @@ async fn outage(go_away: fn(&Proxy)) {
         proxy.forwarded() > 1,
         "the server reconnected through the proxy"
     );
-}
-
-fn psql(url: &str, sql: &str) -> String {
-    let output = std::process::Command::new("psql")
-        .args([url, "-tA", "-c", sql])
-        .output()
-        .expect("psql runs");
-    assert!(
-        output.status.success(),
-        "psql failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }

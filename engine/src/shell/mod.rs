@@ -343,12 +343,10 @@ impl Engine {
         if self.shared.stopping.load(Ordering::SeqCst) {
             return Err(unavailable());
         }
-        if self.backing_off(id) {
-            return Err(unavailable());
-        }
         for _ in 0..3 {
             let slot = self.shared.registry.entry(id).or_default().clone();
-            // The backoff is checked and recorded inside the initialisation, so that the
+            // The backoff is checked and recorded inside the initialisation: off the hot
+            // path (an active establishment's slot is already initialised), and the
             // callers queued behind a failed one see it at once instead of each waiting
             // out the store's timeout in turn.
             let init = async || {

@@ -70,6 +70,20 @@ impl Drop for FreshDatabase {
     }
 }
 
+/// The rows of a query, as `psql -tA` prints them (one line a row, `|` between columns).
+pub fn psql_rows(url: &str, sql: &str) -> String {
+    let output = Command::new("psql")
+        .args([url, "-tA", "-c", sql])
+        .output()
+        .expect("psql runs");
+    assert!(
+        output.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// `host:port` of the Postgres the tests use.
 pub fn postgres_address() -> String {
     let url = postgres_admin_url();
