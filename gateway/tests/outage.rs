@@ -1,7 +1,9 @@
 //! The database goes away under the running binary: the connection to Postgres is cut
 //! (through a proxy, so the Postgres other tests share keeps running). Writes must fail
 //! fast with `503 unavailable`, nothing may be confirmed that was not stored, and the
-//! service must come back by itself when the database does.
+//! service must come back by itself when the database does. Once one call has found the
+//! database unreachable, the store's breaker answers the others at once (counted on
+//! `/metrics`) until its probe reaches the database again.
 
 mod common;
 
@@ -95,6 +97,24 @@ async fn outage(go_away: fn(&Proxy)) {
         .await;
     println!("login: {status} after {:?}", started.elapsed());
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    // The store's breaker is open: calls that go to the database themselves are
+    // refused without waiting for it (counted), and the server says it is unreachable.
+    assert_eq!(metric(&server, "navaro_store_reachable").await, Some(0.0));
+    let refused = metric(&server, "navaro_store_refused_total")
+        .await
+        .unwrap_or(0.0);
+    assert!(refused >= 1.0, "refused {refused}");
+    let (status, _, body) = server
+        .call(Method::GET, "/v1/me/bookings", Some(&customer), None)
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        metric(&server, "navaro_store_refused_total")
+            .await
+            .unwrap_or(0.0)
+            > refused,
+        "the second read was refused by the breaker, not by the database"
+    );
 
     proxy.restore();
     // The client's retry with the same key succeeds once the database is back, with no
@@ -116,6 +136,7 @@ async fn outage(go_away: fn(&Proxy)) {
         "recovered {:?} after the database came back",
         restored.elapsed()
     );
+    assert_eq!(metric(&server, "navaro_store_reachable").await, Some(1.0));
     // The same key again answers the same booking.
     let (status, _, again) = book("outage-1", 1).await;
     assert_eq!(status, StatusCode::CREATED, "{again}");
@@ -172,4 +193,26 @@ async fn outage(go_away: fn(&Proxy)) {
         proxy.forwarded() > 1,
         "the server reconnected through the proxy"
     );
+}
+
+/// The value of an unlabelled metric on `/metrics`.
+async fn metric(server: &Server, name: &str) -> Option<f64> {
+    let text = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
 }

@@ -80,9 +80,13 @@ pub(crate) enum WriteError {
     /// overlap rows already stored. Nothing was committed.
     #[error("overlap constraint: {0}")]
     Overlap(String),
-    /// The database could not be reached or did not commit. Nothing is known durable.
+    /// The database answered with an error and did not commit. Nothing is known durable.
     #[error("{0}")]
     Unavailable(String),
+    /// The database could not be reached, or did not answer in time. Nothing is known
+    /// durable.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 impl From<sqlx::Error> for WriteError {
@@ -92,6 +96,10 @@ impl From<sqlx::Error> for WriteError {
             sqlx::Error::Database(db) if db.code().as_deref() == Some("23P01") => {
                 WriteError::Overlap(db.message().to_string())
             }
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::WorkerCrashed => WriteError::Unreachable(e.to_string()),
             _ => WriteError::Unavailable(e.to_string()),
         }
     }
@@ -144,6 +152,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// (establishment id, role) of a user's memberships, by establishment id.
     fn memberships_of(&self, user: Uuid) -> BoxFuture<'_, DbResult<Vec<(Uuid, String)>>>;
     fn role_at(&self, user: Uuid, establishment: Uuid) -> BoxFuture<'_, DbResult<Option<String>>>;
+    /// The cheapest round trip (`SELECT 1`): is the database there.
+    fn ping(&self) -> BoxFuture<'_, DbResult<()>>;
 }
 
 /// A `users` row: (id, email, name, password_hash, created_at in microseconds).

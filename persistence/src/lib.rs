@@ -17,6 +17,7 @@
 
 pub mod accounts;
 mod backend;
+mod breaker;
 mod journal;
 mod open;
 mod pg;
@@ -125,9 +126,15 @@ pub struct StoreOptions {
     /// one core for the write path when the per-row work (indexes, the overlap
     /// constraint) rather than the fsync is the limit.
     pub writer_shards: usize,
-    /// Longest a group's write and commit may take before its callers get `Unavailable`
-    /// (the database hangs rather than refuses).
-    pub write_timeout: Duration,
+    /// Longest one store call (a group's write and commit, an activation's load, a
+    /// query) may take before it fails with `Unavailable`: the database hangs rather
+    /// than refuses. Such a failure, like a pool that cannot connect within
+    /// `acquire_timeout`, counts as "the database is unreachable": every store call then
+    /// fails at once until a probe reaches the database again.
+    pub call_timeout: Duration,
+    /// While the database is unreachable, how often one probe (`SELECT 1`) asks whether
+    /// it is back. The first probe that succeeds lets calls through again.
+    pub probe_every: Duration,
 }
 
 impl Default for StoreOptions {
@@ -139,7 +146,8 @@ impl Default for StoreOptions {
             group_max_wait: Duration::ZERO,
             writer_queue_batches: 16_384,
             writer_shards: 1,
-            write_timeout: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(5),
+            probe_every: Duration::from_millis(250),
         }
     }
 }

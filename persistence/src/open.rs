@@ -10,6 +10,7 @@ use sqlx::{PgPool, SqlitePool};
 use tokio::sync::mpsc;
 
 use crate::backend::Backend;
+use crate::breaker::{Breaker, Guarded};
 use crate::journal::SqlJournal;
 use crate::pg::PgBackend;
 use crate::read_model::SqlBookings;
@@ -130,7 +131,7 @@ pub async fn migrate(database_url: &str) -> Result<(), StoreError> {
 
 /// Connect, migrate, start the journal writer and assemble the stores.
 pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, StoreError> {
-    let backend: Arc<dyn Backend> = match parse(database_url)? {
+    let database: Arc<dyn Backend> = match parse(database_url)? {
         Target::Postgres(o) => Arc::new(PgBackend {
             pool: pg_pool(o, &options).await?,
         }),
@@ -138,11 +139,14 @@ pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, S
             pool: sqlite_pool(o, &options).await?,
         }),
     };
+    let backend: Arc<dyn Backend> = Arc::new(Guarded::new(
+        database,
+        Breaker::new(options.probe_every, options.call_timeout),
+    ));
     let streams = Streams::default();
     let limits = GroupLimits {
         max_events: options.group_max_events,
         max_wait: options.group_max_wait,
-        write_timeout: options.write_timeout,
     };
     let shards = (0..options.writer_shards.max(1))
         .map(|_| {

@@ -275,4 +275,11 @@ impl Backend for PgBackend {
         .fetch_optional(&self.pool)
         .boxed()
     }
+
+    fn ping(&self) -> BoxFuture<'_, DbResult<()>> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .map(|done| done.map(|_| ()))
+            .boxed()
+    }
 }

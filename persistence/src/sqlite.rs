@@ -283,4 +283,11 @@ impl Backend for SqliteBackend {
         .fetch_optional(&self.pool)
         .boxed()
     }
+
+    fn ping(&self) -> BoxFuture<'_, DbResult<()>> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .map(|done| done.map(|_| ()))
+            .boxed()
+    }
 }

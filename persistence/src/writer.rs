@@ -73,7 +73,6 @@ impl Streams {
 pub(crate) struct GroupLimits {
     pub max_events: usize,
     pub max_wait: Duration,
-    pub write_timeout: Duration,
 }
 
 pub(crate) struct Writer {
@@ -121,7 +120,8 @@ impl Writer {
         };
         let group = build_group(&accepted);
         let started = std::time::Instant::now();
-        let written = self.write(&group).await;
+        // The store bounds the write by its call timeout (`StoreOptions::call_timeout`).
+        let written = self.backend.write_group(&group).await;
         // Exported by the gateway's Prometheus endpoint: how big groups get and what a
         // commit costs, the two numbers that explain durable throughput.
         metrics::histogram!("navaro_journal_group_events").record(group.events.len() as f64);
@@ -137,21 +137,10 @@ impl Writer {
         match written {
             Ok(losers) => self.settle(accepted, &losers),
             Err(WriteError::Overlap(reason)) => self.isolate(accepted, &reason).await,
-            Err(WriteError::Unavailable(reason)) => {
+            Err(WriteError::Unavailable(reason) | WriteError::Unreachable(reason)) => {
                 tracing::warn!(batches = accepted.len(), error = %reason, "journal group not committed");
                 fail_all(accepted, &reason);
             }
-        }
-    }
-
-    async fn write(&self, group: &Group) -> Result<Losers, WriteError> {
-        match tokio::time::timeout(self.limits.write_timeout, self.backend.write_group(group)).await
-        {
-            Ok(result) => result,
-            Err(_) => Err(WriteError::Unavailable(format!(
-                "no commit within {} ms",
-                self.limits.write_timeout.as_millis()
-            ))),
         }
     }
 
@@ -161,10 +150,8 @@ impl Writer {
         let mut known: HashMap<EstablishmentId, StreamState> = HashMap::new();
         if !unknown.is_empty() {
             let ids: Vec<Uuid> = unknown.iter().map(|id| id.0).collect();
-            match tokio::time::timeout(self.limits.write_timeout, self.backend.last_seqs(&ids))
-                .await
-            {
-                Ok(Ok(found)) => {
+            match self.backend.last_seqs(&ids).await {
+                Ok(found) => {
                     for id in &unknown {
                         let last = found
                             .get(&id.0)
@@ -172,8 +159,7 @@ impl Writer {
                         known.insert(*id, StreamState::Durable(last));
                     }
                 }
-                Ok(Err(e)) => return fail_all_none(pending, &e.to_string()),
-                Err(_) => return fail_all_none(pending, "no answer reading last seqs"),
+                Err(e) => return fail_all_none(pending, &e.to_string()),
             }
         }
         let mut accepted = Vec::with_capacity(pending.len());
@@ -235,14 +221,16 @@ impl Writer {
         }
         for (id, batches) in by_est {
             let group = build_group(&batches);
-            match self.write(&group).await {
+            match self.backend.write_group(&group).await {
                 Ok(losers) => self.settle(batches, &losers),
                 Err(WriteError::Overlap(reason)) => {
                     tracing::error!(establishment_id = %id, error = %reason, "establishment's bookings overlap stored ones; fenced");
                     self.streams.set(id, StreamState::Fenced);
                     batches.into_iter().for_each(fence);
                 }
-                Err(WriteError::Unavailable(reason)) => fail_all(batches, &reason),
+                Err(WriteError::Unavailable(reason) | WriteError::Unreachable(reason)) => {
+                    fail_all(batches, &reason)
+                }
             }
         }
     }

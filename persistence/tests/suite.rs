@@ -698,7 +698,7 @@ async fn postgres_outage_fails_fast_then_recovers() {
     let url = pg_url_with(&pg_base_url(), &db_name(&db.url()), Some(proxy.addr));
     let options = StoreOptions {
         acquire_timeout: Duration::from_millis(500),
-        write_timeout: Duration::from_secs(2),
+        call_timeout: Duration::from_secs(2),
         ..test_options()
     };
     let stores = navaro_persistence::open(&url, options).await.unwrap();

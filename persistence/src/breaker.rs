@@ -1,0 +1,524 @@
+//! Failing fast while the database is unreachable.
+//!
+//! Every store call goes through [`Guarded`], which bounds it by a deadline and watches
+//! how it ends. The first call that finds the database unreachable (no connection within
+//! the pool's acquire timeout, a broken socket, no answer within the deadline) opens the
+//! breaker: from then on every call is answered at once with an error, instead of each
+//! one waiting out the same timeouts in a partition, and one background probe (`SELECT
+//! 1`) asks the database every [`Breaker::probe_every`] whether it is back. The first
+//! probe that succeeds closes the breaker. Answers that come from the database itself
+//! (a constraint, a locked SQLite file, a missing row) say nothing about reachability
+//! and never open it.
+//!
+//! The state is one atomic counter: even is closed, odd is open. A call remembers the
+//! value it started under and may open the breaker only from that value, so a call that
+//! began before the database came back (and fails late) cannot reopen a breaker the
+//! probe has just closed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use uuid::Uuid;
+
+use crate::accounts::{Membership, User};
+use crate::backend::{
+    Backend, DbResult, EventBlob, Group, ItemBlob, Losers, SnapshotRow, UserRow, WriteError,
+};
+
+/// The open/closed state shared by a store's calls and its probe.
+pub(crate) struct Breaker {
+    /// Even: closed. Odd: open. Each change adds one.
+    epoch: AtomicU64,
+    /// Pause between two probes while open.
+    probe_every: Duration,
+    /// Longest one call (or one probe) may take before it counts as "no answer".
+    deadline: Duration,
+}
+
+impl Breaker {
+    pub fn new(probe_every: Duration, deadline: Duration) -> Breaker {
+        Breaker {
+            epoch: AtomicU64::new(0),
+            probe_every,
+            deadline,
+        }
+    }
+
+    fn is_open(epoch: u64) -> bool {
+        epoch % 2 == 1
+    }
+
+    /// Open the breaker if it is still in the closed state `seen`; `true` for the one
+    /// caller that opened it (and must start the probe).
+    fn open_from(&self, seen: u64) -> bool {
+        !Breaker::is_open(seen)
+            && self
+                .epoch
+                .compare_exchange(seen, seen + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    fn close(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Whether an error means "the database could not be reached" rather than an answer
+/// from it.
+fn unreachable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::WorkerCrashed
+    )
+}
+
+fn refused() -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        "database unreachable: failing fast until a probe reaches it again",
+    ))
+}
+
+fn no_answer(deadline: Duration) -> String {
+    format!("database did not answer within {} ms", deadline.as_millis())
+}
+
+/// A [`Backend`] behind a [`Breaker`].
+pub(crate) struct Guarded {
+    inner: Arc<dyn Backend>,
+    breaker: Arc<Breaker>,
+}
+
+impl Guarded {
+    pub fn new(inner: Arc<dyn Backend>, breaker: Breaker) -> Guarded {
+        metrics::gauge!("navaro_store_reachable").set(1.0);
+        Guarded {
+            inner,
+            breaker: Arc::new(breaker),
+        }
+    }
+
+    /// The state a call starts under, or the fast refusal when it is open.
+    fn admit(&self) -> Option<u64> {
+        let epoch = self.breaker.epoch.load(Ordering::Acquire);
+        if Breaker::is_open(epoch) {
+            metrics::counter!("navaro_store_refused_total").increment(1);
+            None
+        } else {
+            Some(epoch)
+        }
+    }
+
+    /// The database did not answer a call that started under `seen`.
+    fn lost(&self, seen: u64, why: &str) {
+        if self.breaker.open_from(seen) {
+            tracing::warn!(error = %why, "database unreachable: store calls fail fast until a probe reaches it");
+            metrics::gauge!("navaro_store_reachable").set(0.0);
+            tokio::spawn(probe(
+                Arc::downgrade(&self.inner),
+                self.breaker.clone(),
+                Instant::now(),
+            ));
+        }
+    }
+
+    /// Run `query` unless the breaker is open, bounded by the deadline.
+    fn call<'a, T: Send + 'a>(
+        &'a self,
+        query: impl FnOnce() -> BoxFuture<'a, DbResult<T>>,
+    ) -> BoxFuture<'a, DbResult<T>> {
+        let Some(seen) = self.admit() else {
+            return futures::future::ready(Err(refused())).boxed();
+        };
+        let query = query();
+        async move {
+            match tokio::time::timeout(self.breaker.deadline, query).await {
+                Ok(Err(e)) if unreachable(&e) => {
+                    self.lost(seen, &e.to_string());
+                    Err(e)
+                }
+                Ok(answer) => answer,
+                Err(_) => {
+                    let why = no_answer(self.breaker.deadline);
+                    self.lost(seen, &why);
+                    Err(sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        why,
+                    )))
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+/// Ask the database every `probe_every` until it answers, then close the breaker. Ends
+/// early when the store is gone.
+async fn probe(inner: Weak<dyn Backend>, breaker: Arc<Breaker>, since: Instant) {
+    loop {
+        tokio::time::sleep(breaker.probe_every).await;
+        let Some(backend) = inner.upgrade() else {
+            return;
+        };
+        let answered = tokio::time::timeout(breaker.deadline, backend.ping()).await;
+        if let Ok(Ok(())) = answered {
+            breaker.close();
+            metrics::gauge!("navaro_store_reachable").set(1.0);
+            tracing::info!(
+                unreachable_ms = since.elapsed().as_millis() as u64,
+                "database reachable again"
+            );
+            return;
+        }
+    }
+}
+
+impl Backend for Guarded {
+    fn write_group<'a>(&'a self, group: &'a Group) -> BoxFuture<'a, Result<Losers, WriteError>> {
+        let Some(seen) = self.admit() else {
+            return futures::future::ready(Err(WriteError::Unreachable(refused().to_string())))
+                .boxed();
+        };
+        async move {
+            match tokio::time::timeout(self.breaker.deadline, self.inner.write_group(group)).await {
+                Ok(Err(WriteError::Unreachable(why))) => {
+                    self.lost(seen, &why);
+                    Err(WriteError::Unreachable(why))
+                }
+                Ok(written) => written,
+                Err(_) => {
+                    // The commit's outcome is unknown; the writer's callers are told
+                    // nothing is known durable and their actors reload from the store.
+                    let why = no_answer(self.breaker.deadline);
+                    self.lost(seen, &why);
+                    Err(WriteError::Unreachable(why))
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn last_seqs<'a>(&'a self, ids: &'a [Uuid]) -> BoxFuture<'a, DbResult<HashMap<Uuid, i64>>> {
+        self.call(|| self.inner.last_seqs(ids))
+    }
+
+    fn snapshot(&self, id: Uuid) -> BoxFuture<'_, DbResult<Option<SnapshotRow>>> {
+        self.call(|| self.inner.snapshot(id))
+    }
+
+    fn events_after(
+        &self,
+        id: Uuid,
+        since: i64,
+        limit: i64,
+    ) -> BoxFuture<'_, DbResult<Vec<EventBlob>>> {
+        self.call(|| self.inner.events_after(id, since, limit))
+    }
+
+    fn save_snapshot(&self, id: Uuid, seq: i64, state: Vec<u8>) -> BoxFuture<'_, DbResult<()>> {
+        self.call(|| self.inner.save_snapshot(id, seq, state))
+    }
+
+    fn bookings_of_customer(
+        &self,
+        customer: Uuid,
+        limit: i64,
+    ) -> BoxFuture<'_, DbResult<Vec<ItemBlob>>> {
+        self.call(|| self.inner.bookings_of_customer(customer, limit))
+    }
+
+    fn bookings_of_establishment(
+        &self,
+        establishment: Uuid,
+        from_us: i64,
+        to_us: i64,
+    ) -> BoxFuture<'_, DbResult<Vec<ItemBlob>>> {
+        self.call(|| {
+            self.inner
+                .bookings_of_establishment(establishment, from_us, to_us)
+        })
+    }
+
+    fn insert_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, DbResult<()>> {
+        self.call(|| self.inner.insert_user(user))
+    }
+
+    fn user_by_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, DbResult<Option<UserRow>>> {
+        self.call(|| self.inner.user_by_email(email))
+    }
+
+    fn user_by_id(&self, id: Uuid) -> BoxFuture<'_, DbResult<Option<UserRow>>> {
+        self.call(|| self.inner.user_by_id(id))
+    }
+
+    fn upsert_membership(&self, membership: Membership) -> BoxFuture<'_, DbResult<bool>> {
+        self.call(|| self.inner.upsert_membership(membership))
+    }
+
+    fn memberships_of(&self, user: Uuid) -> BoxFuture<'_, DbResult<Vec<(Uuid, String)>>> {
+        self.call(|| self.inner.memberships_of(user))
+    }
+
+    fn role_at(&self, user: Uuid, establishment: Uuid) -> BoxFuture<'_, DbResult<Option<String>>> {
+        self.call(|| self.inner.role_at(user, establishment))
+    }
+
+    fn ping(&self) -> BoxFuture<'_, DbResult<()>> {
+        self.call(|| self.inner.ping())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// What the fake database does with a call.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Mode {
+        Up,
+        /// No connection: the pool times out.
+        Down,
+        /// An answer from the database that is an error (a missing row).
+        Refuses,
+        /// Never answers.
+        Hangs,
+    }
+
+    /// Counts the calls and the probes that reach it.
+    struct Fake {
+        mode: Mutex<Mode>,
+        calls: AtomicUsize,
+        pings: AtomicUsize,
+    }
+
+    impl Fake {
+        fn new() -> Arc<Fake> {
+            Arc::new(Fake {
+                mode: Mutex::new(Mode::Up),
+                calls: AtomicUsize::new(0),
+                pings: AtomicUsize::new(0),
+            })
+        }
+
+        fn set(&self, mode: Mode) {
+            *self.mode.lock().unwrap() = mode;
+        }
+
+        fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
+        }
+
+        fn pings(&self) -> usize {
+            self.pings.load(Ordering::SeqCst)
+        }
+
+        /// A call, counted when it runs (not when its future is made).
+        fn answer<T: Default + Send + 'static>(&self) -> BoxFuture<'_, DbResult<T>> {
+            async move {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                self.respond().await
+            }
+            .boxed()
+        }
+
+        fn respond<T: Default + Send + 'static>(&self) -> BoxFuture<'static, DbResult<T>> {
+            match *self.mode.lock().unwrap() {
+                Mode::Up => futures::future::ready(Ok(T::default())).boxed(),
+                Mode::Down => futures::future::ready(Err(sqlx::Error::PoolTimedOut)).boxed(),
+                Mode::Refuses => futures::future::ready(Err(sqlx::Error::RowNotFound)).boxed(),
+                Mode::Hangs => futures::future::pending().boxed(),
+            }
+        }
+    }
+
+    impl Backend for Fake {
+        fn write_group<'a>(&'a self, _: &'a Group) -> BoxFuture<'a, Result<Losers, WriteError>> {
+            self.answer::<()>()
+                .map(|r| r.map(|()| Losers::default()).map_err(WriteError::from))
+                .boxed()
+        }
+        fn last_seqs<'a>(&'a self, _: &'a [Uuid]) -> BoxFuture<'a, DbResult<HashMap<Uuid, i64>>> {
+            self.answer()
+        }
+        fn snapshot(&self, _: Uuid) -> BoxFuture<'_, DbResult<Option<SnapshotRow>>> {
+            self.answer()
+        }
+        fn events_after(&self, _: Uuid, _: i64, _: i64) -> BoxFuture<'_, DbResult<Vec<EventBlob>>> {
+            self.answer()
+        }
+        fn save_snapshot(&self, _: Uuid, _: i64, _: Vec<u8>) -> BoxFuture<'_, DbResult<()>> {
+            self.answer()
+        }
+        fn bookings_of_customer(&self, _: Uuid, _: i64) -> BoxFuture<'_, DbResult<Vec<ItemBlob>>> {
+            self.answer()
+        }
+        fn bookings_of_establishment(
+            &self,
+            _: Uuid,
+            _: i64,
+            _: i64,
+        ) -> BoxFuture<'_, DbResult<Vec<ItemBlob>>> {
+            self.answer()
+        }
+        fn insert_user<'a>(&'a self, _: &'a User) -> BoxFuture<'a, DbResult<()>> {
+            self.answer()
+        }
+        fn user_by_email<'a>(&'a self, _: &'a str) -> BoxFuture<'a, DbResult<Option<UserRow>>> {
+            self.answer()
+        }
+        fn user_by_id(&self, _: Uuid) -> BoxFuture<'_, DbResult<Option<UserRow>>> {
+            self.answer()
+        }
+        fn upsert_membership(&self, _: Membership) -> BoxFuture<'_, DbResult<bool>> {
+            self.answer()
+        }
+        fn memberships_of(&self, _: Uuid) -> BoxFuture<'_, DbResult<Vec<(Uuid, String)>>> {
+            self.answer()
+        }
+        fn role_at(&self, _: Uuid, _: Uuid) -> BoxFuture<'_, DbResult<Option<String>>> {
+            self.answer()
+        }
+        fn ping(&self) -> BoxFuture<'_, DbResult<()>> {
+            async move {
+                self.pings.fetch_add(1, Ordering::SeqCst);
+                self.respond().await
+            }
+            .boxed()
+        }
+    }
+
+    const PROBE_EVERY: Duration = Duration::from_millis(250);
+    const DEADLINE: Duration = Duration::from_secs(5);
+
+    fn guarded(fake: &Arc<Fake>) -> Guarded {
+        Guarded::new(fake.clone(), Breaker::new(PROBE_EVERY, DEADLINE))
+    }
+
+    /// One call of each shape the stores make.
+    async fn every_kind_of_call(store: &Guarded) -> Vec<bool> {
+        let id = Uuid::nil();
+        vec![
+            store.write_group(&Group::default()).await.is_ok(),
+            store.last_seqs(&[id]).await.is_ok(),
+            store.snapshot(id).await.is_ok(),
+            store.events_after(id, 0, 10).await.is_ok(),
+            store.bookings_of_customer(id, 10).await.is_ok(),
+            store.user_by_email("a@b.c").await.is_ok(),
+            store.role_at(id, id).await.is_ok(),
+        ]
+    }
+
+    /// Let the probe task run up to `ticks` times, on the paused clock.
+    async fn probe_periods(ticks: u32) {
+        for _ in 0..ticks {
+            tokio::time::sleep(PROBE_EVERY).await;
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_database_is_answered_at_once_until_a_probe_reaches_it() {
+        let fake = Fake::new();
+        let store = guarded(&fake);
+        assert_eq!(every_kind_of_call(&store).await, [true; 7]);
+        assert_eq!(fake.calls(), 7);
+
+        fake.set(Mode::Down);
+        assert!(store.user_by_id(Uuid::nil()).await.is_err());
+        assert_eq!(fake.calls(), 8, "the call that found it down reached it");
+        // Every later call fails without reaching the database.
+        assert_eq!(every_kind_of_call(&store).await, [false; 7]);
+        assert_eq!(fake.calls(), 8);
+
+        // The probe asks on its own; while the database stays down the breaker stays
+        // open and calls still do not reach it.
+        probe_periods(3).await;
+        assert!(fake.pings() >= 2, "probed {} times", fake.pings());
+        assert_eq!(every_kind_of_call(&store).await, [false; 7]);
+        assert_eq!(fake.calls(), 8);
+
+        // Back: the next probe closes the breaker and calls reach the database again.
+        fake.set(Mode::Up);
+        let pings = fake.pings();
+        probe_periods(2).await;
+        assert!(fake.pings() > pings);
+        assert_eq!(every_kind_of_call(&store).await, [true; 7]);
+        assert_eq!(fake.calls(), 15);
+        // The probe ended with the outage.
+        let pings = fake.pings();
+        probe_periods(4).await;
+        assert_eq!(fake.pings(), pings);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_from_the_database_never_open_it() {
+        let fake = Fake::new();
+        let store = guarded(&fake);
+        fake.set(Mode::Refuses);
+        for _ in 0..3 {
+            assert!(matches!(
+                store.user_by_id(Uuid::nil()).await,
+                Err(sqlx::Error::RowNotFound)
+            ));
+        }
+        assert_eq!(fake.calls(), 3, "every call reached the database");
+        assert_eq!(fake.pings(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_with_no_answer_fails_at_the_deadline_and_opens_it() {
+        let fake = Fake::new();
+        let store = guarded(&fake);
+        fake.set(Mode::Hangs);
+        let hung = store.bookings_of_customer(Uuid::nil(), 10).await;
+        assert!(
+            matches!(&hung, Err(sqlx::Error::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut),
+            "{hung:?}"
+        );
+        let written = store.write_group(&Group::default()).await;
+        assert!(
+            matches!(written, Err(WriteError::Unreachable(_))),
+            "{written:?}"
+        );
+        assert_eq!(fake.calls(), 1, "the write was refused without reaching it");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_commit_with_no_answer_opens_it() {
+        let fake = Fake::new();
+        let store = guarded(&fake);
+        fake.set(Mode::Hangs);
+        let written = store.write_group(&Group::default()).await;
+        assert!(
+            matches!(written, Err(WriteError::Unreachable(_))),
+            "{written:?}"
+        );
+        assert!(store.role_at(Uuid::nil(), Uuid::nil()).await.is_err());
+        assert_eq!(fake.calls(), 1);
+    }
+
+    #[test]
+    fn a_call_that_fails_late_does_not_reopen_a_breaker_closed_since_it_started() {
+        let breaker = Breaker::new(PROBE_EVERY, DEADLINE);
+        let early = breaker.epoch.load(Ordering::Acquire);
+        assert!(breaker.open_from(early), "the first failure opens it");
+        assert!(!breaker.open_from(early), "and only once");
+        breaker.close();
+        assert!(
+            !breaker.open_from(early),
+            "a call from before the outage cannot reopen it"
+        );
+        let now = breaker.epoch.load(Ordering::Acquire);
+        assert!(breaker.open_from(now), "a call from after it can");
+    }
+}
