@@ -5,7 +5,9 @@
 //!
 //! `cargo bench -p navaro-benches --bench durable` measures (a few seconds per run);
 //! under `cargo test` it makes a short smoke run of both configurations, so the path
-//! stays exercised. Postgres: `NAVARO_TEST_POSTGRES_URL` (an admin URL, default
+//! stays exercised. `DURABLE_CALLERS=N` (default 400) sets the concurrent callers and
+//! `DURABLE_WRITER_SHARDS=K` the group-commit writers (default: the server's, two on
+//! Postgres). Postgres: `NAVARO_TEST_POSTGRES_URL` (an admin URL, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); a fresh database per run, dropped after.
 
 use std::process::{Command as Shell, Stdio};
@@ -19,6 +21,11 @@ use navaro_engine::{Engine, EngineConfig, Request};
 use navaro_persistence::StoreOptions;
 use navaro_protocol::{Command, EstablishmentId, ServiceId};
 use uuid::Uuid;
+
+/// The allocator the `navaro` binary runs on, so the engine's side of this path costs
+/// what it costs in the server.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const ESTABLISHMENTS: usize = 200;
 const STAFF: u64 = BENCH_STAFF;
@@ -70,10 +77,11 @@ async fn setup(engine: &Engine) -> Vec<(EstablishmentId, ServiceId)> {
 }
 
 /// Book `total` distinct slots with `callers` concurrent callers; returns bookings/s.
-async fn run(group_max_events: usize, callers: usize, total: u64) -> f64 {
+async fn run(group_max_events: usize, shards: usize, callers: usize, total: u64) -> f64 {
     let database = Database::create();
     let options = StoreOptions {
         group_max_events,
+        writer_shards: shards,
         ..StoreOptions::default()
     };
     let stores = navaro_persistence::open(&database.url, options)
@@ -196,19 +204,31 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let setting = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|v| *v > 0)
+            .unwrap_or(default)
+    };
     let (callers, total, baseline_total) = if measuring {
-        (400, 60_000, 4_000)
+        (setting("DURABLE_CALLERS", 400), 60_000, 4_000)
     } else {
         (16, 400, 100)
     };
+    let shards = setting(
+        "DURABLE_WRITER_SHARDS",
+        navaro_persistence::POSTGRES_WRITERS,
+    );
     let grouped = runtime.block_on(run(
         StoreOptions::default().group_max_events,
+        shards,
         callers,
         total,
     ));
-    let single = runtime.block_on(run(1, callers, baseline_total));
+    let single = runtime.block_on(run(1, shards, callers, baseline_total));
     println!(
-        "durable bookings/s on Postgres through the actor path ({ESTABLISHMENTS} establishments, {callers} callers): group commit {grouped:.0}/s; one commit per booking {single:.0}/s ({:.1}x)",
+        "durable bookings/s on Postgres through the actor path ({ESTABLISHMENTS} establishments, {callers} callers, {shards} writer(s)): group commit {grouped:.0}/s; one commit per booking {single:.0}/s ({:.1}x)",
         grouped / single
     );
     let tail = if measuring { 1000 } else { 50 };

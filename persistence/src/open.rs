@@ -17,7 +17,7 @@ use crate::read_model::SqlBookings;
 use crate::sql_accounts::SqlAccounts;
 use crate::sqlite::SqliteBackend;
 use crate::writer::{GroupLimits, Streams, Writer};
-use crate::{StoreError, StoreOptions, Stores};
+use crate::{POSTGRES_WRITERS, StoreError, StoreOptions, Stores};
 
 /// Which database a URL names.
 enum Target {
@@ -131,13 +131,23 @@ pub async fn migrate(database_url: &str) -> Result<(), StoreError> {
 
 /// Connect, migrate, start the journal writer and assemble the stores.
 pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, StoreError> {
-    let database: Arc<dyn Backend> = match parse(database_url)? {
-        Target::Postgres(o) => Arc::new(PgBackend {
-            pool: pg_pool(o, &options).await?,
-        }),
-        Target::Sqlite(o) => Arc::new(SqliteBackend {
-            pool: sqlite_pool(o, &options).await?,
-        }),
+    let (database, writers): (Arc<dyn Backend>, usize) = match parse(database_url)? {
+        Target::Postgres(o) => (
+            Arc::new(PgBackend {
+                pool: pg_pool(o, &options).await?,
+            }),
+            POSTGRES_WRITERS,
+        ),
+        Target::Sqlite(o) => (
+            Arc::new(SqliteBackend {
+                pool: sqlite_pool(o, &options).await?,
+            }),
+            1,
+        ),
+    };
+    let writers = match options.writer_shards {
+        0 => writers,
+        chosen => chosen,
     };
     let backend: Arc<dyn Backend> = Arc::new(Guarded::new(
         database,
@@ -148,7 +158,7 @@ pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, S
         max_events: options.group_max_events,
         max_wait: options.group_max_wait,
     };
-    let shards = (0..options.writer_shards.max(1))
+    let shards = (0..writers)
         .map(|_| {
             let (tx, rx) = mpsc::channel(options.writer_queue_batches);
             let writer = Writer {
@@ -166,6 +176,7 @@ pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, S
         } else {
             "postgres"
         },
+        writers,
         "stores open"
     );
     Ok(Stores {
