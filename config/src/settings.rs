@@ -35,6 +35,7 @@ pub struct Settings {
     pub websocket: WebSocketSettings,
     pub log: LogSettings,
     pub engine: EngineSettings,
+    pub store: StoreSettings,
 }
 
 impl Default for Settings {
@@ -49,6 +50,7 @@ impl Default for Settings {
             websocket: WebSocketSettings::default(),
             log: LogSettings::default(),
             engine: EngineSettings::default(),
+            store: StoreSettings::default(),
         }
     }
 }
@@ -228,6 +230,26 @@ pub struct EngineSettings {
     pub max_resume_events: Option<usize>,
 }
 
+/// Database tunables; each left unset keeps the store's own default (documented on
+/// `navaro_persistence::StoreOptions`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Connections in the pool (writers, loads, queries and accounts share it).
+    pub max_connections: Option<u32>,
+    /// How long a call waits for a pooled connection before the database counts as
+    /// unreachable.
+    pub acquire_timeout_ms: Option<u64>,
+    /// Longest one store call may take before the database counts as unreachable.
+    pub call_timeout_ms: Option<u64>,
+    /// How often, while the database is unreachable, a probe asks whether it is back.
+    pub probe_every_ms: Option<u64>,
+    /// Group-commit writers (0: two on Postgres, one on SQLite).
+    pub writers: Option<usize>,
+    /// Most events in one group commit.
+    pub group_max_events: Option<usize>,
+}
+
 /// Log output.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -328,7 +350,26 @@ impl Settings {
                 self.websocket.max_lag_events as u64,
             ),
         ];
-        if let Some((field, _)) = positive.iter().chain(&more).find(|(_, v)| *v == 0) {
+        // Store keys are optional; set, they must be positive (`store.writers = 0` means
+        // "the default" and is allowed).
+        let st = &self.store;
+        let store = [
+            ("store.max_connections", st.max_connections.map(u64::from)),
+            ("store.acquire_timeout_ms", st.acquire_timeout_ms),
+            ("store.call_timeout_ms", st.call_timeout_ms),
+            ("store.probe_every_ms", st.probe_every_ms),
+            (
+                "store.group_max_events",
+                st.group_max_events.map(|n| n as u64),
+            ),
+        ]
+        .map(|(field, v)| (field, v.unwrap_or(1)));
+        if let Some((field, _)) = positive
+            .iter()
+            .chain(&more)
+            .chain(&store)
+            .find(|(_, v)| *v == 0)
+        {
             return Err(ConfigError::OutOfRange {
                 field,
                 reason: "must be greater than zero".to_owned(),

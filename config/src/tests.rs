@@ -141,3 +141,29 @@ fn the_example_file_is_valid_and_matches_the_defaults() {
         Ok(())
     });
 }
+
+#[test]
+fn store_keys_come_from_the_environment_and_zero_is_refused() {
+    Jail::expect_with(|jail| {
+        let s = load_in(jail, None).unwrap();
+        assert_eq!(s.store.writers, None, "unset keeps the store's default");
+        jail.set_env("NAVARO_STORE__WRITERS", "1");
+        jail.set_env("NAVARO_STORE__CALL_TIMEOUT_MS", "3000");
+        let s = load_in(jail, None).unwrap();
+        assert_eq!(s.store.writers, Some(1));
+        assert_eq!(s.store.call_timeout_ms, Some(3000));
+        jail.set_env("NAVARO_STORE__ACQUIRE_TIMEOUT_MS", "0");
+        let refused = load_in(jail, None).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                ConfigError::OutOfRange {
+                    field: "store.acquire_timeout_ms",
+                    ..
+                }
+            ),
+            "{refused:?}"
+        );
+        Ok(())
+    });
+}

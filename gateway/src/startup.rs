@@ -71,7 +71,7 @@ impl Application {
             // The embedded SQLite file lives under the data directory.
             std::fs::create_dir_all(&settings.data_dir).map_err(StartupError::DataDir)?;
         }
-        let stores = stores::open(url.expose(), StoreOptions::default()).await?;
+        let stores = stores::open(url.expose(), store_options(&settings)).await?;
         Self::build_with_stores(settings, stores).await
     }
 
@@ -187,6 +187,31 @@ fn engine_config(settings: &Settings) -> EngineConfig {
         config.max_resume_events = n;
     }
     config
+}
+
+/// The stores' options: their defaults, overridden by what the settings name.
+fn store_options(settings: &Settings) -> StoreOptions {
+    let mut options = StoreOptions::default();
+    let s = &settings.store;
+    if let Some(n) = s.max_connections {
+        options.max_connections = n;
+    }
+    if let Some(ms) = s.acquire_timeout_ms {
+        options.acquire_timeout = Duration::from_millis(ms);
+    }
+    if let Some(ms) = s.call_timeout_ms {
+        options.call_timeout = Duration::from_millis(ms);
+    }
+    if let Some(ms) = s.probe_every_ms {
+        options.probe_every = Duration::from_millis(ms);
+    }
+    if let Some(n) = s.writers {
+        options.writer_shards = n;
+    }
+    if let Some(n) = s.group_max_events {
+        options.group_max_events = n;
+    }
+    options
 }
 
 /// SIGTERM (orchestrators) or ctrl-c (a terminal).
