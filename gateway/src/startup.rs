@@ -27,7 +27,7 @@ use crate::limits::{self, Limiters};
 use crate::listener::{CappedListener, ClientAddr};
 use crate::live::LiveRegistry;
 use crate::routes;
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 use crate::stores::{self, StoreError, StoreOptions, Stores};
 use crate::{telemetry, wire};
 
@@ -99,7 +99,7 @@ impl Application {
         let limits = Arc::new(Limiters::new(&settings.limits));
         limits.spawn_sweeper();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let state = AppState {
+        let state = AppState::new(Shared {
             tokens: Arc::new(TokenKeys::from_settings(&settings)),
             passwords: Arc::new(Passwords::new()?),
             settings: Arc::new(settings),
@@ -108,7 +108,7 @@ impl Application {
             limits,
             shutdown: shutdown_rx,
             live: Arc::new(LiveRegistry::default()),
-        };
+        });
         let router = router(state.clone());
         tracing::info!(addr = %local, "listening");
         Ok(Application {
