@@ -97,10 +97,11 @@ pub enum StoreError {
 }
 
 /// Group-commit writers on Postgres when [`StoreOptions::writer_shards`] is 0. Two
-/// overlap one group's commit with the next group's writing; on the 2-core reference box
-/// they carried 20.3k-21.8k durable bookings/s through the actor path against 16.8k-17.9k
-/// for one (`cargo bench -p navaro-benches --bench durable`, `DURABLE_WRITER_SHARDS`),
-/// and three or four did not do better than two within the runs' spread.
+/// overlap one group's commit with the next group's writing. On the 2-core reference box
+/// they carried a median 20.6k durable bookings/s through the actor path at 400 callers
+/// (16 runs, 16.5k-25.4k) against 14.7k-20.8k for one (`cargo bench -p navaro-benches
+/// --bench durable`, `DURABLE_WRITER_SHARDS`); three or four did no better than two
+/// within the runs' spread.
 pub const POSTGRES_WRITERS: usize = 2;
 
 /// Tuning of the SQL stores. The defaults suit one node on a small machine.
