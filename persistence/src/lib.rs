@@ -99,7 +99,7 @@ pub enum StoreError {
 /// Group-commit writers on Postgres when [`StoreOptions::writer_shards`] is 0. Two
 /// overlap one group's commit with the next group's writing. On the 2-core reference box
 /// they carried a median 20.6k durable bookings/s through the actor path at 400 callers
-/// (16 runs, 16.5k-25.4k) against 14.7k-20.8k for one (`cargo bench -p navaro-benches
+/// (16 runs, 16.5k-25.4k) against 14.7k-19.6k for one (9 runs) (`cargo bench -p navaro-benches
 /// --bench durable`, `DURABLE_WRITER_SHARDS`); three or four did no better than two
 /// within the runs' spread.
 pub const POSTGRES_WRITERS: usize = 2;
