@@ -8,11 +8,9 @@
 //! every write to an establishment makes a new seq, while its churn of 30-60 KiB bodies
 //! cost more than the encoding it saved.
 
-use std::io::Write;
-
 use bytes::Bytes;
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
+use jiff::tz::{Offset, TimeZone};
 use navaro_engine::domain::Slot;
 use navaro_protocol::StaffId;
 use uuid::Uuid;
@@ -51,12 +49,13 @@ pub fn encode(
     out.extend_from_slice(b",\"slots\":[");
     // Staff ids repeat on every start: format each once.
     let mut rendered: Vec<(StaffId, [u8; 36])> = Vec::new();
+    let mut offsets = Offsets::new(tz);
     for (n, slot) in slots.iter().enumerate() {
         if n > 0 {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"start\":\"");
-        write_instant(&mut out, slot.start, tz);
+        write_instant(&mut out, slot.start, offsets.at(slot.start), tz);
         out.extend_from_slice(b"\",\"staff_ids\":[");
         for (i, staff) in slot.staff_ids.iter().enumerate() {
             if i > 0 {
@@ -81,10 +80,40 @@ pub fn encode(
     Bytes::from(out)
 }
 
-/// RFC 3339 with the zone's offset at that instant, as [`render`] gives it, without its
-/// allocation: `2026-12-02T09:30:00-03:00`.
-fn write_instant(out: &mut Vec<u8>, ts: Timestamp, tz: &TimeZone) {
-    let offset = tz.to_offset(ts);
+/// The zone's offset, looked up once per stretch between two transitions instead of once
+/// per start. With the year written digit by digit instead of through `fmt`, this took a
+/// week's body (336 starts x 4 staff, 70 KB) from 35.1 to 24.8 µs (`cargo bench -p
+/// navaro-gateway --bench encode`). Any order of instants is answered correctly; ascending
+/// ones (the availability sweep's) hit the cache.
+struct Offsets<'a> {
+    tz: &'a TimeZone,
+    /// The offset that holds from `from` until `until` (exclusive; `None`: no later
+    /// transition).
+    current: Option<(Offset, Timestamp, Option<Timestamp>)>,
+}
+
+impl<'a> Offsets<'a> {
+    fn new(tz: &'a TimeZone) -> Offsets<'a> {
+        Offsets { tz, current: None }
+    }
+
+    fn at(&mut self, ts: Timestamp) -> Offset {
+        if let Some((offset, from, until)) = self.current
+            && from <= ts
+            && until.is_none_or(|until| ts < until)
+        {
+            return offset;
+        }
+        let offset = self.tz.to_offset(ts);
+        let until = self.tz.following(ts).next().map(|t| t.timestamp());
+        self.current = Some((offset, ts, until));
+        offset
+    }
+}
+
+/// RFC 3339 with `offset` (the zone's at that instant), as [`render`] gives it, without
+/// its allocation: `2026-12-02T09:30:00-03:00`.
+fn write_instant(out: &mut Vec<u8>, ts: Timestamp, offset: Offset, tz: &TimeZone) {
     let local = offset.to_datetime(ts);
     let seconds = offset.seconds();
     let plain =
@@ -99,7 +128,8 @@ fn write_instant(out: &mut Vec<u8>, ts: Timestamp, tz: &TimeZone) {
         out.push(b'0' + (n % 10) as u8);
     };
     let year = local.year();
-    let _ = write!(out, "{year:04}");
+    two(out, (year / 100) as i8);
+    two(out, (year % 100) as i8);
     out.push(b'-');
     two(out, local.month());
     out.push(b'-');
@@ -169,6 +199,13 @@ mod tests {
                 String::from_utf8_lossy(&fast),
                 String::from_utf8_lossy(&slow),
                 "{zone}"
+            );
+            // The offset cache does not rely on ascending starts.
+            let reversed: Vec<Slot> = slots.iter().rev().cloned().collect();
+            assert_eq!(
+                encode(id, service, zone, &tz, &reversed),
+                reference(id, service, zone, &tz, &reversed),
+                "{zone}, descending"
             );
         }
         let tz = TimeZone::UTC;
