@@ -1,7 +1,7 @@
 //! The availability body, the most frequent answer of the load test's mix:
 //! `cargo bench -p navaro-gateway --bench encode`. A week on a 15-minute grid, 08:00-20:00,
-//! four staff members free at every start (the load test's world), in a zone with an
-//! offset and a DST history.
+//! four staff members (the load test's world), in a zone with an offset and a DST
+//! history: all four free at every start, and one of them busy at every third start.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jiff::tz::TimeZone;
@@ -11,14 +11,21 @@ use navaro_gateway::availability::encode;
 use navaro_protocol::StaffId;
 use uuid::Uuid;
 
-fn week(first: Timestamp, staff: &[StaffId]) -> Vec<Slot> {
+fn week(first: Timestamp, staff: &[StaffId], busy_every: usize) -> Vec<Slot> {
     (0..7)
         .flat_map(|day| {
             (0..48).map(move |quarter| first + SignedDuration::from_mins(day * 1440 + quarter * 15))
         })
-        .map(|start| Slot {
-            start,
-            staff_ids: staff.to_vec(),
+        .enumerate()
+        .map(|(n, start)| {
+            let mut free = staff.to_vec();
+            if busy_every > 0 && n % busy_every == 0 {
+                free.remove(n / busy_every % staff.len());
+            }
+            Slot {
+                start,
+                staff_ids: free,
+            }
         })
         .collect()
 }
@@ -27,16 +34,18 @@ fn availability_body(c: &mut Criterion) {
     let tz = TimeZone::get("America/Sao_Paulo").expect("zone");
     let staff: Vec<StaffId> = (1..=4).map(|n| StaffId(Uuid::from_u128(n))).collect();
     let first: Timestamp = "2026-12-01T11:00:00Z".parse().expect("instant");
-    let slots = week(first, &staff);
     let (id, service) = (Uuid::from_u128(10), Uuid::from_u128(11));
-    let bytes = encode(id, service, "America/Sao_Paulo", &tz, &slots).len();
-    c.bench_function(
-        &format!(
-            "availability body, 7 days x 48 starts x 4 staff ({} KB)",
-            bytes / 1000
-        ),
-        |b| b.iter(|| encode(id, service, "America/Sao_Paulo", &tz, &slots)),
-    );
+    for (what, busy_every) in [("all free", 0), ("one busy every third start", 3)] {
+        let slots = week(first, &staff, busy_every);
+        let bytes = encode(id, service, "America/Sao_Paulo", &tz, &slots).len();
+        c.bench_function(
+            &format!(
+                "availability body, 7 days x 48 starts x 4 staff, {what} ({} KB)",
+                bytes / 1000
+            ),
+            |b| b.iter(|| encode(id, service, "America/Sao_Paulo", &tz, &slots)),
+        );
+    }
 }
 
 criterion_group!(benches, availability_body);
