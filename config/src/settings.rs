@@ -362,14 +362,19 @@ impl Settings {
                 "store.group_max_events",
                 st.group_max_events.map(|n| n as u64),
             ),
-        ]
-        .map(|(field, v)| (field, v.unwrap_or(1)));
-        if let Some((field, _)) = positive
+        ];
+        let zero = positive
             .iter()
             .chain(&more)
-            .chain(&store)
             .find(|(_, v)| *v == 0)
-        {
+            .map(|(field, _)| *field)
+            .or_else(|| {
+                store
+                    .iter()
+                    .find(|(_, v)| *v == Some(0))
+                    .map(|(field, _)| *field)
+            });
+        if let Some(field) = zero {
             return Err(ConfigError::OutOfRange {
                 field,
                 reason: "must be greater than zero".to_owned(),

@@ -96,13 +96,22 @@ impl From<sqlx::Error> for WriteError {
             sqlx::Error::Database(db) if db.code().as_deref() == Some("23P01") => {
                 WriteError::Overlap(db.message().to_string())
             }
-            sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::WorkerCrashed => WriteError::Unreachable(e.to_string()),
+            _ if unreachable(&e) => WriteError::Unreachable(e.to_string()),
             _ => WriteError::Unavailable(e.to_string()),
         }
     }
+}
+
+/// Whether an error means "the database could not be reached" rather than an answer
+/// from it (a constraint, a locked SQLite file, a missing row).
+pub(crate) fn unreachable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::WorkerCrashed
+    )
 }
 
 pub(crate) type DbResult<T> = Result<T, sqlx::Error>;

@@ -27,6 +27,7 @@ use uuid::Uuid;
 use crate::accounts::{Membership, User};
 use crate::backend::{
     Backend, DbResult, EventBlob, Group, ItemBlob, Losers, SnapshotRow, UserRow, WriteError,
+    unreachable,
 };
 
 /// The open/closed state shared by a store's calls and its probe.
@@ -67,27 +68,56 @@ impl Breaker {
     }
 }
 
-/// Whether an error means "the database could not be reached" rather than an answer
-/// from it.
-fn unreachable(error: &sqlx::Error) -> bool {
-    matches!(
-        error,
-        sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::WorkerCrashed
-    )
+/// The two error types store calls fail with, as the breaker needs to see them.
+trait Failure: Sized {
+    /// The database could not be reached (see [`crate::backend::unreachable`]).
+    fn is_unreachable(&self) -> bool;
+    /// The fast answer while the breaker is open.
+    fn refused() -> Self;
+    /// No answer within the deadline.
+    fn no_answer(deadline: Duration) -> Self;
 }
 
-fn refused() -> sqlx::Error {
-    sqlx::Error::Io(std::io::Error::new(
-        std::io::ErrorKind::NotConnected,
-        "database unreachable: failing fast until a probe reaches it again",
-    ))
-}
+const REFUSED: &str = "database unreachable: failing fast until a probe reaches it again";
 
-fn no_answer(deadline: Duration) -> String {
+fn no_answer_text(deadline: Duration) -> String {
     format!("database did not answer within {} ms", deadline.as_millis())
+}
+
+impl Failure for sqlx::Error {
+    fn is_unreachable(&self) -> bool {
+        unreachable(self)
+    }
+
+    fn refused() -> Self {
+        sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::NotConnected,
+            REFUSED,
+        ))
+    }
+
+    fn no_answer(deadline: Duration) -> Self {
+        sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            no_answer_text(deadline),
+        ))
+    }
+}
+
+impl Failure for WriteError {
+    fn is_unreachable(&self) -> bool {
+        matches!(self, WriteError::Unreachable(_))
+    }
+
+    fn refused() -> Self {
+        WriteError::Unreachable(REFUSED.to_owned())
+    }
+
+    /// The commit's outcome is unknown: the writer's callers are told nothing is known
+    /// durable and their actors reload from the store.
+    fn no_answer(deadline: Duration) -> Self {
+        WriteError::Unreachable(no_answer_text(deadline))
+    }
 }
 
 /// A [`Backend`] behind a [`Breaker`].
@@ -129,31 +159,26 @@ impl Guarded {
         }
     }
 
-    /// Run `query` unless the breaker is open, bounded by the deadline.
-    fn call<'a, T: Send + 'a>(
+    /// Run `query` unless the breaker is open, bounded by the deadline; open the breaker
+    /// when it finds the database unreachable.
+    fn call<'a, T: Send + 'a, E: Failure + std::fmt::Display + Send + 'a>(
         &'a self,
-        query: impl FnOnce() -> BoxFuture<'a, DbResult<T>>,
-    ) -> BoxFuture<'a, DbResult<T>> {
+        query: impl FnOnce() -> BoxFuture<'a, Result<T, E>>,
+    ) -> BoxFuture<'a, Result<T, E>> {
         let Some(seen) = self.admit() else {
-            return futures::future::ready(Err(refused())).boxed();
+            return futures::future::ready(Err(E::refused())).boxed();
         };
         let query = query();
         async move {
-            match tokio::time::timeout(self.breaker.deadline, query).await {
-                Ok(Err(e)) if unreachable(&e) => {
-                    self.lost(seen, &e.to_string());
-                    Err(e)
-                }
-                Ok(answer) => answer,
-                Err(_) => {
-                    let why = no_answer(self.breaker.deadline);
-                    self.lost(seen, &why);
-                    Err(sqlx::Error::Io(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        why,
-                    )))
-                }
+            let answer = tokio::time::timeout(self.breaker.deadline, query)
+                .await
+                .unwrap_or_else(|_| Err(E::no_answer(self.breaker.deadline)));
+            if let Err(e) = &answer
+                && e.is_unreachable()
+            {
+                self.lost(seen, &e.to_string());
             }
+            answer
         }
         .boxed()
     }
@@ -182,27 +207,7 @@ async fn probe(inner: Weak<dyn Backend>, breaker: Arc<Breaker>, since: Instant) 
 
 impl Backend for Guarded {
     fn write_group<'a>(&'a self, group: &'a Group) -> BoxFuture<'a, Result<Losers, WriteError>> {
-        let Some(seen) = self.admit() else {
-            return futures::future::ready(Err(WriteError::Unreachable(refused().to_string())))
-                .boxed();
-        };
-        async move {
-            match tokio::time::timeout(self.breaker.deadline, self.inner.write_group(group)).await {
-                Ok(Err(WriteError::Unreachable(why))) => {
-                    self.lost(seen, &why);
-                    Err(WriteError::Unreachable(why))
-                }
-                Ok(written) => written,
-                Err(_) => {
-                    // The commit's outcome is unknown; the writer's callers are told
-                    // nothing is known durable and their actors reload from the store.
-                    let why = no_answer(self.breaker.deadline);
-                    self.lost(seen, &why);
-                    Err(WriteError::Unreachable(why))
-                }
-            }
-        }
-        .boxed()
+        self.call(|| self.inner.write_group(group))
     }
 
     fn last_seqs<'a>(&'a self, ids: &'a [Uuid]) -> BoxFuture<'a, DbResult<HashMap<Uuid, i64>>> {
