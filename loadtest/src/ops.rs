@@ -90,6 +90,7 @@ impl Draw {
             (mix.cancel, Draw::Cancel),
             (mix.reschedule, Draw::Reschedule),
             (mix.join, Draw::QueueJoin),
+            (mix.healthz, Draw::Healthz),
         ] {
             if at < weight {
                 return draw;

@@ -116,6 +116,9 @@ pub struct Mix {
     /// Queue advances: each is the next step of one staff lane (call next, start or
     /// finish), so calls run at about a third of this weight.
     pub advance: u32,
+    /// `GET /healthz`: none in the default mix; `--mix healthz=1` runs the trivial
+    /// endpoint at a fixed rate, for comparing costs per request.
+    pub healthz: u32,
 }
 
 impl Mix {
@@ -134,6 +137,7 @@ impl Mix {
             + self.reschedule
             + self.join
             + self.advance
+            + self.healthz
     }
 }
 
@@ -150,6 +154,7 @@ impl FromStr for Mix {
             reschedule: 0,
             join: 0,
             advance: 0,
+            healthz: 0,
         };
         for part in text.split(',').filter(|p| !p.trim().is_empty()) {
             let (name, weight) = part
@@ -168,8 +173,9 @@ impl FromStr for Mix {
                 "reschedule" => &mut mix.reschedule,
                 "join" => &mut mix.join,
                 "advance" => &mut mix.advance,
+                "healthz" => &mut mix.healthz,
                 other => bail!(
-                    "unknown operation `{other}` (avail, est, book, contended, cancel, reschedule, join, advance)"
+                    "unknown operation `{other}` (avail, est, book, contended, cancel, reschedule, join, advance, healthz)"
                 ),
             };
             *slot = weight;
@@ -211,6 +217,12 @@ mod tests {
     fn default_mix_parses_and_weighs_100() {
         assert_eq!(Mix::from_str(Mix::DEFAULT).unwrap().total(), 100);
         assert!(Mix::from_str("book=1,nope=2").is_err());
+        let healthz = Mix::from_str("healthz=1").unwrap();
+        assert_eq!(healthz.total(), 1);
+        assert_eq!(
+            crate::ops::Draw::pick(&healthz, 12345),
+            crate::ops::Draw::Healthz
+        );
     }
 
     #[test]
