@@ -2,11 +2,13 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
+use sqlx::pool::PoolOptions;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Connection, PgPool, Postgres, Sqlite, SqlitePool};
 use tokio::sync::mpsc;
 
 use crate::backend::Backend;
@@ -65,11 +67,18 @@ fn migration(version: i64, description: &'static str, sql: &'static str) -> Migr
 
 /// The Postgres migrations, embedded in the binary.
 fn postgres_migrator() -> Migrator {
-    Migrator::with_migrations(vec![migration(
-        1,
-        "init",
-        include_str!("../migrations/postgres/0001_init.sql"),
-    )])
+    Migrator::with_migrations(vec![
+        migration(
+            1,
+            "init",
+            include_str!("../migrations/postgres/0001_init.sql"),
+        ),
+        migration(
+            2,
+            "write group",
+            include_str!("../migrations/postgres/0002_write_group.sql"),
+        ),
+    ])
 }
 
 /// The SQLite migrations, embedded in the binary.
@@ -81,10 +90,32 @@ fn sqlite_migrator() -> Migrator {
     )])
 }
 
-async fn pg_pool(options: PgConnectOptions, store: &StoreOptions) -> Result<PgPool, StoreError> {
-    let pool = PgPoolOptions::new()
+/// A pooled connection idle at least this long is pinged before it is handed out.
+pub(crate) const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// The pool settings both backends share. sqlx pings every connection it hands out by
+/// default: a round trip to the database (and on SQLite to its worker thread) before each
+/// query or group commit, as costly as a small query. Here only a connection that sat
+/// idle for [`PING_AFTER_IDLE`] is pinged, which still weeds out the ones a database
+/// restart or an idle timeout killed; a busy connection that breaks fails its query,
+/// the breaker sees the failure, and sqlx closes the connection when it comes back.
+fn pool_options<DB: sqlx::Database>(store: &StoreOptions) -> PoolOptions<DB> {
+    PoolOptions::<DB>::new()
         .max_connections(store.max_connections)
         .acquire_timeout(store.acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_AFTER_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+async fn pg_pool(options: PgConnectOptions, store: &StoreOptions) -> Result<PgPool, StoreError> {
+    let pool = pool_options::<Postgres>(store)
         .connect_with(options)
         .await
         .map_err(|e| StoreError::Connect(e.to_string()))?;
@@ -103,9 +134,7 @@ async fn sqlite_pool(
     // queue on it instead of failing, and it is as short as a pool acquire for the same
     // reason (fail fast when the database stays locked).
     let options = options.busy_timeout(store.acquire_timeout);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(store.max_connections)
-        .acquire_timeout(store.acquire_timeout)
+    let pool = pool_options::<Sqlite>(store)
         .connect_with(options)
         .await
         .map_err(|e| StoreError::Connect(e.to_string()))?;
@@ -133,9 +162,7 @@ pub async fn migrate(database_url: &str) -> Result<(), StoreError> {
 pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, StoreError> {
     let (database, writers): (Arc<dyn Backend>, usize) = match parse(database_url)? {
         Target::Postgres(o) => (
-            Arc::new(PgBackend {
-                pool: pg_pool(o, &options).await?,
-            }),
+            Arc::new(PgBackend::new(pg_pool(o, &options).await?)),
             POSTGRES_WRITERS,
         ),
         Target::Sqlite(o) => (

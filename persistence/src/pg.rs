@@ -1,114 +1,108 @@
-//! The Postgres backend: one `UNNEST` insert per group, the read model upserted in the same
-//! transaction, the overlap constraint as a backstop.
+//! The Postgres backend: a group written by one server-side function call (the events
+//! inserted with `UNNEST`, the read model upserted in the same transaction), the overlap
+//! constraint as a backstop.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::Postgres;
+use sqlx::{Connection, PgPool};
 use uuid::Uuid;
 
 use crate::backend::{EventBlob, ItemBlob, SnapshotRow};
 
 use crate::accounts::{Membership, User};
-use crate::backend::{
-    Backend, DbResult, Group, Losers, UserRow, WriteError, loser_keys, losers_of,
-};
+use crate::backend::{Backend, DbResult, Group, Losers, UserRow, WriteError, unreachable};
+use crate::open::PING_AFTER_IDLE;
 use crate::rows::HOLD_CONVERTED;
 
 pub(crate) struct PgBackend {
-    pub pool: PgPool,
+    pool: PgPool,
+    /// Connections the group writers keep from one group to the next (at most one per
+    /// writer), each with the instant of its last use. sqlx pings a connection when it
+    /// goes back to the pool, which would be a second round trip for every group.
+    kept: Mutex<Vec<(PoolConnection<Postgres>, Instant)>>,
 }
 
-type Tx = sqlx::Transaction<'static, Postgres>;
+/// The whole group in one call of `navaro_write_group` (migration 0002), outside a
+/// transaction block so that the call is its own transaction: one round trip instead of
+/// BEGIN, insert, (delete), upsert, (update), COMMIT.
+const WRITE_GROUP: &str = "SELECT navaro_write_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                           $11, $12, $13, $14, $15, $16, $17, $18)";
 
-const INSERT_EVENTS: &str = "\
-INSERT INTO events (establishment_id, seq, kind, payload)
-SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::bytea[])
-ON CONFLICT DO NOTHING
-RETURNING establishment_id, seq";
+impl PgBackend {
+    pub fn new(pool: PgPool) -> Self {
+        PgBackend {
+            pool,
+            kept: Mutex::new(Vec::new()),
+        }
+    }
 
-const DELETE_EVENTS: &str = "\
-DELETE FROM events e USING UNNEST($1::uuid[], $2::int8[]) AS d(establishment_id, seq)
-WHERE e.establishment_id = d.establishment_id AND e.seq = d.seq";
+    /// A kept connection, pinged first when it sat idle (the same rule as the pool's),
+    /// or one from the pool.
+    async fn writer_connection(&self) -> DbResult<PoolConnection<Postgres>> {
+        loop {
+            let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let Some((mut conn, used)) = kept else {
+                return self.pool.acquire().await;
+            };
+            if used.elapsed() < PING_AFTER_IDLE || conn.ping().await.is_ok() {
+                return Ok(conn);
+            }
+            conn.close_on_drop();
+        }
+    }
 
-const UPSERT_ITEMS: &str = "\
-INSERT INTO bookings (id, establishment_id, kind, staff_id, customer_id, start_at, end_at,
-                      busy_until, status, seq, data)
-SELECT id, establishment_id, kind, staff_id, customer_id, navaro_ts(start_us), navaro_ts(end_us),
-       navaro_ts(busy_us), status, seq, data
-FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::uuid[], $6::int8[], $7::int8[],
-            $8::int8[], $9::text[], $10::int8[], $11::bytea[])
-     AS u(id, establishment_id, kind, staff_id, customer_id, start_us, end_us, busy_us, status, seq, data)
-ON CONFLICT (id) DO UPDATE SET
-    staff_id = excluded.staff_id, customer_id = excluded.customer_id,
-    start_at = excluded.start_at, end_at = excluded.end_at, busy_until = excluded.busy_until,
-    status = excluded.status, seq = excluded.seq, data = excluded.data
-WHERE bookings.seq <= excluded.seq";
+    /// Keep a connection for the next group unless its failure says it is broken (a
+    /// database's answer, such as the overlap constraint, leaves it usable).
+    fn keep(&self, mut conn: PoolConnection<Postgres>, failure: Option<&sqlx::Error>) {
+        if failure.is_some_and(unreachable) {
+            conn.close_on_drop();
+            return;
+        }
+        self.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((conn, Instant::now()));
+    }
 
-async fn insert_events(tx: &mut Tx, group: &Group) -> DbResult<Vec<(Uuid, i64)>> {
+    async fn write_group_now(&self, group: &Group) -> Result<Losers, WriteError> {
+        let mut conn = self.writer_connection().await?;
+        let written = write_group_on(&mut conn, group).await;
+        self.keep(conn, written.as_ref().err());
+        Ok(written?.into_iter().collect())
+    }
+}
+
+async fn write_group_on(conn: &mut sqlx::PgConnection, group: &Group) -> DbResult<Vec<Uuid>> {
     let ev = &group.events;
-    sqlx::query_as::<_, (Uuid, i64)>(INSERT_EVENTS)
+    let it = &group.items;
+    let cv = &group.converted_holds;
+    sqlx::query_scalar(WRITE_GROUP)
         .bind(ev.iter().map(|r| r.establishment_id).collect::<Vec<_>>())
         .bind(ev.iter().map(|r| r.seq).collect::<Vec<_>>())
         .bind(ev.iter().map(|r| r.kind).collect::<Vec<_>>())
         .bind(ev.iter().map(|r| r.payload.as_slice()).collect::<Vec<_>>())
-        .fetch_all(&mut **tx)
+        .bind(it.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind(it.iter().map(|r| r.establishment_id).collect::<Vec<_>>())
+        .bind(it.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+        .bind(it.iter().map(|r| r.staff_id).collect::<Vec<_>>())
+        .bind(it.iter().map(|r| r.customer_id).collect::<Vec<_>>())
+        .bind(it.iter().map(|r| r.start_us).collect::<Vec<_>>())
+        .bind(it.iter().map(|r| r.end_us).collect::<Vec<_>>())
+        .bind(it.iter().map(|r| r.busy_until_us).collect::<Vec<_>>())
+        .bind(it.iter().map(|r| r.status).collect::<Vec<_>>())
+        .bind(it.iter().map(|r| r.seq).collect::<Vec<_>>())
+        .bind(it.iter().map(|r| r.data.as_slice()).collect::<Vec<_>>())
+        .bind(cv.iter().map(|(est, _)| *est).collect::<Vec<_>>())
+        .bind(cv.iter().map(|(_, hold)| *hold).collect::<Vec<_>>())
+        .bind(HOLD_CONVERTED)
+        .fetch_one(conn)
         .await
-}
-
-async fn delete_events(tx: &mut Tx, keys: Vec<(Uuid, i64)>) -> DbResult<()> {
-    let (ests, seqs): (Vec<Uuid>, Vec<i64>) = keys.into_iter().unzip();
-    sqlx::query(DELETE_EVENTS)
-        .bind(ests)
-        .bind(seqs)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-async fn project(tx: &mut Tx, group: &Group, losers: &Losers) -> DbResult<()> {
-    let items: Vec<_> = group.items_without(losers).collect();
-    if !items.is_empty() {
-        sqlx::query(UPSERT_ITEMS)
-            .bind(items.iter().map(|r| r.id).collect::<Vec<_>>())
-            .bind(items.iter().map(|r| r.establishment_id).collect::<Vec<_>>())
-            .bind(items.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
-            .bind(items.iter().map(|r| r.staff_id).collect::<Vec<_>>())
-            .bind(items.iter().map(|r| r.customer_id).collect::<Vec<_>>())
-            .bind(items.iter().map(|r| r.start_us).collect::<Vec<_>>())
-            .bind(items.iter().map(|r| r.end_us).collect::<Vec<_>>())
-            .bind(items.iter().map(|r| r.busy_until_us).collect::<Vec<_>>())
-            .bind(items.iter().map(|r| r.status).collect::<Vec<_>>())
-            .bind(items.iter().map(|r| r.seq).collect::<Vec<_>>())
-            .bind(items.iter().map(|r| r.data.as_slice()).collect::<Vec<_>>())
-            .execute(&mut **tx)
-            .await?;
-    }
-    let converted = group.converted_without(losers);
-    if !converted.is_empty() {
-        sqlx::query("UPDATE bookings SET status = $2 WHERE id = ANY($1) AND kind = 'hold'")
-            .bind(converted)
-            .bind(HOLD_CONVERTED)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
-}
-
-impl PgBackend {
-    async fn write_group_now(&self, group: &Group) -> Result<Losers, WriteError> {
-        let mut tx = self.pool.begin().await?;
-        let inserted = insert_events(&mut tx, group).await?;
-        let losers = losers_of(&group.events, &inserted);
-        if !losers.is_empty() {
-            delete_events(&mut tx, loser_keys(&inserted, &losers)).await?;
-        }
-        project(&mut tx, group, &losers).await?;
-        tx.commit().await?;
-        Ok(losers)
-    }
 }
 
 impl Backend for PgBackend {
