@@ -237,6 +237,7 @@ pub async fn live(
         send_timeout: Duration::from_millis(ws.send_timeout_ms),
         // The customer's tickets known at connect; later joins are picked up from events.
         my_tickets: Mutex::new(view.active_tickets_of(caller.user_id).into_iter().collect()),
+        frames_sent: metrics::counter!("navaro_live_frames_total"),
     };
     Ok(upgrade.on_upgrade(move |socket| session.run(socket, subscription)))
 }
@@ -252,6 +253,9 @@ struct Session {
     send_timeout: Duration,
     /// For a customer: their tickets, whose place and estimate they are shown.
     my_tickets: Mutex<HashSet<TicketId>>,
+    /// `navaro_live_frames_total`, looked up once: in a fan-out to 10k subscribers the
+    /// registry lookup per frame was 0.65% of the server's samples.
+    frames_sent: metrics::Counter,
 }
 
 /// The instant fields of events (see `navaro_protocol::event`).
@@ -396,7 +400,7 @@ impl Session {
         });
         match message {
             Some(message) => {
-                metrics::counter!("navaro_live_frames_total").increment(1);
+                self.frames_sent.increment(1);
                 self.send_message(socket, message).await
             }
             None => Ok(()),
