@@ -78,6 +78,11 @@ impl PgBackend {
     }
 }
 
+/// The call returns its row before the implicit commit, and the deferred overlap
+/// constraint's error comes after that row: sqlx's `fetch_one` (through
+/// `fetch_optional`) reads every response up to ReadyForQuery, so such an error is
+/// returned, never a row of a transaction that did not commit
+/// (`postgres_exclusion_rejects_overlap_and_isolates` holds it to that).
 async fn write_group_on(conn: &mut sqlx::PgConnection, group: &Group) -> DbResult<Vec<Uuid>> {
     let ev = &group.events;
     let it = &group.items;
