@@ -87,6 +87,10 @@ pub(crate) enum WriteError {
     /// durable.
     #[error("{0}")]
     Unreachable(String),
+    /// No pooled connection within the acquire timeout: the database is gone, or every
+    /// connection is busy (the breaker tells the two apart). Nothing was sent.
+    #[error("{0}")]
+    NoConnection(String),
 }
 
 impl From<sqlx::Error> for WriteError {
@@ -96,6 +100,7 @@ impl From<sqlx::Error> for WriteError {
             sqlx::Error::Database(db) if db.code().as_deref() == Some("23P01") => {
                 WriteError::Overlap(db.message().to_string())
             }
+            sqlx::Error::PoolTimedOut => WriteError::NoConnection(e.to_string()),
             _ if unreachable(&e) => WriteError::Unreachable(e.to_string()),
             _ => WriteError::Unavailable(e.to_string()),
         }
@@ -163,6 +168,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn role_at(&self, user: Uuid, establishment: Uuid) -> BoxFuture<'_, DbResult<Option<String>>>;
     /// The cheapest round trip (`SELECT 1`): is the database there.
     fn ping(&self) -> BoxFuture<'_, DbResult<()>>;
+    /// Every connection of the pool is in use: a pool timeout now means "busy", not
+    /// "gone".
+    fn saturated(&self) -> bool {
+        false
+    }
 }
 
 /// A `users` row: (id, email, name, password_hash, created_at in microseconds).

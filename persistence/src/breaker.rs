@@ -72,6 +72,8 @@ impl Breaker {
 trait Failure: Sized {
     /// The database could not be reached (see [`crate::backend::unreachable`]).
     fn is_unreachable(&self) -> bool;
+    /// No pooled connection within the acquire timeout (one kind of unreachable).
+    fn is_pool_timeout(&self) -> bool;
     /// The fast answer while the breaker is open.
     fn refused() -> Self;
     /// No answer within the deadline.
@@ -87,6 +89,10 @@ fn no_answer_text(deadline: Duration) -> String {
 impl Failure for sqlx::Error {
     fn is_unreachable(&self) -> bool {
         unreachable(self)
+    }
+
+    fn is_pool_timeout(&self) -> bool {
+        matches!(self, sqlx::Error::PoolTimedOut)
     }
 
     fn refused() -> Self {
@@ -106,7 +112,14 @@ impl Failure for sqlx::Error {
 
 impl Failure for WriteError {
     fn is_unreachable(&self) -> bool {
-        matches!(self, WriteError::Unreachable(_))
+        matches!(
+            self,
+            WriteError::Unreachable(_) | WriteError::NoConnection(_)
+        )
+    }
+
+    fn is_pool_timeout(&self) -> bool {
+        matches!(self, WriteError::NoConnection(_))
     }
 
     fn refused() -> Self {
@@ -176,7 +189,15 @@ impl Guarded {
             if let Err(e) = &answer
                 && e.is_unreachable()
             {
-                self.lost(seen, &e.to_string());
+                if e.is_pool_timeout() && self.inner.saturated() {
+                    // Every connection is in use: the database is busy, not gone (an
+                    // overload). Opening the breaker would turn a burst of slow reads
+                    // into refused bookings; the calls holding the connections still
+                    // open it if they get no answer within their deadline.
+                    metrics::counter!("navaro_store_saturated_total").increment(1);
+                } else {
+                    self.lost(seen, &e.to_string());
+                }
             }
             answer
         }
@@ -283,7 +304,7 @@ impl Backend for Guarded {
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
 
     use super::*;
 
@@ -304,6 +325,8 @@ mod tests {
         mode: Mutex<Mode>,
         calls: AtomicUsize,
         pings: AtomicUsize,
+        /// What `saturated` says: every connection in use.
+        saturated: AtomicBool,
     }
 
     impl Fake {
@@ -312,6 +335,7 @@ mod tests {
                 mode: Mutex::new(Mode::Up),
                 calls: AtomicUsize::new(0),
                 pings: AtomicUsize::new(0),
+                saturated: AtomicBool::new(false),
             })
         }
 
@@ -400,6 +424,9 @@ mod tests {
             }
             .boxed()
         }
+        fn saturated(&self) -> bool {
+            self.saturated.load(Ordering::SeqCst)
+        }
     }
 
     const PROBE_EVERY: Duration = Duration::from_millis(250);
@@ -463,6 +490,27 @@ mod tests {
         let pings = fake.pings();
         probe_periods(4).await;
         assert_eq!(fake.pings(), pings);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pool_timeout_with_every_connection_in_use_is_overload_and_does_not_open_it() {
+        let fake = Fake::new();
+        let store = guarded(&fake);
+        fake.set(Mode::Down);
+        fake.saturated.store(true, Ordering::SeqCst);
+        assert!(store.user_by_id(Uuid::nil()).await.is_err());
+        let written = store.write_group(&Group::default()).await;
+        assert!(
+            matches!(written, Err(WriteError::NoConnection(_))),
+            "{written:?}"
+        );
+        assert_eq!(fake.calls(), 2, "both calls reached the pool");
+        assert_eq!(fake.pings(), 0, "no probe: the breaker stayed closed");
+        // With connections free, the same timeout means the database is gone.
+        fake.saturated.store(false, Ordering::SeqCst);
+        assert!(store.user_by_id(Uuid::nil()).await.is_err());
+        assert!(store.user_by_id(Uuid::nil()).await.is_err());
+        assert_eq!(fake.calls(), 3, "the breaker opened on the third");
     }
 
     #[tokio::test(start_paused = true)]

@@ -281,4 +281,8 @@ impl Backend for PgBackend {
             .map(|done| done.map(|_| ()))
             .boxed()
     }
+
+    fn saturated(&self) -> bool {
+        self.pool.num_idle() == 0 && self.pool.size() >= self.pool.options().get_max_connections()
+    }
 }

@@ -290,4 +290,8 @@ impl Backend for SqliteBackend {
             .map(|done| done.map(|_| ()))
             .boxed()
     }
+
+    fn saturated(&self) -> bool {
+        self.pool.num_idle() == 0 && self.pool.size() >= self.pool.options().get_max_connections()
+    }
 }

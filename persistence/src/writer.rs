@@ -137,7 +137,11 @@ impl Writer {
         match written {
             Ok(losers) => self.settle(accepted, &losers),
             Err(WriteError::Overlap(reason)) => self.isolate(accepted, &reason).await,
-            Err(WriteError::Unavailable(reason) | WriteError::Unreachable(reason)) => {
+            Err(
+                WriteError::Unavailable(reason)
+                | WriteError::Unreachable(reason)
+                | WriteError::NoConnection(reason),
+            ) => {
                 tracing::warn!(batches = accepted.len(), error = %reason, "journal group not committed");
                 fail_all(accepted, &reason);
             }
@@ -228,9 +232,11 @@ impl Writer {
                     self.streams.set(id, StreamState::Fenced);
                     batches.into_iter().for_each(fence);
                 }
-                Err(WriteError::Unavailable(reason) | WriteError::Unreachable(reason)) => {
-                    fail_all(batches, &reason)
-                }
+                Err(
+                    WriteError::Unavailable(reason)
+                    | WriteError::Unreachable(reason)
+                    | WriteError::NoConnection(reason),
+                ) => fail_all(batches, &reason),
             }
         }
     }
