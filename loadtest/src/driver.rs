@@ -105,6 +105,7 @@ impl Driver {
                 max_outstanding: self.options.max_outstanding,
                 timeout: self.options.request_timeout,
                 mix: self.options.mix,
+                tick: self.options.send_tick,
             };
             std::thread::Builder::new()
                 .name("loadtest-scheduler".to_owned())
@@ -261,11 +262,13 @@ struct Schedule {
     max_outstanding: usize,
     timeout: Duration,
     mix: crate::options::Mix,
+    tick: Duration,
 }
 
 /// The scheduler thread: sleeps until each intended time (a thread sleep is precise to
-/// tens of microseconds, unlike the runtime's millisecond timer), then spawns every
-/// request that is due. It never waits for answers.
+/// tens of microseconds, unlike the runtime's millisecond timer), or with a tick until
+/// the end of the tick that time falls in, then spawns every request that is due. It
+/// never waits for answers.
 fn schedule(
     settings: Schedule,
     started: Instant,
@@ -274,35 +277,64 @@ fn schedule(
     handle: tokio::runtime::Handle,
 ) {
     let interval = 1.0 / settings.rate;
-    for i in 0..settings.scheduled {
-        let intended = started + Duration::from_secs_f64(i as f64 * interval);
+    let intended = |i: u64| started + Duration::from_secs_f64(i as f64 * interval);
+    let mut i = 0;
+    while i < settings.scheduled {
+        let next = intended(i);
         let now = Instant::now();
-        if intended > now {
-            std::thread::sleep(intended - now);
+        if next > now {
+            let wake = wake_at(started, next, settings.tick);
+            std::thread::sleep(wake.saturating_duration_since(now));
         }
-        recorder.note_lag(Instant::now().saturating_duration_since(intended));
-        if recorder.outstanding.load(Ordering::Relaxed) >= settings.max_outstanding {
-            recorder.dropped.fetch_add(1, Ordering::Relaxed);
-            continue;
+        let now = Instant::now();
+        while i < settings.scheduled && intended(i) <= now {
+            send(&settings, i, intended(i), &world, &recorder, &handle);
+            i += 1;
         }
-        recorder.outstanding.fetch_add(1, Ordering::Relaxed);
-        recorder.sent.fetch_add(1, Ordering::Relaxed);
-        let r = mix64(settings.seed.wrapping_add(i));
-        let draw = match settings.workload {
-            Workload::Baseline => Draw::Healthz,
-            Workload::Mix => Draw::pick(&settings.mix, r),
-        };
-        let (world, recorder, timeout) = (world.clone(), recorder.clone(), settings.timeout);
-        handle.spawn(async move {
-            let (kind, outcome) =
-                match tokio::time::timeout(timeout, execute(&world, draw, mix64(r))).await {
-                    Ok(done) => done,
-                    Err(_) => (kind_of(draw), Outcome::Error("timeout".to_owned())),
-                };
-            recorder.record(kind, outcome, intended.elapsed());
-            recorder.outstanding.fetch_sub(1, Ordering::Relaxed);
-        });
     }
+}
+
+/// When to wake for a request due at `next`: then, or with a tick the end of the tick
+/// (counted from `started`) that `next` falls in.
+fn wake_at(started: Instant, next: Instant, tick: Duration) -> Instant {
+    if tick.is_zero() {
+        return next;
+    }
+    let ticks = (next - started).as_secs_f64() / tick.as_secs_f64();
+    started + Duration::from_secs_f64(ticks.ceil() * tick.as_secs_f64())
+}
+
+/// Spawn request `i`, due at `intended`, unless too many are in flight.
+fn send(
+    settings: &Schedule,
+    i: u64,
+    intended: Instant,
+    world: &Arc<World>,
+    recorder: &Arc<Recorder>,
+    handle: &tokio::runtime::Handle,
+) {
+    recorder.note_lag(Instant::now().saturating_duration_since(intended));
+    if recorder.outstanding.load(Ordering::Relaxed) >= settings.max_outstanding {
+        recorder.dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    recorder.outstanding.fetch_add(1, Ordering::Relaxed);
+    recorder.sent.fetch_add(1, Ordering::Relaxed);
+    let r = mix64(settings.seed.wrapping_add(i));
+    let draw = match settings.workload {
+        Workload::Baseline => Draw::Healthz,
+        Workload::Mix => Draw::pick(&settings.mix, r),
+    };
+    let (world, recorder, timeout) = (world.clone(), recorder.clone(), settings.timeout);
+    handle.spawn(async move {
+        let (kind, outcome) =
+            match tokio::time::timeout(timeout, execute(&world, draw, mix64(r))).await {
+                Ok(done) => done,
+                Err(_) => (kind_of(draw), Outcome::Error("timeout".to_owned())),
+            };
+        recorder.record(kind, outcome, intended.elapsed());
+        recorder.outstanding.fetch_sub(1, Ordering::Relaxed);
+    });
 }
 
 /// The kind a draw is counted under when it has no answer.
@@ -317,5 +349,25 @@ fn kind_of(draw: Draw) -> OpKind {
         Draw::Reschedule => OpKind::Reschedule,
         Draw::QueueJoin => OpKind::QueueJoin,
         Draw::QueueAdvance => OpKind::QueueCall,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tick_wakes_at_its_end_never_before_the_request_is_due() {
+        let t0 = Instant::now();
+        let at = |us: u64| t0 + Duration::from_micros(us);
+        let ms = Duration::from_millis(1);
+        assert_eq!(wake_at(t0, at(300), Duration::ZERO), at(300));
+        assert_eq!(wake_at(t0, at(300), ms), at(1000));
+        assert_eq!(wake_at(t0, at(1000), ms), at(1000));
+        assert_eq!(wake_at(t0, at(1001), ms), at(2000));
+        for us in [1, 999, 1500, 2999, 123_456] {
+            let wake = wake_at(t0, at(us), ms);
+            assert!(wake >= at(us) && wake - at(us) < ms, "{us} us");
+        }
     }
 }

@@ -73,6 +73,12 @@ pub struct Options {
     /// (the generator never slows down silently).
     #[arg(long, default_value_t = 8192)]
     pub max_outstanding: usize,
+    /// Requests due within one tick of this length go out together at its end, so the
+    /// generator wakes once per tick instead of once per request; `0` sends each at its
+    /// own instant. Latency is measured from each request's intended instant either
+    /// way, so the wait for the tick (at most its length) is in every figure.
+    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    pub send_tick: Duration,
     /// A request that has no answer after this long counts as a `timeout` error.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub request_timeout: Duration,
