@@ -104,6 +104,19 @@ fn availability(c: &mut Criterion) {
     c.bench_function("engine/availability 7 days 10 staff", |b| {
         b.iter(|| black_box(domain::availability(black_box(est), &query, shop.now).unwrap()))
     });
+    // The load test's shape: four staff, so a start's free staff fit in a few words.
+    let small = realistic_shop(4, 0.6);
+    let small_query = AvailabilityQuery {
+        service_id: small.cut,
+        ..query
+    };
+    c.bench_function("engine/availability 7 days 4 staff", |b| {
+        b.iter(|| {
+            black_box(
+                domain::availability(black_box(small.est()), &small_query, small.now).unwrap(),
+            )
+        })
+    });
     let month = AvailabilityQuery { days: 31, ..query };
     c.bench_function("engine/availability 31 days 10 staff", |b| {
         b.iter(|| black_box(domain::availability(black_box(est), &month, shop.now).unwrap()))

@@ -24,7 +24,7 @@ fn week(first: Timestamp, staff: &[StaffId], busy_every: usize) -> Vec<Slot> {
             }
             Slot {
                 start,
-                staff_ids: free,
+                staff_ids: free.into(),
             }
         })
         .collect()

@@ -206,7 +206,7 @@ mod tests {
                 let slots: Vec<Slot> = (0..24 * 4)
                     .map(|i| Slot {
                         start: first + jiff::SignedDuration::from_mins(15 * i),
-                        staff_ids: pattern(i),
+                        staff_ids: pattern(i).into(),
                     })
                     .collect();
                 let (id, service) = (Uuid::from_u128(1), Uuid::from_u128(2));

@@ -9,6 +9,7 @@
 use jiff::Timestamp;
 use jiff::civil::Date;
 use navaro_protocol::{ErrorCode, Rejection, ServiceId, StaffId};
+use smallvec::SmallVec;
 
 use super::rules::{MAX_AVAILABILITY_DAYS, MAX_ITEM_MINUTES};
 use super::state::{Establishment, ItemRef, ServiceEntry, first_overlap};
@@ -125,8 +126,12 @@ pub struct AvailabilityQuery {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Slot {
     pub start: Timestamp,
-    pub staff_ids: Vec<StaffId>,
+    pub staff_ids: SlotStaff,
 }
+
+/// The staff free at one start, inline up to four: a week's answer has hundreds of
+/// starts, and each used to cost a heap allocation.
+pub type SlotStaff = SmallVec<[StaffId; 4]>;
 
 /// Every start on the grid at which the service fits, with the staff free for it.
 pub fn availability(
