@@ -287,8 +287,12 @@ fn schedule(
             std::thread::sleep(wake.saturating_duration_since(now));
         }
         let now = Instant::now();
-        while i < settings.scheduled && intended(i) <= now {
-            send(&settings, i, intended(i), &world, &recorder, &handle);
+        while i < settings.scheduled {
+            let due = intended(i);
+            if due > now {
+                break;
+            }
+            send(&settings, i, due, &world, &recorder, &handle);
             i += 1;
         }
     }

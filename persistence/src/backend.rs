@@ -107,6 +107,11 @@ impl From<sqlx::Error> for WriteError {
     }
 }
 
+/// Every connection of `pool` is checked out (see [`Backend::saturated`]).
+pub(crate) fn pool_saturated<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> bool {
+    pool.num_idle() == 0 && pool.size() >= pool.options().get_max_connections()
+}
+
 /// Whether an error means "the database could not be reached" rather than an answer
 /// from it (a constraint, a locked SQLite file, a missing row).
 pub(crate) fn unreachable(error: &sqlx::Error) -> bool {

@@ -8,12 +8,12 @@ use std::time::Instant;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use sqlx::PgPool;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::Postgres;
-use sqlx::{Connection, PgPool};
 use uuid::Uuid;
 
-use crate::backend::{EventBlob, ItemBlob, SnapshotRow};
+use crate::backend::{EventBlob, ItemBlob, SnapshotRow, pool_saturated};
 
 use crate::accounts::{Membership, User};
 use crate::backend::{Backend, DbResult, Group, Losers, UserRow, WriteError, unreachable};
@@ -42,18 +42,14 @@ impl PgBackend {
         }
     }
 
-    /// A kept connection, pinged first when it sat idle (the same rule as the pool's),
-    /// or one from the pool.
+    /// A kept connection used within [`PING_AFTER_IDLE`], or one from the pool. A kept
+    /// one that sat idle longer goes back to the pool, which checks it on the way in
+    /// (and pings its own idle connections before handing them out).
     async fn writer_connection(&self) -> DbResult<PoolConnection<Postgres>> {
-        loop {
-            let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            let Some((mut conn, used)) = kept else {
-                return self.pool.acquire().await;
-            };
-            if used.elapsed() < PING_AFTER_IDLE || conn.ping().await.is_ok() {
-                return Ok(conn);
-            }
-            conn.close_on_drop();
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match kept {
+            Some((conn, used)) if used.elapsed() < PING_AFTER_IDLE => Ok(conn),
+            _ => self.pool.acquire().await,
         }
     }
 
@@ -283,6 +279,6 @@ impl Backend for PgBackend {
     }
 
     fn saturated(&self) -> bool {
-        self.pool.num_idle() == 0 && self.pool.size() >= self.pool.options().get_max_connections()
+        pool_saturated(&self.pool)
     }
 }

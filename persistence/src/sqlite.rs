@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use uuid::Uuid;
 
-use crate::backend::{EventBlob, ItemBlob, SnapshotRow};
+use crate::backend::{EventBlob, ItemBlob, SnapshotRow, pool_saturated};
 
 use crate::accounts::{Membership, User};
 use crate::backend::{
@@ -292,6 +292,6 @@ impl Backend for SqliteBackend {
     }
 
     fn saturated(&self) -> bool {
-        self.pool.num_idle() == 0 && self.pool.size() >= self.pool.options().get_max_connections()
+        pool_saturated(&self.pool)
     }
 }
