@@ -248,6 +248,9 @@ pub struct StoreSettings {
     pub writers: Option<usize>,
     /// Most events in one group commit.
     pub group_max_events: Option<usize>,
+    /// How long a group-commit writer lingers for more appends after a group's first
+    /// (0, the default: it never waits).
+    pub group_max_wait_ms: Option<u64>,
 }
 
 /// Log output.

@@ -149,9 +149,15 @@ fn store_keys_come_from_the_environment_and_zero_is_refused() {
         assert_eq!(s.store.writers, None, "unset keeps the store's default");
         jail.set_env("NAVARO_STORE__WRITERS", "1");
         jail.set_env("NAVARO_STORE__CALL_TIMEOUT_MS", "3000");
+        jail.set_env("NAVARO_STORE__GROUP_MAX_WAIT_MS", "0");
         let s = load_in(jail, None).unwrap();
         assert_eq!(s.store.writers, Some(1));
         assert_eq!(s.store.call_timeout_ms, Some(3000));
+        assert_eq!(
+            s.store.group_max_wait_ms,
+            Some(0),
+            "zero is the default linger, so it is allowed"
+        );
         jail.set_env("NAVARO_STORE__ACQUIRE_TIMEOUT_MS", "0");
         let refused = load_in(jail, None).unwrap_err();
         assert!(

@@ -211,6 +211,9 @@ fn store_options(settings: &Settings) -> StoreOptions {
     if let Some(n) = s.group_max_events {
         options.group_max_events = n;
     }
+    if let Some(ms) = s.group_max_wait_ms {
+        options.group_max_wait = Duration::from_millis(ms);
+    }
     options
 }
 

@@ -118,10 +118,13 @@ pub struct StoreOptions {
     /// writer holds, and the latency the last caller of a group pays; beyond a few
     /// hundred rows a bigger group no longer buys measurably more throughput.
     pub group_max_events: usize,
-    /// How long the writer lingers for more appends after the first one of a group.
-    /// Zero by default: while a group commits the next one gathers in the queue, so
-    /// groups grow with load by themselves, and lingering would only add latency to
-    /// every append when the load is light. Raise it to trade latency for fewer commits.
+    /// How long a writer lingers for more appends after the first one of a group, when
+    /// appends have been reaching it faster than one per this window (otherwise a group
+    /// goes at once, so a lone write never waits). Each group pays one commit (on
+    /// Postgres about 0.3 ms of the database's CPU whatever its size), so under load
+    /// fewer, bigger groups leave more CPU to everything else; zero turns lingering off.
+    /// Default 2 ms: at 8,000 mix req/s on the 2-core box it made groups of 3.3 events
+    /// instead of 1.1 and cut Postgres's CPU per request from 43 to 24 µs.
     pub group_max_wait: Duration,
     /// Most batches waiting for the writer. Beyond it `append` fails at once with
     /// `Unavailable` rather than buffering without bound; the gateway's per-establishment
@@ -155,7 +158,7 @@ impl Default for StoreOptions {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(2),
             group_max_events: 1024,
-            group_max_wait: Duration::ZERO,
+            group_max_wait: Duration::from_millis(2),
             writer_queue_batches: 16_384,
             writer_shards: 0,
             call_timeout: Duration::from_secs(2),

@@ -84,33 +84,12 @@ pub(crate) struct Writer {
 impl Writer {
     /// Run until every sender is gone.
     pub async fn run(self, mut rx: mpsc::Receiver<Pending>) {
+        let mut arrivals = Arrivals::default();
         while let Some(first) = rx.recv().await {
-            let group = self.gather(first, &mut rx).await;
+            let group = gather(self.limits, &mut arrivals, first, &mut rx).await;
             self.commit_group(group).await;
         }
         tracing::debug!("journal writer stopped: no more senders");
-    }
-
-    /// Take what is waiting, up to `max_events`, lingering at most `max_wait` for more.
-    async fn gather(&self, first: Pending, rx: &mut mpsc::Receiver<Pending>) -> Vec<Pending> {
-        let deadline = Instant::now() + self.limits.max_wait;
-        let mut events = first.rows.events.len();
-        let mut group = vec![first];
-        while events < self.limits.max_events {
-            let next = match rx.try_recv() {
-                Ok(p) => p,
-                Err(mpsc::error::TryRecvError::Empty) if !self.limits.max_wait.is_zero() => {
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(p)) => p,
-                        _ => break,
-                    }
-                }
-                Err(_) => break,
-            };
-            events += next.rows.events.len();
-            group.push(next);
-        }
-        group
     }
 
     async fn commit_group(&self, pending: Vec<Pending>) {
@@ -263,6 +242,73 @@ fn fail_all_none(pending: Vec<Pending>, reason: &str) -> Option<Vec<Pending>> {
     None
 }
 
+/// Take what is waiting, up to `max_events`. When appends have been arriving faster than
+/// one per `max_wait`, linger until `max_wait` after the first for more: at 8,000 mix
+/// req/s on the 2-core box a 2 ms linger made groups of 3.3 events instead of 1.1 and
+/// cut Postgres's CPU per request from 43 to 24 µs, for 2 ms more on a write's latency.
+/// When they arrive more slowly, lingering would most likely catch nothing and only
+/// delay the one caller, so the group goes at once.
+async fn gather(
+    limits: GroupLimits,
+    arrivals: &mut Arrivals,
+    first: Pending,
+    rx: &mut mpsc::Receiver<Pending>,
+) -> Vec<Pending> {
+    let now = Instant::now();
+    arrivals.record(now);
+    let linger = arrivals.expected_within(limits.max_wait);
+    let deadline = now + limits.max_wait;
+    let mut events = first.rows.events.len();
+    let mut group = vec![first];
+    while events < limits.max_events {
+        let next = match rx.try_recv() {
+            Ok(p) => p,
+            Err(mpsc::error::TryRecvError::Empty) if linger => {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(p)) => p,
+                    _ => break,
+                }
+            }
+            Err(_) => break,
+        };
+        arrivals.record(Instant::now());
+        events += next.rows.events.len();
+        group.push(next);
+    }
+    group
+}
+
+/// How fast appends reach one writer: a moving average of the gaps between them (each
+/// new gap weighs 1/8). Appends taken together from the queue count as gaps of zero, so
+/// under load the average is the commit time over the group size, the true mean gap.
+#[derive(Debug, Default)]
+struct Arrivals {
+    last: Option<Instant>,
+    /// Seconds; `None` until two appends have been seen.
+    mean_gap: Option<f64>,
+}
+
+impl Arrivals {
+    fn record(&mut self, now: Instant) {
+        if let Some(last) = self.last {
+            let gap = now.saturating_duration_since(last).as_secs_f64();
+            self.mean_gap = Some(match self.mean_gap {
+                Some(mean) => mean + (gap - mean) / 8.0,
+                None => gap,
+            });
+        }
+        self.last = Some(now);
+    }
+
+    /// Whether another append is expected within `window`.
+    fn expected_within(&self, window: Duration) -> bool {
+        !window.is_zero()
+            && self
+                .mean_gap
+                .is_some_and(|mean| mean < window.as_secs_f64())
+    }
+}
+
 /// Put the batches' rows into one group, keeping one read-model row per item (the last:
 /// one statement cannot touch a row twice; on Postgres the overlap constraint is checked
 /// at commit, so the order of rows within the group does not matter).
@@ -310,4 +356,94 @@ pub(crate) fn pending(
         reply,
     };
     (p, rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch with no rows (gathering only counts batches and events); its reply
+    /// receiver is dropped, as no test here waits for a commit.
+    fn pending_batch() -> Pending {
+        Pending {
+            establishment_id: EstablishmentId(Uuid::nil()),
+            first_seq: 1,
+            last_seq: 1,
+            rows: EncodedBatch {
+                events: Vec::new(),
+                projections: Vec::new(),
+            },
+            reply: oneshot::channel().0,
+        }
+    }
+
+    /// Send a batch every `gap`, `count` times.
+    fn send_every(tx: &mpsc::Sender<Pending>, gap: Duration, count: usize) {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            for _ in 0..count {
+                tokio::time::sleep(gap).await;
+                tx.try_send(pending_batch()).ok().unwrap();
+            }
+        });
+    }
+
+    #[test]
+    fn arrivals_expect_another_only_when_they_come_faster_than_the_window() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let window = Duration::from_millis(2);
+        let mut arrivals = Arrivals::default();
+        arrivals.record(t0);
+        assert!(!arrivals.expected_within(window), "one append says nothing");
+        for n in 1..=20 {
+            arrivals.record(ms(n));
+        }
+        assert!(arrivals.expected_within(window), "one per ms");
+        assert!(
+            !arrivals.expected_within(Duration::ZERO),
+            "zero never lingers"
+        );
+        // A quiet spell: one gap of a second ends the lingering at once.
+        arrivals.record(ms(1020));
+        assert!(!arrivals.expected_within(window));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_writer_lingers_for_the_window_and_a_quiet_one_does_not() {
+        let limits = GroupLimits {
+            max_events: 1024,
+            max_wait: Duration::from_millis(5),
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+
+        // Quiet: the first append of a writer goes alone, however soon the next comes.
+        let mut arrivals = Arrivals::default();
+        tx.try_send(pending_batch()).ok().unwrap();
+        let first = rx.recv().await.unwrap();
+        send_every(&tx, Duration::from_millis(1), 1);
+        let started = Instant::now();
+        let group = gather(limits, &mut arrivals, first, &mut rx).await;
+        assert_eq!(group.len(), 1);
+        assert_eq!(started.elapsed(), Duration::ZERO, "no linger");
+        let _later = rx.recv().await.unwrap();
+
+        // Busy: appends every ms; the next group waits its 5 ms and takes what came.
+        arrivals.mean_gap = Some(0.001);
+        tx.try_send(pending_batch()).ok().unwrap();
+        let first = rx.recv().await.unwrap();
+        send_every(&tx, Duration::from_millis(1), 3);
+        let started = Instant::now();
+        let group = gather(limits, &mut arrivals, first, &mut rx).await;
+        assert_eq!(
+            group.len(),
+            4,
+            "the first and the three that came within 5 ms"
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= limits.max_wait && waited < limits.max_wait + Duration::from_millis(2),
+            "lingered {waited:?}"
+        );
+    }
 }
