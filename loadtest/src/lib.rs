@@ -49,6 +49,11 @@ const HEALTHY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A whole run: provision, load, verify, report (and write the JSON and SVG files when
 /// the options name them).
 pub async fn run(options: Options) -> anyhow::Result<Report> {
+    anyhow::ensure!(
+        !options.step || options.step_factor > 1.0,
+        "--step-factor must be greater than 1 (it is {})",
+        options.step_factor
+    );
     let date = Timestamp::now().to_string();
     let http = Http::new(&options.url)?;
     wait_healthy(&http).await?;
@@ -66,16 +71,16 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     } else {
         options.rate
     };
-    if !options.warmup.is_zero() {
-        say(&options, "warming up (not recorded)");
-        driver
-            .phase(Workload::Mix, first_rate, options.warmup)
-            .await;
-    }
+    warm_up(&mut driver, first_rate).await;
     let baseline = if options.no_baseline {
         None
     } else {
-        Some(measure(&mut driver, Workload::Baseline).await)
+        let baseline = measure(&mut driver, Workload::Baseline).await;
+        // Each workload starts from the same connections: none left over from the
+        // baseline's last step, and a fresh warm-up.
+        world.http.reset_pool();
+        warm_up(&mut driver, first_rate).await;
+        Some(baseline)
     };
     let mix = measure(&mut driver, Workload::Mix).await;
     let _ = stop.send(true);
@@ -115,6 +120,16 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         write_plot(&report, path)?;
     }
     Ok(report)
+}
+
+/// Unrecorded mix load at the first measured rate: connections opened, actors started,
+/// caches filled before anything is measured.
+async fn warm_up(driver: &mut Driver, rate: f64) {
+    let options = driver.options.clone();
+    if !options.warmup.is_zero() {
+        say(&options, "warming up (not recorded)");
+        driver.phase(Workload::Mix, rate, options.warmup).await;
+    }
 }
 
 async fn measure(driver: &mut Driver, workload: Workload) -> Run {

@@ -56,6 +56,10 @@ pub struct Options {
     /// Each step's rate is the previous one times this.
     #[arg(long, default_value_t = 1.25)]
     pub step_factor: f64,
+    /// Step mode: after the first step that is not sustainable, this many more steps
+    /// bisect between the highest rate that held and the lowest that did not.
+    #[arg(long, default_value_t = 3)]
+    pub refine: u32,
     /// Step mode never goes above this rate.
     #[arg(long, default_value_t = 200_000.0)]
     pub max_rate: f64,

@@ -72,6 +72,10 @@ pub struct Settings {
     pub p99_limit_ms: f64,
     pub max_error_ratio: f64,
     pub max_outstanding: usize,
+    /// Step mode: the factor between rising steps and the bisections after the first
+    /// failure.
+    pub step_factor: f64,
+    pub refine: u32,
 }
 
 impl Settings {
@@ -87,6 +91,8 @@ impl Settings {
             p99_limit_ms: options.p99_limit_ms,
             max_error_ratio: options.max_error_ratio,
             max_outstanding: options.max_outstanding,
+            step_factor: options.step_factor,
+            refine: options.refine,
         }
     }
 }
@@ -104,7 +110,13 @@ pub struct Run {
 
 impl Run {
     pub fn new(steps: Vec<Phase>, step_mode: bool) -> Run {
-        let best = steps.iter().rposition(|p| p.sustainable);
+        // The highest sustainable rate, wherever it came in the search's order.
+        let best = steps
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.sustainable)
+            .max_by(|(_, a), (_, b)| a.target_rps.total_cmp(&b.target_rps))
+            .map(|(i, _)| i);
         let reported = if step_mode {
             best
         } else {
