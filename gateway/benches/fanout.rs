@@ -26,6 +26,7 @@ use common::Server;
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 fn main() {
@@ -107,7 +108,10 @@ async fn idle_subscribers_memory_and_fanout_latency(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before_kib = server.rss_kib();
 
-    let mut sockets = Vec::with_capacity(n);
+    // Each subscriber's socket is read by one task for the whole run, which notes when
+    // its establishment's `queue.joined` arrives (tasks spawned per round cost the
+    // clients, on the same two cores as the server, more than the server's fan-out).
+    let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
     let connect_started = Instant::now();
     for i in 0..n {
         let shop = i % shops.len();
@@ -121,7 +125,7 @@ async fn idle_subscribers_memory_and_fanout_latency(
             .insert("authorization", format!("Bearer {owner}").parse().unwrap());
         let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
         let _hello = socket.next().await.unwrap().unwrap();
-        sockets.push((shop, socket));
+        tokio::spawn(read_feed(shop, socket, arrived_tx.clone()));
     }
     let connect_elapsed = connect_started.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -139,20 +143,22 @@ async fn idle_subscribers_memory_and_fanout_latency(
         customers.push(server.register("fanout").await.0);
     }
     let cpu_before = server.cpu_time();
+    let clients_before = common::process_cpu_time("self");
     let mut latencies = Vec::with_capacity(n * rounds);
     let mut changes_took = Vec::with_capacity(rounds);
     for customer in customers {
-        let took;
-        (sockets, took) =
-            one_change_each(&server, &customer, &shops, sockets, &mut latencies).await;
+        let took =
+            one_change_each(&server, &customer, &shops, n, &mut arrived, &mut latencies).await;
         changes_took.push(took);
     }
     let server_cpu = server.cpu_time().saturating_sub(cpu_before);
+    // The subscribers' side (this process: its sockets, frame parsing, the POSTs).
+    let clients_cpu = common::process_cpu_time("self").saturating_sub(clients_before);
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     changes_took.sort();
     println!(
-        "fanout subscribers={n} establishments={establishments} rounds={rounds} deliveries={} changes_took_median={:?} min={:?} p50={:?} p99={:?} max={:?} server_cpu={server_cpu:?} ({:.1}us per delivered frame) (from before each establishment's POST, durable write included)",
+        "fanout subscribers={n} establishments={establishments} rounds={rounds} deliveries={} changes_took_median={:?} min={:?} p50={:?} p99={:?} max={:?} server_cpu={server_cpu:?} ({:.1}us per delivered frame) clients_cpu={clients_cpu:?} ({:.1}us per frame) (from before each establishment's POST, durable write included)",
         latencies.len(),
         changes_took[changes_took.len() / 2],
         latencies[0],
@@ -160,37 +166,39 @@ async fn idle_subscribers_memory_and_fanout_latency(
         pct(0.99),
         latencies[latencies.len() - 1],
         server_cpu.as_secs_f64() * 1e6 / latencies.len() as f64,
+        clients_cpu.as_secs_f64() * 1e6 / latencies.len() as f64,
     );
 }
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// When a subscriber of establishment `.0` read its `queue.joined` frame.
+type Arrival = (usize, Instant);
+
+/// Read one subscriber's feed until it ends, noting each `queue.joined` (anything else,
+/// such as an estimates refresh, is skipped). A read error ends it quietly: the server
+/// stops while the feeds are open at the end of a run, and one that broke mid-run shows
+/// as its round's missing arrival.
+async fn read_feed(shop: usize, mut socket: Socket, arrived: mpsc::UnboundedSender<Arrival>) {
+    while let Some(Ok(frame)) = socket.next().await {
+        if frame.to_text().is_ok_and(|t| t.contains("queue.joined")) {
+            let _ = arrived.send((shop, Instant::now()));
+        }
+    }
+}
+
 /// One queue change (a join by `customer`) in every establishment, 64 in flight; each
-/// subscriber's wait for its establishment's `queue.joined` goes into `latencies`.
-/// Returns the sockets (to be used again) and how long the changes took.
+/// of the `subscribers`' wait for its establishment's `queue.joined` goes into
+/// `latencies`. Returns how long the changes took.
 async fn one_change_each(
     server: &Server,
     customer: &str,
     shops: &[Shop],
-    sockets: Vec<(usize, Socket)>,
+    subscribers: usize,
+    arrived: &mut mpsc::UnboundedReceiver<Arrival>,
     latencies: &mut Vec<Duration>,
-) -> (Vec<(usize, Socket)>, Duration) {
-    let waiters: Vec<_> = sockets
-        .into_iter()
-        .map(|(shop, mut socket)| {
-            tokio::spawn(async move {
-                // Skip anything else (an estimates refresh), up to the join.
-                while let Some(frame) = socket.next().await {
-                    let frame = frame.expect("live frame");
-                    if frame.to_text().is_ok_and(|t| t.contains("queue.joined")) {
-                        return (shop, socket, Instant::now());
-                    }
-                }
-                panic!("the feed ended before the queue.joined frame");
-            })
-        })
-        .collect();
+) -> Duration {
     let sent: Arc<Vec<OnceLock<Instant>>> =
         Arc::new((0..shops.len()).map(|_| OnceLock::new()).collect());
     let started = Instant::now();
@@ -212,11 +220,12 @@ async fn one_change_each(
         })
         .await;
     let took = started.elapsed();
-    let mut sockets = Vec::with_capacity(waiters.len());
-    for waiter in futures::future::join_all(waiters).await {
-        let (shop, socket, arrived) = waiter.expect("every subscriber gets its queue.joined");
-        latencies.push(arrived.saturating_duration_since(*sent[shop].get().unwrap()));
-        sockets.push((shop, socket));
+    for _ in 0..subscribers {
+        let (shop, at) = tokio::time::timeout(Duration::from_secs(60), arrived.recv())
+            .await
+            .expect("every subscriber gets its queue.joined within a minute")
+            .expect("the feeds' readers are running");
+        latencies.push(at.saturating_duration_since(*sent[shop].get().unwrap()));
     }
-    (sockets, took)
+    took
 }

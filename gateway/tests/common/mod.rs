@@ -277,13 +277,7 @@ impl Server {
 
     /// CPU time the server has used so far (user + system), from /proc (Linux).
     pub fn cpu_time(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
-        // Fields after the parenthesised command name; utime and stime are 14th and 15th.
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        // USER_HZ is 100 on Linux.
-        Duration::from_millis(ticks * 10)
+        process_cpu_time(&self.pid().to_string())
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -463,4 +457,15 @@ pub async fn slots(server: &Server, id: &str, service: &str, from: Date) -> Vec<
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["slots"].as_array().unwrap().clone()
+}
+
+/// User plus system CPU of a process so far; `pid` is a number or `self`.
+pub fn process_cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are 14th and 15th.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
 }
