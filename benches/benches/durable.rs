@@ -7,7 +7,7 @@
 //! under `cargo test` it makes a short smoke run of both configurations, so the path
 //! stays exercised. `DURABLE_CALLERS=N` (default 400) sets the concurrent callers and
 //! `DURABLE_WRITER_SHARDS=K` the group-commit writers (default: the server's, two on
-//! Postgres). Postgres: `NAVARO_TEST_POSTGRES_URL` (an admin URL, default
+//! Postgres), `DURABLE_MAX_WAIT_MS=W` their linger (default the store's; 0: never wait). Postgres: `NAVARO_TEST_POSTGRES_URL` (an admin URL, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); a fresh database per run, dropped after.
 
 use std::process::{Command as Shell, Stdio};
@@ -77,10 +77,17 @@ async fn setup(engine: &Engine) -> Vec<(EstablishmentId, ServiceId)> {
 }
 
 /// Book `total` distinct slots with `callers` concurrent callers; returns bookings/s.
-async fn run(group_max_events: usize, shards: usize, callers: usize, total: u64) -> f64 {
+async fn run(
+    group_max_events: usize,
+    group_max_wait: Duration,
+    shards: usize,
+    callers: usize,
+    total: u64,
+) -> f64 {
     let database = Database::create();
     let options = StoreOptions {
         group_max_events,
+        group_max_wait,
         writer_shards: shards,
         ..StoreOptions::default()
     };
@@ -220,15 +227,24 @@ fn main() {
         "DURABLE_WRITER_SHARDS",
         navaro_persistence::POSTGRES_WRITERS,
     );
+    // The writers' linger (0 allowed: never wait).
+    let max_wait = std::env::var("DURABLE_MAX_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(
+            StoreOptions::default().group_max_wait,
+            Duration::from_millis,
+        );
     let grouped = runtime.block_on(run(
         StoreOptions::default().group_max_events,
+        max_wait,
         shards,
         callers,
         total,
     ));
-    let single = runtime.block_on(run(1, shards, callers, baseline_total));
+    let single = runtime.block_on(run(1, max_wait, shards, callers, baseline_total));
     println!(
-        "durable bookings/s on Postgres through the actor path ({ESTABLISHMENTS} establishments, {callers} callers, {shards} writer(s)): group commit {grouped:.0}/s; one commit per booking {single:.0}/s ({:.1}x)",
+        "durable bookings/s on Postgres through the actor path ({ESTABLISHMENTS} establishments, {callers} callers, {shards} writer(s), linger {max_wait:?}): group commit {grouped:.0}/s; one commit per booking {single:.0}/s ({:.1}x)",
         grouped / single
     );
     let tail = if measuring { 1000 } else { 50 };

@@ -119,12 +119,13 @@ pub struct StoreOptions {
     /// hundred rows a bigger group no longer buys measurably more throughput.
     pub group_max_events: usize,
     /// How long a writer lingers for more appends after the first one of a group, when
-    /// appends have been reaching it faster than one per this window (otherwise a group
-    /// goes at once, so a lone write never waits). Each group pays one commit (on
-    /// Postgres about 0.3 ms of the database's CPU whatever its size), so under load
-    /// fewer, bigger groups leave more CPU to everything else; zero turns lingering off.
-    /// Default 2 ms: at 8,000 mix req/s on the 2-core box it made groups of 3.3 events
-    /// instead of 1.1 and cut Postgres's CPU per request from 43 to 24 µs.
+    /// appends have been reaching it faster than one per this window and its last group
+    /// was small (otherwise a group goes at once, so a lone write never waits). Each
+    /// group pays one commit (on Postgres about 0.24 ms of the database's CPU whatever
+    /// its size), so under load fewer, bigger groups leave more CPU to everything else;
+    /// zero turns lingering off. Default 2 ms: at 8,000 mix req/s on the 2-core box it
+    /// made groups of 2.8-3.3 events instead of 1.1 and cut Postgres's CPU per request
+    /// from 43-45 to 24-32 µs (persistence/README.md has the runs).
     pub group_max_wait: Duration,
     /// Most batches waiting for the writer. Beyond it `append` fails at once with
     /// `Unavailable` rather than buffering without bound; the gateway's per-establishment
