@@ -421,56 +421,54 @@ mod tests {
         assert!(!arrivals.expected_within(window));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_busy_writer_lingers_for_the_window_and_a_quiet_one_does_not() {
+    /// Send a group's first batch and `later` more, one a ms after it; gather the group.
+    /// Returns its size and how long gathering took.
+    async fn one_group(
+        arrivals: &mut Arrivals,
+        tx: &mpsc::Sender<Pending>,
+        rx: &mut mpsc::Receiver<Pending>,
+        later: usize,
+    ) -> (usize, Duration) {
         let limits = GroupLimits {
             max_events: 1024,
             max_wait: Duration::from_millis(5),
         };
+        tx.try_send(pending_batch()).ok().unwrap();
+        let first = rx.recv().await.unwrap();
+        send_every(tx, Duration::from_millis(1), later);
+        let started = Instant::now();
+        let group = gather(limits, arrivals, first, rx).await;
+        (group.len(), started.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_writer_lingers_for_the_window_and_a_quiet_one_does_not() {
         let (tx, mut rx) = mpsc::channel(16);
+        let window = Duration::from_millis(5);
 
         // Quiet: the first append of a writer goes alone, however soon the next comes.
         let mut arrivals = Arrivals::default();
-        tx.try_send(pending_batch()).ok().unwrap();
-        let first = rx.recv().await.unwrap();
-        send_every(&tx, Duration::from_millis(1), 1);
-        let started = Instant::now();
-        let group = gather(limits, &mut arrivals, first, &mut rx).await;
-        assert_eq!(group.len(), 1);
-        assert_eq!(started.elapsed(), Duration::ZERO, "no linger");
+        let (size, took) = one_group(&mut arrivals, &tx, &mut rx, 1).await;
+        assert_eq!((size, took), (1, Duration::ZERO), "no linger");
         let _later = rx.recv().await.unwrap();
 
         // Busy: appends every ms; the next group waits its 5 ms and takes what came.
         arrivals.mean_gap = Some(0.001);
-        tx.try_send(pending_batch()).ok().unwrap();
-        let first = rx.recv().await.unwrap();
-        send_every(&tx, Duration::from_millis(1), 3);
-        let started = Instant::now();
-        let group = gather(limits, &mut arrivals, first, &mut rx).await;
-        assert_eq!(
-            group.len(),
-            4,
-            "the first and the three that came within 5 ms"
-        );
-        let waited = started.elapsed();
+        let (size, took) = one_group(&mut arrivals, &tx, &mut rx, 3).await;
+        assert_eq!(size, 4, "the first and the three that came within 5 ms");
         assert!(
-            waited >= limits.max_wait && waited < limits.max_wait + Duration::from_millis(2),
-            "lingered {waited:?}"
+            took >= window && took < window + Duration::from_millis(2),
+            "lingered {took:?}"
         );
 
         // Busy, but the last group was big: its callers come back together, so the
         // group goes with what is there.
         arrivals.mean_gap = Some(0.001);
         arrivals.last_group_events = LINGER_BELOW_EVENTS;
-        tx.try_send(pending_batch()).ok().unwrap();
-        let first = rx.recv().await.unwrap();
-        send_every(&tx, Duration::from_millis(1), 1);
-        let started = Instant::now();
-        let group = gather(limits, &mut arrivals, first, &mut rx).await;
-        assert_eq!(group.len(), 1);
+        let (size, took) = one_group(&mut arrivals, &tx, &mut rx, 1).await;
         assert_eq!(
-            started.elapsed(),
-            Duration::ZERO,
+            (size, took),
+            (1, Duration::ZERO),
             "no linger after a big group"
         );
     }
