@@ -60,6 +60,11 @@ pub enum JournalError {
     /// The store could not be reached or did not commit; nothing in the batch is durable.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store is up but every connection stayed busy for the whole acquire timeout
+    /// (an overload, not an outage); nothing in the batch is durable, and a retry after
+    /// a moment is expected to succeed.
+    #[error("store overloaded: {0}")]
+    Overloaded(String),
     /// A stored payload does not decode.
     #[error("establishment {establishment_id}: stored record at seq {seq} is corrupt: {reason}")]
     Corrupt {

@@ -326,11 +326,13 @@ async fn an_unreachable_store_is_answered_at_once_until_the_backoff_ends() {
 }
 
 /// A memory journal a test controls: appends wait for a permit of `gate` (to hold events
-/// "in flight"), and loads fail while `down` is set; `loads` counts the loads asked for.
+/// "in flight") and fail with `failing` while it is set, loads fail while `down` is set;
+/// `loads` counts the loads asked for.
 #[derive(Clone)]
 struct Controlled {
     inner: MemoryJournal,
     gate: Arc<Semaphore>,
+    failing: Arc<std::sync::Mutex<Option<JournalError>>>,
     down: Arc<std::sync::atomic::AtomicBool>,
     loads: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -340,6 +342,7 @@ impl Controlled {
         Controlled {
             inner,
             gate: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
+            failing: Arc::default(),
             down: Arc::default(),
             loads: Arc::default(),
         }
@@ -349,9 +352,13 @@ impl Controlled {
 impl Journal for Controlled {
     fn append(&self, batch: AppendBatch) -> BoxFuture<'static, Result<(), JournalError>> {
         let (inner, gate) = (self.inner.clone(), self.gate.clone());
+        let failing = self.failing.lock().unwrap().clone();
         Box::pin(async move {
             gate.acquire().await.unwrap().forget();
-            inner.append(batch).await
+            match failing {
+                Some(failure) => Err(failure),
+                None => inner.append(batch).await,
+            }
         })
     }
     fn load(&self, id: EstablishmentId) -> BoxFuture<'_, Result<Option<Recovered>, JournalError>> {
@@ -666,4 +673,53 @@ async fn live_feeds_resume_from_the_ring_from_the_journal_or_reload() {
     }
     assert!(engine.subscribe(id, 0).await.unwrap().reload);
     assert!(engine.subscribe(id, 10_000).await.unwrap().reload);
+}
+
+#[tokio::test]
+async fn an_append_the_store_refuses_answers_overloaded_or_unavailable_as_the_store_says() {
+    let clock = ManualClock::new(ts(NOW));
+    let journal = Controlled::over(MemoryJournal::new());
+    let engine = engine_on(Arc::new(journal.clone()), &clock, EngineConfig::default()).await;
+    let (id, _, service) = open_shop(&engine, 1).await;
+    let cases = [
+        (
+            JournalError::Overloaded("every connection busy".into()),
+            ErrorCode::Overloaded,
+        ),
+        (
+            JournalError::Unavailable("connection refused".into()),
+            ErrorCode::Unavailable,
+        ),
+    ];
+    let slot = ts("2026-11-30T10:00:00Z");
+    for (n, (failure, code)) in cases.into_iter().enumerate() {
+        *journal.failing.lock().unwrap() = Some(failure);
+        let refused = engine
+            .execute(id, request(customer(n as u128 + 1), book(service, slot)))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code, code, "{refused:?}");
+        *journal.failing.lock().unwrap() = None;
+    }
+    // Nothing was stored: the actor reloaded and the slot is still free.
+    let mut booked = None;
+    for _ in 0..50 {
+        match engine
+            .execute(id, request(customer(9), book(service, slot)))
+            .await
+        {
+            Ok(reply) => {
+                booked = Some(booking(reply));
+                break;
+            }
+            Err(e) if e.code == ErrorCode::Unavailable => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(
+        booked.is_some(),
+        "the slot could be booked after the failures"
+    );
 }

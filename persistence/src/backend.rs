@@ -91,6 +91,10 @@ pub(crate) enum WriteError {
     /// connection is busy (the breaker tells the two apart). Nothing was sent.
     #[error("{0}")]
     NoConnection(String),
+    /// No pooled connection within the acquire timeout while every connection was in
+    /// use: the breaker's verdict that the database is busy, not gone. Nothing was sent.
+    #[error("every connection busy: {0}")]
+    Saturated(String),
 }
 
 impl From<sqlx::Error> for WriteError {

@@ -78,6 +78,12 @@ trait Failure: Sized {
     fn refused() -> Self;
     /// No answer within the deadline.
     fn no_answer(deadline: Duration) -> Self;
+    /// This pool timeout happened with every connection in use: say so, where the
+    /// error type can (the journal's writes answer `overloaded` instead of
+    /// `unavailable`).
+    fn saturated(self) -> Self {
+        self
+    }
 }
 
 const REFUSED: &str = "database unreachable: failing fast until a probe reaches it again";
@@ -130,6 +136,13 @@ impl Failure for WriteError {
     /// durable and their actors reload from the store.
     fn no_answer(deadline: Duration) -> Self {
         WriteError::Unreachable(no_answer_text(deadline))
+    }
+
+    fn saturated(self) -> Self {
+        match self {
+            WriteError::NoConnection(reason) => WriteError::Saturated(reason),
+            other => other,
+        }
     }
 }
 
@@ -186,20 +199,23 @@ impl Guarded {
             let answer = tokio::time::timeout(self.breaker.deadline, query)
                 .await
                 .unwrap_or_else(|_| Err(E::no_answer(self.breaker.deadline)));
-            if let Err(e) = &answer
-                && e.is_unreachable()
-            {
-                if e.is_pool_timeout() && self.inner.saturated() {
-                    // Every connection is in use: the database is busy, not gone (an
-                    // overload). Opening the breaker would turn a burst of slow reads
-                    // into refused bookings; the calls holding the connections still
-                    // open it if they get no answer within their deadline.
-                    metrics::counter!("navaro_store_saturated_total").increment(1);
-                } else {
-                    self.lost(seen, &e.to_string());
+            match answer {
+                Err(e) if e.is_unreachable() => {
+                    if e.is_pool_timeout() && self.inner.saturated() {
+                        // Every connection is in use: the database is busy, not gone
+                        // (an overload). Opening the breaker would turn a burst of slow
+                        // reads into refused bookings; the calls holding the
+                        // connections still open it if they get no answer within their
+                        // deadline.
+                        metrics::counter!("navaro_store_saturated_total").increment(1);
+                        Err(e.saturated())
+                    } else {
+                        self.lost(seen, &e.to_string());
+                        Err(e)
+                    }
                 }
+                answer => answer,
             }
-            answer
         }
         .boxed()
     }
@@ -501,8 +517,8 @@ mod tests {
         assert!(store.user_by_id(Uuid::nil()).await.is_err());
         let written = store.write_group(&Group::default()).await;
         assert!(
-            matches!(written, Err(WriteError::NoConnection(_))),
-            "{written:?}"
+            matches!(written, Err(WriteError::Saturated(_))),
+            "the writer is told it is an overload: {written:?}"
         );
         assert_eq!(fake.calls(), 2, "both calls reached the pool");
         assert_eq!(fake.pings(), 0, "no probe: the breaker stayed closed");

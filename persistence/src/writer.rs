@@ -116,13 +116,9 @@ impl Writer {
         match written {
             Ok(losers) => self.settle(accepted, &losers),
             Err(WriteError::Overlap(reason)) => self.isolate(accepted, &reason).await,
-            Err(
-                WriteError::Unavailable(reason)
-                | WriteError::Unreachable(reason)
-                | WriteError::NoConnection(reason),
-            ) => {
-                tracing::warn!(batches = accepted.len(), error = %reason, "journal group not committed");
-                fail_all(accepted, &reason);
+            Err(failure) => {
+                tracing::warn!(batches = accepted.len(), error = %failure, "journal group not committed");
+                fail_all(accepted, &not_committed(failure));
             }
         }
     }
@@ -211,11 +207,7 @@ impl Writer {
                     self.streams.set(id, StreamState::Fenced);
                     batches.into_iter().for_each(fence);
                 }
-                Err(
-                    WriteError::Unavailable(reason)
-                    | WriteError::Unreachable(reason)
-                    | WriteError::NoConnection(reason),
-                ) => fail_all(batches, &reason),
+                Err(failure) => fail_all(batches, &not_committed(failure)),
             }
         }
     }
@@ -228,17 +220,24 @@ fn fence(p: Pending) {
     }));
 }
 
-fn fail_all(pending: Vec<Pending>, reason: &str) {
+/// What the callers of a group that did not commit are told (an overlap is handled
+/// apart, by isolating the group's establishments).
+fn not_committed(failure: WriteError) -> JournalError {
+    match failure {
+        WriteError::Saturated(reason) => JournalError::Overloaded(reason),
+        other => JournalError::Unavailable(other.to_string()),
+    }
+}
+
+fn fail_all(pending: Vec<Pending>, failure: &JournalError) {
     for p in pending {
-        let _ = p
-            .reply
-            .send(Err(JournalError::Unavailable(reason.to_string())));
+        let _ = p.reply.send(Err(failure.clone()));
     }
 }
 
 fn fail_all_none(pending: Vec<Pending>, reason: &str) -> Option<Vec<Pending>> {
     tracing::warn!(batches = pending.len(), error = %reason, "journal group not admitted");
-    fail_all(pending, reason);
+    fail_all(pending, &JournalError::Unavailable(reason.to_owned()));
     None
 }
 
@@ -398,6 +397,22 @@ mod tests {
                 tx.try_send(pending_batch()).ok().unwrap();
             }
         });
+    }
+
+    #[test]
+    fn a_group_refused_for_busy_connections_is_an_overload_and_the_rest_unavailable() {
+        assert_eq!(
+            not_committed(WriteError::Saturated("pool timed out".into())),
+            JournalError::Overloaded("pool timed out".into())
+        );
+        for failure in [
+            WriteError::NoConnection("pool timed out".into()),
+            WriteError::Unreachable("reset".into()),
+            WriteError::Unavailable("disk full".into()),
+        ] {
+            let reason = failure.to_string();
+            assert_eq!(not_committed(failure), JournalError::Unavailable(reason));
+        }
     }
 
     #[test]

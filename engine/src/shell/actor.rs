@@ -390,8 +390,12 @@ impl State {
         result: Result<(), JournalError>,
     ) -> Result<(), ActorProcessingErr> {
         if let Err(failure) = result {
+            let code = match failure {
+                JournalError::Overloaded(_) => ErrorCode::Overloaded,
+                _ => ErrorCode::Unavailable,
+            };
             let not_durable = Rejection::new(
-                ErrorCode::Unavailable,
+                code,
                 "the change could not be stored; retry with the same Idempotency-Key",
             );
             for waiting in self.waiting.drain(..) {
