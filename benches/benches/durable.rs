@@ -7,7 +7,8 @@
 //! under `cargo test` it makes a short smoke run of both configurations, so the path
 //! stays exercised. `DURABLE_CALLERS=N` (default 400) sets the concurrent callers and
 //! `DURABLE_WRITER_SHARDS=K` the group-commit writers (default: the server's, two on
-//! Postgres), `DURABLE_MAX_WAIT_MS=W` their linger (default the store's; 0: never wait). Postgres: `NAVARO_TEST_POSTGRES_URL` (an admin URL, default
+//! Postgres), `DURABLE_MAX_WAIT_MS=W` their linger (default: the store's; 0: never
+//! wait). Postgres: `NAVARO_TEST_POSTGRES_URL` (an admin URL, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); a fresh database per run, dropped after.
 
 use std::process::{Command as Shell, Stdio};

@@ -248,8 +248,8 @@ pub struct StoreSettings {
     pub writers: Option<usize>,
     /// Most events in one group commit.
     pub group_max_events: Option<usize>,
-    /// How long a group-commit writer lingers for more appends after a group's first
-    /// (0, the default: it never waits).
+    /// How long a group-commit writer may linger for more appends after a group's first
+    /// (unset: the store's default, 2 ms; 0: it never waits).
     pub group_max_wait_ms: Option<u64>,
 }
 

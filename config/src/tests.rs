@@ -156,7 +156,7 @@ fn store_keys_come_from_the_environment_and_zero_is_refused() {
         assert_eq!(
             s.store.group_max_wait_ms,
             Some(0),
-            "zero is the default linger, so it is allowed"
+            "zero (never linger) is allowed"
         );
         jail.set_env("NAVARO_STORE__ACQUIRE_TIMEOUT_MS", "0");
         let refused = load_in(jail, None).unwrap_err();

@@ -84,9 +84,9 @@ pub(crate) struct Writer {
 impl Writer {
     /// Run until every sender is gone.
     pub async fn run(self, mut rx: mpsc::Receiver<Pending>) {
-        let mut arrivals = Arrivals::default();
+        let mut pace = Pace::default();
         while let Some(first) = rx.recv().await {
-            let group = gather(self.limits, &mut arrivals, first, &mut rx).await;
+            let group = gather(self.limits, &mut pace, first, &mut rx).await;
             self.commit_group(group).await;
         }
         tracing::debug!("journal writer stopped: no more senders");
@@ -252,14 +252,14 @@ fn fail_all_none(pending: Vec<Pending>, reason: &str) -> Option<Vec<Pending>> {
 /// made 25-26k durable bookings/s with a plain 2 ms linger against 27-29k without.
 async fn gather(
     limits: GroupLimits,
-    arrivals: &mut Arrivals,
+    pace: &mut Pace,
     first: Pending,
     rx: &mut mpsc::Receiver<Pending>,
 ) -> Vec<Pending> {
     let now = Instant::now();
-    arrivals.record(now);
-    let linger = arrivals.last_group_events < LINGER_BELOW_EVENTS
-        && arrivals.expected_within(limits.max_wait);
+    pace.record(now);
+    let linger =
+        pace.last_group_events < LINGER_BELOW_EVENTS && pace.expected_within(limits.max_wait);
     let deadline = now + limits.max_wait;
     let mut events = first.rows.events.len();
     let mut group = vec![first];
@@ -274,11 +274,11 @@ async fn gather(
             }
             Err(_) => break,
         };
-        arrivals.record(Instant::now());
+        pace.record(Instant::now());
         events += next.rows.events.len();
         group.push(next);
     }
-    arrivals.last_group_events = events;
+    pace.last_group_events = events;
     group
 }
 
@@ -287,11 +287,12 @@ async fn gather(
 /// CPU with groups of 2 and of 3.75) is already mostly shared by 8.
 const LINGER_BELOW_EVENTS: usize = 8;
 
-/// How fast appends reach one writer: a moving average of the gaps between them (each
-/// new gap weighs 1/8). Appends taken together from the queue count as gaps of zero, so
-/// under load the average is the commit time over the group size, the true mean gap.
+/// How busy one writer is: how fast appends reach it (a moving average of the gaps
+/// between them, each new gap weighing 1/8) and how big its last group was. Appends
+/// taken together from the queue count as gaps of zero, so under load the average is
+/// the commit time over the group size, the true mean gap.
 #[derive(Debug, Default)]
-struct Arrivals {
+struct Pace {
     last: Option<Instant>,
     /// Seconds; `None` until two appends have been seen.
     mean_gap: Option<f64>,
@@ -299,7 +300,7 @@ struct Arrivals {
     last_group_events: usize,
 }
 
-impl Arrivals {
+impl Pace {
     fn record(&mut self, now: Instant) {
         if let Some(last) = self.last {
             let gap = now.saturating_duration_since(last).as_secs_f64();
@@ -416,30 +417,27 @@ mod tests {
     }
 
     #[test]
-    fn arrivals_expect_another_only_when_they_come_faster_than_the_window() {
+    fn appends_are_expected_only_when_they_come_faster_than_the_window() {
         let t0 = Instant::now();
         let ms = |n: u64| t0 + Duration::from_millis(n);
         let window = Duration::from_millis(2);
-        let mut arrivals = Arrivals::default();
-        arrivals.record(t0);
-        assert!(!arrivals.expected_within(window), "one append says nothing");
+        let mut pace = Pace::default();
+        pace.record(t0);
+        assert!(!pace.expected_within(window), "one append says nothing");
         for n in 1..=20 {
-            arrivals.record(ms(n));
+            pace.record(ms(n));
         }
-        assert!(arrivals.expected_within(window), "one per ms");
-        assert!(
-            !arrivals.expected_within(Duration::ZERO),
-            "zero never lingers"
-        );
+        assert!(pace.expected_within(window), "one per ms");
+        assert!(!pace.expected_within(Duration::ZERO), "zero never lingers");
         // A quiet spell: one gap of a second ends the lingering at once.
-        arrivals.record(ms(1020));
-        assert!(!arrivals.expected_within(window));
+        pace.record(ms(1020));
+        assert!(!pace.expected_within(window));
     }
 
     /// Send a group's first batch and `later` more, one a ms after it; gather the group.
     /// Returns its size and how long gathering took.
     async fn one_group(
-        arrivals: &mut Arrivals,
+        pace: &mut Pace,
         tx: &mpsc::Sender<Pending>,
         rx: &mut mpsc::Receiver<Pending>,
         later: usize,
@@ -452,7 +450,7 @@ mod tests {
         let first = rx.recv().await.unwrap();
         send_every(tx, Duration::from_millis(1), later);
         let started = Instant::now();
-        let group = gather(limits, arrivals, first, rx).await;
+        let group = gather(limits, pace, first, rx).await;
         (group.len(), started.elapsed())
     }
 
@@ -462,14 +460,14 @@ mod tests {
         let window = Duration::from_millis(5);
 
         // Quiet: the first append of a writer goes alone, however soon the next comes.
-        let mut arrivals = Arrivals::default();
-        let (size, took) = one_group(&mut arrivals, &tx, &mut rx, 1).await;
+        let mut pace = Pace::default();
+        let (size, took) = one_group(&mut pace, &tx, &mut rx, 1).await;
         assert_eq!((size, took), (1, Duration::ZERO), "no linger");
         let _later = rx.recv().await.unwrap();
 
         // Busy: appends every ms; the next group waits its 5 ms and takes what came.
-        arrivals.mean_gap = Some(0.001);
-        let (size, took) = one_group(&mut arrivals, &tx, &mut rx, 3).await;
+        pace.mean_gap = Some(0.001);
+        let (size, took) = one_group(&mut pace, &tx, &mut rx, 3).await;
         assert_eq!(size, 4, "the first and the three that came within 5 ms");
         assert!(
             took >= window && took < window + Duration::from_millis(2),
@@ -478,9 +476,9 @@ mod tests {
 
         // Busy, but the last group was big: its callers come back together, so the
         // group goes with what is there.
-        arrivals.mean_gap = Some(0.001);
-        arrivals.last_group_events = LINGER_BELOW_EVENTS;
-        let (size, took) = one_group(&mut arrivals, &tx, &mut rx, 1).await;
+        pace.mean_gap = Some(0.001);
+        pace.last_group_events = LINGER_BELOW_EVENTS;
+        let (size, took) = one_group(&mut pace, &tx, &mut rx, 1).await;
         assert_eq!(
             (size, took),
             (1, Duration::ZERO),
