@@ -1,13 +1,14 @@
 //! The availability body, the most frequent answer of the load test's mix:
 //! `cargo bench -p navaro-gateway --bench encode`. A week on a 15-minute grid, 08:00-20:00,
 //! four staff members (the load test's world), in a zone with an offset and a DST
-//! history: all four free at every start, and one of them busy at every third start.
+//! history: all four free at every start, and one of them busy at every third start; in
+//! both forms, `slots` (API.md's) and `runs`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use navaro_engine::domain::Slot;
-use navaro_gateway::availability::encode;
+use navaro_gateway::availability::{encode, encode_runs};
 use navaro_protocol::StaffId;
 use uuid::Uuid;
 
@@ -45,6 +46,10 @@ fn availability_body(c: &mut Criterion) {
             ),
             |b| b.iter(|| encode(id, service, "America/Sao_Paulo", &tz, &slots)),
         );
+        let bytes = encode_runs(id, service, "America/Sao_Paulo", &tz, 15, &slots).len();
+        c.bench_function(&format!("the same as runs, {what} ({bytes} B)"), |b| {
+            b.iter(|| encode_runs(id, service, "America/Sao_Paulo", &tz, 15, &slots))
+        });
     }
 }
 

@@ -29,23 +29,7 @@ pub fn encode(
     // About 40 bytes a start plus 39 a staff id.
     let ids: usize = slots.iter().map(|s| s.staff_ids.len()).sum();
     let mut out = Vec::with_capacity(160 + slots.len() * 48 + ids * 39);
-    out.extend_from_slice(b"{\"establishment_id\":\"");
-    out.extend_from_slice(
-        establishment_id
-            .hyphenated()
-            .encode_lower(&mut Uuid::encode_buffer())
-            .as_bytes(),
-    );
-    out.extend_from_slice(b"\",\"service_id\":\"");
-    out.extend_from_slice(
-        service_id
-            .hyphenated()
-            .encode_lower(&mut Uuid::encode_buffer())
-            .as_bytes(),
-    );
-    out.extend_from_slice(b"\",\"timezone\":");
-    // The zone name came from the owner: escape it properly.
-    serde_json::to_writer(&mut out, timezone).expect("writing to a Vec");
+    write_head(&mut out, establishment_id, service_id, timezone);
     out.extend_from_slice(b",\"slots\":[");
     // Staff ids repeat on every start: format each once.
     let mut rendered: Vec<(StaffId, [u8; 36])> = Vec::new();
@@ -87,6 +71,139 @@ pub fn encode(
     }
     out.extend_from_slice(b"]}");
     Bytes::from(out)
+}
+
+/// `form=runs`: `{establishment_id, service_id, timezone, step_minutes, staff_ids, runs:
+/// [{start, count, staff}]}`, the same starts as [`encode`] gives, in the same order, with
+/// each stretch of starts `step_minutes` apart that share their UTC offset and their free
+/// staff written once. Staff are named by their index in `staff_ids`.
+///
+/// Neighbouring starts mostly have the same staff free, so a week's answer of a few
+/// hundred starts becomes a few dozen runs: a tenth of the bytes or less to send, parse
+/// and keep on a phone.
+pub fn encode_runs(
+    establishment_id: Uuid,
+    service_id: Uuid,
+    timezone: &str,
+    tz: &TimeZone,
+    step_minutes: u16,
+    slots: &[Slot],
+) -> Bytes {
+    // Starts are whole minutes (the grid's), so seconds compare them exactly.
+    let step_s = i64::from(step_minutes) * 60;
+    // Staff in order of first appearance; a handful per establishment, so a list. A start
+    // with the same staff as the one before adds nobody.
+    let mut table: Vec<StaffId> = Vec::new();
+    let mut previous: &[StaffId] = &[];
+    for slot in slots {
+        if slot.staff_ids.as_slice() == previous {
+            continue;
+        }
+        for staff in &slot.staff_ids {
+            if !table.contains(staff) {
+                table.push(*staff);
+            }
+        }
+        previous = &slot.staff_ids;
+    }
+    let mut out = Vec::with_capacity(200 + table.len() * 39 + slots.len() * 8);
+    write_head(&mut out, establishment_id, service_id, timezone);
+    out.extend_from_slice(b",\"step_minutes\":");
+    write_number(&mut out, usize::from(step_minutes));
+    out.extend_from_slice(b",\"staff_ids\":[");
+    for (i, staff) in table.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(
+            staff
+                .0
+                .hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .as_bytes(),
+        );
+        out.push(b'"');
+    }
+    out.extend_from_slice(b"],\"runs\":[");
+    let mut offsets = Offsets::new(tz);
+    // Runs alternate between a few staff sets: the indexes of the last one are kept.
+    let mut last_staff: Option<&[StaffId]> = None;
+    let mut last_list: Vec<u8> = Vec::new();
+    let mut at = 0;
+    while at < slots.len() {
+        let first = &slots[at];
+        let offset = offsets.at(first.start);
+        let mut count = 1;
+        while let Some(next) = slots.get(at + count)
+            && next.start.as_second() == first.start.as_second() + step_s * count as i64
+            && next.staff_ids == first.staff_ids
+            && offsets.at(next.start) == offset
+        {
+            count += 1;
+        }
+        if at > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"start\":\"");
+        write_instant(&mut out, first.start, offset, tz);
+        out.extend_from_slice(b"\",\"count\":");
+        write_number(&mut out, count);
+        out.extend_from_slice(b",\"staff\":[");
+        if last_staff != Some(first.staff_ids.as_slice()) {
+            last_list.clear();
+            for (i, staff) in first.staff_ids.iter().enumerate() {
+                if i > 0 {
+                    last_list.push(b',');
+                }
+                let index = table.iter().position(|t| t == staff).expect("in the table");
+                write_number(&mut last_list, index);
+            }
+            last_staff = Some(&first.staff_ids);
+        }
+        out.extend_from_slice(&last_list);
+        out.extend_from_slice(b"]}");
+        at += count;
+    }
+    out.extend_from_slice(b"]}");
+    Bytes::from(out)
+}
+
+/// A count or an index in decimal, without formatting machinery or an allocation.
+fn write_number(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// `{"establishment_id":"…","service_id":"…","timezone":"…"`: the fields both forms open
+/// with.
+fn write_head(out: &mut Vec<u8>, establishment_id: Uuid, service_id: Uuid, timezone: &str) {
+    out.extend_from_slice(b"{\"establishment_id\":\"");
+    out.extend_from_slice(
+        establishment_id
+            .hyphenated()
+            .encode_lower(&mut Uuid::encode_buffer())
+            .as_bytes(),
+    );
+    out.extend_from_slice(b"\",\"service_id\":\"");
+    out.extend_from_slice(
+        service_id
+            .hyphenated()
+            .encode_lower(&mut Uuid::encode_buffer())
+            .as_bytes(),
+    );
+    out.extend_from_slice(b"\",\"timezone\":");
+    // The zone name came from the owner: escape it properly.
+    serde_json::to_writer(&mut *out, timezone).expect("writing to a Vec");
 }
 
 /// The zone's offset, looked up once per stretch between two transitions instead of once
@@ -232,5 +349,125 @@ mod tests {
             encode(Uuid::nil(), Uuid::nil(), odd, &tz, &[]),
             reference(Uuid::nil(), Uuid::nil(), odd, &tz, &[])
         );
+    }
+
+    /// A run's start: the instant and its `±HH:MM` offset in seconds.
+    fn parse_start(text: &str) -> (Timestamp, i32) {
+        let (sign, hours, minutes) = (&text[19..20], &text[20..22], &text[23..25]);
+        let seconds = hours.parse::<i32>().unwrap() * 3600 + minutes.parse::<i32>().unwrap() * 60;
+        (
+            text.parse().unwrap(),
+            if sign == "-" { -seconds } else { seconds },
+        )
+    }
+
+    /// The runs form read back the way API.md tells a client to (every start of a run,
+    /// `step_minutes` apart, shown with the run's offset), as `(start, staff_ids)` per
+    /// start; and, per run, (first instant, offset, count, staff) to check that no two
+    /// neighbouring runs could have been one.
+    #[allow(clippy::type_complexity)]
+    fn expand(
+        body: &[u8],
+    ) -> (
+        Vec<(String, Vec<Uuid>)>,
+        Vec<(Timestamp, i32, i64, Vec<Uuid>)>,
+    ) {
+        let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let step = body["step_minutes"].as_i64().unwrap();
+        let table: Vec<Uuid> = serde_json::from_value(body["staff_ids"].clone()).unwrap();
+        let (mut starts, mut runs) = (Vec::new(), Vec::new());
+        for run in body["runs"].as_array().unwrap() {
+            let (first, seconds) = parse_start(run["start"].as_str().unwrap());
+            let offset = Offset::from_seconds(seconds).unwrap();
+            let count = run["count"].as_i64().unwrap();
+            assert!(count >= 1, "{run}");
+            let staff: Vec<Uuid> = run["staff"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| table[i.as_u64().unwrap() as usize])
+                .collect();
+            for k in 0..count {
+                let at = first + jiff::SignedDuration::from_mins(step * k);
+                starts.push((at.display_with_offset(offset).to_string(), staff.clone()));
+            }
+            runs.push((first, seconds, count, staff));
+        }
+        let mut unique = table.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), table.len(), "a staff id twice in the table");
+        (starts, runs)
+    }
+
+    #[test]
+    fn the_runs_form_holds_the_same_starts_as_few_runs_as_possible() {
+        let staff: Vec<StaffId> = (1..=3)
+            .map(|n| StaffId(Uuid::from_u128(n << 64 | 9)))
+            .collect();
+        let step = 15;
+        let cases = [
+            ("America/Sao_Paulo", "2018-11-04T01:00:00Z"),
+            ("America/New_York", "2026-03-08T05:00:00Z"),
+            ("America/New_York", "2026-11-01T04:00:00Z"),
+            ("Europe/Lisbon", "2026-10-25T00:00:00Z"),
+            ("Australia/Lord_Howe", "2026-04-04T14:00:00Z"),
+            ("Asia/Kolkata", "2026-06-01T00:00:00Z"),
+        ];
+        // Staff sets that change at every start, that repeat in runs, and runs with
+        // holes (a start nobody can take is left out of both forms).
+        let changing = |i: i64| Some(staff[..(i as usize % 4)].to_vec());
+        let runs = |i: i64| Some(staff[..(i as usize / 5 % 3 + 1)].to_vec());
+        let holes = |i: i64| (i % 7 != 3 && i % 11 != 0).then(|| staff[1..].to_vec());
+        let patterns: [&dyn Fn(i64) -> Option<Vec<StaffId>>; 3] = [&changing, &runs, &holes];
+        for (zone, start) in cases {
+            let tz = TimeZone::get(zone).unwrap();
+            let first: Timestamp = start.parse().unwrap();
+            for pattern in patterns {
+                let slots: Vec<Slot> = (0..6 * 4)
+                    .filter_map(|i| {
+                        pattern(i).map(|ids| Slot {
+                            start: first + jiff::SignedDuration::from_mins(step * i),
+                            staff_ids: ids.into(),
+                        })
+                    })
+                    .collect();
+                let (id, service) = (Uuid::from_u128(1), Uuid::from_u128(2));
+                let body = encode_runs(id, service, zone, &tz, step as u16, &slots);
+                let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(json["establishment_id"], id.to_string());
+                assert_eq!(json["service_id"], service.to_string());
+                assert_eq!(json["timezone"], zone);
+                let plain: serde_json::Value =
+                    serde_json::from_slice(&encode(id, service, zone, &tz, &slots)).unwrap();
+                let expected: Vec<(String, Vec<Uuid>)> = plain["slots"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| {
+                        (
+                            s["start"].as_str().unwrap().to_owned(),
+                            serde_json::from_value(s["staff_ids"].clone()).unwrap(),
+                        )
+                    })
+                    .collect();
+                let (starts, runs) = expand(&body);
+                assert_eq!(starts, expected, "{zone}");
+                for pair in runs.windows(2) {
+                    let ((a, a_offset, a_count, a_staff), (b, b_offset, _, b_staff)) =
+                        (&pair[0], &pair[1]);
+                    let joins = *b == *a + jiff::SignedDuration::from_mins(step * a_count);
+                    assert!(
+                        !(joins && a_offset == b_offset && a_staff == b_staff),
+                        "{zone}: two runs that are one at {b}"
+                    );
+                }
+            }
+        }
+        let tz = TimeZone::UTC;
+        let empty = encode_runs(Uuid::nil(), Uuid::nil(), "UTC", &tz, 15, &[]);
+        let json: serde_json::Value = serde_json::from_slice(&empty).unwrap();
+        assert_eq!(json["runs"], serde_json::json!([]));
+        assert_eq!(json["staff_ids"], serde_json::json!([]));
     }
 }

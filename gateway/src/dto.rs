@@ -376,6 +376,31 @@ pub struct AvailabilityParams {
     /// Number of days, 1 to 31.
     pub days: Option<u16>,
     pub staff_id: Option<Uuid>,
+    /// `slots` (the default): one entry per start. `runs`: the same starts,
+    /// run-length encoded, a tenth of the size or less.
+    #[param(value_type = Option<AvailabilityForm>)]
+    pub form: Option<String>,
+}
+
+/// The shape of an availability answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum AvailabilityForm {
+    #[default]
+    Slots,
+    Runs,
+}
+
+impl AvailabilityForm {
+    /// The `form` parameter; `None` when it names no form (the caller answers 422 on
+    /// the field, which serde's message for a query would not name).
+    pub fn parse(raw: Option<&str>) -> Option<AvailabilityForm> {
+        match raw {
+            None | Some("slots") => Some(AvailabilityForm::Slots),
+            Some("runs") => Some(AvailabilityForm::Runs),
+            Some(_) => None,
+        }
+    }
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -398,6 +423,37 @@ pub struct AvailabilityResponse {
     pub service_id: Uuid,
     pub timezone: String,
     pub slots: Vec<SlotDto>,
+}
+
+/// Consecutive starts with the same staff free: `count` starts, `step_minutes` apart,
+/// from `start` (so all with `start`'s UTC offset; a run ends where the offset changes).
+#[derive(Serialize, ToSchema)]
+pub struct RunDto {
+    pub start: String,
+    pub count: u32,
+    /// Indexes into the answer's `staff_ids`.
+    pub staff: Vec<u32>,
+}
+
+/// `form=runs`: the starts of the `slots` form, in the same order, as runs.
+#[derive(Serialize, ToSchema)]
+pub struct AvailabilityRunsResponse {
+    pub establishment_id: Uuid,
+    pub service_id: Uuid,
+    pub timezone: String,
+    /// Minutes between the starts of one run (the establishment's slot grid).
+    pub step_minutes: u32,
+    /// Every staff member the runs name, in order of first appearance.
+    pub staff_ids: Vec<Uuid>,
+    pub runs: Vec<RunDto>,
+}
+
+/// The availability answer in the form the query asked for.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum AvailabilityAnswer {
+    Slots(AvailabilityResponse),
+    Runs(AvailabilityRunsResponse),
 }
 
 /// `{"status": "ok"}` and friends.

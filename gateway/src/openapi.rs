@@ -25,7 +25,7 @@ use crate::routes::{accounts, bookings, establishments, ops, queue};
         crate::live::live,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
-    components(schemas(ErrorBody, ErrorDetail, AlternativeDto)),
+    components(schemas(ErrorBody, ErrorDetail, AlternativeDto, AvailabilityForm)),
     modifiers(&BearerAuth, &CommonErrors),
 )]
 pub struct ApiDoc;

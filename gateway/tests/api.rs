@@ -50,6 +50,20 @@ async fn health_ready_docs_openapi_and_metrics() {
     ] {
         assert!(doc["paths"].get(path).is_some(), "openapi lacks {path}");
     }
+    // Every reference resolves (a schema named in a parameter is not registered on its
+    // own).
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    assert!(!refs.is_empty());
+    for reference in refs {
+        let name = reference
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unexpected reference {reference}"));
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "openapi refers to the missing schema {name}"
+        );
+    }
 
     // The docs page and everything it loads come from this server (works offline).
     let html = server.client.get(server.url("/docs")).send().await.unwrap();
@@ -510,4 +524,19 @@ async fn a_request_over_the_timeout_is_503() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(code(&body), "unavailable");
     assert!(headers.contains_key("retry-after"));
+}
+
+fn collect_refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                match (key.as_str(), inner) {
+                    ("$ref", Value::String(target)) => out.push(target.clone()),
+                    _ => collect_refs(inner, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
 }

@@ -240,6 +240,92 @@ async fn booking_in_messagepack() {
     assert_eq!(booking["start"], free[0]["start"]);
 }
 
+/// `form=runs` holds exactly the starts of the default form, as runs: a booking in the
+/// middle of a day splits that day's run in two; MessagePack carries the same fields; an
+/// unknown form is refused on the field.
+#[tokio::test]
+async fn availability_in_runs_form() {
+    let server = Server::start();
+    let (_, id, staff_id, service) = setup(&server, 10).await;
+    let day = ahead(2);
+    let free = slots(&server, &id, &service, day).await;
+    let (customer, _) = server.register("runs").await;
+    let (status, _, booking) = server
+        .call(
+            Method::POST,
+            &format!("/v1/establishments/{id}/bookings"),
+            Some(&customer),
+            Some(json!({"service_id": service, "start": free[8]["start"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{booking}");
+
+    let path =
+        format!("/v1/establishments/{id}/availability?service_id={service}&from={day}&days=2");
+    let plain = server.client.get(server.url(&path)).send().await.unwrap();
+    assert_eq!(plain.status(), StatusCode::OK);
+    let plain_bytes = plain.bytes().await.unwrap();
+    let plain: Value = serde_json::from_slice(&plain_bytes).unwrap();
+    let runs_path = format!("{path}&form=runs");
+    let (status, _, runs) = server.call(Method::GET, &runs_path, None, None).await;
+    assert_eq!(status, StatusCode::OK, "{runs}");
+    assert_eq!(runs["establishment_id"], id.as_str());
+    assert_eq!(runs["service_id"], service.as_str());
+    assert_eq!(runs["timezone"], plain["timezone"]);
+    assert_eq!(runs["step_minutes"], 15);
+    assert_eq!(runs["staff_ids"], json!([staff_id]));
+    // Two days of 09:00-18:00, one booking at 11:00: 09:00-10:30, 11:30-17:30, the next
+    // day whole.
+    let list = runs["runs"].as_array().unwrap();
+    assert_eq!(list.len(), 3, "{runs}");
+    let mut expanded = Vec::new();
+    for run in list {
+        let start = run["start"].as_str().unwrap();
+        let first: jiff::Timestamp = start.parse().unwrap();
+        let offset = jiff::tz::Offset::from_hours(-3).unwrap();
+        assert!(start.ends_with("-03:00"), "{start}");
+        for k in 0..run["count"].as_i64().unwrap() {
+            let at = first + jiff::SignedDuration::from_mins(15 * k);
+            expanded.push(json!({
+                "start": at.display_with_offset(offset).to_string(),
+                "staff_ids": [staff_id],
+            }));
+        }
+        assert_eq!(run["staff"], json!([0]));
+    }
+    assert_eq!(&expanded, plain["slots"].as_array().unwrap());
+    let runs_bytes = serde_json::to_vec(&runs).unwrap().len();
+    assert!(
+        runs_bytes * 5 < plain_bytes.len(),
+        "{runs_bytes} bytes against {}",
+        plain_bytes.len()
+    );
+
+    let packed = server
+        .client
+        .get(server.url(&runs_path))
+        .header("accept", "application/msgpack")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(packed.status(), StatusCode::OK);
+    let packed: Value = rmp_serde::from_slice(&packed.bytes().await.unwrap()).unwrap();
+    assert_eq!(packed, runs);
+
+    for form in ["slots", "runs"] {
+        let (status, _, _) = server
+            .call(Method::GET, &format!("{path}&form={form}"), None, None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{form}");
+    }
+    let (status, _, refused) = server
+        .call(Method::GET, &format!("{path}&form=grid"), None, None)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(code(&refused), "invalid_request");
+    assert_eq!(refused["error"]["field"], "form");
+}
+
 /// Authorization matrix: two establishments, their owners, a staff member of A, two
 /// customers, an admin and anonymous, against every endpoint taking an id of A.
 #[tokio::test]

@@ -94,3 +94,47 @@ async fn a_short_load_run_verifies_and_reports() {
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
 }
+
+/// `--availability-form runs` asks for `form=runs`, which the server accepts (a refusal
+/// would count as an unexpected error), and the report says which form ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mix_can_ask_for_availability_as_runs() {
+    let server = Server::start();
+    let options = Options::parse_from([
+        "navaro-loadtest",
+        "--url",
+        &server.base,
+        "--establishments",
+        "2",
+        "--staff",
+        "2",
+        "--customers",
+        "4",
+        "--subscribers",
+        "1",
+        "--mix",
+        "avail=1",
+        "--availability-form",
+        "runs",
+        "--rate",
+        "100",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--no-baseline",
+        "--no-verify",
+        "--quiet",
+    ]);
+    let report = navaro_loadtest::run(options)
+        .await
+        .expect("the run completes");
+    let table = report.table();
+    assert!(table.contains("availability as runs"), "{table}");
+    let mix = report.mix.phase().expect("a mix phase");
+    assert_eq!(mix.unexpected_errors, 0, "{table}");
+    assert!(
+        mix.ops.iter().any(|o| o.op == "availability" && o.ok > 0),
+        "{table}"
+    );
+}

@@ -171,8 +171,8 @@ async fn availability(world: &World, est: usize, r: u64) -> Outcome {
     let service = &e.services[(r % e.services.len() as u64) as usize];
     let from = world.date(((r >> 8) % u64::from(AVAILABILITY_WINDOW_DAYS)) as u32);
     let path = format!(
-        "{}/availability?service_id={service}&from={from}&days=7",
-        e.path
+        "{}/availability?service_id={service}&from={from}&days=7{}",
+        e.path, world.availability_query
     );
     simple_get(world, &path).await
 }

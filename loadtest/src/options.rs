@@ -89,6 +89,10 @@ pub struct Options {
     /// Weights of the operations in the mix.
     #[arg(long, default_value = Mix::DEFAULT)]
     pub mix: Mix,
+    /// The form of the availability answers the mix asks for: `slots`, API.md's one
+    /// entry per start, or `runs`, the same starts run-length encoded (`form=runs`).
+    #[arg(long, value_enum, default_value_t = AvailabilityForm::Slots)]
+    pub availability_form: AvailabilityForm,
     /// Contended bookings aim at one popular slot this many times before moving on to
     /// the next one: one attempt wins, the rest get 409 `slot_unavailable`.
     #[arg(long, default_value_t = 4)]
@@ -111,6 +115,31 @@ pub struct Options {
     /// Seed of the operation and target choices, so runs are repeatable.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+}
+
+/// The `form` of the mix's availability queries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AvailabilityForm {
+    Slots,
+    Runs,
+}
+
+impl AvailabilityForm {
+    pub fn name(self) -> &'static str {
+        match self {
+            AvailabilityForm::Slots => "slots",
+            AvailabilityForm::Runs => "runs",
+        }
+    }
+
+    /// What the query string carries for this form.
+    pub fn query(self) -> &'static str {
+        match self {
+            AvailabilityForm::Slots => "",
+            AvailabilityForm::Runs => "&form=runs",
+        }
+    }
 }
 
 /// Relative weights of the operations the mix draws from.

@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::driver::Phase;
-use crate::options::{Mix, Options};
+use crate::options::{AvailabilityForm, Mix, Options};
 use crate::stats::{OpSummary, Percentiles};
 use crate::verify::Verification;
 
@@ -68,6 +68,7 @@ pub struct Settings {
     pub customers: usize,
     pub subscribers: usize,
     pub mix: Mix,
+    pub availability_form: AvailabilityForm,
     pub contention: u32,
     pub p99_limit_ms: f64,
     pub max_error_ratio: f64,
@@ -87,6 +88,7 @@ impl Settings {
             customers: options.customers,
             subscribers: options.subscribers,
             mix: options.mix,
+            availability_form: options.availability_form,
             contention: options.contention,
             p99_limit_ms: options.p99_limit_ms,
             max_error_ratio: options.max_error_ratio,
@@ -174,12 +176,13 @@ impl Report {
         let s = &self.settings;
         let _ = writeln!(
             out,
-            "mode {}: {} establishments x {} staff, {} customers, {} subscribers; p99 limit {} ms, error limit {}%",
+            "mode {}: {} establishments x {} staff, {} customers, {} subscribers, availability as {}; p99 limit {} ms, error limit {}%",
             s.mode,
             s.establishments,
             s.staff,
             s.customers,
             s.subscribers,
+            s.availability_form.name(),
             s.p99_limit_ms,
             s.max_error_ratio * 100.0
         );

@@ -153,6 +153,8 @@ pub struct World {
     stride: u64,
     next_ticket_name: AtomicU64,
     pub contention: u32,
+    /// Appended to every availability query: the form asked for.
+    pub availability_query: &'static str,
 }
 
 impl World {
@@ -197,6 +199,7 @@ impl World {
             stride: coprime_stride(capacity),
             next_ticket_name: AtomicU64::new(0),
             contention: options.contention.max(1),
+            availability_query: options.availability_form.query(),
         })
     }
 

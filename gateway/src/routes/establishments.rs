@@ -356,7 +356,7 @@ pub fn parse_date(field: &str, raw: &str) -> Result<Date, ApiError> {
 
 #[utoipa::path(get, path = "/v1/establishments/{id}/availability", tag = "availability",
     params(("id" = Uuid, Path), AvailabilityParams),
-    responses((status = 200, body = AvailabilityResponse), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = AvailabilityAnswer), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn availability(
     State(state): State<AppState>,
     _auth: MaybeAuth,
@@ -371,6 +371,8 @@ pub async fn availability(
             format!("must be 1 to {MAX_AVAILABILITY_DAYS}"),
         ));
     }
+    let form = AvailabilityForm::parse(params.form.as_deref())
+        .ok_or_else(|| ApiError::invalid("form", "must be slots or runs"))?;
     let query = AvailabilityQuery {
         service_id: service(params.service_id),
         from: parse_date("from", &params.from)?,
@@ -380,12 +382,23 @@ pub async fn availability(
     let slots = view
         .availability(&query, state.engine.now())
         .map_err(ApiError::from)?;
-    let body = crate::availability::encode(
-        id,
-        params.service_id,
-        &view.settings().timezone,
-        view.timezone(),
-        &slots,
-    );
+    let settings = view.settings();
+    let body = match form {
+        AvailabilityForm::Slots => crate::availability::encode(
+            id,
+            params.service_id,
+            &settings.timezone,
+            view.timezone(),
+            &slots,
+        ),
+        AvailabilityForm::Runs => crate::availability::encode_runs(
+            id,
+            params.service_id,
+            &settings.timezone,
+            view.timezone(),
+            settings.slot_minutes,
+            &slots,
+        ),
+    };
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
