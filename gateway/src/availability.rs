@@ -115,15 +115,7 @@ pub fn encode_runs(
         if i > 0 {
             out.push(b',');
         }
-        out.push(b'"');
-        out.extend_from_slice(
-            staff
-                .0
-                .hyphenated()
-                .encode_lower(&mut Uuid::encode_buffer())
-                .as_bytes(),
-        );
-        out.push(b'"');
+        write_uuid(&mut out, staff.0);
     }
     out.extend_from_slice(b"],\"runs\":[");
     let mut offsets = Offsets::new(tz);
@@ -169,6 +161,17 @@ pub fn encode_runs(
     Bytes::from(out)
 }
 
+/// `"…"`: a UUID as a JSON string, lower-case and hyphenated.
+fn write_uuid(out: &mut Vec<u8>, id: Uuid) {
+    out.push(b'"');
+    out.extend_from_slice(
+        id.hyphenated()
+            .encode_lower(&mut Uuid::encode_buffer())
+            .as_bytes(),
+    );
+    out.push(b'"');
+}
+
 /// A count or an index in decimal, without formatting machinery or an allocation.
 fn write_number(out: &mut Vec<u8>, mut n: usize) {
     let mut digits = [0u8; 20];
@@ -187,21 +190,11 @@ fn write_number(out: &mut Vec<u8>, mut n: usize) {
 /// `{"establishment_id":"…","service_id":"…","timezone":"…"`: the fields both forms open
 /// with.
 fn write_head(out: &mut Vec<u8>, establishment_id: Uuid, service_id: Uuid, timezone: &str) {
-    out.extend_from_slice(b"{\"establishment_id\":\"");
-    out.extend_from_slice(
-        establishment_id
-            .hyphenated()
-            .encode_lower(&mut Uuid::encode_buffer())
-            .as_bytes(),
-    );
-    out.extend_from_slice(b"\",\"service_id\":\"");
-    out.extend_from_slice(
-        service_id
-            .hyphenated()
-            .encode_lower(&mut Uuid::encode_buffer())
-            .as_bytes(),
-    );
-    out.extend_from_slice(b"\",\"timezone\":");
+    out.extend_from_slice(b"{\"establishment_id\":");
+    write_uuid(out, establishment_id);
+    out.extend_from_slice(b",\"service_id\":");
+    write_uuid(out, service_id);
+    out.extend_from_slice(b",\"timezone\":");
     // The zone name came from the owner: escape it properly.
     serde_json::to_writer(&mut *out, timezone).expect("writing to a Vec");
 }
