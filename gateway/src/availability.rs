@@ -79,8 +79,9 @@ pub fn encode(
 /// staff written once. Staff are named by their index in `staff_ids`.
 ///
 /// Neighbouring starts mostly have the same staff free, so a week's answer of a few
-/// hundred starts becomes a few dozen runs: a tenth of the bytes or less to send, parse
-/// and keep on a phone.
+/// hundred starts becomes a few dozen runs: typically a tenth of the bytes or less to
+/// send, parse and keep on a phone (about a quarter when the free staff change at nearly
+/// every start).
 pub fn encode_runs(
     establishment_id: Uuid,
     service_id: Uuid,
@@ -89,23 +90,17 @@ pub fn encode_runs(
     step_minutes: u16,
     slots: &[Slot],
 ) -> Bytes {
-    // Starts are whole minutes (the grid's), so seconds compare them exactly.
+    // Starts are whole minutes (the grid's) in ascending order, so seconds compare them
+    // exactly.
+    debug_assert!(
+        slots
+            .iter()
+            .all(|s| s.start.subsec_nanosecond() == 0 && s.start.as_second() % 60 == 0)
+            && slots.windows(2).all(|w| w[0].start < w[1].start),
+        "starts are ascending whole minutes"
+    );
     let step_s = i64::from(step_minutes) * 60;
-    // Staff in order of first appearance; a handful per establishment, so a list. A start
-    // with the same staff as the one before adds nobody.
-    let mut table: Vec<StaffId> = Vec::new();
-    let mut previous: &[StaffId] = &[];
-    for slot in slots {
-        if slot.staff_ids.as_slice() == previous {
-            continue;
-        }
-        for staff in &slot.staff_ids {
-            if !table.contains(staff) {
-                table.push(*staff);
-            }
-        }
-        previous = &slot.staff_ids;
-    }
+    let table = staff_table(slots);
     let mut out = Vec::with_capacity(200 + table.len() * 39 + slots.len() * 8);
     write_head(&mut out, establishment_id, service_id, timezone);
     out.extend_from_slice(b",\"step_minutes\":");
@@ -185,6 +180,25 @@ fn write_number(out: &mut Vec<u8>, mut n: usize) {
         }
     }
     out.extend_from_slice(&digits[at..]);
+}
+
+/// Every staff member free at some start, in order of first appearance; a handful per
+/// establishment, so a list. A start with the same staff as the one before adds nobody.
+fn staff_table(slots: &[Slot]) -> Vec<StaffId> {
+    let mut table: Vec<StaffId> = Vec::new();
+    let mut previous: &[StaffId] = &[];
+    for slot in slots {
+        if slot.staff_ids.as_slice() == previous {
+            continue;
+        }
+        for staff in &slot.staff_ids {
+            if !table.contains(staff) {
+                table.push(*staff);
+            }
+        }
+        previous = &slot.staff_ids;
+    }
+    table
 }
 
 /// `{"establishment_id":"…","service_id":"…","timezone":"…"`: the fields both forms open
@@ -272,7 +286,7 @@ fn write_instant(out: &mut Vec<u8>, ts: Timestamp, offset: Offset, tz: &TimeZone
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dto::{AvailabilityResponse, SlotDto};
+    use crate::dto::{AvailabilityResponse, AvailabilityRunsResponse, RunDto, SlotDto};
 
     fn reference(id: Uuid, service: Uuid, zone: &str, tz: &TimeZone, slots: &[Slot]) -> Vec<u8> {
         serde_json::to_vec(&AvailabilityResponse {
@@ -344,6 +358,35 @@ mod tests {
         );
     }
 
+    /// The runs answer as serde writes [`AvailabilityRunsResponse`], from its parsed
+    /// fields: the hand-written body must be the same bytes as the schema's type.
+    fn reference_runs(json: &serde_json::Value) -> Vec<u8> {
+        let uuid = |v: &serde_json::Value| v.as_str().unwrap().parse::<Uuid>().unwrap();
+        serde_json::to_vec(&AvailabilityRunsResponse {
+            establishment_id: uuid(&json["establishment_id"]),
+            service_id: uuid(&json["service_id"]),
+            timezone: json["timezone"].as_str().unwrap().to_owned(),
+            step_minutes: json["step_minutes"].as_u64().unwrap() as u32,
+            staff_ids: json["staff_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(uuid)
+                .collect(),
+            runs: json["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|run| RunDto {
+                    start: run["start"].as_str().unwrap().to_owned(),
+                    count: run["count"].as_u64().unwrap() as u32,
+                    staff: serde_json::from_value(run["staff"].clone()).unwrap(),
+                })
+                .collect(),
+        })
+        .unwrap()
+    }
+
     /// A run's start: the instant and its `±HH:MM` offset in seconds.
     fn parse_start(text: &str) -> (Timestamp, i32) {
         let (sign, hours, minutes) = (&text[19..20], &text[20..22], &text[23..25]);
@@ -395,7 +438,8 @@ mod tests {
 
     #[test]
     fn the_runs_form_holds_the_same_starts_as_few_runs_as_possible() {
-        let staff: Vec<StaffId> = (1..=3)
+        // Six staff: sets of more than four leave the inline storage of a start's staff.
+        let staff: Vec<StaffId> = (1..=6)
             .map(|n| StaffId(Uuid::from_u128(n << 64 | 9)))
             .collect();
         let step = 15;
@@ -409,8 +453,8 @@ mod tests {
         ];
         // Staff sets that change at every start, that repeat in runs, and runs with
         // holes (a start nobody can take is left out of both forms).
-        let changing = |i: i64| Some(staff[..(i as usize % 4)].to_vec());
-        let runs = |i: i64| Some(staff[..(i as usize / 5 % 3 + 1)].to_vec());
+        let changing = |i: i64| Some(staff[..(i as usize % 7)].to_vec());
+        let runs = |i: i64| Some(staff[..(i as usize / 5 % 6 + 1)].to_vec());
         let holes = |i: i64| (i % 7 != 3 && i % 11 != 0).then(|| staff[1..].to_vec());
         let patterns: [&dyn Fn(i64) -> Option<Vec<StaffId>>; 3] = [&changing, &runs, &holes];
         for (zone, start) in cases {
@@ -431,6 +475,11 @@ mod tests {
                 assert_eq!(json["establishment_id"], id.to_string());
                 assert_eq!(json["service_id"], service.to_string());
                 assert_eq!(json["timezone"], zone);
+                assert_eq!(
+                    String::from_utf8_lossy(&body),
+                    String::from_utf8_lossy(&reference_runs(&json)),
+                    "the hand-written body is the DTO's serde body"
+                );
                 let plain: serde_json::Value =
                     serde_json::from_slice(&encode(id, service, zone, &tz, &slots)).unwrap();
                 let expected: Vec<(String, Vec<Uuid>)> = plain["slots"]

@@ -377,7 +377,8 @@ pub struct AvailabilityParams {
     pub days: Option<u16>,
     pub staff_id: Option<Uuid>,
     /// `slots` (the default): one entry per start. `runs`: the same starts,
-    /// run-length encoded, a tenth of the size or less.
+    /// run-length encoded; typically a tenth of the size or less, about a quarter when
+    /// the free staff change at nearly every start.
     #[param(value_type = Option<AvailabilityForm>)]
     pub form: Option<String>,
 }

@@ -4,11 +4,12 @@
 use std::time::Instant;
 
 use hyper::Method;
+use jiff::civil::Date;
 use serde::Serialize;
 
 use crate::http::Reply;
 use crate::live::PushClock;
-use crate::options::Mix;
+use crate::options::{AvailabilityForm, Mix};
 use crate::world::{AVAILABILITY_WINDOW_DAYS, Expect, LaneStage, LiveBooking, World};
 
 /// Every kind of request measured, each with its own histogram.
@@ -170,11 +171,22 @@ async fn availability(world: &World, est: usize, r: u64) -> Outcome {
     let e = &world.establishments[est];
     let service = &e.services[(r % e.services.len() as u64) as usize];
     let from = world.date(((r >> 8) % u64::from(AVAILABILITY_WINDOW_DAYS)) as u32);
-    let path = format!(
-        "{}/availability?service_id={service}&from={from}&days=7{}",
-        e.path, world.availability_query
-    );
+    let path = availability_path(&e.path, service, from, world.availability_form);
     simple_get(world, &path).await
+}
+
+/// A week of one service's availability from `from`, in `form`.
+fn availability_path(
+    establishment: &str,
+    service: &str,
+    from: Date,
+    form: AvailabilityForm,
+) -> String {
+    let form = match form {
+        AvailabilityForm::Slots => "",
+        AvailabilityForm::Runs => "&form=runs",
+    };
+    format!("{establishment}/availability?service_id={service}&from={from}&days=7{form}")
 }
 
 async fn book(world: &World, est: usize, r: u64, contended: bool) -> Outcome {
@@ -415,5 +427,24 @@ async fn step(world: &World, path: &str, owner: &hyper::header::HeaderValue) -> 
     {
         Ok(reply) => classify(&reply, 200),
         Err(error) => transport(&error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_availability_query_asks_for_the_form_chosen() {
+        let from = Date::constant(2026, 12, 1);
+        let path = |form| availability_path("/v1/establishments/e", "s", from, form);
+        assert_eq!(
+            path(AvailabilityForm::Slots),
+            "/v1/establishments/e/availability?service_id=s&from=2026-12-01&days=7"
+        );
+        assert_eq!(
+            path(AvailabilityForm::Runs),
+            "/v1/establishments/e/availability?service_id=s&from=2026-12-01&days=7&form=runs"
+        );
     }
 }

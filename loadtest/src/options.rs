@@ -126,18 +126,11 @@ pub enum AvailabilityForm {
 }
 
 impl AvailabilityForm {
+    /// The form's name, as the server's `form` parameter spells it.
     pub fn name(self) -> &'static str {
         match self {
             AvailabilityForm::Slots => "slots",
             AvailabilityForm::Runs => "runs",
-        }
-    }
-
-    /// What the query string carries for this form.
-    pub fn query(self) -> &'static str {
-        match self {
-            AvailabilityForm::Slots => "",
-            AvailabilityForm::Runs => "&form=runs",
         }
     }
 }

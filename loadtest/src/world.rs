@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::http::{Http, bearer};
 use crate::live::PushClock;
-use crate::options::Options;
+use crate::options::{AvailabilityForm, Options};
 
 /// Every establishment's zone (no DST since 2019, but the code does not rely on it).
 pub const TIMEZONE: &str = "America/Sao_Paulo";
@@ -153,8 +153,8 @@ pub struct World {
     stride: u64,
     next_ticket_name: AtomicU64,
     pub contention: u32,
-    /// Appended to every availability query: the form asked for.
-    pub availability_query: &'static str,
+    /// The form every availability query asks for.
+    pub availability_form: AvailabilityForm,
 }
 
 impl World {
@@ -199,7 +199,7 @@ impl World {
             stride: coprime_stride(capacity),
             next_ticket_name: AtomicU64::new(0),
             contention: options.contention.max(1),
-            availability_query: options.availability_form.query(),
+            availability_form: options.availability_form,
         })
     }
 
