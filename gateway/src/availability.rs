@@ -436,6 +436,46 @@ mod tests {
         (starts, runs)
     }
 
+    /// Everything the runs form promises, for one list of starts: the bytes are the
+    /// schema type's, the runs expanded are the `slots` answer's starts (with offsets),
+    /// and no two neighbouring runs could have been one.
+    fn check_runs(zone: &str, tz: &TimeZone, step: i64, slots: &[Slot]) {
+        let (id, service) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let body = encode_runs(id, service, zone, tz, step as u16, slots);
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["establishment_id"], id.to_string());
+        assert_eq!(json["service_id"], service.to_string());
+        assert_eq!(json["timezone"], zone);
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            String::from_utf8_lossy(&reference_runs(&json)),
+            "the hand-written body is the DTO's serde body"
+        );
+        let plain: serde_json::Value =
+            serde_json::from_slice(&encode(id, service, zone, tz, slots)).unwrap();
+        let expected: Vec<(String, Vec<Uuid>)> = plain["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["start"].as_str().unwrap().to_owned(),
+                    serde_json::from_value(s["staff_ids"].clone()).unwrap(),
+                )
+            })
+            .collect();
+        let (starts, runs) = expand(&body);
+        assert_eq!(starts, expected, "{zone}");
+        for pair in runs.windows(2) {
+            let ((a, a_offset, a_count, a_staff), (b, b_offset, _, b_staff)) = (&pair[0], &pair[1]);
+            let joins = *b == *a + jiff::SignedDuration::from_mins(step * a_count);
+            assert!(
+                !(joins && a_offset == b_offset && a_staff == b_staff),
+                "{zone}: two runs that are one at {b}"
+            );
+        }
+    }
+
     #[test]
     fn the_runs_form_holds_the_same_starts_as_few_runs_as_possible() {
         // Six staff: sets of more than four leave the inline storage of a start's staff.
@@ -469,41 +509,7 @@ mod tests {
                         })
                     })
                     .collect();
-                let (id, service) = (Uuid::from_u128(1), Uuid::from_u128(2));
-                let body = encode_runs(id, service, zone, &tz, step as u16, &slots);
-                let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                assert_eq!(json["establishment_id"], id.to_string());
-                assert_eq!(json["service_id"], service.to_string());
-                assert_eq!(json["timezone"], zone);
-                assert_eq!(
-                    String::from_utf8_lossy(&body),
-                    String::from_utf8_lossy(&reference_runs(&json)),
-                    "the hand-written body is the DTO's serde body"
-                );
-                let plain: serde_json::Value =
-                    serde_json::from_slice(&encode(id, service, zone, &tz, &slots)).unwrap();
-                let expected: Vec<(String, Vec<Uuid>)> = plain["slots"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|s| {
-                        (
-                            s["start"].as_str().unwrap().to_owned(),
-                            serde_json::from_value(s["staff_ids"].clone()).unwrap(),
-                        )
-                    })
-                    .collect();
-                let (starts, runs) = expand(&body);
-                assert_eq!(starts, expected, "{zone}");
-                for pair in runs.windows(2) {
-                    let ((a, a_offset, a_count, a_staff), (b, b_offset, _, b_staff)) =
-                        (&pair[0], &pair[1]);
-                    let joins = *b == *a + jiff::SignedDuration::from_mins(step * a_count);
-                    assert!(
-                        !(joins && a_offset == b_offset && a_staff == b_staff),
-                        "{zone}: two runs that are one at {b}"
-                    );
-                }
+                check_runs(zone, &tz, step, &slots);
             }
         }
         let tz = TimeZone::UTC;
@@ -511,5 +517,43 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&empty).unwrap();
         assert_eq!(json["runs"], serde_json::json!([]));
         assert_eq!(json["staff_ids"], serde_json::json!([]));
+    }
+
+    proptest::proptest! {
+        /// Any ascending starts on a grid (gaps of whole steps), any staff sets, in zones
+        /// with and without transitions, on any date of four years.
+        #[test]
+        fn any_starts_as_runs_are_the_same_starts(
+            zone in proptest::sample::select(vec![
+                "America/Sao_Paulo", "America/New_York", "Europe/Lisbon",
+                "Australia/Lord_Howe", "Asia/Kolkata", "UTC",
+            ]),
+            first_day in 0i64..4 * 365,
+            step in proptest::sample::select(vec![5i64, 10, 15, 30, 60]),
+            // Mostly neighbouring starts with everyone free, so that runs grow long.
+            starts in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![3 => proptest::strategy::Just(1i64), 1 => 2i64..4],
+                    proptest::prop_oneof![3 => proptest::strategy::Just(63u8), 1 => 1u8..64],
+                ),
+                0..120,
+            ),
+        ) {
+            let staff: Vec<StaffId> =
+                (1..=6).map(|n| StaffId(Uuid::from_u128(n << 64 | 3))).collect();
+            let tz = TimeZone::get(zone).unwrap();
+            let origin: Timestamp = "2024-01-01T00:00:00Z".parse().unwrap();
+            let mut at = origin + jiff::SignedDuration::from_hours(24 * first_day);
+            let mut slots = Vec::new();
+            for (gap, mask) in starts {
+                at += jiff::SignedDuration::from_mins(step * gap);
+                let ids: Vec<StaffId> = (0..6)
+                    .filter(|bit| mask & (1 << bit) != 0)
+                    .map(|bit| staff[bit])
+                    .collect();
+                slots.push(Slot { start: at, staff_ids: ids.into() });
+            }
+            check_runs(zone, &tz, step, &slots);
+        }
     }
 }
