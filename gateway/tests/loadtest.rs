@@ -82,6 +82,9 @@ async fn a_short_load_run_verifies_and_reports() {
         assert!(succeeded(mix, op), "no successful {op}:\n{table}");
     }
     assert!(mix.push_samples > 0, "pushes were measured:\n{table}");
+    // A week of API.md's availability for three staff is tens of KB.
+    let availability = mix.ops.iter().find(|o| o.op == "availability").unwrap();
+    assert!(availability.response_bytes > 10_000.0, "{table}");
 
     let parsed: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
@@ -96,7 +99,8 @@ async fn a_short_load_run_verifies_and_reports() {
 }
 
 /// `--availability-form runs` asks for `form=runs`, which the server accepts (a refusal
-/// would count as an unexpected error), and the report says which form ran.
+/// would count as an unexpected error) and answers in a few KB; the report says which
+/// form ran.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mix_can_ask_for_availability_as_runs() {
     let server = Server::start();
@@ -133,8 +137,11 @@ async fn the_mix_can_ask_for_availability_as_runs() {
     assert!(table.contains("availability as runs"), "{table}");
     let mix = report.mix.phase().expect("a mix phase");
     assert_eq!(mix.unexpected_errors, 0, "{table}");
+    let availability = mix.ops.iter().find(|o| o.op == "availability").unwrap();
+    assert!(availability.ok > 0, "{table}");
+    // The runs form of a week for two staff is a few KB (API.md's would be tens).
     assert!(
-        mix.ops.iter().any(|o| o.op == "availability" && o.ok > 0),
+        availability.response_bytes > 0.0 && availability.response_bytes < 10_000.0,
         "{table}"
     );
 }

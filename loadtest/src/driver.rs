@@ -13,6 +13,7 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
+use crate::http::counting_bytes;
 use crate::ops::{Draw, OpKind, Outcome, execute, mix64};
 use crate::options::Options;
 use crate::stats::{OpSummary, Percentiles, Recorder};
@@ -361,12 +362,12 @@ fn send(
     };
     let (world, recorder, timeout) = (world.clone(), recorder.clone(), settings.timeout);
     handle.spawn(async move {
-        let (kind, outcome) =
-            match tokio::time::timeout(timeout, execute(&world, draw, mix64(r))).await {
-                Ok(done) => done,
-                Err(_) => (kind_of(draw), Outcome::Error("timeout".to_owned())),
-            };
-        recorder.record(kind, outcome, intended.elapsed());
+        let operation = counting_bytes(execute(&world, draw, mix64(r)));
+        let ((kind, outcome), received) = match tokio::time::timeout(timeout, operation).await {
+            Ok(done) => done,
+            Err(_) => ((kind_of(draw), Outcome::Error("timeout".to_owned())), 0),
+        };
+        recorder.record(kind, outcome, intended.elapsed(), received);
         recorder.outstanding.fetch_sub(1, Ordering::Relaxed);
     });
 }

@@ -1,6 +1,7 @@
 //! A lean HTTP/1.1 client: hyper's pooled keep-alive client, one connection per request
 //! in flight, no JSON on the read path (only the status is looked at).
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,21 @@ use hyper::{Method, Request, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+
+tokio::task_local! {
+    /// Response body bytes received within the current [`counting_bytes`] scope.
+    static RECEIVED: Cell<u64>;
+}
+
+/// Run `operation`, and count the response body bytes its requests received.
+pub async fn counting_bytes<F: Future>(operation: F) -> (F::Output, u64) {
+    RECEIVED
+        .scope(Cell::new(0), async {
+            let output = operation.await;
+            (output, RECEIVED.with(Cell::get))
+        })
+        .await
+}
 
 /// How long an idle pooled connection is kept; longer than any pause between steps.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -118,6 +134,8 @@ impl Http {
         let response = client.request(request.body(body)?).await?;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await?.to_bytes();
+        // Outside a counting scope (provisioning, verification) nothing is counted.
+        let _ = RECEIVED.try_with(|received| received.set(received.get() + body.len() as u64));
         Ok(Reply { status, body })
     }
 

@@ -231,7 +231,7 @@ impl Report {
         out.push('\n');
         let _ = writeln!(
             out,
-            "{:<16} {:>9} {:>9} {:>9} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "{:<16} {:>9} {:>9} {:>9} {:>7} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
             "operation",
             "requests",
             "ok",
@@ -242,7 +242,8 @@ impl Report {
             "p90 ms",
             "p99 ms",
             "p99.9 ms",
-            "max ms"
+            "max ms",
+            "KB/resp"
         );
         if let Some(phase) = self.baseline.as_ref().and_then(Run::phase) {
             for op in &phase.ops {
@@ -262,6 +263,12 @@ impl Report {
                 errors: [("all".to_owned(), phase.unexpected_errors)].into(),
                 rps: phase.achieved_rps,
                 latency_ms: phase.all,
+                response_bytes: phase
+                    .ops
+                    .iter()
+                    .map(|o| o.response_bytes * o.requests as f64)
+                    .sum::<f64>()
+                    / phase.completed.max(1) as f64,
             };
             row(&mut out, &all);
             if let Some(push) = &phase.push_ms {
@@ -335,7 +342,7 @@ fn row(out: &mut String, op: &OpSummary) {
     let l = &op.latency_ms;
     let _ = writeln!(
         out,
-        "{:<16} {:>9} {:>9} {:>9} {:>7} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+        "{:<16} {:>9} {:>9} {:>9} {:>7} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
         op.op,
         op.requests,
         op.ok,
@@ -346,6 +353,7 @@ fn row(out: &mut String, op: &OpSummary) {
         l.p90,
         l.p99,
         l.p999,
-        l.max
+        l.max,
+        op.response_bytes / 1000.0
     );
 }

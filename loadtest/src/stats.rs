@@ -32,6 +32,8 @@ pub struct KindStats {
     pub ok: u64,
     pub expected: BTreeMap<&'static str, u64>,
     pub errors: BTreeMap<String, u64>,
+    /// Response body bytes received.
+    pub received: u64,
 }
 
 /// Shared by the scheduler and every request task of one phase.
@@ -57,6 +59,7 @@ impl Default for Recorder {
                         ok: 0,
                         expected: BTreeMap::new(),
                         errors: BTreeMap::new(),
+                        received: 0,
                     })
                 })
                 .collect(),
@@ -72,8 +75,9 @@ impl Default for Recorder {
 }
 
 impl Recorder {
-    /// A finished request; `latency` runs from its intended send time.
-    pub fn record(&self, kind: OpKind, outcome: Outcome, latency: Duration) {
+    /// A finished request; `latency` runs from its intended send time, `received` is
+    /// its response body's length.
+    pub fn record(&self, kind: OpKind, outcome: Outcome, latency: Duration, received: u64) {
         if let Outcome::Skipped(reason) = outcome {
             *self.skipped.lock().unwrap().entry(reason).or_default() += 1;
             return;
@@ -81,6 +85,7 @@ impl Recorder {
         self.completed.fetch_add(1, Ordering::Relaxed);
         let mut stats = self.kinds[kind.index()].lock().unwrap();
         record(&mut stats.latency_us, latency.as_micros() as u64);
+        stats.received += received;
         match outcome {
             Outcome::Ok => stats.ok += 1,
             Outcome::Expected(what) => *stats.expected.entry(what).or_default() += 1,
@@ -153,6 +158,7 @@ impl Recorder {
                         errors: stats.errors.clone(),
                         rps: requests as f64 / elapsed.as_secs_f64().max(1e-9),
                         latency_ms: Percentiles::of(&stats.latency_us),
+                        response_bytes: stats.received as f64 / requests as f64,
                     };
                     (summary, stats.latency_us.clone())
                 })
@@ -215,4 +221,7 @@ pub struct OpSummary {
     pub errors: BTreeMap<String, u64>,
     pub rps: f64,
     pub latency_ms: Percentiles,
+    /// Mean response body, bytes (what the operation costs to send, read and parse).
+    #[serde(default)]
+    pub response_bytes: f64,
 }
