@@ -167,19 +167,9 @@ fn write_uuid(out: &mut Vec<u8>, id: Uuid) {
     out.push(b'"');
 }
 
-/// A count or an index in decimal, without formatting machinery or an allocation.
-fn write_number(out: &mut Vec<u8>, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+/// A count or an index, through serde_json's integer writer (no allocation).
+fn write_number(out: &mut Vec<u8>, n: usize) {
+    serde_json::to_writer(out, &n).expect("writing to a Vec");
 }
 
 /// Every staff member free at some start, in order of first appearance; a handful per

@@ -384,10 +384,9 @@ pub struct AvailabilityParams {
 }
 
 /// The shape of an availability answer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ToSchema)]
 #[schema(rename_all = "snake_case")]
 pub enum AvailabilityForm {
-    #[default]
     Slots,
     Runs,
 }

@@ -125,16 +125,6 @@ pub enum AvailabilityForm {
     Runs,
 }
 
-impl AvailabilityForm {
-    /// The form's name, as the server's `form` parameter spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            AvailabilityForm::Slots => "slots",
-            AvailabilityForm::Runs => "runs",
-        }
-    }
-}
-
 /// Relative weights of the operations the mix draws from.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Mix {

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
+use clap::ValueEnum;
 use serde::Serialize;
 
 use crate::driver::Phase;
@@ -182,7 +183,10 @@ impl Report {
             s.staff,
             s.customers,
             s.subscribers,
-            s.availability_form.name(),
+            s.availability_form
+                .to_possible_value()
+                .expect("every form has a name")
+                .get_name(),
             s.p99_limit_ms,
             s.max_error_ratio * 100.0
         );
