@@ -543,3 +543,50 @@ fn availability_lists_each_start_with_its_free_staff() {
         Some("days")
     );
 }
+
+#[test]
+fn availability_reuses_the_days_no_event_or_expiry_touched() {
+    let (mut sim, [ana, _], cut) = shop();
+    let counts = |sim: &Sim| sim.est().day_cache_counts();
+    let week = |sim: &Sim| sim.availability(cut, "2026-11-30", 7, None).unwrap();
+    let first = week(&sim);
+    assert_eq!((counts(&sim).reused, counts(&sim).computed), (0, 7));
+    assert_eq!(week(&sim), first);
+    assert_eq!((counts(&sim).reused, counts(&sim).computed), (7, 7));
+    // A booking at 13:00 local on Wednesday (16:00 UTC): the local days whose instants
+    // reach into that UTC day, Tuesday and Wednesday in UTC-3, are computed again.
+    sim.book(customer(1), cut, "2026-12-02T16:00:00Z", Some(ana))
+        .unwrap();
+    let booked = week(&sim);
+    assert_eq!((counts(&sim).reused, counts(&sim).computed), (12, 9));
+    assert_ne!(booked, first);
+    // A hold blocks Thursday until it expires, and no event says when it does: only
+    // Thursday is computed again once it has.
+    let hold = Command::PlaceHold {
+        service_id: cut,
+        start: ts("2026-12-03T13:00:00Z"),
+        staff_id: Some(ana),
+        ttl_seconds: 300,
+    };
+    sim.exec(customer(2), hold).unwrap();
+    let held = week(&sim);
+    assert_eq!((counts(&sim).reused, counts(&sim).computed), (17, 11));
+    sim.now = ts("2026-11-30T11:05:01Z");
+    let lapsed = week(&sim);
+    assert_eq!((counts(&sim).reused, counts(&sim).computed), (23, 12));
+    assert_ne!(lapsed, held);
+    assert_eq!(lapsed, booked);
+    // Time off changes what every day can offer: the whole week is computed again.
+    sim.exec(
+        owner(),
+        Command::AddTimeOff {
+            staff_id: ana,
+            start: ts("2026-12-04T12:00:00Z"),
+            end: ts("2026-12-04T13:00:00Z"),
+            reason: None,
+        },
+    )
+    .unwrap();
+    week(&sim);
+    assert_eq!((counts(&sim).reused, counts(&sim).computed), (23, 19));
+}

@@ -16,7 +16,7 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 use navaro_engine::domain::state::ItemRef;
-use navaro_engine::domain::{AvailabilityQuery, availability};
+use navaro_engine::domain::{AvailabilityQuery, availability, availability_uncached};
 use navaro_protocol::{
     BookingId, Command, EstablishmentSettings, HoldId, Reply, ServiceId, StaffId, WeeklyHours,
 };
@@ -595,7 +595,18 @@ impl Run {
                     days: WINDOW_DAYS as u16,
                     staff_id: filter.map(|f| self.staff[f]),
                 };
-                let slots = availability(est, &query, now).unwrap();
+                // The cached days (kept from earlier steps, or computed and kept now)
+                // answer exactly what a fresh sweep does, before and after caching.
+                let slots = availability(est, &query, now).unwrap().to_vec();
+                let fresh = availability_uncached(est, &query, now).unwrap();
+                prop_assert_eq!(
+                    &slots,
+                    &fresh,
+                    "cached availability of service {} for {:?}",
+                    service,
+                    filter
+                );
+                prop_assert_eq!(&availability(est, &query, now).unwrap().to_vec(), &fresh);
                 let offered: BTreeSet<(i64, usize)> = slots
                     .iter()
                     .flat_map(|slot| {

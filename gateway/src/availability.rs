@@ -3,10 +3,12 @@
 //! DTOs (every start used to cost a `String`, a `Vec` of staff ids and their formatting,
 //! and serde's escaping of each).
 //!
-//! Not cached: a cache keyed on the read view's seq, the query and the clock (what the
-//! answer depends on) was measured under the load test's mix and hit almost never, since
-//! every write to an establishment makes a new seq, while its churn of 30-60 KiB bodies
-//! cost more than the encoding it saved.
+//! The bodies are not cached: a cache keyed on the read view's seq, the query and the
+//! clock (what the answer depends on) was measured under the load test's mix and hit
+//! almost never, since every write to an establishment makes a new seq, while its churn
+//! of 30-60 KiB bodies cost more than the encoding it saved. The engine keeps each local
+//! day's starts across views instead (`navaro_engine::domain::day_cache`), and the
+//! encoders read them where they are, as an iterator over the cached days.
 
 use bytes::Bytes;
 use jiff::Timestamp;
@@ -19,16 +21,19 @@ use crate::dto::render;
 
 /// `{establishment_id, service_id, timezone, slots: [{start, staff_ids}]}` as API.md
 /// gives it (the same bytes `serde_json` makes of [`crate::dto::AvailabilityResponse`]).
-pub fn encode(
+pub fn encode<'a>(
     establishment_id: Uuid,
     service_id: Uuid,
     timezone: &str,
     tz: &TimeZone,
-    slots: &[Slot],
+    slots: impl IntoIterator<Item = &'a Slot, IntoIter: Clone>,
 ) -> Bytes {
+    let slots = slots.into_iter();
     // About 40 bytes a start plus 39 a staff id.
-    let ids: usize = slots.iter().map(|s| s.staff_ids.len()).sum();
-    let mut out = Vec::with_capacity(160 + slots.len() * 48 + ids * 39);
+    let (starts, ids) = slots
+        .clone()
+        .fold((0, 0), |(n, ids), s| (n + 1, ids + s.staff_ids.len()));
+    let mut out = Vec::with_capacity(160 + starts * 48 + ids * 39);
     write_head(&mut out, establishment_id, service_id, timezone);
     out.extend_from_slice(b",\"slots\":[");
     // Staff ids repeat on every start: format each once.
@@ -38,7 +43,7 @@ pub fn encode(
     // previous start is copied whole when its staff are the same.
     let mut last_staff: &[StaffId] = &[];
     let mut last_list: Vec<u8> = Vec::new();
-    for (n, slot) in slots.iter().enumerate() {
+    for (n, slot) in slots.enumerate() {
         if n > 0 {
             out.push(b',');
         }
@@ -82,26 +87,30 @@ pub fn encode(
 /// hundred starts becomes a few dozen runs: typically a tenth of the bytes or less to
 /// send, parse and keep on a phone (about a quarter when the free staff change at nearly
 /// every start).
-pub fn encode_runs(
+pub fn encode_runs<'a>(
     establishment_id: Uuid,
     service_id: Uuid,
     timezone: &str,
     tz: &TimeZone,
     step_minutes: u16,
-    slots: &[Slot],
+    slots: impl IntoIterator<Item = &'a Slot, IntoIter: Clone>,
 ) -> Bytes {
+    let slots = slots.into_iter();
     // Starts are whole minutes (the grid's) in ascending order, so seconds compare them
     // exactly.
     debug_assert!(
         slots
-            .iter()
+            .clone()
             .all(|s| s.start.subsec_nanosecond() == 0 && s.start.as_second() % 60 == 0)
-            && slots.windows(2).all(|w| w[0].start < w[1].start),
+            && slots
+                .clone()
+                .zip(slots.clone().skip(1))
+                .all(|(a, b)| a.start < b.start),
         "starts are ascending whole minutes"
     );
     let step_s = i64::from(step_minutes) * 60;
-    let table = staff_table(slots);
-    let mut out = Vec::with_capacity(200 + table.len() * 39 + slots.len() * 8);
+    let table = staff_table(slots.clone());
+    let mut out = Vec::with_capacity(200 + table.len() * 39 + slots.clone().count() * 8);
     write_head(&mut out, establishment_id, service_id, timezone);
     out.extend_from_slice(b",\"step_minutes\":");
     write_number(&mut out, usize::from(step_minutes));
@@ -117,21 +126,25 @@ pub fn encode_runs(
     // Runs alternate between a few staff sets: the indexes of the last one are kept.
     let mut last_staff: Option<&[StaffId]> = None;
     let mut last_list: Vec<u8> = Vec::new();
-    let mut at = 0;
-    while at < slots.len() {
-        let first = &slots[at];
+    let mut slots = slots.peekable();
+    let mut written = 0;
+    while let Some(first) = slots.next() {
         let offset = offsets.at(first.start);
         let mut count = 1;
-        while let Some(next) = slots.get(at + count)
-            && next.start.as_second() == first.start.as_second() + step_s * count as i64
-            && next.staff_ids == first.staff_ids
-            && offsets.at(next.start) == offset
+        while slots
+            .next_if(|next| {
+                next.start.as_second() == first.start.as_second() + step_s * count as i64
+                    && next.staff_ids == first.staff_ids
+                    && offsets.at(next.start) == offset
+            })
+            .is_some()
         {
             count += 1;
         }
-        if at > 0 {
+        if written > 0 {
             out.push(b',');
         }
+        written += 1;
         out.extend_from_slice(b"{\"start\":\"");
         write_instant(&mut out, first.start, offset, tz);
         out.extend_from_slice(b"\",\"count\":");
@@ -150,7 +163,6 @@ pub fn encode_runs(
         }
         out.extend_from_slice(&last_list);
         out.extend_from_slice(b"]}");
-        at += count;
     }
     out.extend_from_slice(b"]}");
     Bytes::from(out)
@@ -174,7 +186,7 @@ fn write_number(out: &mut Vec<u8>, n: usize) {
 
 /// Every staff member free at some start, in order of first appearance; a handful per
 /// establishment, so a list. A start with the same staff as the one before adds nobody.
-fn staff_table(slots: &[Slot]) -> Vec<StaffId> {
+fn staff_table<'a>(slots: impl Iterator<Item = &'a Slot>) -> Vec<StaffId> {
     let mut table: Vec<StaffId> = Vec::new();
     let mut previous: &[StaffId] = &[];
     for slot in slots {

@@ -14,7 +14,7 @@ use super::rules::{
     LocalHours, MAX_HOLD_SECONDS, MAX_SERVICES, MAX_STAFF, MAX_STAFF_PER_SERVICE, MIN_HOLD_SECONDS,
     Settings, parse_currency, parse_name, parse_service_minutes, parse_time_off,
 };
-use super::slots::{StaffProblem, check_staff, check_start, eligible_staff, scan};
+use super::slots::{StaffProblem, bookable_window, check_staff, check_start, eligible_staff, scan};
 use super::state::{Establishment, ItemRef, ServiceEntry};
 use super::time::{LocalPosition, MINUTES_PER_DAY, Minute, timestamp};
 
@@ -486,6 +486,7 @@ fn alternatives(
         position.epoch_day,
         ALTERNATIVE_SEARCH_DAYS,
         now_s,
+        bookable_window(est, now_s),
         |t, free| {
             if let Some(index) = free.next() {
                 found.push((t, index));

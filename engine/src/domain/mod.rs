@@ -2,6 +2,7 @@
 //! ([`state`]), and find free slots ([`slots`]), over DST-aware local time ([`time`]).
 //! Nothing here touches tokio, a clock or a store.
 
+pub mod day_cache;
 pub mod decide;
 pub mod idempotency;
 pub mod queue;
@@ -11,7 +12,7 @@ pub mod state;
 pub mod time;
 
 pub use decide::{Context, Events, decide, decide_create, expire_holds};
-pub use slots::{AvailabilityQuery, Slot, availability};
+pub use slots::{Availability, AvailabilityQuery, Slot, availability, availability_uncached};
 pub use state::{ApplyError, Establishment, SnapshotState};
 
 use jiff::Timestamp;

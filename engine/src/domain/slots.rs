@@ -6,16 +6,20 @@
 //! week for ten staff cost microseconds. The two are written separately for speed and
 //! must agree exactly; the property tests hold them to it.
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use jiff::Timestamp;
 use jiff::civil::Date;
 use navaro_protocol::{ErrorCode, Rejection, ServiceId, StaffId};
 use smallvec::SmallVec;
 
+use super::day_cache::{CachedDay, DayKey, DayStamps};
 use super::rules::{MAX_AVAILABILITY_DAYS, MAX_ITEM_MINUTES};
 use super::state::{Establishment, ItemRef, ServiceEntry, first_overlap};
 use super::time::{
-    LocalDay, LocalPosition, MAX_YEAR, MIN_YEAR, Minute, epoch_day, exact_minute, local_position,
-    timestamp, weekday_of_epoch_day,
+    LocalDay, LocalPosition, MAX_YEAR, MIN_YEAR, MINUTES_PER_DAY, Minute, epoch_day, exact_minute,
+    local_position, timestamp, weekday_of_epoch_day,
 };
 
 /// Why one staff member cannot take a start.
@@ -134,11 +138,133 @@ pub struct Slot {
 pub type SlotStaff = SmallVec<[StaffId; 4]>;
 
 /// Every start on the grid at which the service fits, with the staff free for it.
+///
+/// Each local day comes from the establishment's [`DayCache`](super::day_cache::DayCache)
+/// when the day is still what this state would compute, and is computed and kept there
+/// otherwise; [`availability_uncached`] is the same answer computed afresh.
 pub fn availability(
     est: &Establishment,
     query: &AvailabilityQuery,
     now: Timestamp,
+) -> Result<Availability, Rejection> {
+    let (service_index, staff) = prepare(est, query)?;
+    let now_s = now.as_second();
+    let (earliest, latest) = bookable_window(est, now_s);
+    let tz = &est.settings.zone;
+    let filter = match staff {
+        Candidates::All(_) => None,
+        Candidates::One([index]) => Some(index),
+    };
+    // Leave out the days a whole day away from the bookable window (before today, past
+    // the horizon): they cannot hold a bookable start whatever the zone does.
+    let days: Vec<(DayKey, LocalDay)> = (0..i64::from(query.days))
+        .map(|d| LocalDay::from_epoch_day(tz, epoch_day(query.from) + d))
+        .filter(|day| {
+            day.instant(tz, MINUTES_PER_DAY) + MINUTES_PER_DAY > earliest
+                && day.instant(tz, 0) - MINUTES_PER_DAY <= latest
+        })
+        .map(|day| {
+            let key = DayKey {
+                service: service_index,
+                staff: filter,
+                epoch_day: day.epoch_day,
+            };
+            (key, day)
+        })
+        .collect();
+    let cached = est.day_cache.get_all(days.iter().map(|(key, _)| *key));
+    let mut fresh = Vec::new();
+    let mut parts = Vec::with_capacity(days.len());
+    for ((key, day), cached) in days.iter().zip(cached) {
+        // Every start of the day, and whatever can block one, is in this span.
+        let span = (day.instant(tz, 0), day.instant(tz, MINUTES_PER_DAY));
+        let part = match cached.filter(|c| c.holds_for(&est.stamps, span, now_s)) {
+            Some(hit) => hit,
+            None => {
+                let stamps = est.stamps.of_span(span.0, span.1);
+                let computed =
+                    Arc::new(compute_day(est, service_index, &staff, day, stamps, now_s));
+                fresh.push((*key, Arc::clone(&computed)));
+                computed
+            }
+        };
+        parts.push(part);
+    }
+    est.day_cache.put_all(parts.len() - fresh.len(), fresh);
+    let (earliest, latest) = (timestamp(earliest), timestamp(latest));
+    let parts = parts
+        .into_iter()
+        .map(|day| {
+            let first = day.slots.partition_point(|s| s.start < earliest);
+            let end = day.slots.partition_point(|s| s.start <= latest).max(first);
+            (day, first..end)
+        })
+        .filter(|(_, range)| !range.is_empty())
+        .collect();
+    Ok(Availability { parts })
+}
+
+/// An availability answer: the bookable starts in ascending order, as slices of the
+/// cached days they come from (copying them out cost more than finding them).
+#[derive(Clone, Debug, Default)]
+pub struct Availability {
+    parts: Vec<(Arc<CachedDay>, Range<usize>)>,
+}
+
+impl Availability {
+    /// The starts, in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = &Slot> + Clone {
+        self.parts
+            .iter()
+            .flat_map(|(day, range)| day.slots[range.clone()].iter())
+    }
+
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|(_, range)| range.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    pub fn to_vec(&self) -> Vec<Slot> {
+        self.iter().cloned().collect()
+    }
+}
+
+/// [`availability`] computed afresh, without the cache: the reference it is tested
+/// against.
+pub fn availability_uncached(
+    est: &Establishment,
+    query: &AvailabilityQuery,
+    now: Timestamp,
 ) -> Result<Vec<Slot>, Rejection> {
+    let (service_index, staff) = prepare(est, query)?;
+    let mut slots = Vec::new();
+    let now_s = now.as_second();
+    scan(
+        est,
+        &est.services[service_index],
+        &staff,
+        epoch_day(query.from),
+        i64::from(query.days),
+        now_s,
+        bookable_window(est, now_s),
+        |start, free| {
+            slots.push(Slot {
+                start: timestamp(start),
+                staff_ids: free.map(|i| est.staff[i].info.id).collect(),
+            });
+        },
+    );
+    Ok(slots)
+}
+
+/// The query's checks: its range of days and dates, its service and staff filter.
+fn prepare<'a>(
+    est: &'a Establishment,
+    query: &AvailabilityQuery,
+) -> Result<(usize, Candidates<'a>), Rejection> {
     if query.days == 0 || query.days > MAX_AVAILABILITY_DAYS {
         return Err(Rejection::invalid(
             "days",
@@ -151,18 +277,36 @@ pub fn availability(
             "from is out of the supported range of dates",
         ));
     }
-    let service = est
-        .service(query.service_id)
+    let service_index = est
+        .services
+        .iter()
+        .position(|s| s.info.id == query.service_id)
         .ok_or_else(|| Rejection::not_found("service"))?;
-    let staff = eligible_staff(est, service, query.staff_id)?;
+    let staff = eligible_staff(est, &est.services[service_index], query.staff_id)?;
+    Ok((service_index, staff))
+}
+
+/// One local day's bookable starts for any minimum notice and horizon, with what they
+/// depend on.
+fn compute_day(
+    est: &Establishment,
+    service_index: usize,
+    staff: &[usize],
+    day: &LocalDay,
+    stamps: DayStamps,
+    now_s: i64,
+) -> CachedDay {
+    let service = &est.services[service_index];
+    let tz = &est.settings.zone;
     let mut slots = Vec::new();
     scan(
         est,
         service,
-        &staff,
-        epoch_day(query.from),
-        i64::from(query.days),
-        now.as_second(),
+        staff,
+        day.epoch_day,
+        1,
+        now_s,
+        (Minute::MIN / 4, Minute::MAX / 4),
         |start, free| {
             slots.push(Slot {
                 start: timestamp(start),
@@ -170,7 +314,21 @@ pub fn availability(
             });
         },
     );
-    Ok(slots)
+    // The first expiry of a hold that blocks any start of the day.
+    let (from, to) = (day.instant(tz, 0), day.instant(tz, MINUTES_PER_DAY));
+    let valid_until_s = staff
+        .iter()
+        .flat_map(|&index| est.calendars[index].range(from - MAX_ITEM_MINUTES..to))
+        .filter(|(_, occ)| occ.end > from && occ.blocks(now_s))
+        .filter_map(|(_, occ)| occ.expires_s)
+        .min()
+        .unwrap_or(i64::MAX);
+    CachedDay {
+        stamps,
+        computed_s: now_s,
+        valid_until_s,
+        slots,
+    }
 }
 
 /// The staff indices to consider for a service: all who perform it, or the one asked for.
@@ -217,7 +375,10 @@ impl std::ops::Deref for Candidates<'_> {
 }
 
 /// Sweep `days` local days from `from_day` and call `emit(start, free_staff)` for every
-/// bookable start in ascending order; `free_staff` yields staff indices in `staff` order.
+/// start in `window` (earliest and latest start, inclusive; [`bookable_window`] for what
+/// can be booked at `now_s`) that the calendars allow at `now_s`, in ascending order;
+/// `free_staff` yields staff indices in `staff` order.
+#[allow(clippy::too_many_arguments)]
 pub fn scan(
     est: &Establishment,
     service: &ServiceEntry,
@@ -225,10 +386,10 @@ pub fn scan(
     from_day: i64,
     days: i64,
     now_s: i64,
+    (earliest, latest): (Minute, Minute),
     mut emit: impl FnMut(Minute, &mut dyn Iterator<Item = usize>),
 ) {
     let tz = &est.settings.zone;
-    let (earliest, latest) = bookable_window(est, now_s);
     let occupies = service.occupies();
     let words = staff.len().div_ceil(64).max(1);
     let day_list: Vec<LocalDay> = (from_day..from_day + days)

@@ -19,6 +19,7 @@ use navaro_protocol::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::day_cache::{DayCache, Stamps};
 use super::rules::{LocalHours, Settings, parse_service_minutes, parse_time_off};
 use super::time::{Minute, exact_minute};
 
@@ -108,6 +109,10 @@ pub struct Establishment {
     pub queue: super::queue::Queue,
     /// The seq of the last applied event.
     pub seq: u64,
+    /// What each event changed, for telling cached availability days still good.
+    pub(crate) stamps: Stamps,
+    /// Availability days computed from this state or its clones.
+    pub(crate) day_cache: Arc<DayCache>,
 }
 
 impl Establishment {
@@ -142,7 +147,15 @@ impl Establishment {
             customer_items: OrdSet::new(),
             queue: Default::default(),
             seq: 1,
+            stamps: Stamps::default(),
+            day_cache: Arc::default(),
         })
+    }
+
+    /// How many local days availability answers from this state and its clones took
+    /// from the cache, and how many they computed.
+    pub fn day_cache_counts(&self) -> super::day_cache::DayCounts {
+        self.day_cache.counts()
     }
 
     pub fn staff_index(&self, id: StaffId) -> Option<usize> {
@@ -167,6 +180,7 @@ impl Establishment {
                 let parsed =
                     Settings::parse(settings.clone()).map_err(|r| corrupt(seq, r.message))?;
                 self.settings = Arc::new(parsed);
+                self.structure_changed();
             }
             Event::StaffAdded { staff } => self.add_staff(seq, staff)?,
             Event::StaffHoursSet { staff_id, hours } => {
@@ -178,6 +192,7 @@ impl Establishment {
                 let member = &mut Arc::make_mut(&mut self.staff)[index];
                 member.hours = parsed;
                 member.info.hours = hours.clone();
+                self.structure_changed();
             }
             Event::TimeOffAdded { time_off } => self.add_time_off(seq, time_off)?,
             Event::ServiceAdded { service } => self.add_service(seq, service)?,
@@ -218,6 +233,7 @@ impl Establishment {
             time_off: Vec::new(),
         });
         Arc::make_mut(&mut self.calendars).push(Calendar::new());
+        self.structure_changed();
         Ok(())
     }
 
@@ -230,6 +246,7 @@ impl Establishment {
         let list = &mut Arc::make_mut(&mut self.staff)[index].time_off;
         let at = list.partition_point(|(s, _, _)| *s <= start);
         list.insert(at, (start, end, time_off.clone()));
+        self.structure_changed();
         Ok(())
     }
 
@@ -254,6 +271,7 @@ impl Establishment {
             buffer,
             staff,
         });
+        self.structure_changed();
         Ok(())
     }
 
@@ -293,16 +311,31 @@ impl Establishment {
                 "two items start at the same instant for one staff member",
             ));
         }
+        self.busy_changed(start, occupancy.end);
         Ok(())
     }
 
     fn vacate(&mut self, staff_id: StaffId, start: Minute, item: ItemRef) {
         if let Some(index) = self.staff_index(staff_id) {
             let calendar = &mut Arc::make_mut(&mut self.calendars)[index];
-            if calendar.get(&start).is_some_and(|occ| occ.item == item) {
+            if let Some(occ) = calendar.get(&start).filter(|occ| occ.item == item) {
+                let end = occ.end;
                 calendar.remove(&start);
+                self.busy_changed(start, end);
             }
         }
+    }
+
+    /// Stamp a change that may move any availability (see [`super::day_cache`]).
+    fn structure_changed(&mut self) {
+        let stamp = self.day_cache.next_stamp();
+        self.stamps.structure_changed(stamp);
+    }
+
+    /// Stamp a change to a calendar over `[start, end)`.
+    fn busy_changed(&mut self, start: Minute, end: Minute) {
+        let stamp = self.day_cache.next_stamp();
+        self.stamps.busy_changed(start, end, stamp);
     }
 
     fn insert_booking(&mut self, seq: u64, booking: &Booking) -> Result<(), ApplyError> {

@@ -10,7 +10,7 @@ use navaro_protocol::{
 };
 
 use crate::domain::time::{LocalDay, epoch_day};
-use crate::domain::{AvailabilityQuery, Establishment, Slot, availability};
+use crate::domain::{Availability, AvailabilityQuery, Establishment, availability};
 
 /// A consistent picture of one establishment at one seq. Cheap to clone (shared
 /// structure); never changes once published, so request handlers read it without
@@ -58,7 +58,7 @@ impl View {
         &self,
         query: &AvailabilityQuery,
         now: Timestamp,
-    ) -> Result<Vec<Slot>, Rejection> {
+    ) -> Result<Availability, Rejection> {
         availability(&self.state, query, now)
     }
 

@@ -165,7 +165,14 @@ impl Sim {
             days,
             staff_id: staff,
         };
-        domain::availability(self.est(), &query, self.now)
+        let answer = domain::availability(self.est(), &query, self.now).map(|a| a.to_vec());
+        // Every test's availability is also a check of the cached days against a sweep.
+        assert_eq!(
+            answer,
+            domain::availability_uncached(self.est(), &query, self.now),
+            "cached days differ from a fresh sweep"
+        );
+        answer
     }
 
     /// The starts of the availability, as RFC 3339 strings in UTC.

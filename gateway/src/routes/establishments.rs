@@ -389,7 +389,7 @@ pub async fn availability(
             params.service_id,
             &settings.timezone,
             view.timezone(),
-            &slots,
+            slots.iter(),
         ),
         AvailabilityForm::Runs => crate::availability::encode_runs(
             id,
@@ -397,7 +397,7 @@ pub async fn availability(
             &settings.timezone,
             view.timezone(),
             settings.slot_minutes,
-            &slots,
+            slots.iter(),
         ),
     };
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())

@@ -1,0 +1,195 @@
+//! Each local day's bookable starts, kept across read views.
+//!
+//! The actor publishes a new read view after every event, and at the load test's rates a
+//! view lives for one or two availability reads: a cache keyed on the view would almost
+//! never hit. Most events touch one staff member's one day, though, so the days an
+//! availability answer is made of mostly stay the same from view to view. This module
+//! keeps them, per service, staff filter and local day, in one map shared by every view
+//! of an establishment, and tells a still-good day from a stale one exactly:
+//!
+//! - Every event that changes a calendar stamps the UTC days its item covers; every
+//!   other event that can change availability (settings, staff,
+//!   hours, time off, services) stamps the whole establishment. A stamp is a number drawn
+//!   from a counter shared by the state and all its clones, so two different events never
+//!   leave the same stamp, even on states forked from one another.
+//! - A cached day records the stamps it was computed under (the establishment's, and
+//!   each UTC day's its local day spans) and is used only while the state asking has
+//!   exactly those stamps.
+//! - A hold stops blocking when it expires, with no event: a cached day records the
+//!   earliest expiry of the holds it counted as busy and is used only before then (and
+//!   not before the instant it was computed at, should a clock go back).
+//! - The minimum notice and the horizon move with the clock, so a cached day holds every
+//!   start the calendars allow, and each answer cuts them to its own window.
+//!
+//! Nothing here is persisted: a restored state starts with an empty cache.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use imbl::OrdMap;
+use smallvec::SmallVec;
+
+use super::slots::Slot;
+use super::time::{MINUTES_PER_DAY, Minute};
+
+/// Past this many cached days an establishment's cache starts over: far more than a
+/// month of days for a handful of services, and a bound on what a client walking the
+/// calendar can make it hold.
+const MAX_DAYS: usize = 4096;
+
+/// The change stamps of one state (cloned with it, like the rest of the state).
+///
+/// Calendar changes are stamped per UTC day for the whole establishment, not per staff
+/// member: a day's answer for all staff depends on every calendar anyway, and one
+/// lookup per day instead of one per staff member keeps a cached answer cheap.
+#[derive(Clone, Debug, Default)]
+pub struct Stamps {
+    /// The last event that changed settings, staff, hours, time off or services.
+    structure: u64,
+    /// The last event that changed a calendar item covering a UTC day.
+    busy: OrdMap<i64, u64>,
+}
+
+impl Stamps {
+    /// Record that everything availability depends on may have changed.
+    pub fn structure_changed(&mut self, stamp: u64) {
+        self.structure = stamp;
+    }
+
+    /// Record that a calendar changed over `[start, end)`.
+    pub fn busy_changed(&mut self, start: Minute, end: Minute, stamp: u64) {
+        for day in utc_day(start)..=utc_day(end - 1) {
+            self.busy.insert(day, stamp);
+        }
+    }
+
+    /// The stamps a day over the instants `[from, to)` depends on.
+    pub fn of_span(&self, from: Minute, to: Minute) -> DayStamps {
+        DayStamps {
+            structure: self.structure,
+            busy: self.busy_of_span(from, to).collect(),
+        }
+    }
+
+    /// Whether `recorded` are this state's stamps for the same span.
+    pub fn match_span(&self, recorded: &DayStamps, from: Minute, to: Minute) -> bool {
+        recorded.structure == self.structure
+            && recorded.busy.len() == (utc_day(to - 1) - utc_day(from) + 1) as usize
+            && self
+                .busy_of_span(from, to)
+                .zip(&recorded.busy)
+                .all(|(now, then)| now == *then)
+    }
+
+    fn busy_of_span(&self, from: Minute, to: Minute) -> impl Iterator<Item = u64> {
+        (utc_day(from)..=utc_day(to - 1)).map(|day| self.busy.get(&day).copied().unwrap_or(0))
+    }
+}
+
+fn utc_day(minute: Minute) -> i64 {
+    minute.div_euclid(MINUTES_PER_DAY)
+}
+
+/// What a cached day was computed under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DayStamps {
+    structure: u64,
+    busy: SmallVec<[u64; 3]>,
+}
+
+/// Which answer a day belongs to: a service, all its staff or one, and a local date.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DayKey {
+    pub service: usize,
+    pub staff: Option<usize>,
+    pub epoch_day: i64,
+}
+
+/// One local day's bookable starts, before the minimum notice and horizon are applied.
+#[derive(Debug)]
+pub struct CachedDay {
+    pub stamps: DayStamps,
+    /// The second the day was computed at.
+    pub computed_s: i64,
+    /// The first second a hold counted as busy here stops blocking.
+    pub valid_until_s: i64,
+    pub slots: Vec<Slot>,
+}
+
+impl CachedDay {
+    /// Whether this day is what a state with `stamps` would compute at `now_s` over the
+    /// instants `[from, to)`.
+    pub fn holds_for(&self, stamps: &Stamps, (from, to): (Minute, Minute), now_s: i64) -> bool {
+        (self.computed_s..self.valid_until_s).contains(&now_s)
+            && stamps.match_span(&self.stamps, from, to)
+    }
+}
+
+/// The days cached for one establishment, shared by its state and every clone of it.
+#[derive(Default)]
+pub struct DayCache {
+    next_stamp: AtomicU64,
+    days: Mutex<HashMap<DayKey, Arc<CachedDay>>>,
+    reused: AtomicU64,
+    computed: AtomicU64,
+}
+
+/// How many days answers took from the cache and how many they computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DayCounts {
+    pub reused: u64,
+    pub computed: u64,
+}
+
+impl std::fmt::Debug for DayCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DayCache")
+            .field("days", &self.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DayCache {
+    /// A stamp no other event of this establishment has had.
+    pub fn next_stamp(&self) -> u64 {
+        self.next_stamp.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The cached days for `keys`, in order (`None` where nothing is cached).
+    pub fn get_all(&self, keys: impl Iterator<Item = DayKey>) -> Vec<Option<Arc<CachedDay>>> {
+        let days = self.lock();
+        keys.map(|key| days.get(&key).cloned()).collect()
+    }
+
+    /// Keep freshly computed days, and count what an answer reused and computed.
+    pub fn put_all(&self, reused: usize, fresh: Vec<(DayKey, Arc<CachedDay>)>) {
+        self.reused.fetch_add(reused as u64, Ordering::Relaxed);
+        if fresh.is_empty() {
+            return;
+        }
+        self.computed
+            .fetch_add(fresh.len() as u64, Ordering::Relaxed);
+        let mut days = self.lock();
+        for (key, day) in fresh {
+            if days.len() >= MAX_DAYS {
+                days.clear();
+            }
+            days.insert(key, day);
+        }
+    }
+
+    pub fn counts(&self) -> DayCounts {
+        DayCounts {
+            reused: self.reused.load(Ordering::Relaxed),
+            computed: self.computed.load(Ordering::Relaxed),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DayKey, Arc<CachedDay>>> {
+        // A panic while holding the lock leaves a map of whole entries: still usable.
+        self.days
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
