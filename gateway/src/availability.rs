@@ -29,11 +29,14 @@ pub fn encode<'a>(
     slots: impl IntoIterator<Item = &'a Slot, IntoIter: Clone>,
 ) -> Bytes {
     let slots = slots.into_iter();
-    // About 40 bytes a start plus 39 a staff id.
+    // At most 53 bytes a start (`{"start":"…","staff_ids":[…]},` with a 25-byte
+    // instant) and 39 a staff id, plus the head: one allocation, never grown (growing a
+    // 60 KB body copied it and faulted in fresh pages, measured at 10,000 req/s).
     let (starts, ids) = slots
         .clone()
         .fold((0, 0), |(n, ids), s| (n + 1, ids + s.staff_ids.len()));
-    let mut out = Vec::with_capacity(160 + starts * 48 + ids * 39);
+    let reserved = 200 + timezone.len() + starts * 53 + ids * 39;
+    let mut out = Vec::with_capacity(reserved);
     write_head(&mut out, establishment_id, service_id, timezone);
     out.extend_from_slice(b",\"slots\":[");
     // Staff ids repeat on every start: format each once.
@@ -75,6 +78,11 @@ pub fn encode<'a>(
         out.extend_from_slice(b"]}");
     }
     out.extend_from_slice(b"]}");
+    debug_assert!(
+        out.len() <= reserved,
+        "{} bytes written, {reserved} reserved",
+        out.len()
+    );
     Bytes::from(out)
 }
 
