@@ -2,13 +2,14 @@
 //! `cargo bench -p navaro-gateway --bench encode`. A week on a 15-minute grid, 08:00-20:00,
 //! four staff members (the load test's world), in a zone with an offset and a DST
 //! history: all four free at every start, and one of them busy at every third start; in
-//! both forms, `slots` (API.md's) and `runs`.
+//! both forms, `slots` (API.md's) and `runs`, and the default form as the handler makes
+//! it, from the engine's cached days.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
-use navaro_engine::domain::Slot;
-use navaro_gateway::availability::{encode, encode_runs};
+use navaro_engine::domain::{Availability, Slot};
+use navaro_gateway::availability::{encode, encode_days, encode_runs};
 use navaro_protocol::StaffId;
 use uuid::Uuid;
 
@@ -46,6 +47,17 @@ fn availability_body(c: &mut Criterion) {
             ),
             |b| b.iter(|| encode(id, service, "America/Sao_Paulo", &tz, &slots)),
         );
+        // The handler's way: the same week as seven cached days, each rendered on the
+        // first answer and copied by every later one.
+        let days = Availability::of_days(
+            slots
+                .chunks(48)
+                .map(|day| (day.to_vec(), 0..day.len()))
+                .collect(),
+        );
+        c.bench_function(&format!("the same from cached days, {what}"), |b| {
+            b.iter(|| encode_days(id, service, "America/Sao_Paulo", &tz, &days))
+        });
         let bytes = encode_runs(id, service, "America/Sao_Paulo", &tz, 15, &slots).len();
         c.bench_function(&format!("the same as runs, {what} ({bytes} B)"), |b| {
             b.iter(|| encode_runs(id, service, "America/Sao_Paulo", &tz, 15, &slots))

@@ -23,9 +23,10 @@
 //!
 //! Nothing here is persisted: a restored state starts with an empty cache.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use imbl::OrdMap;
 use smallvec::SmallVec;
@@ -33,10 +34,11 @@ use smallvec::SmallVec;
 use super::slots::Slot;
 use super::time::{MINUTES_PER_DAY, Minute};
 
-/// Past this many cached days an establishment's cache starts over: far more than a
-/// month of days for a handful of services, and a bound on what a client walking the
-/// calendar can make it hold.
-const MAX_DAYS: usize = 4096;
+/// Past this many cached days an establishment's cache starts over: a month for four
+/// services with each of four staff members and all together is 620, and this bounds
+/// what a client walking the calendar can make it hold (a day of 48 starts for 4 staff
+/// is about 5 KB, and 10 KB more once the gateway has rendered it: 15 MB at most).
+const MAX_DAYS: usize = 1024;
 
 /// The change stamps of one state (cloned with it, like the rest of the state).
 ///
@@ -92,7 +94,7 @@ fn utc_day(minute: Minute) -> i64 {
 }
 
 /// What a cached day was computed under.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DayStamps {
     structure: u64,
     busy: SmallVec<[u64; 3]>,
@@ -115,6 +117,9 @@ pub struct CachedDay {
     /// The first second a hold counted as busy here stops blocking.
     pub valid_until_s: i64,
     pub slots: Vec<Slot>,
+    /// What a reader derives from the day once and keeps with it, in its own type (the
+    /// gateway's JSON of these slots); dropped with the day.
+    pub rendered: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 impl CachedDay {

@@ -7,7 +7,7 @@
 //! must agree exactly; the property tests hold them to it.
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use jiff::Timestamp;
 use jiff::civil::Date;
@@ -230,6 +230,33 @@ impl Availability {
     pub fn to_vec(&self) -> Vec<Slot> {
         self.iter().cloned().collect()
     }
+
+    /// The days the answer is made of, each with the range of its slots it takes.
+    pub fn parts(&self) -> impl Iterator<Item = (&CachedDay, Range<usize>)> {
+        self.parts
+            .iter()
+            .map(|(day, range)| (&**day, range.clone()))
+    }
+
+    /// An answer made of given days, each with the range of its slots it takes, as if
+    /// they were cached (for tests and benchmarks of what reads answers).
+    pub fn of_days(days: Vec<(Vec<Slot>, Range<usize>)>) -> Availability {
+        let parts = days
+            .into_iter()
+            .filter(|(_, range)| !range.is_empty())
+            .map(|(slots, range)| {
+                let day = CachedDay {
+                    stamps: DayStamps::default(),
+                    computed_s: 0,
+                    valid_until_s: i64::MAX,
+                    slots,
+                    rendered: OnceLock::new(),
+                };
+                (Arc::new(day), range)
+            })
+            .collect();
+        Availability { parts }
+    }
 }
 
 /// [`availability`] computed afresh, without the cache: the reference it is tested
@@ -328,6 +355,7 @@ fn compute_day(
         computed_s: now_s,
         valid_until_s,
         slots,
+        rendered: OnceLock::new(),
     }
 }
 

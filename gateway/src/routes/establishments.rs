@@ -384,12 +384,12 @@ pub async fn availability(
         .map_err(ApiError::from)?;
     let settings = view.settings();
     let body = match form {
-        AvailabilityForm::Slots => crate::availability::encode(
+        AvailabilityForm::Slots => crate::availability::encode_days(
             id,
             params.service_id,
             &settings.timezone,
             view.timezone(),
-            slots.iter(),
+            &slots,
         ),
         AvailabilityForm::Runs => crate::availability::encode_runs(
             id,
