@@ -7,8 +7,9 @@
 //! clock (what the answer depends on) was measured under the load test's mix and hit
 //! almost never, since every write to an establishment makes a new seq, while its churn
 //! of 30-60 KiB bodies cost more than the encoding it saved. The engine keeps each local
-//! day's starts across views instead (`navaro_engine::domain::day_cache`), and the
-//! encoders read them where they are, as an iterator over the cached days.
+//! day's starts across views instead (`navaro_engine::domain::day_cache`): the encoders
+//! read them where they are, and the default form's body is assembled from each day's
+//! JSON, written once and kept with the day ([`encode_days`]).
 
 use std::borrow::Cow;
 use std::ops::Range;

@@ -8,13 +8,15 @@
 //! of an establishment, and tells a still-good day from a stale one exactly:
 //!
 //! - Every event that changes a calendar stamps the UTC days its item covers; every
-//!   other event that can change availability (settings, staff,
-//!   hours, time off, services) stamps the whole establishment. A stamp is a number drawn
-//!   from a counter shared by the state and all its clones, so two different events never
-//!   leave the same stamp, even on states forked from one another.
+//!   other event that can change availability (settings, staff, hours, time off,
+//!   services) stamps the whole establishment. A stamp is a number drawn from a counter
+//!   shared by the state and all its clones, so two different events never leave the
+//!   same stamp, even on states forked from one another.
 //! - A cached day records the stamps it was computed under (the establishment's, and
-//!   each UTC day's its local day spans) and is used only while the state asking has
-//!   exactly those stamps.
+//!   those of the UTC days its local day spans) and is used only while the state asking
+//!   has exactly those stamps. A local day off UTC spans two UTC days, so an event can
+//!   send two local days to be computed again where one would do: cheap, and simpler
+//!   than stamping local days across a zone's transitions.
 //! - A hold stops blocking when it expires, with no event: a cached day records the
 //!   earliest expiry of the holds it counted as busy and is used only before then (and
 //!   not before the instant it was computed at, should a clock go back).

@@ -4,7 +4,9 @@
 //! booking uses. [`availability`] finds every bookable start of a service over up to a
 //! month with a sweep over each staff member's sorted busy ranges, which is what makes a
 //! week for ten staff cost microseconds. The two are written separately for speed and
-//! must agree exactly; the property tests hold them to it.
+//! must agree exactly; the property tests hold them to it. Answers are made of local days
+//! kept across read views ([`super::day_cache`]): only the days an event or a hold's
+//! expiry changed are swept again.
 
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
