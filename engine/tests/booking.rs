@@ -589,4 +589,16 @@ fn availability_reuses_the_days_no_event_or_expiry_touched() {
     .unwrap();
     week(&sim);
     assert_eq!((counts(&sim).reused, counts(&sim).computed), (23, 19));
+    // So do new hours (each answer is also checked against a fresh sweep).
+    let shorter = WeeklyHours::weekdays(&[("10:00", "12:00")]);
+    sim.exec(
+        owner(),
+        Command::SetStaffHours {
+            staff_id: ana,
+            hours: shorter,
+        },
+    )
+    .unwrap();
+    assert_ne!(week(&sim), lapsed);
+    assert_eq!((counts(&sim).reused, counts(&sim).computed), (23, 26));
 }

@@ -198,3 +198,44 @@ fn a_service_across_the_gap_lasts_its_real_duration() {
             .any(|s| s.as_str() > "2026-03-08T05:30:00Z" && s.as_str() < "2026-03-08T07:30:00Z")
     );
 }
+
+#[test]
+fn a_saturday_closing_in_a_gap_at_midnight_sees_a_sunday_hold_lapse() {
+    // 2026-03-28 in Nuuk: 23:00 -02 jumps to 00:00 -01 (Sunday). Closing at 23:30, a time
+    // the gap skips, makes the day's last hour end after the next midnight: the 22:30
+    // start (00:30Z) runs to 01:30Z, past Sunday 00:00 (01:00Z). A hold on Sunday at
+    // 00:00 blocks it, and when the hold lapses (no event says so) Saturday must offer
+    // 22:30 again: the cached Saturday has to count that hold.
+    let (mut sim, staff, hour) = shop(
+        "America/Nuuk",
+        "2026-03-28T12:00:00Z",
+        WeeklyHours::every_day(&[("00:00", "23:30")]),
+        30,
+    );
+    let half = sim.add_service("Half hour", 30, 0, &[staff]);
+    let late = ts("2026-03-28T00:30:00Z") + jiff::SignedDuration::from_hours(24);
+    assert!(
+        sim.starts(hour, "2026-03-28", 1, Some(staff))
+            .contains(&late.to_string())
+    );
+    sim.exec(
+        customer(1),
+        navaro_protocol::Command::PlaceHold {
+            service_id: half,
+            start: ts("2026-03-29T01:00:00Z"),
+            staff_id: Some(staff),
+            ttl_seconds: 60,
+        },
+    )
+    .unwrap();
+    assert!(
+        !sim.starts(hour, "2026-03-28", 1, Some(staff))
+            .contains(&late.to_string())
+    );
+    sim.now = ts("2026-03-28T12:01:01Z");
+    // `starts` checks the cached answer against a fresh sweep.
+    assert!(
+        sim.starts(hour, "2026-03-28", 1, Some(staff))
+            .contains(&late.to_string())
+    );
+}

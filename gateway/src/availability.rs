@@ -60,6 +60,7 @@ pub fn encode_days(
 ) -> Bytes {
     let parts: Vec<(Cow<'_, RenderedDay>, Range<usize>)> = availability
         .parts()
+        .filter(|(_, range)| !range.is_empty())
         .map(|(day, range)| (RenderedDay::of(day, tz), range))
         .collect();
     let body: usize = parts

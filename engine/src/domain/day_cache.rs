@@ -36,11 +36,13 @@ use smallvec::SmallVec;
 use super::slots::Slot;
 use super::time::{MINUTES_PER_DAY, Minute};
 
-/// Past this many cached days an establishment's cache starts over: a month for four
-/// services with each of four staff members and all together is 620, and this bounds
-/// what a client walking the calendar can make it hold (a day of 48 starts for 4 staff
-/// is about 5 KB, and 10 KB more once the gateway has rendered it: 15 MB at most).
-const MAX_DAYS: usize = 1024;
+/// Past this many starts and free staff members (a start weighs one, plus one for each
+/// staff member free at it) an establishment's cache starts over. A month of days of 48
+/// starts for 4 staff weighs 7,440, so this holds a month for over a dozen services and
+/// staff filters; it bounds what a client walking the calendar can make one
+/// establishment hold at about 10-15 MB with the gateway's renderings (some 50 bytes a
+/// start and 60 a free staff member), however many staff it has.
+const MAX_WEIGHT: usize = 100_000;
 
 /// The change stamps of one state (cloned with it, like the rest of the state).
 ///
@@ -125,6 +127,11 @@ pub struct CachedDay {
 }
 
 impl CachedDay {
+    /// What the day counts for against [`MAX_WEIGHT`].
+    fn weight(&self) -> usize {
+        self.slots.iter().map(|s| 1 + s.staff_ids.len()).sum()
+    }
+
     /// Whether this day is what a state with `stamps` would compute at `now_s` over the
     /// instants `[from, to)`.
     pub fn holds_for(&self, stamps: &Stamps, (from, to): (Minute, Minute), now_s: i64) -> bool {
@@ -133,11 +140,18 @@ impl CachedDay {
     }
 }
 
+/// The map of cached days and their total weight.
+#[derive(Default)]
+struct Days {
+    map: HashMap<DayKey, Arc<CachedDay>>,
+    weight: usize,
+}
+
 /// The days cached for one establishment, shared by its state and every clone of it.
 #[derive(Default)]
 pub struct DayCache {
     next_stamp: AtomicU64,
-    days: Mutex<HashMap<DayKey, Arc<CachedDay>>>,
+    days: Mutex<Days>,
     reused: AtomicU64,
     computed: AtomicU64,
 }
@@ -152,7 +166,7 @@ pub struct DayCounts {
 impl std::fmt::Debug for DayCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DayCache")
-            .field("days", &self.lock().len())
+            .field("days", &self.lock().map.len())
             .finish_non_exhaustive()
     }
 }
@@ -166,7 +180,7 @@ impl DayCache {
     /// The cached days for `keys`, in order (`None` where nothing is cached).
     pub fn get_all(&self, keys: impl Iterator<Item = DayKey>) -> Vec<Option<Arc<CachedDay>>> {
         let days = self.lock();
-        keys.map(|key| days.get(&key).cloned()).collect()
+        keys.map(|key| days.map.get(&key).cloned()).collect()
     }
 
     /// Keep freshly computed days, and count what an answer reused and computed.
@@ -179,10 +193,18 @@ impl DayCache {
             .fetch_add(fresh.len() as u64, Ordering::Relaxed);
         let mut days = self.lock();
         for (key, day) in fresh {
-            if days.len() >= MAX_DAYS {
-                days.clear();
+            let weight = day.weight();
+            if days.weight + weight > MAX_WEIGHT {
+                days.map.clear();
+                days.weight = 0;
             }
-            days.insert(key, day);
+            if weight > MAX_WEIGHT {
+                continue;
+            }
+            days.weight += weight;
+            if let Some(old) = days.map.insert(key, day) {
+                days.weight -= old.weight();
+            }
         }
     }
 
@@ -193,10 +215,65 @@ impl DayCache {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DayKey, Arc<CachedDay>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Days> {
         // A panic while holding the lock leaves a map of whole entries: still usable.
         self.days
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use navaro_protocol::StaffId;
+
+    fn day(starts: usize, staff: usize) -> Arc<CachedDay> {
+        let ids: SmallVec<[StaffId; 4]> = (0..staff)
+            .map(|n| StaffId(uuid::Uuid::from_u128(n as u128)))
+            .collect();
+        let slots = (0..starts)
+            .map(|n| Slot {
+                start: jiff::Timestamp::from_second(n as i64 * 60).unwrap(),
+                staff_ids: ids.clone(),
+            })
+            .collect();
+        Arc::new(CachedDay {
+            stamps: DayStamps::default(),
+            computed_s: 0,
+            valid_until_s: i64::MAX,
+            slots,
+            rendered: OnceLock::new(),
+        })
+    }
+
+    fn key(epoch_day: i64) -> DayKey {
+        DayKey {
+            service: 0,
+            staff: None,
+            epoch_day,
+        }
+    }
+
+    #[test]
+    fn the_cache_holds_no_more_than_its_weight() {
+        let cache = DayCache::default();
+        // 48 starts with 4 free staff each weigh 240: the bound holds 416 such days.
+        for epoch_day in 0..1000 {
+            cache.put_all(0, vec![(key(epoch_day), day(48, 4))]);
+            let days = cache.lock();
+            assert!(days.weight <= MAX_WEIGHT);
+            assert_eq!(days.weight, days.map.len() * 240);
+        }
+        assert_eq!(cache.lock().map.len(), 1000 % (MAX_WEIGHT / 240));
+        // Replacing a day counts it once.
+        cache.put_all(0, vec![(key(999), day(10, 1))]);
+        let days = cache.lock();
+        assert_eq!(days.weight, (days.map.len() - 1) * 240 + 20);
+        drop(days);
+        // A day heavier than the whole bound is answered but not kept.
+        cache.put_all(0, vec![(key(5000), day(MAX_WEIGHT, 1))]);
+        assert!(cache.get_all([key(5000)].into_iter())[0].is_none());
+        assert_eq!(cache.counts().computed, 1002);
     }
 }

@@ -178,14 +178,19 @@ pub fn availability(
     let mut fresh = Vec::new();
     let mut parts = Vec::with_capacity(days.len());
     for ((key, day), cached) in days.iter().zip(cached) {
-        // Every start of the day, and whatever can block one, is in this span.
-        let span = (day.instant(tz, 0), day.instant(tz, MINUTES_PER_DAY));
+        let span = day_span(est, &staff, day);
         let part = match cached.filter(|c| c.holds_for(&est.stamps, span, now_s)) {
             Some(hit) => hit,
             None => {
                 let stamps = est.stamps.of_span(span.0, span.1);
-                let computed =
-                    Arc::new(compute_day(est, service_index, &staff, day, stamps, now_s));
+                let computed = Arc::new(compute_day(
+                    est,
+                    service_index,
+                    &staff,
+                    day,
+                    (span, stamps),
+                    now_s,
+                ));
                 fresh.push((*key, Arc::clone(&computed)));
                 computed
             }
@@ -226,14 +231,15 @@ impl Availability {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
+        self.len() == 0
     }
 
     pub fn to_vec(&self) -> Vec<Slot> {
         self.iter().cloned().collect()
     }
 
-    /// The days the answer is made of, each with the range of its slots it takes.
+    /// The days the answer is made of, each with the range of its slots it takes (which
+    /// can be empty).
     pub fn parts(&self) -> impl Iterator<Item = (&CachedDay, Range<usize>)> {
         self.parts
             .iter()
@@ -245,7 +251,6 @@ impl Availability {
     pub fn of_days(days: Vec<(Vec<Slot>, Range<usize>)>) -> Availability {
         let parts = days
             .into_iter()
-            .filter(|(_, range)| !range.is_empty())
             .map(|(slots, range)| {
                 let day = CachedDay {
                     stamps: DayStamps::default(),
@@ -315,18 +320,34 @@ fn prepare<'a>(
     Ok((service_index, staff))
 }
 
+/// The instants whose calendars a day's starts depend on: from its midnight to the next,
+/// or to the end of a working range when that comes later (hours that close at a time a
+/// gap skips map to the instant after the gap, which can be past the next midnight).
+fn day_span(est: &Establishment, staff: &[usize], day: &LocalDay) -> (Minute, Minute) {
+    let tz = &est.settings.zone;
+    let (from, mut to) = (day.instant(tz, 0), day.instant(tz, MINUTES_PER_DAY));
+    if day.has_transition() {
+        let weekday = weekday_of_epoch_day(day.epoch_day);
+        for &index in staff {
+            for &(_, close) in &est.staff[index].hours.days[weekday] {
+                to = to.max(day.instant(tz, close));
+            }
+        }
+    }
+    (from, to)
+}
+
 /// One local day's bookable starts for any minimum notice and horizon, with what they
-/// depend on.
+/// depend on: the stamps of `span`, the instants whatever can block a start is in.
 fn compute_day(
     est: &Establishment,
     service_index: usize,
     staff: &[usize],
     day: &LocalDay,
-    stamps: DayStamps,
+    ((from, to), stamps): ((Minute, Minute), DayStamps),
     now_s: i64,
 ) -> CachedDay {
     let service = &est.services[service_index];
-    let tz = &est.settings.zone;
     let mut slots = Vec::new();
     scan(
         est,
@@ -344,7 +365,6 @@ fn compute_day(
         },
     );
     // The first expiry of a hold that blocks any start of the day.
-    let (from, to) = (day.instant(tz, 0), day.instant(tz, MINUTES_PER_DAY));
     let valid_until_s = staff
         .iter()
         .flat_map(|&index| est.calendars[index].range(from - MAX_ITEM_MINUTES..to))
