@@ -266,9 +266,13 @@ async fn availability_in_runs_form() {
     assert_eq!(plain.status(), StatusCode::OK);
     let plain_bytes = plain.bytes().await.unwrap();
     let plain: Value = serde_json::from_slice(&plain_bytes).unwrap();
+    let reused_before = days_metric(&server, "reused").await;
     let runs_path = format!("{path}&form=runs");
     let (status, _, runs) = server.call(Method::GET, &runs_path, None, None).await;
     assert_eq!(status, StatusCode::OK, "{runs}");
+    // Nothing changed since the same two days were answered: both come from the cache.
+    assert_eq!(days_metric(&server, "reused").await - reused_before, 2.0);
+    assert!(days_metric(&server, "computed").await >= 2.0);
     assert_eq!(runs["establishment_id"], id.as_str());
     assert_eq!(runs["service_id"], service.as_str());
     assert_eq!(runs["timezone"], plain["timezone"]);
@@ -765,4 +769,21 @@ async fn per_user_and_booking_creation_limits() {
     let (other, _) = server.register("calm").await;
     let (status, _, _) = server.call(Method::GET, "/v1/me", Some(&other), None).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// `navaro_availability_days_total{outcome}` on the server's `/metrics` (0 before any).
+async fn days_metric(server: &Server, outcome: &str) -> f64 {
+    let text = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("navaro_availability_days_total{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
 }

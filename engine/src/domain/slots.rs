@@ -197,7 +197,8 @@ pub fn availability(
         };
         parts.push(part);
     }
-    est.day_cache.put_all(parts.len() - fresh.len(), fresh);
+    let (computed, reused) = (fresh.len(), parts.len() - fresh.len());
+    est.day_cache.put_all(reused, fresh);
     let (earliest, latest) = (timestamp(earliest), timestamp(latest));
     let parts = parts
         .into_iter()
@@ -208,7 +209,11 @@ pub fn availability(
         })
         .filter(|(_, range)| !range.is_empty())
         .collect();
-    Ok(Availability { parts })
+    Ok(Availability {
+        parts,
+        reused,
+        computed,
+    })
 }
 
 /// An availability answer: the bookable starts in ascending order, as slices of the
@@ -216,6 +221,9 @@ pub fn availability(
 #[derive(Clone, Debug, Default)]
 pub struct Availability {
     parts: Vec<(Arc<CachedDay>, Range<usize>)>,
+    /// Days taken from the cache and days computed for this answer.
+    reused: usize,
+    computed: usize,
 }
 
 impl Availability {
@@ -232,6 +240,11 @@ impl Availability {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// How many of the answer's days came from the cache, and how many were computed.
+    pub fn days_reused_and_computed(&self) -> (usize, usize) {
+        (self.reused, self.computed)
     }
 
     pub fn to_vec(&self) -> Vec<Slot> {
@@ -262,7 +275,10 @@ impl Availability {
                 (Arc::new(day), range)
             })
             .collect();
-        Availability { parts }
+        Availability {
+            parts,
+            ..Availability::default()
+        }
     }
 }
 

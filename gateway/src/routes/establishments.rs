@@ -382,6 +382,11 @@ pub async fn availability(
     let slots = view
         .availability(&query, state.engine.now())
         .map_err(ApiError::from)?;
+    let (reused, computed) = slots.days_reused_and_computed();
+    metrics::counter!("navaro_availability_days_total", "outcome" => "reused")
+        .increment(reused as u64);
+    metrics::counter!("navaro_availability_days_total", "outcome" => "computed")
+        .increment(computed as u64);
     let settings = view.settings();
     let body = match form {
         AvailabilityForm::Slots => crate::availability::encode_days(
