@@ -194,12 +194,12 @@ impl DayCache {
         let mut days = self.lock();
         for (key, day) in fresh {
             let weight = day.weight();
+            if weight > MAX_WEIGHT {
+                continue;
+            }
             if days.weight + weight > MAX_WEIGHT {
                 days.map.clear();
                 days.weight = 0;
-            }
-            if weight > MAX_WEIGHT {
-                continue;
             }
             days.weight += weight;
             if let Some(old) = days.map.insert(key, day) {
@@ -271,9 +271,12 @@ mod tests {
         let days = cache.lock();
         assert_eq!(days.weight, (days.map.len() - 1) * 240 + 20);
         drop(days);
-        // A day heavier than the whole bound is answered but not kept.
+        // A day heavier than the whole bound is answered but not kept, and does not
+        // push the others out.
+        let kept = cache.lock().map.len();
         cache.put_all(0, vec![(key(5000), day(MAX_WEIGHT, 1))]);
         assert!(cache.get_all([key(5000)].into_iter())[0].is_none());
+        assert_eq!(cache.lock().map.len(), kept);
         assert_eq!(cache.counts().computed, 1002);
     }
 }
