@@ -85,15 +85,7 @@ async fn health_ready_docs_openapi_and_metrics() {
 
     // A few commands, so that the engine and the journal have something to report.
     common::setup(&server, 10).await;
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(metrics.contains("http_requests_total"), "{metrics}");
     assert!(metrics.contains("route=\"/healthz\""), "{metrics}");
     assert!(

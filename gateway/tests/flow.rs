@@ -773,15 +773,7 @@ async fn per_user_and_booking_creation_limits() {
 
 /// `navaro_availability_days_total{outcome}` on the server's `/metrics` (0 before any).
 async fn days_metric(server: &Server, outcome: &str) -> f64 {
-    let text = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics().await;
     let series = format!("navaro_availability_days_total{{outcome=\"{outcome}\"}} ");
     text.lines()
         .find_map(|line| line.strip_prefix(series.as_str()))

@@ -233,15 +233,7 @@ async fn a_subscriber_that_stops_reading_is_disconnected() {
                 .await;
             assert_eq!(status, StatusCode::OK, "{body}");
         }
-        let metrics = server
-            .client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = server.metrics().await;
         if metrics.contains("navaro_live_disconnects_total{reason=\"slow_consumer\"} 1") {
             break true;
         }

@@ -284,6 +284,18 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// The server's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Send SIGTERM and wait for the exit status (at most `timeout`).
     pub fn terminate(mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let _ = Command::new("kill")
