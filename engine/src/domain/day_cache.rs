@@ -127,6 +127,17 @@ pub struct CachedDay {
 }
 
 impl CachedDay {
+    /// A day computed at `computed_s` under `stamps`, good until `valid_until_s`.
+    pub fn new(slots: Vec<Slot>, stamps: DayStamps, computed_s: i64, valid_until_s: i64) -> Self {
+        CachedDay {
+            stamps,
+            computed_s,
+            valid_until_s,
+            slots,
+            rendered: OnceLock::new(),
+        }
+    }
+
     /// What the day counts for against [`MAX_WEIGHT`].
     fn weight(&self) -> usize {
         self.slots.iter().map(|s| 1 + s.staff_ids.len()).sum()
@@ -238,13 +249,7 @@ mod tests {
                 staff_ids: ids.clone(),
             })
             .collect();
-        Arc::new(CachedDay {
-            stamps: DayStamps::default(),
-            computed_s: 0,
-            valid_until_s: i64::MAX,
-            slots,
-            rendered: OnceLock::new(),
-        })
+        Arc::new(CachedDay::new(slots, DayStamps::default(), 0, i64::MAX))
     }
 
     fn key(epoch_day: i64) -> DayKey {

@@ -9,7 +9,7 @@
 //! expiry changed are swept again.
 
 use std::ops::Range;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use jiff::civil::Date;
@@ -265,13 +265,7 @@ impl Availability {
         let parts = days
             .into_iter()
             .map(|(slots, range)| {
-                let day = CachedDay {
-                    stamps: DayStamps::default(),
-                    computed_s: 0,
-                    valid_until_s: i64::MAX,
-                    slots,
-                    rendered: OnceLock::new(),
-                };
+                let day = CachedDay::new(slots, DayStamps::default(), 0, i64::MAX);
                 (Arc::new(day), range)
             })
             .collect();
@@ -290,16 +284,36 @@ pub fn availability_uncached(
     now: Timestamp,
 ) -> Result<Vec<Slot>, Rejection> {
     let (service_index, staff) = prepare(est, query)?;
-    let mut slots = Vec::new();
     let now_s = now.as_second();
-    scan(
+    Ok(swept_slots(
         est,
-        &est.services[service_index],
+        service_index,
         &staff,
-        epoch_day(query.from),
-        i64::from(query.days),
+        (epoch_day(query.from), i64::from(query.days)),
         now_s,
         bookable_window(est, now_s),
+    ))
+}
+
+/// The [`Slot`]s [`scan`] finds over `days` local days from `from_day`.
+fn swept_slots(
+    est: &Establishment,
+    service_index: usize,
+    staff: &[usize],
+    (from_day, days): (i64, i64),
+    now_s: i64,
+    window: (Minute, Minute),
+) -> Vec<Slot> {
+    let mut slots = Vec::new();
+    let service = &est.services[service_index];
+    scan(
+        est,
+        service,
+        staff,
+        from_day,
+        days,
+        now_s,
+        window,
         |start, free| {
             slots.push(Slot {
                 start: timestamp(start),
@@ -307,7 +321,7 @@ pub fn availability_uncached(
             });
         },
     );
-    Ok(slots)
+    slots
 }
 
 /// The query's checks: its range of days and dates, its service and staff filter.
@@ -328,9 +342,7 @@ fn prepare<'a>(
         ));
     }
     let service_index = est
-        .services
-        .iter()
-        .position(|s| s.info.id == query.service_id)
+        .service_index(query.service_id)
         .ok_or_else(|| Rejection::not_found("service"))?;
     let staff = eligible_staff(est, &est.services[service_index], query.staff_id)?;
     Ok((service_index, staff))
@@ -363,22 +375,13 @@ fn compute_day(
     ((from, to), stamps): ((Minute, Minute), DayStamps),
     now_s: i64,
 ) -> CachedDay {
-    let service = &est.services[service_index];
-    let mut slots = Vec::new();
-    scan(
+    let slots = swept_slots(
         est,
-        service,
+        service_index,
         staff,
-        day.epoch_day,
-        1,
+        (day.epoch_day, 1),
         now_s,
         (Minute::MIN / 4, Minute::MAX / 4),
-        |start, free| {
-            slots.push(Slot {
-                start: timestamp(start),
-                staff_ids: free.map(|i| est.staff[i].info.id).collect(),
-            });
-        },
     );
     // The first expiry of a hold that blocks any start of the day.
     let valid_until_s = staff
@@ -388,13 +391,7 @@ fn compute_day(
         .filter_map(|(_, occ)| occ.expires_s)
         .min()
         .unwrap_or(i64::MAX);
-    CachedDay {
-        stamps,
-        computed_s: now_s,
-        valid_until_s,
-        slots,
-        rendered: OnceLock::new(),
-    }
+    CachedDay::new(slots, stamps, now_s, valid_until_s)
 }
 
 /// The staff indices to consider for a service: all who perform it, or the one asked for.

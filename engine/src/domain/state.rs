@@ -162,8 +162,12 @@ impl Establishment {
         self.staff.iter().position(|s| s.info.id == id)
     }
 
+    pub fn service_index(&self, id: ServiceId) -> Option<usize> {
+        self.services.iter().position(|s| s.info.id == id)
+    }
+
     pub fn service(&self, id: ServiceId) -> Option<&ServiceEntry> {
-        self.services.iter().find(|s| s.info.id == id)
+        self.service_index(id).map(|index| &self.services[index])
     }
 
     /// Apply one journaled event. The record must carry the next seq.
