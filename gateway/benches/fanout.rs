@@ -15,6 +15,12 @@
 //! before that establishment's POST (so the durable write is included) to the frame's
 //! arrival, p50/p99/max. The open-file limit bounds N: client and server each hold one
 //! socket per subscriber.
+//!
+//! Then it measures this machine's floor for the same deliveries: as many plain loopback
+//! TCP connections, the same number of bytes written to each by the least a server could
+//! do (two threads in a loop) and read by one task each, as the subscribers are. The
+//! fan-out cannot beat it: when server and subscribers share two cores, most of a
+//! delivered frame's cost is the kernel's, on both sides.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -28,8 +34,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 fn main() {
+    if let Ok(spec) = std::env::var(FLOOR_WRITER_ENV) {
+        return floor_writer(&spec);
+    }
     let measuring = std::env::args().any(|a| a == "--bench");
     let setting = |name: &str, measured: usize, smoke: usize| {
         std::env::var(name)
@@ -123,7 +133,10 @@ async fn idle_subscribers_memory_and_fanout_latency(
         request
             .headers_mut()
             .insert("authorization", format!("Bearer {owner}").parse().unwrap());
-        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let (mut socket, _) =
+            tokio_tungstenite::connect_async_with_config(request, Some(client_config()), true)
+                .await
+                .unwrap();
         let _hello = socket.next().await.unwrap().unwrap();
         tokio::spawn(read_feed(shop, socket, arrived_tx.clone()));
     }
@@ -146,16 +159,25 @@ async fn idle_subscribers_memory_and_fanout_latency(
     let clients_before = common::process_cpu_time("self");
     let mut latencies = Vec::with_capacity(n * rounds);
     let mut changes_took = Vec::with_capacity(rounds);
+    let mut frame_len = 0;
     for customer in customers {
-        let took =
-            one_change_each(&server, &customer, &shops, n, &mut arrived, &mut latencies).await;
+        let took = one_change_each(
+            &server,
+            &customer,
+            &shops,
+            n,
+            &mut arrived,
+            &mut latencies,
+            &mut frame_len,
+        )
+        .await;
         changes_took.push(took);
     }
     let server_cpu = server.cpu_time().saturating_sub(cpu_before);
     // The subscribers' side (this process: its sockets, frame parsing, the POSTs).
     let clients_cpu = common::process_cpu_time("self").saturating_sub(clients_before);
     latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let pct = |p: f64| percentile(&latencies, p);
     changes_took.sort();
     println!(
         "fanout subscribers={n} establishments={establishments} rounds={rounds} deliveries={} changes_took_median={:?} min={:?} p50={:?} p99={:?} max={:?} server_cpu={server_cpu:?} ({:.1}us per delivered frame) clients_cpu={clients_cpu:?} ({:.1}us per frame) (from before each establishment's POST, durable write included)",
@@ -168,13 +190,25 @@ async fn idle_subscribers_memory_and_fanout_latency(
         server_cpu.as_secs_f64() * 1e6 / latencies.len() as f64,
         clients_cpu.as_secs_f64() * 1e6 / latencies.len() as f64,
     );
+    drop(server);
+
+    // The machine's floor for the same deliveries.
+    loopback_floor(n, frame_len, rounds).await;
+}
+
+/// The subscribers' WebSocket settings. tungstenite zero-fills its whole read buffer
+/// before every read (128 KiB by default): with the default, that `memset` was 28% of
+/// the clients' CPU, on the same two cores as the server. Frames here are under 1 KiB.
+fn client_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(4 * 1024)
 }
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// When a subscriber of establishment `.0` read its `queue.joined` frame.
-type Arrival = (usize, Instant);
+/// When a subscriber of establishment `.0` read its `queue.joined` frame, and the
+/// frame's length.
+type Arrival = (usize, Instant, usize);
 
 /// Read one subscriber's feed until it ends, noting each `queue.joined` (anything else,
 /// such as an estimates refresh, is skipped). A read error ends it quietly: the server
@@ -182,8 +216,10 @@ type Arrival = (usize, Instant);
 /// as its round's missing arrival.
 async fn read_feed(shop: usize, mut socket: Socket, arrived: mpsc::UnboundedSender<Arrival>) {
     while let Some(Ok(frame)) = socket.next().await {
-        if frame.to_text().is_ok_and(|t| t.contains("queue.joined")) {
-            let _ = arrived.send((shop, Instant::now()));
+        if let Ok(text) = frame.to_text()
+            && text.contains("queue.joined")
+        {
+            let _ = arrived.send((shop, Instant::now(), text.len()));
         }
     }
 }
@@ -198,6 +234,7 @@ async fn one_change_each(
     subscribers: usize,
     arrived: &mut mpsc::UnboundedReceiver<Arrival>,
     latencies: &mut Vec<Duration>,
+    frame_len: &mut usize,
 ) -> Duration {
     let sent: Arc<Vec<OnceLock<Instant>>> =
         Arc::new((0..shops.len()).map(|_| OnceLock::new()).collect());
@@ -221,11 +258,126 @@ async fn one_change_each(
         .await;
     let took = started.elapsed();
     for _ in 0..subscribers {
-        let (shop, at) = tokio::time::timeout(Duration::from_secs(60), arrived.recv())
+        let (shop, at, len) = tokio::time::timeout(Duration::from_secs(60), arrived.recv())
             .await
             .expect("every subscriber gets its queue.joined within a minute")
             .expect("the feeds' readers are running");
         latencies.push(at.saturating_duration_since(*sent[shop].get().unwrap()));
+        *frame_len = (*frame_len).max(len);
     }
     took
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// What the kernel alone costs for the same fan-out on this machine: `n` loopback TCP
+/// connections from a child process, the floor's "server", which each round writes
+/// `frame_len` bytes to every one of them from two plain threads (no WebSocket, no
+/// runtime, no engine: the least a server could do); each is read by one task in this
+/// process's runtime, noted on a channel as the subscribers above are. Reports the delay
+/// from the round's start to each read, p50/p99/max, and both processes' CPU per
+/// delivered frame. The writer is another process because one process cannot hold both
+/// ends of 10,000 connections under this machine's 20,000 open-file limit.
+async fn loopback_floor(n: usize, frame_len: usize, rounds: usize) {
+    use std::io::{BufRead, Write};
+    use std::process::{Command, Stdio};
+    use tokio::io::AsyncReadExt;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut writer = Command::new(std::env::current_exe().unwrap())
+        .env(FLOOR_WRITER_ENV, format!("{address} {n} {frame_len}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut go = writer.stdin.take().unwrap();
+    let mut done = std::io::BufReader::new(writer.stdout.take().unwrap());
+    let (arrived_tx, mut arrived) = mpsc::unbounded_channel::<Instant>();
+    for _ in 0..n {
+        let (mut reader, _) = listener.accept().await.unwrap();
+        reader.set_nodelay(true).unwrap();
+        let arrived = arrived_tx.clone();
+        tokio::spawn(async move {
+            let mut buffer = vec![0; frame_len];
+            while reader.read_exact(&mut buffer).await.is_ok() {
+                let _ = arrived.send(Instant::now());
+            }
+        });
+    }
+    let mut line = String::new();
+    done.read_line(&mut line).unwrap(); // "connected"
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let writer_pid = writer.id().to_string();
+    let cpu_before = common::process_cpu_time("self");
+    let writer_cpu_before = common::process_cpu_time(&writer_pid);
+    let mut latencies = Vec::with_capacity(n * rounds);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        go.write_all(b"go\n").unwrap();
+        go.flush().unwrap();
+        for _ in 0..n {
+            let at = tokio::time::timeout(Duration::from_secs(60), arrived.recv())
+                .await
+                .expect("every connection reads its frame within a minute")
+                .expect("the readers are running");
+            latencies.push(at.saturating_duration_since(started));
+        }
+    }
+    let readers_cpu = common::process_cpu_time("self").saturating_sub(cpu_before);
+    let writer_cpu = common::process_cpu_time(&writer_pid).saturating_sub(writer_cpu_before);
+    drop(go);
+    let _ = writer.wait();
+    latencies.sort();
+    let per_frame = |cpu: Duration| cpu.as_secs_f64() * 1e6 / latencies.len() as f64;
+    println!(
+        "floor connections={n} frame_bytes={frame_len} rounds={rounds} deliveries={} p50={:?} p99={:?} max={:?} writer_cpu={writer_cpu:?} ({:.1}us per delivered frame) readers_cpu={readers_cpu:?} ({:.1}us per frame) (plain loopback TCP, two writer threads)",
+        latencies.len(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        latencies[latencies.len() - 1],
+        per_frame(writer_cpu),
+        per_frame(readers_cpu),
+    );
+}
+
+/// Set on the child that plays the floor's server: "<address> <connections> <bytes>".
+const FLOOR_WRITER_ENV: &str = "FANOUT_FLOOR_WRITER";
+
+/// The floor's server: connect, say so, then for every line on stdin write the frame to
+/// every connection from two threads; end at stdin's end.
+fn floor_writer(spec: &str) {
+    use std::io::{BufRead, Write};
+
+    let mut parts = spec.split(' ');
+    let mut next = || parts.next().expect("address, connections, bytes");
+    let address: std::net::SocketAddr = next().parse().unwrap();
+    let n: usize = next().parse().unwrap();
+    let frame = vec![b'x'; next().parse().unwrap()];
+    let sockets: Vec<std::net::TcpStream> = (0..n)
+        .map(|_| {
+            let socket = std::net::TcpStream::connect(address).unwrap();
+            socket.set_nodelay(true).unwrap();
+            socket
+        })
+        .collect();
+    let (first, second) = sockets.split_at(n.div_ceil(2));
+    println!("connected");
+    for line in std::io::stdin().lock().lines() {
+        if line.is_err() {
+            break;
+        }
+        std::thread::scope(|scope| {
+            for half in [first, second] {
+                let frame = &frame;
+                scope.spawn(move || {
+                    for mut socket in half {
+                        socket.write_all(frame).unwrap();
+                    }
+                });
+            }
+        });
+    }
 }

@@ -18,11 +18,15 @@ use hdrhistogram::Histogram;
 use jiff::Timestamp;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::world::World;
 
 /// How long a subscriber may take to connect and say hello.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A subscriber's read size (see `subscribe`).
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 
 /// Send instants by event key, and the push latencies measured against them.
 pub struct PushClock {
@@ -117,10 +121,14 @@ pub async fn subscribe(
             "{ws_base}/v1/establishments/{}/live?access_token={}",
             est.id, est.owner.token
         );
-        let (mut socket, _) =
-            tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url))
-                .await
-                .map_err(|_| anyhow::anyhow!("live feed connect timed out"))??;
+        // tungstenite zero-fills its whole read buffer before every read, 128 KiB by
+        // default: on the same cores as the server, that `memset` would be most of a
+        // subscriber's cost per frame. Frames are small; longer ones span reads.
+        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
+        let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+        let (mut socket, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| anyhow::anyhow!("live feed connect timed out"))??;
         // The hello frame comes first; backlog frames of provisioning follow it and
         // match no key.
         let world = world.clone();
