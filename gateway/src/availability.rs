@@ -8,8 +8,9 @@
 //! almost never, since every write to an establishment makes a new seq, while its churn
 //! of 30-60 KiB bodies cost more than the encoding it saved. The engine keeps each local
 //! day's starts across views instead (`navaro_engine::domain::day_cache`): the encoders
-//! read them where they are, and the default form's body is assembled from each day's
-//! JSON, written once and kept with the day ([`encode_days`]).
+//! read them where they are, and the default form's body is made of each day's JSON,
+//! written once and kept with the day, and sent from there without a copy
+//! ([`encode_days`], [`Chunks`]).
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -48,36 +49,92 @@ pub fn encode<'a>(
     Bytes::from(out)
 }
 
-/// [`encode`] of an answer from the engine's cached days: each day's slots are written
-/// once, kept with the day, and copied into every answer that reads the day (a week's
-/// body is then a few memory copies instead of some 300 starts to format).
+/// [`encode`] of an answer from the engine's cached days, as a body of shared chunks:
+/// each day's slots are written once and kept with the day, and every answer that reads
+/// the day points at them instead of copying them (a week's body is the head, seven
+/// slices and the closing brackets, which hyper hands to the kernel in one `writev`).
 pub fn encode_days(
     establishment_id: Uuid,
     service_id: Uuid,
     timezone: &str,
     tz: &TimeZone,
     availability: &Availability,
-) -> Bytes {
-    let parts: Vec<(Cow<'_, RenderedDay>, Range<usize>)> = availability
-        .parts()
-        .filter(|(_, range)| !range.is_empty())
-        .map(|(day, range)| (RenderedDay::of(day, tz), range))
-        .collect();
-    let body: usize = parts
-        .iter()
-        .map(|(day, range)| day.slice(range).len() + 1)
-        .sum();
-    let mut out = Vec::with_capacity(HEAD_BYTES + timezone.len() + body);
-    write_head(&mut out, establishment_id, service_id, timezone);
-    out.extend_from_slice(b",\"slots\":[");
-    for (n, (day, range)) in parts.iter().enumerate() {
-        if n > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(day.slice(range));
+) -> Chunks {
+    let mut head = Vec::with_capacity(HEAD_BYTES + timezone.len());
+    write_head(&mut head, establishment_id, service_id, timezone);
+    head.extend_from_slice(b",\"slots\":[");
+    let parts = availability.parts();
+    let mut chunks = Vec::with_capacity(parts.size_hint().0 + 2);
+    chunks.push(Bytes::from(head));
+    for (day, range) in parts.filter(|(_, r)| !r.is_empty()) {
+        let slice = RenderedDay::of(day, tz).slice(range);
+        // Each slice starts with the comma before its first start; the list's first
+        // does not.
+        chunks.push(match chunks.len() {
+            1 => slice.slice(1..),
+            _ => slice,
+        });
     }
-    out.extend_from_slice(b"]}");
-    Bytes::from(out)
+    chunks.push(Bytes::from_static(b"]}"));
+    Chunks::new(chunks)
+}
+
+/// A response body of shared chunks with its exact length (hyper sends it as
+/// `Content-Length`), written to the socket without being copied into one buffer.
+#[derive(Clone, Debug)]
+pub struct Chunks {
+    chunks: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl Chunks {
+    fn new(chunks: Vec<Bytes>) -> Chunks {
+        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+        Chunks {
+            chunks: chunks.into(),
+            remaining,
+        }
+    }
+
+    /// The body's length in bytes.
+    pub fn len(&self) -> usize {
+        self.remaining as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
+
+    /// The whole body in one buffer (a copy: for tests and benches).
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = Vec::with_capacity(self.len());
+        self.chunks.iter().for_each(|c| out.extend_from_slice(c));
+        Bytes::from(out)
+    }
+}
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let chunk = self.chunks.pop_front();
+        if let Some(chunk) = &chunk {
+            self.remaining -= chunk.len() as u64;
+        }
+        std::task::Poll::Ready(chunk.map(|c| Ok(http_body::Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
 }
 
 /// Room for the head (two UUIDs and the field names) and the closing brackets; the zone
@@ -91,11 +148,11 @@ fn slots_bytes<'a>(slots: impl Iterator<Item = &'a Slot>) -> usize {
     slots.map(|s| 53 + s.staff_ids.len() * 39).sum()
 }
 
-/// One day's slots written as the default form writes them, comma-separated, with where
-/// each one ends.
+/// One day's slots written as the default form writes them, each after a comma
+/// (`,{…},{…}`), with where each one ends.
 #[derive(Clone, Debug)]
 struct RenderedDay {
-    bytes: Vec<u8>,
+    bytes: Bytes,
     ends: Vec<usize>,
 }
 
@@ -103,10 +160,14 @@ impl RenderedDay {
     /// The day's rendering, made on first use and kept with the day.
     fn of<'a>(day: &'a CachedDay, tz: &TimeZone) -> Cow<'a, RenderedDay> {
         let render = || {
-            let mut bytes = Vec::with_capacity(slots_bytes(day.slots.iter()));
+            let mut bytes = Vec::with_capacity(1 + slots_bytes(day.slots.iter()));
             let mut ends = Vec::with_capacity(day.slots.len());
+            bytes.push(b',');
             write_slots(&mut bytes, day.slots.iter(), tz, |end| ends.push(end));
-            RenderedDay { bytes, ends }
+            RenderedDay {
+                bytes: Bytes::from(bytes),
+                ends,
+            }
         };
         let kept = day.rendered.get_or_init(|| Box::new(render()));
         match kept.downcast_ref::<RenderedDay>() {
@@ -116,13 +177,14 @@ impl RenderedDay {
         }
     }
 
-    /// The bytes of slots `range` (a non-empty range of the day's).
-    fn slice(&self, range: &Range<usize>) -> &[u8] {
+    /// The bytes of slots `range` (a non-empty range of the day's), with the comma
+    /// before the first: shared, not copied.
+    fn slice(&self, range: Range<usize>) -> Bytes {
         let start = match range.start {
             0 => 0,
-            n => self.ends[n - 1] + 1,
+            n => self.ends[n - 1],
         };
-        &self.bytes[start..self.ends[range.end - 1]]
+        self.bytes.slice(start..self.ends[range.end - 1])
     }
 }
 
@@ -487,7 +549,12 @@ mod tests {
         let expected = String::from_utf8(reference(id, service, zone, tz, &kept)).unwrap();
         for pass in ["rendered", "copied"] {
             let body = encode_days(id, service, zone, tz, &answer);
-            assert_eq!(String::from_utf8_lossy(&body), expected, "{zone}, {pass}");
+            assert_eq!(body.len(), expected.len(), "{zone}, {pass}");
+            assert_eq!(
+                String::from_utf8_lossy(&body.to_bytes()),
+                expected,
+                "{zone}, {pass}"
+            );
         }
     }
 

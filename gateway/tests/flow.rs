@@ -241,8 +241,8 @@ async fn booking_in_messagepack() {
 }
 
 /// `form=runs` holds exactly the starts of the default form, as runs: a booking in the
-/// middle of a day splits that day's run in two; MessagePack carries the same fields; an
-/// unknown form is refused on the field.
+/// middle of a day splits that day's run in two; MessagePack carries the same fields
+/// (of both forms); an unknown form is refused on the field.
 #[tokio::test]
 async fn availability_in_runs_form() {
     let server = Server::start();
@@ -264,8 +264,23 @@ async fn availability_in_runs_form() {
         format!("/v1/establishments/{id}/availability?service_id={service}&from={day}&days=2");
     let plain = server.client.get(server.url(&path)).send().await.unwrap();
     assert_eq!(plain.status(), StatusCode::OK);
+    // The default form is sent as the kept days' shared chunks, with its exact length.
+    let length = plain.headers().get("content-length").cloned();
+    assert!(plain.headers().get("transfer-encoding").is_none());
     let plain_bytes = plain.bytes().await.unwrap();
+    assert_eq!(length.unwrap(), plain_bytes.len().to_string().as_str());
     let plain: Value = serde_json::from_slice(&plain_bytes).unwrap();
+    // MessagePack reads the chunks whole and carries the same answer.
+    let packed = server
+        .client
+        .get(server.url(&path))
+        .header("accept", "application/msgpack")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(packed.status(), StatusCode::OK);
+    let packed: Value = rmp_serde::from_slice(&packed.bytes().await.unwrap()).unwrap();
+    assert_eq!(packed, plain);
     let reused_before = days_metric(&server, "reused").await;
     let runs_path = format!("{path}&form=runs");
     let (status, _, runs) = server.call(Method::GET, &runs_path, None, None).await;

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -389,21 +390,21 @@ pub async fn availability(
         .increment(computed as u64);
     let settings = view.settings();
     let body = match form {
-        AvailabilityForm::Slots => crate::availability::encode_days(
+        AvailabilityForm::Slots => Body::new(crate::availability::encode_days(
             id,
             params.service_id,
             &settings.timezone,
             view.timezone(),
             &slots,
-        ),
-        AvailabilityForm::Runs => crate::availability::encode_runs(
+        )),
+        AvailabilityForm::Runs => Body::from(crate::availability::encode_runs(
             id,
             params.service_id,
             &settings.timezone,
             view.timezone(),
             settings.slot_minutes,
             slots.iter(),
-        ),
+        )),
     };
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
