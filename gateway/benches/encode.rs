@@ -48,7 +48,8 @@ fn availability_body(c: &mut Criterion) {
             |b| b.iter(|| encode(id, service, "America/Sao_Paulo", &tz, &slots)),
         );
         // The handler's way: the same week as seven cached days, each rendered on the
-        // first answer and copied by every later one.
+        // first answer and pointed at by every later one (the body's chunks; the kernel
+        // copies them into the socket, which this does not time).
         let days = Availability::of_days(
             slots
                 .chunks(48)

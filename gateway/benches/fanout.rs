@@ -16,11 +16,11 @@
 //! arrival, p50/p99/max. The open-file limit bounds N: client and server each hold one
 //! socket per subscriber.
 //!
-//! Then it measures this machine's floor for the same deliveries: as many plain loopback
-//! TCP connections, the same number of bytes written to each by the least a server could
-//! do (two threads in a loop) and read by one task each, as the subscribers are. The
-//! fan-out cannot beat it: when server and subscribers share two cores, most of a
-//! delivered frame's cost is the kernel's, on both sides.
+//! Then it measures a reference for the same deliveries, this machine's floor: as many
+//! plain loopback TCP connections, the frame's bytes written to each by the least a
+//! server could do (two plain threads) and read by one task each, as the subscribers
+//! are. When server and subscribers share two cores, most of a delivered frame's cost is
+//! the kernel's, on both sides, and the floor shows how much.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -122,6 +122,7 @@ async fn idle_subscribers_memory_and_fanout_latency(
     // its establishment's `queue.joined` arrives (tasks spawned per round cost the
     // clients, on the same two cores as the server, more than the server's fan-out).
     let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
+    let mut feeds = Vec::with_capacity(n);
     let connect_started = Instant::now();
     for i in 0..n {
         let shop = i % shops.len();
@@ -134,11 +135,11 @@ async fn idle_subscribers_memory_and_fanout_latency(
             .headers_mut()
             .insert("authorization", format!("Bearer {owner}").parse().unwrap());
         let (mut socket, _) =
-            tokio_tungstenite::connect_async_with_config(request, Some(client_config()), true)
+            tokio_tungstenite::connect_async_with_config(request, Some(client_config()), false)
                 .await
                 .unwrap();
         let _hello = socket.next().await.unwrap().unwrap();
-        tokio::spawn(read_feed(shop, socket, arrived_tx.clone()));
+        feeds.push(tokio::spawn(read_feed(shop, socket, arrived_tx.clone())));
     }
     let connect_elapsed = connect_started.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -191,8 +192,13 @@ async fn idle_subscribers_memory_and_fanout_latency(
         clients_cpu.as_secs_f64() * 1e6 / latencies.len() as f64,
     );
     drop(server);
+    // The subscribers' sockets close as their readers see the server gone; the floor
+    // needs their file descriptors.
+    for feed in feeds {
+        let _ = tokio::time::timeout(Duration::from_secs(60), feed).await;
+    }
 
-    // The machine's floor for the same deliveries.
+    // A reference for the same deliveries: this machine's floor.
     loopback_floor(n, frame_len, rounds).await;
 }
 
@@ -272,54 +278,70 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
-/// What the kernel alone costs for the same fan-out on this machine: `n` loopback TCP
-/// connections from a child process, the floor's "server", which each round writes
-/// `frame_len` bytes to every one of them from two plain threads (no WebSocket, no
-/// runtime, no engine: the least a server could do); each is read by one task in this
-/// process's runtime, noted on a channel as the subscribers above are. Reports the delay
-/// from the round's start to each read, p50/p99/max, and both processes' CPU per
-/// delivered frame. The writer is another process because one process cannot hold both
-/// ends of 10,000 connections under this machine's 20,000 open-file limit.
+/// A reference for the same fan-out on this machine, close to what the kernel alone
+/// costs: `n` loopback TCP connections from a child process, the floor's "server",
+/// which each round writes the frame's bytes (`frame_len` plus the 4-byte header a
+/// server-to-client WebSocket frame of that size has) to every one of them from two
+/// plain threads, started for the round (no WebSocket, no runtime, no engine: the least
+/// a server could do); each is read by one task in this process's runtime, noted on a
+/// channel as the subscribers above are. Reports the delay from the round's start to
+/// each read, p50/p99/max, and both processes' CPU per delivered frame. Unlike the
+/// fan-out's, these delays include no POST and no durable write: compare the CPU per
+/// frame directly and the delays as a lower bound. The writer is another process
+/// because one process cannot hold both ends of 10,000 connections under this machine's
+/// 20,000 open-file limit.
 async fn loopback_floor(n: usize, frame_len: usize, rounds: usize) {
-    use std::io::{BufRead, Write};
-    use std::process::{Command, Stdio};
-    use tokio::io::AsyncReadExt;
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
+    const WITHIN: Duration = Duration::from_secs(60);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let mut writer = Command::new(std::env::current_exe().unwrap())
-        .env(FLOOR_WRITER_ENV, format!("{address} {n} {frame_len}"))
+    let frame_bytes = frame_len + 4;
+    let mut writer = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .env(FLOOR_WRITER_ENV, format!("{address} {n} {frame_bytes}"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut go = writer.stdin.take().unwrap();
-    let mut done = std::io::BufReader::new(writer.stdout.take().unwrap());
+    let mut done = tokio::io::BufReader::new(writer.stdout.take().unwrap()).lines();
     let (arrived_tx, mut arrived) = mpsc::unbounded_channel::<Instant>();
-    for _ in 0..n {
-        let (mut reader, _) = listener.accept().await.unwrap();
-        reader.set_nodelay(true).unwrap();
-        let arrived = arrived_tx.clone();
-        tokio::spawn(async move {
-            let mut buffer = vec![0; frame_len];
-            while reader.read_exact(&mut buffer).await.is_ok() {
-                let _ = arrived.send(Instant::now());
-            }
-        });
-    }
-    let mut line = String::new();
-    done.read_line(&mut line).unwrap(); // "connected"
+    let accept_all = async {
+        for _ in 0..n {
+            let (mut reader, _) = listener.accept().await.unwrap();
+            reader.set_nodelay(true).unwrap();
+            let arrived = arrived_tx.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0; frame_bytes];
+                while reader.read_exact(&mut buffer).await.is_ok() {
+                    let _ = arrived.send(Instant::now());
+                }
+            });
+        }
+    };
+    tokio::time::timeout(WITHIN, accept_all)
+        .await
+        .expect("the floor's writer connects within a minute");
+    // Only the readers hold senders now: if they all end, `recv` says so.
+    drop(arrived_tx);
+    let connected = tokio::time::timeout(WITHIN, done.next_line()).await;
+    assert!(
+        matches!(connected, Ok(Ok(Some(ref line))) if line == "connected"),
+        "the floor's writer did not connect: {connected:?}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let writer_pid = writer.id().to_string();
+    let writer_pid = writer.id().unwrap().to_string();
     let cpu_before = common::process_cpu_time("self");
     let writer_cpu_before = common::process_cpu_time(&writer_pid);
     let mut latencies = Vec::with_capacity(n * rounds);
     for _ in 0..rounds {
         let started = Instant::now();
-        go.write_all(b"go\n").unwrap();
-        go.flush().unwrap();
+        go.write_all(b"go\n").await.unwrap();
+        go.flush().await.unwrap();
         for _ in 0..n {
-            let at = tokio::time::timeout(Duration::from_secs(60), arrived.recv())
+            let at = tokio::time::timeout(WITHIN, arrived.recv())
                 .await
                 .expect("every connection reads its frame within a minute")
                 .expect("the readers are running");
@@ -329,11 +351,11 @@ async fn loopback_floor(n: usize, frame_len: usize, rounds: usize) {
     let readers_cpu = common::process_cpu_time("self").saturating_sub(cpu_before);
     let writer_cpu = common::process_cpu_time(&writer_pid).saturating_sub(writer_cpu_before);
     drop(go);
-    let _ = writer.wait();
+    let _ = writer.wait().await;
     latencies.sort();
     let per_frame = |cpu: Duration| cpu.as_secs_f64() * 1e6 / latencies.len() as f64;
     println!(
-        "floor connections={n} frame_bytes={frame_len} rounds={rounds} deliveries={} p50={:?} p99={:?} max={:?} writer_cpu={writer_cpu:?} ({:.1}us per delivered frame) readers_cpu={readers_cpu:?} ({:.1}us per frame) (plain loopback TCP, two writer threads)",
+        "floor connections={n} frame_bytes={frame_bytes} rounds={rounds} deliveries={} p50={:?} p99={:?} max={:?} writer_cpu={writer_cpu:?} ({:.1}us per delivered frame) readers_cpu={readers_cpu:?} ({:.1}us per frame) (plain loopback TCP, two writer threads, from the round's start: no POST)",
         latencies.len(),
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.99),

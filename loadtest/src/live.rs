@@ -125,7 +125,7 @@ pub async fn subscribe(
         // default: on the same cores as the server, that `memset` would be most of a
         // subscriber's cost per frame. Frames are small; longer ones span reads.
         let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
-        let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+        let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), false);
         let (mut socket, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
             .map_err(|_| anyhow::anyhow!("live feed connect timed out"))??;
