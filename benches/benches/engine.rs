@@ -132,6 +132,36 @@ fn availability(c: &mut Criterion) {
     let _ = at;
 }
 
+/// A snapshot as the actor takes one: the state's snapshot form, encoded as named
+/// MessagePack, for an establishment with a long history (the week's bookings of the
+/// availability fixture, repeated with new ids up to `n`). What it costs per booking
+/// held is what the actor's spacing of snapshots multiplies (`shell::actor::snapshot_due`).
+fn snapshot(c: &mut Criterion) {
+    let shop = realistic_shop(10, 0.6);
+    let week = shop.est().to_snapshot();
+    for n in [1_000, 10_000] {
+        let mut state = week.clone();
+        state.bookings = (0..n)
+            .map(|i| {
+                let mut booking = week.bookings[i % week.bookings.len()].clone();
+                booking.id = navaro_protocol::BookingId(uuid::Uuid::from_u128(i as u128 + 1));
+                booking
+            })
+            .collect();
+        let bytes = encode(Encoding::MsgPack, &state).unwrap().len();
+        c.bench_function(
+            &format!(
+                "engine/snapshot of {n} bookings, encoded ({} KB)",
+                bytes / 1000
+            ),
+            |b| b.iter(|| black_box(encode(Encoding::MsgPack, black_box(&state)).unwrap())),
+        );
+    }
+    c.bench_function("engine/to_snapshot, a week of 10 staff", |b| {
+        b.iter(|| black_box(shop.est().to_snapshot()))
+    });
+}
+
 fn codec(c: &mut Criterion) {
     let mut shop = realistic_shop(2, 0.0);
     let staff = shop.staff[0];
@@ -158,5 +188,5 @@ fn codec(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, decide_and_apply, availability, codec);
+criterion_group!(benches, decide_and_apply, availability, codec, snapshot);
 criterion_main!(benches);

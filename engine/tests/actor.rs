@@ -492,6 +492,61 @@ async fn idle_establishments_passivate_and_come_back_from_their_snapshot() {
     assert_eq!(view.seq(), journal.records(id).len() as u64);
 }
 
+/// After a snapshot of a long history, the next comes after as many events as it held
+/// items when that is more than `snapshot_every_events`: an establishment with thousands
+/// of bookings is not encoded whole every thousand events.
+#[tokio::test]
+async fn snapshots_of_a_long_history_are_spaced_by_its_size() {
+    let clock = ManualClock::new(ts(NOW));
+    let journal = MemoryJournal::new();
+    let config = EngineConfig {
+        tick_interval: Duration::from_millis(5),
+        snapshot_every_events: 5,
+        ..EngineConfig::default()
+    };
+    let engine = engine_on(Arc::new(journal.clone()), &clock, config).await;
+    let (id, _, service) = open_shop(&engine, 1).await;
+    // One booking a quarter hour from tomorrow on, each by its own customer: one event
+    // and one item each.
+    let mut booked = 0;
+    let mut book_next = async |count: usize| {
+        for _ in 0..count {
+            let start = ts("2026-12-01T00:00:00Z") + jiff::SignedDuration::from_mins(15 * booked);
+            let reply = engine
+                .execute(
+                    id,
+                    request(customer(1000 + booked as u128), book(service, start)),
+                )
+                .await
+                .unwrap();
+            booking(reply);
+            booked += 1;
+        }
+    };
+    let snapshot_at = async || {
+        let recovered = journal.load(id).await.unwrap().unwrap();
+        recovered.snapshot.map_or(0, |s| s.seq)
+    };
+    book_next(40).await;
+    // Any new event and long enough (the interval times 40 items over 5): a snapshot
+    // of all 40.
+    clock.advance_seconds(3600);
+    let seq = engine.view(id).await.unwrap().seq();
+    eventually(async || snapshot_at().await == seq).await;
+    // 39 more events than that snapshot: none, though 39 is far past 5.
+    book_next(39).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        snapshot_at().await,
+        seq,
+        "a snapshot of 40 items after 39 events"
+    );
+    // The 40th: the next one.
+    book_next(1).await;
+    let next = engine.view(id).await.unwrap().seq();
+    eventually(async || snapshot_at().await == next).await;
+}
+
 #[tokio::test]
 async fn holds_expire_on_the_actor_clock() {
     let clock = ManualClock::new(ts(NOW));
