@@ -132,10 +132,11 @@ fn availability(c: &mut Criterion) {
     let _ = at;
 }
 
-/// A snapshot as the actor takes one: the state's snapshot form, encoded as named
-/// MessagePack, for an establishment with a long history (the week's bookings of the
-/// availability fixture, repeated with new ids up to `n`). What it costs per booking
-/// held is what the actor's spacing of snapshots multiplies (`shell::actor::snapshot_due`).
+/// A snapshot's state, encoded as named MessagePack as the actor encodes it (without
+/// the idempotency keys the actor adds), for an establishment with a long history (the
+/// week's bookings of the availability fixture, repeated with new ids up to `n`); and
+/// gathering that state. What a snapshot costs per booking held is what the actor's
+/// spacing of snapshots multiplies (`shell::actor::snapshot_due`).
 fn snapshot(c: &mut Criterion) {
     let shop = realistic_shop(10, 0.6);
     let week = shop.est().to_snapshot();
@@ -149,13 +150,10 @@ fn snapshot(c: &mut Criterion) {
             })
             .collect();
         let bytes = encode(Encoding::MsgPack, &state).unwrap().len();
-        c.bench_function(
-            &format!(
-                "engine/snapshot of {n} bookings, encoded ({} KB)",
-                bytes / 1000
-            ),
-            |b| b.iter(|| black_box(encode(Encoding::MsgPack, black_box(&state)).unwrap())),
-        );
+        println!("snapshot of {n} bookings: {} KB", bytes / 1000);
+        c.bench_function(&format!("engine/snapshot of {n} bookings, encoded"), |b| {
+            b.iter(|| black_box(encode(Encoding::MsgPack, black_box(&state)).unwrap()))
+        });
     }
     c.bench_function("engine/to_snapshot, a week of 10 staff", |b| {
         b.iter(|| black_box(shop.est().to_snapshot()))

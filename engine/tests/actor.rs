@@ -502,6 +502,8 @@ async fn snapshots_of_a_long_history_are_spaced_by_its_size() {
     let config = EngineConfig {
         tick_interval: Duration::from_millis(5),
         snapshot_every_events: 5,
+        // Never idle here: passivation would snapshot on its own account.
+        idle_timeout: Duration::from_secs(86_400),
         ..EngineConfig::default()
     };
     let engine = engine_on(Arc::new(journal.clone()), &clock, config).await;
@@ -541,10 +543,21 @@ async fn snapshots_of_a_long_history_are_spaced_by_its_size() {
         seq,
         "a snapshot of 40 items after 39 events"
     );
-    // The 40th: the next one.
+    // The 40th: the next one, of 80 items.
     book_next(1).await;
     let next = engine.view(id).await.unwrap().seq();
     eventually(async || snapshot_at().await == next).await;
+    // And the one after it, 80 events on.
+    book_next(79).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        snapshot_at().await,
+        next,
+        "a snapshot of 80 items after 79 events"
+    );
+    book_next(1).await;
+    let last = engine.view(id).await.unwrap().seq();
+    eventually(async || snapshot_at().await == last).await;
 }
 
 #[tokio::test]

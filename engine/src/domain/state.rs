@@ -463,14 +463,13 @@ impl Establishment {
         }
     }
 
-    /// Plain data from which [`Establishment::restore`] rebuilds this state.
-    /// About how many items a snapshot of this state holds: bookings, holds and
-    /// tickets (what grows with the establishment's history; its settings, staff and
-    /// services are few).
+    /// How many bookings, holds and tickets a snapshot of this state holds (what grows
+    /// with the establishment's history; its settings, staff and services are few).
     pub fn snapshot_items(&self) -> u64 {
         (self.bookings.len() + self.holds.len() + self.queue.tickets.len()) as u64
     }
 
+    /// Plain data from which [`Establishment::restore`] rebuilds this state.
     pub fn to_snapshot(&self) -> SnapshotState {
         SnapshotState {
             id: self.id,

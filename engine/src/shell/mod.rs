@@ -45,9 +45,10 @@ pub struct EngineConfig {
     pub idle_timeout: Duration,
     /// How often each actor looks at its clock (hold expiry, snapshots, idleness).
     pub tick_interval: Duration,
-    /// Snapshot after this many events, or after as many as the last snapshot held
-    /// bookings, holds and tickets if that is more: recovery replays at most about this
-    /// many, or about as many as its snapshot holds (see `actor::snapshot_due`).
+    /// Snapshot after this many events (0 counts as 1), or after as many as the last
+    /// snapshot held bookings, holds, tickets and idempotency keys if that is more:
+    /// recovery replays at most about this many, or about as many as its snapshot holds
+    /// (see `actor::snapshot_due`).
     pub snapshot_every_events: u64,
     /// ... or after this long with any new event, times the last snapshot's items over
     /// `snapshot_every_events` past that many.
