@@ -535,29 +535,17 @@ async fn snapshots_of_a_long_history_are_spaced_by_its_size() {
     clock.advance_seconds(3600);
     let seq = engine.view(id).await.unwrap().seq();
     eventually(async || snapshot_at().await == seq).await;
-    // 39 more events than that snapshot: none, though 39 is far past 5.
-    book_next(39).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        snapshot_at().await,
-        seq,
-        "a snapshot of 40 items after 39 events"
-    );
-    // The 40th: the next one, of 80 items.
-    book_next(1).await;
-    let next = engine.view(id).await.unwrap().seq();
-    eventually(async || snapshot_at().await == next).await;
-    // And the one after it, 80 events on.
-    book_next(79).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        snapshot_at().await,
-        next,
-        "a snapshot of 80 items after 79 events"
-    );
-    book_next(1).await;
-    let last = engine.view(id).await.unwrap().seq();
-    eventually(async || snapshot_at().await == last).await;
+    // After a snapshot of `items` items at `seq`: none `items - 1` events on, though
+    // that is far past 5; the next at the `items`th. Twice: 40 items, then 80.
+    let mut at = seq;
+    for items in [40, 80] {
+        book_next(items - 1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(snapshot_at().await, at, "{items} items, one event short");
+        book_next(1).await;
+        at = engine.view(id).await.unwrap().seq();
+        eventually(async || snapshot_at().await == at).await;
+    }
 }
 
 #[tokio::test]
