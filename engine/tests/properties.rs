@@ -16,9 +16,12 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 use navaro_engine::domain::state::ItemRef;
-use navaro_engine::domain::{AvailabilityQuery, availability, availability_uncached};
+use navaro_engine::domain::{
+    AvailabilityQuery, Establishment, SnapshotState, availability, availability_uncached,
+};
 use navaro_protocol::{
-    BookingId, Command, EstablishmentSettings, HoldId, Reply, ServiceId, StaffId, WeeklyHours,
+    BookingId, Command, Encoding, EstablishmentSettings, HoldId, Reply, ServiceId, StaffId,
+    WeeklyHours, decode, encode,
 };
 use proptest::prelude::*;
 use support::*;
@@ -74,6 +77,9 @@ enum Op {
         minutes: u16,
     },
     Expire,
+    /// What a restart does: the state's snapshot, encoded and decoded as the actor
+    /// stores it, restored into a fresh state (its cached days gone).
+    Restore,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -89,6 +95,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..3, offset, 5u16..600).prop_map(|(staff, offset_5min, minutes)| Op::TimeOff { staff, offset_5min, minutes }),
         1 => (1u16..240).prop_map(|minutes| Op::Advance { minutes }),
         1 => Just(Op::Expire),
+        1 => Just(Op::Restore),
     ]
 }
 
@@ -537,6 +544,13 @@ impl Run {
                         item.live = false;
                     }
                 }
+            }
+            Op::Restore => {
+                let stored = encode(Encoding::MsgPack, &self.sim.est().to_snapshot()).unwrap();
+                let snapshot: SnapshotState = decode(Encoding::MsgPack, &stored).unwrap();
+                let restored = Establishment::restore(&snapshot).unwrap();
+                prop_assert_eq!(restored.seq, self.sim.est().seq);
+                self.sim.state = Some(restored);
             }
         }
         Ok(())
