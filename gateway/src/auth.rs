@@ -233,7 +233,7 @@ impl AuthUser {
             .accounts
             .role_at(self.user_id, establishment_id)
             .await
-            .map_err(ApiError::unavailable)?;
+            .map_err(ApiError::store)?;
         let role = match membership {
             Some(MemberRole::Owner) => Role::Owner,
             Some(MemberRole::Staff) => Role::Staff,

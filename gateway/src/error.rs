@@ -142,6 +142,23 @@ impl ApiError {
         }
     }
 
+    /// A store's failure as the API answers it: `overloaded` when every connection
+    /// stayed busy for the whole acquire timeout (the database is up; retry shortly),
+    /// else [`ApiError::unavailable`].
+    pub fn store(failure: impl StoreFailure) -> Self {
+        if !failure.overloaded() {
+            return Self::unavailable(failure);
+        }
+        tracing::warn!(error = %failure, "store overloaded");
+        ApiError {
+            retry_after: Some(Duration::from_secs(1)),
+            ..Self::new(
+                ErrorCode::Overloaded,
+                "the store is busy; retry shortly with the same Idempotency-Key",
+            )
+        }
+    }
+
     /// Render alternatives in this zone.
     pub fn in_zone(mut self, timezone: &TimeZone) -> Self {
         self.timezone = Some(timezone.clone());
@@ -183,6 +200,24 @@ impl ApiError {
                 retry_after_seconds: self.retry_after.map(retry_seconds),
             },
         }
+    }
+}
+
+/// A store error, for [`ApiError::store`].
+pub trait StoreFailure: std::fmt::Display {
+    /// Every connection stayed busy: an overload, not an outage.
+    fn overloaded(&self) -> bool;
+}
+
+impl StoreFailure for navaro_persistence::AccountError {
+    fn overloaded(&self) -> bool {
+        matches!(self, navaro_persistence::AccountError::Overloaded(_))
+    }
+}
+
+impl StoreFailure for navaro_persistence::StoreError {
+    fn overloaded(&self) -> bool {
+        matches!(self, navaro_persistence::StoreError::Overloaded(_))
     }
 }
 
@@ -286,6 +321,39 @@ mod tests {
         let response = e.into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    /// A saturated pool is an overload (retry shortly), an unreachable store an outage;
+    /// both 503 with `Retry-After`, told apart by the code, and neither leaks the cause.
+    #[test]
+    fn store_failures_say_overloaded_or_unavailable() {
+        use navaro_persistence::{AccountError, StoreError};
+        let cases = [
+            (
+                ApiError::store(AccountError::Overloaded("pool: postgres://db".into())),
+                ErrorCode::Overloaded,
+            ),
+            (
+                ApiError::store(StoreError::Overloaded("pool: postgres://db".into())),
+                ErrorCode::Overloaded,
+            ),
+            (
+                ApiError::store(AccountError::Unavailable("io: postgres://db".into())),
+                ErrorCode::Unavailable,
+            ),
+            (
+                ApiError::store(StoreError::Unavailable("io: postgres://db".into())),
+                ErrorCode::Unavailable,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.code(), code);
+            let body = serde_json::to_string(&error.body()).unwrap();
+            assert!(!body.contains("postgres"), "{body}");
+            let response = error.into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        }
     }
 
     #[test]

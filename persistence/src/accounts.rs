@@ -54,6 +54,10 @@ pub enum AccountError {
     NoSuchUser,
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// Every connection stayed busy for the whole acquire timeout: the database is up
+    /// but overloaded, and a retry after a moment is expected to succeed.
+    #[error("store overloaded: {0}")]
+    Overloaded(String),
 }
 
 /// Users and memberships.

@@ -111,6 +111,23 @@ impl From<sqlx::Error> for WriteError {
     }
 }
 
+/// The breaker's mark on a read's pool timeout that found every connection in use (an
+/// overload, not an outage): carried as the `sqlx::Error` the read fails with, and told
+/// apart by [`is_saturated`] where the error becomes the store's own.
+#[derive(Debug, thiserror::Error)]
+#[error("every connection stayed busy for the whole acquire timeout")]
+pub(crate) struct PoolSaturated;
+
+/// The error a read refused for [`PoolSaturated`] fails with.
+pub(crate) fn saturated_error() -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::other(PoolSaturated))
+}
+
+/// Whether a read failed because every connection was busy (see [`PoolSaturated`]).
+pub(crate) fn is_saturated(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<PoolSaturated>()))
+}
+
 /// Every connection of `pool` is checked out (see [`Backend::saturated`]).
 pub(crate) fn pool_saturated<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> bool {
     pool.num_idle() == 0 && pool.size() >= pool.options().get_max_connections()

@@ -78,9 +78,8 @@ trait Failure: Sized {
     fn refused() -> Self;
     /// No answer within the deadline.
     fn no_answer(deadline: Duration) -> Self;
-    /// This pool timeout happened with every connection in use: say so, where the
-    /// error type can (the journal's writes answer `overloaded` instead of
-    /// `unavailable`).
+    /// This pool timeout happened with every connection in use: say so (writes and
+    /// reads then answer `overloaded` instead of `unavailable`).
     fn saturated(self) -> Self {
         self
     }
@@ -113,6 +112,11 @@ impl Failure for sqlx::Error {
             std::io::ErrorKind::TimedOut,
             no_answer_text(deadline),
         ))
+    }
+
+    /// Reads answer `overloaded` (see [`crate::backend::PoolSaturated`]).
+    fn saturated(self) -> Self {
+        crate::backend::saturated_error()
     }
 }
 
@@ -322,6 +326,9 @@ mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicUsize};
 
+    use crate::accounts::{AccountError, AccountStore};
+    use crate::read_model::BookingReadModel;
+
     use super::*;
 
     /// What the fake database does with a call.
@@ -514,7 +521,11 @@ mod tests {
         let store = guarded(&fake);
         fake.set(Mode::Down);
         fake.saturated.store(true, Ordering::SeqCst);
-        assert!(store.user_by_id(Uuid::nil()).await.is_err());
+        let read = store.user_by_id(Uuid::nil()).await;
+        assert!(
+            matches!(&read, Err(e) if crate::backend::is_saturated(e)),
+            "the read is told it is an overload: {read:?}"
+        );
         let written = store.write_group(&Group::default()).await;
         assert!(
             matches!(written, Err(WriteError::Saturated(_))),
@@ -522,11 +533,35 @@ mod tests {
         );
         assert_eq!(fake.calls(), 2, "both calls reached the pool");
         assert_eq!(fake.pings(), 0, "no probe: the breaker stayed closed");
+        // The stores answer `overloaded`, not `unavailable`.
+        let store: Arc<dyn Backend> = Arc::new(store);
+        let accounts = crate::sql_accounts::SqlAccounts {
+            backend: store.clone(),
+        };
+        let role = accounts
+            .role_at(
+                navaro_protocol::UserId(Uuid::nil()),
+                navaro_protocol::EstablishmentId(Uuid::nil()),
+            )
+            .await;
+        assert!(matches!(role, Err(AccountError::Overloaded(_))), "{role:?}");
+        let bookings = crate::read_model::SqlBookings {
+            backend: store.clone(),
+        };
+        let mine = bookings
+            .bookings_of_customer(navaro_protocol::UserId(Uuid::nil()), 10)
+            .await;
+        assert!(
+            matches!(mine, Err(crate::StoreError::Overloaded(_))),
+            "{mine:?}"
+        );
+        assert_eq!(fake.calls(), 4);
         // With connections free, the same timeout means the database is gone.
         fake.saturated.store(false, Ordering::SeqCst);
+        let read = store.user_by_id(Uuid::nil()).await;
+        assert!(matches!(&read, Err(e) if !crate::backend::is_saturated(e)));
         assert!(store.user_by_id(Uuid::nil()).await.is_err());
-        assert!(store.user_by_id(Uuid::nil()).await.is_err());
-        assert_eq!(fake.calls(), 3, "the breaker opened on the third");
+        assert_eq!(fake.calls(), 5, "the breaker opened on the fifth");
     }
 
     #[tokio::test(start_paused = true)]

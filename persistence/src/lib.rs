@@ -91,6 +91,10 @@ pub enum StoreError {
     Migrate(String),
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// Every connection stayed busy for the whole acquire timeout: the database is up
+    /// but overloaded, and a retry after a moment is expected to succeed.
+    #[error("store overloaded: {0}")]
+    Overloaded(String),
     /// A stored row does not decode.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),

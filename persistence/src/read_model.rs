@@ -40,7 +40,11 @@ pub(crate) struct SqlBookings {
 }
 
 fn read_error(e: sqlx::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    if crate::backend::is_saturated(&e) {
+        StoreError::Overloaded(e.to_string())
+    } else {
+        StoreError::Unavailable(e.to_string())
+    }
 }
 
 impl BookingReadModel for SqlBookings {

@@ -14,7 +14,11 @@ pub(crate) struct SqlAccounts {
 }
 
 fn unavailable(e: sqlx::Error) -> AccountError {
-    AccountError::Unavailable(e.to_string())
+    if crate::backend::is_saturated(&e) {
+        AccountError::Overloaded(e.to_string())
+    } else {
+        AccountError::Unavailable(e.to_string())
+    }
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

@@ -98,7 +98,7 @@ pub async fn register(
                 "email already registered",
             )));
         }
-        Err(e) => return Err(ApiError::unavailable(e)),
+        Err(e) => return Err(ApiError::store(e)),
     };
     let (token, expires) = state.tokens.issue(user.id, &user.email, now);
     tracing::info!(user_id = %user.id, "user registered");
@@ -130,7 +130,7 @@ pub async fn login(
         .accounts
         .user_by_email(&body.email)
         .await
-        .map_err(ApiError::unavailable)?;
+        .map_err(ApiError::store)?;
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     let password = body.password.chars().take(PASSWORD_MAX_CHARS).collect();
     let verified = state.passwords.verify(password, hash).await;
@@ -156,12 +156,12 @@ pub async fn me(
     let user = accounts
         .user_by_id(auth.user_id)
         .await
-        .map_err(ApiError::unavailable)?
+        .map_err(ApiError::store)?
         .ok_or_else(|| ApiError::unauthorized("account no longer exists"))?;
     let memberships = accounts
         .memberships_of(auth.user_id)
         .await
-        .map_err(ApiError::unavailable)?;
+        .map_err(ApiError::store)?;
     Ok(Json(MeResponse {
         id: user.id.0,
         email: user.email,
@@ -188,7 +188,7 @@ pub async fn my_bookings(
         .bookings
         .bookings_of_customer(auth.user_id, MY_BOOKINGS_LIMIT)
         .await
-        .map_err(ApiError::unavailable)?;
+        .map_err(ApiError::store)?;
     let mut zones: HashMap<_, TimeZone> = HashMap::new();
     let mut out = Vec::with_capacity(bookings.len());
     for booking in bookings {

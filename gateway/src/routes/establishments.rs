@@ -241,7 +241,7 @@ pub async fn add_member(
             )
             .into());
         }
-        Err(e) => return Err(ApiError::unavailable(e)),
+        Err(e) => return Err(ApiError::store(e)),
     }
     Ok((
         StatusCode::CREATED,
