@@ -152,10 +152,7 @@ impl ApiError {
         tracing::warn!(error = %failure, "store overloaded");
         ApiError {
             retry_after: Some(Duration::from_secs(1)),
-            ..Self::new(
-                ErrorCode::Overloaded,
-                "the store is busy; retry shortly with the same Idempotency-Key",
-            )
+            ..Self::new(ErrorCode::Overloaded, "the store is busy; retry shortly")
         }
     }
 

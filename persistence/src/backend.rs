@@ -111,19 +111,21 @@ impl From<sqlx::Error> for WriteError {
     }
 }
 
-/// The breaker's mark on a read's pool timeout that found every connection in use (an
-/// overload, not an outage): carried as the `sqlx::Error` the read fails with, and told
-/// apart by [`is_saturated`] where the error becomes the store's own.
+/// The breaker's mark on a call's pool timeout that found every connection in use (an
+/// overload, not an outage): carried as the `sqlx::Error` the call fails with (the
+/// reads, and the accounts' and snapshots' writes; the journal's group writes have
+/// `WriteError::Saturated`), and told apart by [`is_saturated`] where the error becomes
+/// the store's own.
 #[derive(Debug, thiserror::Error)]
 #[error("every connection stayed busy for the whole acquire timeout")]
 pub(crate) struct PoolSaturated;
 
-/// The error a read refused for [`PoolSaturated`] fails with.
+/// The error a call refused for [`PoolSaturated`] fails with.
 pub(crate) fn saturated_error() -> sqlx::Error {
     sqlx::Error::Io(std::io::Error::other(PoolSaturated))
 }
 
-/// Whether a read failed because every connection was busy (see [`PoolSaturated`]).
+/// Whether a call failed because every connection was busy (see [`PoolSaturated`]).
 pub(crate) fn is_saturated(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<PoolSaturated>()))
 }
@@ -135,14 +137,16 @@ pub(crate) fn pool_saturated<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> bool 
 
 /// Whether an error means "the database could not be reached" rather than an answer
 /// from it (a constraint, a locked SQLite file, a missing row).
+/// The breaker's [`PoolSaturated`] mark is not: the database is up, only busy.
 pub(crate) fn unreachable(error: &sqlx::Error) -> bool {
-    matches!(
-        error,
-        sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::WorkerCrashed
-    )
+    !is_saturated(error)
+        && matches!(
+            error,
+            sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::WorkerCrashed
+        )
 }
 
 pub(crate) type DbResult<T> = Result<T, sqlx::Error>;

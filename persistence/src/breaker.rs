@@ -114,7 +114,7 @@ impl Failure for sqlx::Error {
         ))
     }
 
-    /// Reads answer `overloaded` (see [`crate::backend::PoolSaturated`]).
+    /// The call answers `overloaded` (see [`crate::backend::PoolSaturated`]).
     fn saturated(self) -> Self {
         crate::backend::saturated_error()
     }
@@ -523,8 +523,9 @@ mod tests {
         fake.saturated.store(true, Ordering::SeqCst);
         let read = store.user_by_id(Uuid::nil()).await;
         assert!(
-            matches!(&read, Err(e) if crate::backend::is_saturated(e)),
-            "the read is told it is an overload: {read:?}"
+            matches!(&read, Err(e) if crate::backend::is_saturated(e)
+                && !crate::backend::unreachable(e)),
+            "the read is told it is an overload, not an outage: {read:?}"
         );
         let written = store.write_group(&Group::default()).await;
         assert!(

@@ -138,7 +138,7 @@ impl Writer {
                         known.insert(*id, StreamState::Durable(last));
                     }
                 }
-                Err(e) => return fail_all_none(pending, &e.to_string()),
+                Err(e) => return fail_all_none(pending, &e),
             }
         }
         let mut accepted = Vec::with_capacity(pending.len());
@@ -235,9 +235,17 @@ fn fail_all(pending: Vec<Pending>, failure: &JournalError) {
     }
 }
 
-fn fail_all_none(pending: Vec<Pending>, reason: &str) -> Option<Vec<Pending>> {
-    tracing::warn!(batches = pending.len(), error = %reason, "journal group not admitted");
-    fail_all(pending, &JournalError::Unavailable(reason.to_owned()));
+/// The last seqs of a group's new streams could not be read: nothing is written, and
+/// its callers are told `overloaded` when every connection was busy, else `unavailable`.
+fn fail_all_none(pending: Vec<Pending>, error: &sqlx::Error) -> Option<Vec<Pending>> {
+    tracing::warn!(batches = pending.len(), error = %error, "journal group not admitted");
+    let reason = error.to_string();
+    let failure = if crate::backend::is_saturated(error) {
+        JournalError::Overloaded(reason)
+    } else {
+        JournalError::Unavailable(reason)
+    };
+    fail_all(pending, &failure);
     None
 }
 

@@ -38,7 +38,8 @@ pub enum ErrorCode {
     Conflict,
     PayloadTooLarge,
     RateLimited,
-    /// Too many commands in flight for this establishment; retry after a moment.
+    /// Too many commands in flight for this establishment, or every store connection
+    /// busy; retry after a moment.
     Overloaded,
     /// The store is unreachable or a write was not made durable; retry with the same key.
     Unavailable,

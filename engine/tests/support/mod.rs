@@ -58,6 +58,8 @@ pub struct Sim {
     pub id: EstablishmentId,
     pub state: Option<Establishment>,
     pub now: Timestamp,
+    /// Events applied so far, counted apart from the state's seq.
+    pub events: u64,
     next_id: u128,
 }
 
@@ -67,6 +69,7 @@ impl Sim {
             id: EstablishmentId(Uuid::from_u128(7)),
             state: None,
             now: ts(now),
+            events: 0,
             next_id: 1 << 64,
         };
         sim.exec(owner(), Command::CreateEstablishment { settings })
@@ -90,6 +93,7 @@ impl Sim {
         };
         let after = self.state.as_ref().map_or(0, |e| e.seq);
         let records = domain::number(after, events, self.now, None);
+        self.events += records.len() as u64;
         Ok(domain::apply_all(&mut self.state, &records).expect("accepted events apply"))
     }
 
