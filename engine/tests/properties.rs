@@ -104,6 +104,10 @@ fn op() -> impl Strategy<Value = Op> {
 #[derive(Clone, Debug)]
 struct Item {
     item: ItemRef,
+    /// Who booked or holds it, and for which service: the model's own record, so that
+    /// a state that lost or mixed them up (a restore, say) is caught.
+    customer: u8,
+    service: usize,
     staff: usize,
     start: Timestamp,
     /// End of the service plus its buffer.
@@ -362,6 +366,8 @@ impl Run {
                         self.bookings.push(b.id);
                         self.model.items.push(Item {
                             item: ItemRef::Booking(b.id),
+                            customer: c,
+                            service: service as usize,
                             staff: s,
                             start,
                             busy_until: minutes(start, duration + buffer),
@@ -374,6 +380,8 @@ impl Run {
                         self.holds.push(h.id);
                         self.model.items.push(Item {
                             item: ItemRef::Hold(h.id),
+                            customer: c,
+                            service: service as usize,
                             staff: s,
                             start,
                             busy_until: minutes(start, duration + buffer),
@@ -399,10 +407,7 @@ impl Run {
                     && self.model.items[item].hold_expires.is_some_and(|e| e > now);
                 let confirm = matches!(op, Op::Confirm { .. });
                 let owner = self.sim.est().holds.get(&id).map(|h| h.customer_id);
-                let who = owner.map_or(customer(0), |user_id| navaro_protocol::Caller {
-                    user_id,
-                    role: navaro_protocol::Role::Customer,
-                });
+                let who = customer(u128::from(self.model.items[item].customer));
                 let command = if confirm {
                     Command::ConfirmHold { hold_id: id }
                 } else {
@@ -466,11 +471,7 @@ impl Run {
                     .iter()
                     .position(|i| i.item == ItemRef::Booking(id))
                     .unwrap();
-                let service = self
-                    .services
-                    .iter()
-                    .position(|s| *s == self.sim.est().bookings[&id].service_id)
-                    .unwrap();
+                let service = self.model.items[item].service;
                 let expected = self.model.items[item].live
                     && (0..3).any(|s| {
                         staff.is_none_or(|only| only as usize == s)
@@ -504,6 +505,8 @@ impl Run {
                     let s = self.staff_index(b.staff_id);
                     self.model.items[item] = Item {
                         item: ItemRef::Booking(id),
+                        customer: self.model.items[item].customer,
+                        service,
                         staff: s,
                         start,
                         busy_until: minutes(start, duration + buffer),
@@ -574,6 +577,18 @@ impl Run {
         let est = self.sim.est();
         let now = self.sim.now;
         prop_assert_eq!(est.seq, events_applied, "seqs are gap-free: one per event");
+        // Every live item belongs to the customer and service the model says.
+        for item in self.model.items.iter().filter(|i| i.live) {
+            let (customer_id, service_id) = match item.item {
+                ItemRef::Booking(id) => {
+                    est.bookings.get(&id).map(|b| (b.customer_id, b.service_id))
+                }
+                ItemRef::Hold(id) => est.holds.get(&id).map(|h| (h.customer_id, h.service_id)),
+            }
+            .expect("a live item is in the state");
+            prop_assert_eq!(customer_id, customer(u128::from(item.customer)).user_id);
+            prop_assert_eq!(service_id, self.services[item.service]);
+        }
         // Calendars hold exactly the model's live items, and never two overlapping ones.
         for (s, calendar) in est.calendars.iter().enumerate() {
             let engine: BTreeSet<(i64, i64)> = calendar
