@@ -130,6 +130,20 @@ pub(crate) fn is_saturated(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<PoolSaturated>()))
 }
 
+/// A failed call as a store's own error, with the error's text: `overloaded` when it
+/// was refused for [`PoolSaturated`], else `unavailable`.
+pub(crate) fn overloaded_or<E>(
+    error: &sqlx::Error,
+    overloaded: impl FnOnce(String) -> E,
+    unavailable: impl FnOnce(String) -> E,
+) -> E {
+    if is_saturated(error) {
+        overloaded(error.to_string())
+    } else {
+        unavailable(error.to_string())
+    }
+}
+
 /// Every connection of `pool` is checked out (see [`Backend::saturated`]).
 pub(crate) fn pool_saturated<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> bool {
     pool.num_idle() == 0 && pool.size() >= pool.options().get_max_connections()

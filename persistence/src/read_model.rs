@@ -40,11 +40,7 @@ pub(crate) struct SqlBookings {
 }
 
 fn read_error(e: sqlx::Error) -> StoreError {
-    if crate::backend::is_saturated(&e) {
-        StoreError::Overloaded(e.to_string())
-    } else {
-        StoreError::Unavailable(e.to_string())
-    }
+    crate::backend::overloaded_or(&e, StoreError::Overloaded, StoreError::Unavailable)
 }
 
 impl BookingReadModel for SqlBookings {

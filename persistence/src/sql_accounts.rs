@@ -7,18 +7,14 @@ use futures::future::BoxFuture;
 use navaro_protocol::{EstablishmentId, UserId};
 
 use crate::accounts::{AccountError, AccountStore, MemberRole, Membership, User, normalize_email};
-use crate::backend::{Backend, UserRow, parse_role};
+use crate::backend::{Backend, UserRow, overloaded_or, parse_role};
 
 pub(crate) struct SqlAccounts {
     pub backend: Arc<dyn Backend>,
 }
 
 fn unavailable(e: sqlx::Error) -> AccountError {
-    if crate::backend::is_saturated(&e) {
-        AccountError::Overloaded(e.to_string())
-    } else {
-        AccountError::Unavailable(e.to_string())
-    }
+    overloaded_or(&e, AccountError::Overloaded, AccountError::Unavailable)
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

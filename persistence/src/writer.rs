@@ -239,12 +239,8 @@ fn fail_all(pending: Vec<Pending>, failure: &JournalError) {
 /// its callers are told `overloaded` when every connection was busy, else `unavailable`.
 fn fail_all_none(pending: Vec<Pending>, error: &sqlx::Error) -> Option<Vec<Pending>> {
     tracing::warn!(batches = pending.len(), error = %error, "journal group not admitted");
-    let reason = error.to_string();
-    let failure = if crate::backend::is_saturated(error) {
-        JournalError::Overloaded(reason)
-    } else {
-        JournalError::Unavailable(reason)
-    };
+    let failure =
+        crate::backend::overloaded_or(error, JournalError::Overloaded, JournalError::Unavailable);
     fail_all(pending, &failure);
     None
 }
