@@ -6,9 +6,12 @@
 //! a burst of logins costs bounded memory. Tokens are HS256 JWTs; the algorithm is
 //! pinned, and `exp`, `iss` and `aud` are checked. Each token names its key with `kid`,
 //! so keys rotate by adding the new signing key and keeping the old one for verification
-//! until the old tokens have expired.
+//! until the old tokens have expired. A verified token is remembered (at most
+//! [`VERIFIED_TOKENS`] of them) until it expires, so a client's later requests skip the
+//! signature and the claims' parsing.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -123,6 +126,14 @@ pub struct Claims {
     pub exp: i64,
 }
 
+/// Verified tokens remembered, each with its claims: a few hundred bytes apiece, so a
+/// few megabytes in all. Only tokens that passed verification (so that this server
+/// signed) are kept; a flood of forged ones costs a verification each and takes no room.
+pub const VERIFIED_TOKENS: usize = 16_384;
+
+/// Seconds a token is still accepted after its `exp` (jsonwebtoken's `leeway`).
+const EXPIRY_LEEWAY_SECONDS: u64 = 30;
+
 /// Signing and verification keys, from the configuration.
 pub struct TokenKeys {
     signing_kid: String,
@@ -132,6 +143,10 @@ pub struct TokenKeys {
     issuer: String,
     audience: String,
     ttl_seconds: i64,
+    /// Tokens that passed [`TokenKeys::verify`], by their whole text. The keys, issuer
+    /// and audience are fixed for the process, so a remembered token stays good until
+    /// it expires; nothing revokes one earlier (there is no logout).
+    verified: quick_cache::sync::Cache<String, Arc<Claims>>,
 }
 
 impl TokenKeys {
@@ -150,7 +165,7 @@ impl TokenKeys {
         validation.set_issuer(&[&auth.issuer]);
         validation.set_audience(&[&auth.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 30;
+        validation.leeway = EXPIRY_LEEWAY_SECONDS;
         TokenKeys {
             signing_kid: auth.signing_key.kid.clone(),
             signing: EncodingKey::from_secret(auth.signing_key.secret.expose().as_bytes()),
@@ -159,6 +174,7 @@ impl TokenKeys {
             issuer: auth.issuer.clone(),
             audience: auth.audience.clone(),
             ttl_seconds: i64::from(auth.token_ttl_minutes) * 60,
+            verified: quick_cache::sync::Cache::new(VERIFIED_TOKENS),
         }
     }
 
@@ -185,14 +201,34 @@ impl TokenKeys {
     }
 
     /// Verify a token: known `kid`, pinned algorithm, signature, expiry, issuer, audience.
-    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+    /// A token verified before answers from memory, its expiry checked again.
+    pub fn verify(&self, token: &str) -> Result<Arc<Claims>, AuthError> {
+        self.verify_at(token, jsonwebtoken::get_current_timestamp())
+    }
+
+    /// [`TokenKeys::verify`] with the clock read by the caller, for the remembered
+    /// tokens' expiry (a token met for the first time is judged by jsonwebtoken's
+    /// clock).
+    fn verify_at(&self, token: &str, now_s: u64) -> Result<Arc<Claims>, AuthError> {
+        if let Some(claims) = self.verified.get(token) {
+            // jsonwebtoken's own rule: expired once `exp` is more than the leeway ago.
+            let exp = u64::try_from(claims.exp).unwrap_or(0);
+            if exp.saturating_add(EXPIRY_LEEWAY_SECONDS) >= now_s {
+                return Ok(claims);
+            }
+            self.verified.remove(token);
+            let expired = jsonwebtoken::errors::ErrorKind::ExpiredSignature;
+            return Err(AuthError::Invalid(expired.into()));
+        }
         let header = jsonwebtoken::decode_header(token)?;
         let key = header
             .kid
             .as_deref()
             .and_then(|kid| self.verifying.get(kid))
             .ok_or(AuthError::UnknownKey)?;
-        Ok(jsonwebtoken::decode::<Claims>(token, key, &self.validation)?.claims)
+        let claims = Arc::new(jsonwebtoken::decode::<Claims>(token, key, &self.validation)?.claims);
+        self.verified.insert(token.to_owned(), Arc::clone(&claims));
+        Ok(claims)
     }
 }
 
@@ -215,7 +251,7 @@ impl AuthUser {
         let user = AuthUser {
             user_id: UserId(claims.sub),
             admin: state.settings.is_admin(claims.sub, &claims.email),
-            email: claims.email,
+            email: claims.email.clone(),
         };
         state.limits.check_user(user.user_id)?;
         Ok(user)
@@ -313,6 +349,36 @@ mod tests {
         let retired =
             TokenKeys::from_settings(&settings_with("k2", "new-secret-new-secret-new-secret!"));
         assert!(matches!(retired.verify(&token), Err(AuthError::UnknownKey)));
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_until_it_expires_and_only_whole() {
+        let keys = TokenKeys::from_settings(&Settings::default());
+        let (token, expires) = keys.issue(UserId(Uuid::now_v7()), "a@b.c", Timestamp::now());
+        let first = keys.verify(&token).unwrap();
+        assert!(Arc::ptr_eq(&first, &keys.verify(&token).unwrap()));
+
+        // Another token's signature on this token's header and claims: not a hit.
+        let (other, _) = keys.issue(UserId(Uuid::now_v7()), "d@e.f", Timestamp::now());
+        let (signed, _) = token.rsplit_once('.').unwrap();
+        let (_, other_signature) = other.rsplit_once('.').unwrap();
+        assert!(keys.verify(&format!("{signed}.{other_signature}")).is_err());
+
+        // Refused tokens take no room.
+        let long_ago = Timestamp::from_second(1_000_000_000).unwrap();
+        let (expired, _) = keys.issue(UserId(Uuid::now_v7()), "a@b.c", long_ago);
+        assert!(keys.verify(&expired).is_err());
+        assert_eq!(keys.verified.len(), 1);
+
+        // Good through the leeway after `exp`, then refused and forgotten.
+        let exp = u64::try_from(expires.as_second()).unwrap();
+        assert!(keys.verify_at(&token, exp + EXPIRY_LEEWAY_SECONDS).is_ok());
+        let late = keys.verify_at(&token, exp + EXPIRY_LEEWAY_SECONDS + 1);
+        assert!(matches!(
+            late,
+            Err(AuthError::Invalid(e)) if *e.kind() == jsonwebtoken::errors::ErrorKind::ExpiredSignature
+        ));
+        assert!(keys.verified.get(token.as_str()).is_none());
     }
 
     #[test]
