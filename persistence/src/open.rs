@@ -78,6 +78,11 @@ fn postgres_migrator() -> Migrator {
             "write group",
             include_str!("../migrations/postgres/0002_write_group.sql"),
         ),
+        migration(
+            3,
+            "inline time helpers",
+            include_str!("../migrations/postgres/0003_inline_time_helpers.sql"),
+        ),
     ])
 }
 

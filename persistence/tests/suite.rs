@@ -690,6 +690,35 @@ async fn postgres_exclusion_rejects_overlap_and_isolates() {
     stores.journal.append(confirm(&late, 5)).await.unwrap();
 }
 
+/// The time helpers inline into the queries that call them (migration 0003): a call
+/// that is not inlined runs as its own SQL-function execution, per row.
+#[tokio::test(flavor = "current_thread")]
+async fn postgres_time_helpers_inline() {
+    use sqlx::Connection;
+    let db = PgDb::create().await;
+    let _stores = db.open().await;
+    let mut conn = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+    for query in [
+        "EXPLAIN VERBOSE SELECT navaro_ts(x) FROM generate_series(1::bigint, 3) x",
+        "EXPLAIN VERBOSE SELECT navaro_us(now() + x * interval '1 second') FROM generate_series(1, 3) x",
+    ] {
+        let plan: Vec<String> = sqlx::query_scalar(query)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(!plan.contains("navaro_"), "not inlined: {plan}");
+    }
+    // Inlined or not, the round trip is exact to the microsecond.
+    let us = 1_796_083_200_123_457_i64;
+    let back: i64 = sqlx::query_scalar("SELECT navaro_us(navaro_ts($1))")
+        .bind(us)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(back, us);
+}
+
 /// Postgres goes away (every connection cut, new ones refused) and comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_fails_fast_then_recovers() {
