@@ -48,13 +48,17 @@ fn unscraped_histogram_samples_are_given_back() {
     );
 
     // Wait for the upkeep (no scrape happens here); a generous deadline, not a timing.
+    // The drained blocks go back through crossbeam's epochs, which advance as threads
+    // record (a collection every 128 records or so), as a live server's requests do; up
+    // to 63 batches of them can wait in the upkeep thread's own bag, so not all of it
+    // comes back.
     let deadline = Instant::now() + METRICS_UPKEEP_INTERVAL * 6;
     loop {
-        // Samples recorded from this thread now and then let the epoch-based buckets
-        // reclaim the drained blocks, as a live server's requests do.
-        histogram.record(0.001);
+        for _ in 0..256 {
+            histogram.record(0.001);
+        }
         let still = LIVE_BYTES.load(Ordering::Relaxed) - before;
-        if still < held / 10 {
+        if still < held / 4 {
             break;
         }
         assert!(

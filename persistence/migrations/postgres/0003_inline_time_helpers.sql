@@ -9,7 +9,10 @@ ALTER FUNCTION navaro_us(timestamptz) STABLE;
 
 -- Snapshots are rewritten whole, hundreds of kilobytes for a busy establishment, and
 -- pglz compressing them was a few percent of the server's CPU under a booking load;
--- lz4 is several times faster at both ends. Servers built without lz4 keep pglz.
+-- lz4 is several times faster at both ends. Servers built without lz4 keep pglz. The
+-- change locks the table: rather than queue every snapshot behind a long transaction,
+-- the migration gives up after a few seconds and runs again at the next start.
+SET LOCAL lock_timeout = '5s';
 DO $$
 BEGIN
     ALTER TABLE snapshots ALTER COLUMN state SET COMPRESSION lz4;
