@@ -80,8 +80,8 @@ fn postgres_migrator() -> Migrator {
         ),
         migration(
             3,
-            "inline time helpers",
-            include_str!("../migrations/postgres/0003_inline_time_helpers.sql"),
+            "write costs",
+            include_str!("../migrations/postgres/0003_write_costs.sql"),
         ),
     ])
 }
