@@ -325,15 +325,58 @@ async fn an_unreachable_store_is_answered_at_once_until_the_backoff_ends() {
     assert!(engine.view(id).await.is_ok(), "served by the active actor");
 }
 
+#[tokio::test]
+async fn a_saturated_store_at_activation_is_answered_overloaded_until_the_backoff_ends() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let clock = ManualClock::new(ts(NOW));
+    let memory = MemoryJournal::new();
+    let first = engine_on(Arc::new(memory.clone()), &clock, EngineConfig::default()).await;
+    let (id, _, service) = open_shop(&first, 1).await;
+    first.shutdown().await;
+
+    let journal = Controlled::over(memory);
+    journal.busy.store(true, SeqCst);
+    let config = EngineConfig {
+        activation_backoff: Duration::from_secs(1),
+        activation_backoff_max: Duration::from_secs(4),
+        ..EngineConfig::default()
+    };
+    let engine = engine_on(Arc::new(journal.clone()), &clock, config).await;
+    let attempt = async || {
+        engine
+            .execute(
+                id,
+                request(customer(1), book(service, ts("2026-11-30T10:00:00Z"))),
+            )
+            .await
+    };
+    assert_eq!(attempt().await.unwrap_err().code, ErrorCode::Overloaded);
+    // Within the backoff: refused at once, with the same code.
+    assert_eq!(attempt().await.unwrap_err().code, ErrorCode::Overloaded);
+    assert_eq!(journal.loads.load(SeqCst), 1);
+    // The next failure is an outage: the refusals say so.
+    journal.busy.store(false, SeqCst);
+    journal.down.store(true, SeqCst);
+    clock.advance_seconds(1);
+    assert_eq!(attempt().await.unwrap_err().code, ErrorCode::Unavailable);
+    assert_eq!(attempt().await.unwrap_err().code, ErrorCode::Unavailable);
+    assert_eq!(journal.loads.load(SeqCst), 2);
+    journal.down.store(false, SeqCst);
+    clock.advance_seconds(2);
+    booking(attempt().await.expect("service comes back with the store"));
+}
+
 /// A memory journal a test controls: appends wait for a permit of `gate` (to hold events
-/// "in flight") and fail with `failing` while it is set, loads fail while `down` is set;
-/// `loads` counts the loads asked for.
+/// "in flight") and fail with `failing` while it is set, loads fail while `down` is set
+/// (`unavailable`) or `busy` is (`overloaded`, a saturated pool); `loads` counts the
+/// loads asked for.
 #[derive(Clone)]
 struct Controlled {
     inner: MemoryJournal,
     gate: Arc<Semaphore>,
     failing: Arc<std::sync::Mutex<Option<JournalError>>>,
     down: Arc<std::sync::atomic::AtomicBool>,
+    busy: Arc<std::sync::atomic::AtomicBool>,
     loads: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -344,6 +387,7 @@ impl Controlled {
             gate: Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
             failing: Arc::default(),
             down: Arc::default(),
+            busy: Arc::default(),
             loads: Arc::default(),
         }
     }
@@ -365,6 +409,9 @@ impl Journal for Controlled {
         self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if self.down.load(std::sync::atomic::Ordering::SeqCst) {
             return Box::pin(async { Err(JournalError::Unavailable("store down".into())) });
+        }
+        if self.busy.load(std::sync::atomic::Ordering::SeqCst) {
+            return Box::pin(async { Err(JournalError::Overloaded("no connection free".into())) });
         }
         self.inner.load(id)
     }

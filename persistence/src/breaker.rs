@@ -556,13 +556,32 @@ mod tests {
             matches!(mine, Err(crate::StoreError::Overloaded(_))),
             "{mine:?}"
         );
-        assert_eq!(fake.calls(), 4);
+        // So does the journal's own read, an establishment's activation.
+        let journal = crate::journal::SqlJournal {
+            backend: store.clone(),
+            streams: Default::default(),
+            shards: Vec::new(),
+        };
+        let loaded = navaro_engine::store::Journal::load(
+            &journal,
+            navaro_protocol::EstablishmentId(Uuid::nil()),
+        )
+        .await;
+        assert!(
+            matches!(
+                loaded,
+                Err(navaro_engine::store::JournalError::Overloaded(_))
+            ),
+            "{:?}",
+            loaded.err()
+        );
+        assert_eq!(fake.calls(), 5);
         // With connections free, the same timeout means the database is gone.
         fake.saturated.store(false, Ordering::SeqCst);
         let read = store.user_by_id(Uuid::nil()).await;
         assert!(matches!(&read, Err(e) if !crate::backend::is_saturated(e)));
         assert!(store.user_by_id(Uuid::nil()).await.is_err());
-        assert_eq!(fake.calls(), 5, "the breaker opened on the fifth");
+        assert_eq!(fake.calls(), 6, "the breaker opened on the fifth");
     }
 
     #[tokio::test(start_paused = true)]

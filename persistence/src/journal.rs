@@ -35,6 +35,12 @@ fn unavailable(e: impl std::fmt::Display) -> JournalError {
     JournalError::Unavailable(e.to_string())
 }
 
+/// A failed read or snapshot write: `overloaded` when the pool was saturated (the store
+/// is up and busy), else `unavailable`.
+fn store_error(e: sqlx::Error) -> JournalError {
+    crate::backend::overloaded_or(&e, JournalError::Overloaded, JournalError::Unavailable)
+}
+
 fn contiguous(batch: &AppendBatch) -> bool {
     batch
         .records
@@ -72,7 +78,7 @@ impl SqlJournal {
             self.backend
                 .snapshot(id.0)
                 .await
-                .map_err(unavailable)?
+                .map_err(store_error)?
                 .map(|(seq, state)| Snapshot {
                     seq: u64::try_from(seq).unwrap_or(0),
                     state,
@@ -116,7 +122,7 @@ impl SqlJournal {
             .backend
             .events_after(id.0, seq_to_sql(since), limit)
             .await
-            .map_err(unavailable)?;
+            .map_err(store_error)?;
         decode_events(id, since, rows)
     }
 }
@@ -152,7 +158,7 @@ impl Journal for SqlJournal {
             self.backend
                 .save_snapshot(id.0, seq_to_sql(snapshot.seq), snapshot.state)
                 .await
-                .map_err(unavailable)
+                .map_err(store_error)
         }
         .boxed()
     }

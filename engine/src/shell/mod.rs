@@ -131,9 +131,20 @@ pub(crate) struct Shared {
     actors: DashMap<ActorId, EstablishmentId>,
     supervisor: ActorRef<SupervisorMsg>,
     stopping: AtomicBool,
-    /// Establishments whose last activation failed: answered `unavailable` until the
-    /// instant (engine clock), and how many activations in a row have failed.
-    backoff: DashMap<EstablishmentId, (Timestamp, u32)>,
+    /// Establishments whose last activation failed: refused at once until the backoff
+    /// ends.
+    backoff: DashMap<EstablishmentId, Backoff>,
+}
+
+/// A failed activation's backoff.
+struct Backoff {
+    /// Refused at once until this instant (engine clock).
+    until: Timestamp,
+    /// Activations in a row that failed.
+    failures: u32,
+    /// What the last one failed with (`unavailable`, or `overloaded` when the store was
+    /// up but had no connection free), and so what the refusals answer.
+    code: ErrorCode,
 }
 
 /// The handle to the engine: cheap to clone, shared by every request handler.
@@ -354,12 +365,12 @@ impl Engine {
             // callers queued behind a failed one see it at once instead of each waiting
             // out the store's timeout in turn.
             let init = async || {
-                if self.backing_off(id) {
-                    return Err(unavailable());
+                if let Some(code) = self.backing_off(id) {
+                    return Err(activation_failed(code));
                 }
                 let spawned = self.spawn(id).await;
-                if spawned.is_err() {
-                    self.back_off(id);
+                if let Err(refused) = &spawned {
+                    self.back_off(id, refused.code);
                 }
                 spawned
             };
@@ -378,19 +389,26 @@ impl Engine {
         Err(unavailable())
     }
 
-    fn backing_off(&self, id: EstablishmentId) -> bool {
+    /// The code to refuse with, while an establishment's activation backs off.
+    fn backing_off(&self, id: EstablishmentId) -> Option<ErrorCode> {
         self.shared
             .backoff
             .get(&id)
-            .is_some_and(|b| self.shared.clock.now() < b.0)
+            .filter(|b| self.shared.clock.now() < b.until)
+            .map(|b| b.code)
     }
 
-    /// Record a failed activation: refuse at once for the next backoff period.
-    fn back_off(&self, id: EstablishmentId) {
+    /// Record a failed activation: refuse at once, with its `code`, for the next backoff
+    /// period.
+    fn back_off(&self, id: EstablishmentId, code: ErrorCode) {
         let config = &self.shared.config;
         let now = self.shared.clock.now();
-        let mut entry = self.shared.backoff.entry(id).or_insert((now, 0));
-        let failures = entry.1.saturating_add(1);
+        let mut entry = self.shared.backoff.entry(id).or_insert(Backoff {
+            until: now,
+            failures: 0,
+            code,
+        });
+        let failures = entry.failures.saturating_add(1);
         let wait = config
             .activation_backoff
             .saturating_mul(1u32 << (failures - 1).min(16))
@@ -398,8 +416,12 @@ impl Engine {
         let until = now
             .checked_add(jiff::SignedDuration::try_from(wait).unwrap_or_default())
             .unwrap_or(now);
-        *entry = (until, failures);
-        warn!(establishment_id = %id, failures, backoff_ms = wait.as_millis() as u64, "activation failed; refusing at once until the backoff ends");
+        *entry = Backoff {
+            until,
+            failures,
+            code,
+        };
+        warn!(establishment_id = %id, failures, backoff_ms = wait.as_millis() as u64, code = code.as_str(), "activation failed; refusing at once until the backoff ends");
     }
 
     async fn spawn(&self, id: EstablishmentId) -> Result<Handle, Rejection> {
@@ -422,7 +444,7 @@ impl Engine {
         .await
         .map_err(|e| {
             warn!(establishment_id = %id, error = %e, "establishment failed to start");
-            unavailable()
+            activation_failed(startup_failure_code(&e))
         })?;
         self.shared.actors.insert(actor.get_id(), id);
         self.shared.backoff.remove(&id);
@@ -464,4 +486,32 @@ fn unavailable() -> Rejection {
         ErrorCode::Unavailable,
         "the establishment is temporarily unavailable; retry shortly",
     )
+}
+
+/// An activation that failed with `code`: `overloaded` tells the caller the store is up
+/// but busy, anything else that the establishment is unavailable.
+fn activation_failed(code: ErrorCode) -> Rejection {
+    match code {
+        ErrorCode::Overloaded => Rejection::new(
+            ErrorCode::Overloaded,
+            "the store is busy loading the establishment; retry shortly",
+        ),
+        _ => unavailable(),
+    }
+}
+
+/// Why an actor did not start, as a code: `overloaded` when its recovery's reads were
+/// refused by a saturated store, else `unavailable`.
+fn startup_failure_code(error: &ractor::SpawnErr) -> ErrorCode {
+    match error {
+        ractor::SpawnErr::StartupFailed(cause)
+            if matches!(
+                cause.downcast_ref::<crate::store::JournalError>(),
+                Some(crate::store::JournalError::Overloaded(_))
+            ) =>
+        {
+            ErrorCode::Overloaded
+        }
+        _ => ErrorCode::Unavailable,
+    }
 }
