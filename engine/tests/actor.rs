@@ -274,23 +274,34 @@ async fn a_failed_append_confirms_nothing_and_the_actor_recovers_from_the_store(
     assert_eq!(journal.records(id).len(), durable_before + 1);
 }
 
-#[tokio::test]
-async fn an_unreachable_store_is_answered_at_once_until_the_backoff_ends() {
-    use std::sync::atomic::Ordering::SeqCst;
-    let clock = ManualClock::new(ts(NOW));
+/// An establishment opened and shut down on a memory journal, then a new engine over a
+/// [`Controlled`] journal on the same memory, set up by `prepare` before the engine
+/// starts (activation backoff 1 s, at most 4 s): the establishment's next command
+/// activates it from the store.
+async fn reopened(
+    clock: &ManualClock,
+    prepare: impl FnOnce(&Controlled),
+) -> (Engine, Controlled, EstablishmentId, ServiceId) {
     let memory = MemoryJournal::new();
-    let first = engine_on(Arc::new(memory.clone()), &clock, EngineConfig::default()).await;
+    let first = engine_on(Arc::new(memory.clone()), clock, EngineConfig::default()).await;
     let (id, _, service) = open_shop(&first, 1).await;
     first.shutdown().await;
-
     let journal = Controlled::over(memory);
-    journal.down.store(true, SeqCst);
+    prepare(&journal);
     let config = EngineConfig {
         activation_backoff: Duration::from_secs(1),
         activation_backoff_max: Duration::from_secs(4),
         ..EngineConfig::default()
     };
-    let engine = engine_on(Arc::new(journal.clone()), &clock, config).await;
+    let engine = engine_on(Arc::new(journal.clone()), clock, config).await;
+    (engine, journal, id, service)
+}
+
+#[tokio::test]
+async fn an_unreachable_store_is_answered_at_once_until_the_backoff_ends() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let clock = ManualClock::new(ts(NOW));
+    let (engine, journal, id, service) = reopened(&clock, |j| j.down.store(true, SeqCst)).await;
     let attempt = async || {
         engine
             .execute(
@@ -329,19 +340,7 @@ async fn an_unreachable_store_is_answered_at_once_until_the_backoff_ends() {
 async fn a_saturated_store_at_activation_is_answered_overloaded_until_the_backoff_ends() {
     use std::sync::atomic::Ordering::SeqCst;
     let clock = ManualClock::new(ts(NOW));
-    let memory = MemoryJournal::new();
-    let first = engine_on(Arc::new(memory.clone()), &clock, EngineConfig::default()).await;
-    let (id, _, service) = open_shop(&first, 1).await;
-    first.shutdown().await;
-
-    let journal = Controlled::over(memory);
-    journal.busy.store(true, SeqCst);
-    let config = EngineConfig {
-        activation_backoff: Duration::from_secs(1),
-        activation_backoff_max: Duration::from_secs(4),
-        ..EngineConfig::default()
-    };
-    let engine = engine_on(Arc::new(journal.clone()), &clock, config).await;
+    let (engine, journal, id, service) = reopened(&clock, |j| j.busy.store(true, SeqCst)).await;
     let attempt = async || {
         engine
             .execute(
