@@ -363,12 +363,49 @@ async fn a_saturated_store_at_activation_is_answered_overloaded_until_the_backof
     journal.down.store(false, SeqCst);
     clock.advance_seconds(2);
     booking(attempt().await.expect("service comes back with the store"));
+    assert_eq!(journal.loads.load(SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_resume_refused_by_a_saturated_store_is_answered_overloaded() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let clock = ManualClock::new(ts(NOW));
+    let journal = Controlled::over(MemoryJournal::new());
+    let config = EngineConfig {
+        ring_capacity: 4,
+        max_resume_events: 20,
+        ..EngineConfig::default()
+    };
+    let engine = engine_on(Arc::new(journal.clone()), &clock, config).await;
+    let (id, _, service) = open_shop(&engine, 1).await; // seqs 1..=3
+    for n in 0..10i64 {
+        let start = ts("2026-11-30T10:00:00Z")
+            .checked_add(jiff::SignedDuration::from_mins(15 * n))
+            .unwrap();
+        booking(
+            engine
+                .execute(id, request(customer(n as u128), book(service, start)))
+                .await
+                .unwrap(),
+        );
+    }
+    // The ring holds 10..=13; a resume from 2 reads 3..=9 from the journal.
+    journal.busy.store(true, SeqCst);
+    let refused = engine.subscribe(id, 2).await.err().map(|r| r.code);
+    assert_eq!(refused, Some(ErrorCode::Overloaded));
+    assert!(
+        engine.subscribe(id, 11).await.is_ok(),
+        "a resume the ring covers reads nothing"
+    );
+    journal.busy.store(false, SeqCst);
+    let resumed = engine.subscribe(id, 2).await.ok().map(|s| s.backlog.len());
+    assert_eq!(resumed, Some(11));
 }
 
 /// A memory journal a test controls: appends wait for a permit of `gate` (to hold events
 /// "in flight") and fail with `failing` while it is set, loads fail while `down` is set
-/// (`unavailable`) or `busy` is (`overloaded`, a saturated pool); `loads` counts the
-/// loads asked for.
+/// (`unavailable`) or `busy` is (`overloaded`, a saturated pool), and so do reads of
+/// older events while `busy` is; `loads` counts the loads asked for.
 #[derive(Clone)]
 struct Controlled {
     inner: MemoryJournal,
@@ -427,6 +464,9 @@ impl Journal for Controlled {
         since: u64,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<EventRecord>, JournalError>> {
+        if self.busy.load(std::sync::atomic::Ordering::SeqCst) {
+            return Box::pin(async { Err(JournalError::Overloaded("no connection free".into())) });
+        }
         self.inner.read_after(id, since, limit)
     }
 }

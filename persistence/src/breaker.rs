@@ -581,7 +581,11 @@ mod tests {
         let read = store.user_by_id(Uuid::nil()).await;
         assert!(matches!(&read, Err(e) if !crate::backend::is_saturated(e)));
         assert!(store.user_by_id(Uuid::nil()).await.is_err());
-        assert_eq!(fake.calls(), 6, "the breaker opened on the fifth");
+        assert_eq!(
+            fake.calls(),
+            6,
+            "the last call was refused by the open breaker"
+        );
     }
 
     #[tokio::test(start_paused = true)]

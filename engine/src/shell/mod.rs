@@ -60,10 +60,11 @@ pub struct EngineConfig {
     pub live_channel_capacity: usize,
     /// The most events a resume reads from the journal; further behind gets `reload`.
     pub max_resume_events: usize,
-    /// After an establishment fails to activate (its store is unreachable), requests for
-    /// it are answered `unavailable` at once for this long, doubling with each failure in
-    /// a row up to [`EngineConfig::activation_backoff_max`]; the first request after that
-    /// tries again. Without it, every request would wait out the store's timeout.
+    /// After an establishment fails to activate (its store is unreachable, or saturated),
+    /// requests for it are refused at once for this long, with what the last attempt
+    /// failed with (`unavailable`, or `overloaded`), doubling with each failure in a row
+    /// up to [`EngineConfig::activation_backoff_max`]; the first request after that tries
+    /// again. Without it, every request would wait out the store's timeout.
     pub activation_backoff: Duration,
     pub activation_backoff_max: Duration,
 }
@@ -299,7 +300,12 @@ impl Engine {
                     .journal
                     .read_after(id, from, missing)
                     .await
-                    .map_err(|_| unavailable())?;
+                    .map_err(|e| match e {
+                        crate::store::JournalError::Overloaded(_) => {
+                            store_refused(ErrorCode::Overloaded)
+                        }
+                        _ => unavailable(),
+                    })?;
                 let mut backlog: Vec<Arc<EventRecord>> = older
                     .into_iter()
                     .filter(|r| r.seq < first_in_ring)
@@ -366,7 +372,7 @@ impl Engine {
             // out the store's timeout in turn.
             let init = async || {
                 if let Some(code) = self.backing_off(id) {
-                    return Err(activation_failed(code));
+                    return Err(store_refused(code));
                 }
                 let spawned = self.spawn(id).await;
                 if let Err(refused) = &spawned {
@@ -444,7 +450,7 @@ impl Engine {
         .await
         .map_err(|e| {
             warn!(establishment_id = %id, error = %e, "establishment failed to start");
-            activation_failed(startup_failure_code(&e))
+            store_refused(startup_failure_code(&e))
         })?;
         self.shared.actors.insert(actor.get_id(), id);
         self.shared.backoff.remove(&id);
@@ -488,14 +494,14 @@ fn unavailable() -> Rejection {
     )
 }
 
-/// An activation that failed with `code`: `overloaded` tells the caller the store is up
-/// but busy, anything else that the establishment is unavailable.
-fn activation_failed(code: ErrorCode) -> Rejection {
+/// A read of the store (an activation, a feed's resume) that failed with `code`:
+/// `overloaded` tells the caller the store is up but busy, anything else that the
+/// establishment is unavailable.
+fn store_refused(code: ErrorCode) -> Rejection {
     match code {
-        ErrorCode::Overloaded => Rejection::new(
-            ErrorCode::Overloaded,
-            "the store is busy loading the establishment; retry shortly",
-        ),
+        ErrorCode::Overloaded => {
+            Rejection::new(ErrorCode::Overloaded, "the store is busy; retry shortly")
+        }
         _ => unavailable(),
     }
 }
