@@ -127,8 +127,9 @@ pub struct Claims {
 }
 
 /// Verified tokens remembered, each with its claims: a few hundred bytes apiece, so a
-/// few megabytes in all. Only tokens that passed verification (so that this server
-/// signed) are kept; a flood of forged ones costs a verification each and takes no room.
+/// few megabytes in all. Only tokens that passed verification (so signed with one of
+/// this server's keys) are kept; a flood of forged ones costs a verification each and
+/// takes no room.
 pub const VERIFIED_TOKENS: usize = 16_384;
 
 /// Seconds a token is still accepted after its `exp` (jsonwebtoken's `leeway`).
