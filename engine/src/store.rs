@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 
 use futures::future::BoxFuture;
-use navaro_protocol::{EstablishmentId, EventRecord};
+use navaro_protocol::{ErrorCode, EstablishmentId, EventRecord};
 
 /// The records of one or more accepted commands of one establishment, in seq order and
 /// contiguous, to be made durable together.
@@ -72,6 +72,17 @@ pub enum JournalError {
         seq: u64,
         reason: String,
     },
+}
+
+impl JournalError {
+    /// What a caller whose request needed the store is told: `overloaded` when the store
+    /// is up but had no connection free (retry in a moment), `unavailable` otherwise.
+    pub fn refusal_code(&self) -> ErrorCode {
+        match self {
+            JournalError::Overloaded(_) => ErrorCode::Overloaded,
+            _ => ErrorCode::Unavailable,
+        }
+    }
 }
 
 /// An append-only, per-establishment event journal with snapshots.

@@ -303,12 +303,8 @@ async fn an_unreachable_store_is_answered_at_once_until_the_backoff_ends() {
     let clock = ManualClock::new(ts(NOW));
     let (engine, journal, id, service) = reopened(&clock, |j| j.down.store(true, SeqCst)).await;
     let attempt = async || {
-        engine
-            .execute(
-                id,
-                request(customer(1), book(service, ts("2026-11-30T10:00:00Z"))),
-            )
-            .await
+        let at_ten = book(service, ts("2026-11-30T10:00:00Z"));
+        engine.execute(id, request(customer(1), at_ten)).await
     };
     assert_eq!(attempt().await.unwrap_err().code, ErrorCode::Unavailable);
     assert_eq!(journal.loads.load(SeqCst), 1);
@@ -342,12 +338,8 @@ async fn a_saturated_store_at_activation_is_answered_overloaded_until_the_backof
     let clock = ManualClock::new(ts(NOW));
     let (engine, journal, id, service) = reopened(&clock, |j| j.busy.store(true, SeqCst)).await;
     let attempt = async || {
-        engine
-            .execute(
-                id,
-                request(customer(1), book(service, ts("2026-11-30T10:00:00Z"))),
-            )
-            .await
+        let at_ten = book(service, ts("2026-11-30T10:00:00Z"));
+        engine.execute(id, request(customer(1), at_ten)).await
     };
     assert_eq!(attempt().await.unwrap_err().code, ErrorCode::Overloaded);
     // Within the backoff: refused at once, with the same code.
@@ -371,24 +363,7 @@ async fn a_resume_refused_by_a_saturated_store_is_answered_overloaded() {
     use std::sync::atomic::Ordering::SeqCst;
     let clock = ManualClock::new(ts(NOW));
     let journal = Controlled::over(MemoryJournal::new());
-    let config = EngineConfig {
-        ring_capacity: 4,
-        max_resume_events: 20,
-        ..EngineConfig::default()
-    };
-    let engine = engine_on(Arc::new(journal.clone()), &clock, config).await;
-    let (id, _, service) = open_shop(&engine, 1).await; // seqs 1..=3
-    for n in 0..10i64 {
-        let start = ts("2026-11-30T10:00:00Z")
-            .checked_add(jiff::SignedDuration::from_mins(15 * n))
-            .unwrap();
-        booking(
-            engine
-                .execute(id, request(customer(n as u128), book(service, start)))
-                .await
-                .unwrap(),
-        );
-    }
+    let (engine, id, _) = ring_of_four_after_ten_bookings(Arc::new(journal.clone()), &clock).await;
     // The ring holds 10..=13; a resume from 2 reads 3..=9 from the journal.
     journal.busy.store(true, SeqCst);
     let refused = engine.subscribe(id, 2).await.err().map(|r| r.code);
@@ -753,26 +728,40 @@ async fn unknown_establishments_are_not_found_and_keep_no_actor() {
     eventually(async || engine.active_establishments() == 0).await;
 }
 
-#[tokio::test]
-async fn live_feeds_resume_from_the_ring_from_the_journal_or_reload() {
-    let clock = ManualClock::new(ts(NOW));
-    let journal = MemoryJournal::new();
+/// An engine whose live ring holds 4 events (resumes read up to 20 from the journal),
+/// with one establishment of one staff member and ten bookings: seqs 1..=13 durable,
+/// 10..=13 in the ring.
+async fn ring_of_four_after_ten_bookings(
+    journal: Arc<dyn Journal>,
+    clock: &ManualClock,
+) -> (Engine, EstablishmentId, ServiceId) {
     let config = EngineConfig {
         ring_capacity: 4,
         max_resume_events: 20,
         ..EngineConfig::default()
     };
-    let engine = engine_on(Arc::new(journal.clone()), &clock, config).await;
+    let engine = engine_on(journal, clock, config).await;
     let (id, _, service) = open_shop(&engine, 1).await; // seqs 1..=3
     for n in 0..10i64 {
         let start = ts("2026-11-30T10:00:00Z")
             .checked_add(jiff::SignedDuration::from_mins(15 * n))
             .unwrap();
-        engine
-            .execute(id, request(customer(n as u128), book(service, start)))
-            .await
-            .unwrap();
+        booking(
+            engine
+                .execute(id, request(customer(n as u128), book(service, start)))
+                .await
+                .unwrap(),
+        );
     }
+    (engine, id, service)
+}
+
+#[tokio::test]
+async fn live_feeds_resume_from_the_ring_from_the_journal_or_reload() {
+    let clock = ManualClock::new(ts(NOW));
+    let journal = MemoryJournal::new();
+    let (engine, id, service) =
+        ring_of_four_after_ten_bookings(Arc::new(journal.clone()), &clock).await;
     // seqs 1..=13 are durable; the ring holds 10..=13.
     let seqs =
         |s: &navaro_engine::Subscription| s.backlog.iter().map(|r| r.seq).collect::<Vec<_>>();

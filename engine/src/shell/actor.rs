@@ -399,12 +399,8 @@ impl State {
         result: Result<(), JournalError>,
     ) -> Result<(), ActorProcessingErr> {
         if let Err(failure) = result {
-            let code = match failure {
-                JournalError::Overloaded(_) => ErrorCode::Overloaded,
-                _ => ErrorCode::Unavailable,
-            };
             let not_durable = Rejection::new(
-                code,
+                failure.refusal_code(),
                 "the change could not be stored; retry with the same Idempotency-Key",
             );
             for waiting in self.waiting.drain(..) {

@@ -300,12 +300,7 @@ impl Engine {
                     .journal
                     .read_after(id, from, missing)
                     .await
-                    .map_err(|e| match e {
-                        crate::store::JournalError::Overloaded(_) => {
-                            store_refused(ErrorCode::Overloaded)
-                        }
-                        _ => unavailable(),
-                    })?;
+                    .map_err(|e| store_refused(e.refusal_code()))?;
                 let mut backlog: Vec<Arc<EventRecord>> = older
                     .into_iter()
                     .filter(|r| r.seq < first_in_ring)
@@ -506,17 +501,15 @@ fn store_refused(code: ErrorCode) -> Rejection {
     }
 }
 
-/// Why an actor did not start, as a code: `overloaded` when its recovery's reads were
-/// refused by a saturated store, else `unavailable`.
+/// Why an actor did not start, as a code: its recovery's journal error's (`overloaded`
+/// when a saturated store refused its reads), else `unavailable`.
 fn startup_failure_code(error: &ractor::SpawnErr) -> ErrorCode {
     match error {
-        ractor::SpawnErr::StartupFailed(cause)
-            if matches!(
-                cause.downcast_ref::<crate::store::JournalError>(),
-                Some(crate::store::JournalError::Overloaded(_))
-            ) =>
-        {
-            ErrorCode::Overloaded
+        ractor::SpawnErr::StartupFailed(cause) => {
+            cause.downcast_ref::<crate::store::JournalError>().map_or(
+                ErrorCode::Unavailable,
+                crate::store::JournalError::refusal_code,
+            )
         }
         _ => ErrorCode::Unavailable,
     }
