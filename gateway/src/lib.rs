@@ -16,6 +16,7 @@
 
 pub mod auth;
 pub mod availability;
+pub mod body;
 pub mod demo;
 pub mod dto;
 pub mod engine_api;

@@ -9,7 +9,8 @@
 //! entries never overlap; [`Establishment::apply`] asserts it in debug builds and the
 //! property tests check it on every step.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
 
 use imbl::{HashMap as PMap, OrdMap, OrdSet};
 use navaro_protocol::{
@@ -113,6 +114,10 @@ pub struct Establishment {
     pub(crate) stamps: Stamps,
     /// Availability days computed from this state or its clones.
     pub(crate) day_cache: Arc<DayCache>,
+    /// What a reader derives once from the settings, staff and services (the gateway's
+    /// JSON of the establishment), shared by this state's clones until one of them
+    /// changes: each such change starts an empty one.
+    pub(crate) setup_rendered: Arc<OnceLock<Box<dyn Any + Send + Sync>>>,
 }
 
 impl Establishment {
@@ -149,6 +154,7 @@ impl Establishment {
             seq: 1,
             stamps: Stamps::default(),
             day_cache: Arc::default(),
+            setup_rendered: Arc::default(),
         })
     }
 
@@ -330,10 +336,12 @@ impl Establishment {
         }
     }
 
-    /// Stamp a change that may move any availability (see [`super::day_cache`]).
+    /// Stamp a change that may move any availability (see [`super::day_cache`]); the
+    /// settings, staff or services may have changed, so their rendering is dropped.
     fn structure_changed(&mut self) {
         let stamp = self.day_cache.next_stamp();
         self.stamps.structure_changed(stamp);
+        self.setup_rendered = Arc::default();
     }
 
     /// Stamp a change to a calendar over `[start, end)`.

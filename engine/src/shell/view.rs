@@ -1,6 +1,7 @@
 //! The immutable read view an establishment actor publishes after every change.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
 
 use jiff::Timestamp;
 use jiff::civil::Date;
@@ -44,6 +45,13 @@ impl View {
     /// The seq of the last event applied (possibly not yet durable).
     pub fn seq(&self) -> u64 {
         self.state.seq
+    }
+
+    /// A slot for what a reader derives once from the settings, staff and services (the
+    /// gateway keeps the establishment's JSON there), shared by every view until one of
+    /// them changes.
+    pub fn setup_rendered(&self) -> &OnceLock<Box<dyn Any + Send + Sync>> {
+        &self.state.setup_rendered
     }
 
     pub fn staff(&self) -> Vec<Staff> {

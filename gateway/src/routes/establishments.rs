@@ -5,6 +5,7 @@
 //! against the caller's membership before the engine sees the command (and the engine
 //! checks the role it is given again).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::Json;
@@ -12,12 +13,14 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use jiff::civil::Date;
 use navaro_persistence::accounts::{AccountError, MemberRole, Membership};
 use navaro_protocol::{Caller, Command, ErrorCode, EstablishmentId, Reply, Role};
 use uuid::Uuid;
 
 use crate::auth::{AuthUser, MaybeAuth};
+use crate::body::Chunks;
 use crate::dto::*;
 use crate::engine_api::{AvailabilityQuery, Request, View};
 use crate::error::{ApiError, ErrorBody};
@@ -120,6 +123,63 @@ fn unexpected(reply: &Reply) -> ApiError {
     ApiError::internal(format!("unexpected engine reply: {reply:?}"))
 }
 
+/// `GET /v1/establishments/{id}`'s body: the same bytes `serde_json` makes of
+/// [`establishment_dto`], from a rendering kept with the view's setup. Every event moves
+/// the seq, but the settings, staff and services, most of the body, change rarely: they
+/// are written once per change, and each answer adds only the seq's digits.
+pub fn establishment_body(view: &View) -> Chunks {
+    let setup = RenderedSetup::of(view);
+    Chunks::new(vec![
+        setup.head.clone(),
+        Bytes::from(view.seq().to_string()),
+        setup.tail.clone(),
+    ])
+}
+
+/// The establishment's JSON cut around the seq's value: `head` ends with `"seq":`.
+#[derive(Clone, Debug)]
+struct RenderedSetup {
+    head: Bytes,
+    tail: Bytes,
+}
+
+impl RenderedSetup {
+    /// The view's setup rendered, made on first use and kept in
+    /// [`View::setup_rendered`] for every view of the same setup.
+    fn of(view: &View) -> Cow<'_, RenderedSetup> {
+        let kept = view
+            .setup_rendered()
+            .get_or_init(|| Box::new(RenderedSetup::render(view)));
+        match kept.downcast_ref::<RenderedSetup>() {
+            Some(setup) => Cow::Borrowed(setup),
+            // Someone else's rendering is kept there: make ours for this answer only.
+            None => Cow::Owned(RenderedSetup::render(view)),
+        }
+    }
+
+    fn render(view: &View) -> RenderedSetup {
+        let json = serde_json::to_vec(&establishment_dto(view))
+            .expect("an establishment serializes to JSON");
+        // The first `,"seq":` is the field's key: every field before it is a number or
+        // an escaped string, where a quote is always preceded by a backslash.
+        const KEY: &[u8] = b",\"seq\":";
+        let key = json
+            .windows(KEY.len())
+            .position(|w| w == KEY)
+            .expect("the establishment's JSON has a seq");
+        let value = key + KEY.len();
+        let digits = json[value..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let json = Bytes::from(json);
+        RenderedSetup {
+            head: json.slice(..value),
+            tail: json.slice(value + digits..),
+        }
+    }
+}
+
 pub fn establishment_dto(view: &View) -> EstablishmentDto {
     let s = view.settings();
     EstablishmentDto {
@@ -187,9 +247,10 @@ pub async fn get_establishment(
     State(state): State<AppState>,
     _auth: MaybeAuth,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<EstablishmentDto>, ApiError> {
+) -> Result<Response, ApiError> {
     let view = view_of(&state, est(id)).await?;
-    Ok(Json(establishment_dto(&view)))
+    let body = Body::new(establishment_body(&view));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 #[utoipa::path(patch, path = "/v1/establishments/{id}", tag = "establishments", security(("bearer" = [])),
@@ -407,4 +468,156 @@ pub async fn availability(
         )),
     };
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use navaro_engine::store::MemoryJournal;
+    use navaro_engine::{Engine, EngineConfig};
+    use navaro_protocol::{
+        Caller, EstablishmentSettings, Reply, Role, SettingsPatch, UserId, WeeklyHours,
+    };
+
+    use super::*;
+
+    fn caller(n: u128, role: Role) -> Caller {
+        Caller {
+            user_id: UserId(Uuid::from_u128(n)),
+            role,
+        }
+    }
+
+    /// The body from the kept rendering, checked against `serde_json` of the DTO, and
+    /// the kept head's address (the same address: the rendering was not made again).
+    fn checked_body(view: &View) -> (Vec<u8>, usize) {
+        let body = establishment_body(view).to_bytes().to_vec();
+        let reference = serde_json::to_vec(&establishment_dto(view)).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            String::from_utf8_lossy(&reference)
+        );
+        (body, RenderedSetup::of(view).head.as_ptr() as usize)
+    }
+
+    #[tokio::test]
+    async fn the_kept_establishment_body_is_serdes_and_is_made_again_only_when_the_setup_changes() {
+        let engine = Engine::start(Arc::new(MemoryJournal::new()), EngineConfig::default())
+            .await
+            .unwrap();
+        let id = EstablishmentId(Uuid::now_v7());
+        let run = |caller: Caller, command: Command| {
+            let engine = engine.clone();
+            async move {
+                engine
+                    .execute(
+                        id,
+                        navaro_engine::Request {
+                            caller,
+                            command,
+                            idempotency_key: None,
+                        },
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+        let owner = caller(1, Role::Owner);
+        // A name that spells the key being cut at: escaped, it cannot match.
+        let settings = EstablishmentSettings {
+            name: r#"The ,"seq":7, "shop" \ "#.into(),
+            timezone: "America/Sao_Paulo".into(),
+            slot_minutes: 15,
+            min_notice_minutes: 0,
+            horizon_days: 60,
+            cancel_cutoff_minutes: 0,
+            max_future_bookings_per_customer: 10,
+            queue_max_length: 100,
+            queue_no_show_grace_minutes: 5,
+        };
+        run(owner, Command::CreateEstablishment { settings }).await;
+        checked_body(&engine.view(id).await.unwrap());
+        let Reply::Staff(staff) = run(
+            owner,
+            Command::AddStaff {
+                name: r#"Ana ,"seq":1"#.into(),
+                user_id: None,
+                hours: WeeklyHours::every_day(&[("00:00", "24:00")]),
+            },
+        )
+        .await
+        else {
+            panic!("staff expected")
+        };
+        let Reply::Service(service) = run(
+            owner,
+            Command::AddService {
+                name: "Cut".into(),
+                duration_minutes: 30,
+                price_cents: 5000,
+                currency: "BRL".into(),
+                buffer_after_minutes: 0,
+                staff_ids: vec![staff.id],
+            },
+        )
+        .await
+        else {
+            panic!("service expected")
+        };
+        // Every view is kept to the end, so that no rendering is freed and its address
+        // taken again by the next one.
+        let set_up = engine.view(id).await.unwrap();
+        let (_, setup) = checked_body(&set_up);
+
+        // A booking moves the seq, not the setup: the same rendering answers.
+        let tomorrow = jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_hours(30))
+            .unwrap();
+        let start = jiff::Timestamp::from_second(tomorrow.as_second() / 3600 * 3600).unwrap();
+        let seq_before = engine.view(id).await.unwrap().seq();
+        run(
+            caller(2, Role::Customer),
+            Command::Book {
+                service_id: service.id,
+                start,
+                staff_id: None,
+                customer_id: None,
+            },
+        )
+        .await;
+        let booked = engine.view(id).await.unwrap();
+        assert!(booked.seq() > seq_before);
+        let (body, kept) = checked_body(&booked);
+        assert_eq!(kept, setup, "a booking made the setup's rendering again");
+        let seq = format!(",\"seq\":{},", booked.seq());
+        assert!(String::from_utf8_lossy(&body).contains(&seq));
+
+        // A change to the setup makes it again, with the change.
+        run(
+            owner,
+            Command::UpdateSettings {
+                patch: SettingsPatch {
+                    name: Some("Renamed".into()),
+                    ..Default::default()
+                },
+            },
+        )
+        .await;
+        let renamed_view = engine.view(id).await.unwrap();
+        let (body, renamed) = checked_body(&renamed_view);
+        assert_ne!(renamed, setup);
+        assert!(String::from_utf8_lossy(&body).contains("\"name\":\"Renamed\""));
+        run(
+            owner,
+            Command::SetStaffHours {
+                staff_id: staff.id,
+                hours: WeeklyHours::every_day(&[("08:00", "12:00")]),
+            },
+        )
+        .await;
+        let rehoured_view = engine.view(id).await.unwrap();
+        let (body, rehoured) = checked_body(&rehoured_view);
+        assert_ne!(rehoured, renamed);
+        assert!(String::from_utf8_lossy(&body).contains("08:00"));
+        drop((set_up, booked, renamed_view, rehoured_view));
+    }
 }
