@@ -10,14 +10,18 @@
 //! `navaro_store_refused_total` and `navaro_store_saturated_total`, and the journal's
 //! `navaro_journal_*`.
 
+use std::hash::{Hash, Hasher};
+use std::pin::Pin;
 use std::sync::OnceLock;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
+use axum::http::Method;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use navaro_config::LogSettings;
+use tower::{Layer, Service};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -100,19 +104,210 @@ pub fn init_logging(log: &LogSettings) {
     };
 }
 
-/// Route-layer middleware: count and time each request by its route template.
-pub async fn track(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
-    response
+/// Route layer: count and time each request by its method, route template and status.
+///
+/// A tower layer rather than a `from_fn` middleware, which boxes a future and clones the
+/// services below it on every request; and the two metrics of each method, route and
+/// status are registered once and kept ([`RequestMetrics`]), instead of three label
+/// strings made and looked up in the recorder's registry on every request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Track;
+
+impl<S> Layer<S> for Track {
+    type Service = Tracked<S>;
+
+    fn layer(&self, inner: S) -> Tracked<S> {
+        Tracked { inner }
+    }
+}
+
+/// The service [`Track`] wraps around a route.
+#[derive(Clone, Debug)]
+pub struct Tracked<S> {
+    inner: S,
+}
+
+impl<S, E> Service<Request> for Tracked<S>
+where
+    S: Service<Request, Response = Response, Error = E>,
+{
+    type Response = Response;
+    type Error = E;
+    type Future = TrackedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let labels = (
+            request.method().clone(),
+            request.extensions().get::<MatchedPath>().cloned(),
+        );
+        TrackedFuture {
+            started: Instant::now(),
+            labels: Some(labels),
+            inner: self.inner.call(request),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A route's answer, counted and timed when it is ready.
+    pub struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        started: Instant,
+        labels: Option<(Method, Option<MatchedPath>)>,
+    }
+}
+
+impl<F, E> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let (Ok(response), Some((method, route))) = (&result, this.labels.take()) {
+            let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+            RequestMetrics::of(&method, route, response.status().as_u16())
+                .record(this.started.elapsed());
+        }
+        Poll::Ready(result)
+    }
+}
+
+/// `http_requests_total` and `http_request_duration_seconds` of one method, route and
+/// status.
+#[derive(Clone)]
+struct RequestMetrics {
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+/// Routes times methods times statuses: a few hundred at most.
+const KEPT_REQUEST_METRICS: usize = 1024;
+
+/// The registered metrics, once the Prometheus recorder is installed (before it, the
+/// macros hand out handles that record nothing, which must not be kept).
+static REQUEST_METRICS: OnceLock<quick_cache::sync::Cache<MetricsKey, RequestMetrics>> =
+    OnceLock::new();
+
+impl RequestMetrics {
+    fn of(method: &Method, route: &str, status: u16) -> RequestMetrics {
+        let installed = PROMETHEUS.get().is_some_and(Option::is_some);
+        let Some(kept) = installed.then(|| {
+            REQUEST_METRICS.get_or_init(|| quick_cache::sync::Cache::new(KEPT_REQUEST_METRICS))
+        }) else {
+            return RequestMetrics::register(method, route, status);
+        };
+        let key = MetricsKeyRef {
+            method,
+            route,
+            status,
+        };
+        if let Some(metrics) = kept.get(&key) {
+            return metrics;
+        }
+        let metrics = RequestMetrics::register(method, route, status);
+        kept.insert(
+            MetricsKey {
+                method: method.clone(),
+                route: route.into(),
+                status,
+            },
+            metrics.clone(),
+        );
+        metrics
+    }
+
+    fn register(method: &Method, route: &str, status: u16) -> RequestMetrics {
+        let (method, route) = (method.as_str().to_owned(), route.to_owned());
+        RequestMetrics {
+            requests: metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()),
+            duration: metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route),
+        }
+    }
+
+    fn record(&self, elapsed: Duration) {
+        self.requests.increment(1);
+        self.duration.record(elapsed.as_secs_f64());
+    }
+}
+
+/// What [`RequestMetrics`] are kept under.
+#[derive(Debug, PartialEq, Eq)]
+struct MetricsKey {
+    method: Method,
+    route: Box<str>,
+    status: u16,
+}
+
+/// A [`MetricsKey`] borrowed from the request, to look it up without allocating.
+struct MetricsKeyRef<'a> {
+    method: &'a Method,
+    route: &'a str,
+    status: u16,
+}
+
+// Both keys hash the same fields the same way, as `Equivalent` requires.
+impl Hash for MetricsKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self.method.as_str(), &*self.route, self.status).hash(state);
+    }
+}
+
+impl Hash for MetricsKeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self.method.as_str(), self.route, self.status).hash(state);
+    }
+}
+
+impl quick_cache::Equivalent<MetricsKey> for MetricsKeyRef<'_> {
+    fn equivalent(&self, key: &MetricsKey) -> bool {
+        *self.method == key.method && self.route == &*key.route && self.status == key.status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(text: &str, method: &str, status: u16) -> Option<u64> {
+        let series = format!(
+            r#"http_requests_total{{method="{method}",route="/test/tracked/{{id}}",status="{status}"}} "#
+        );
+        let line = text.lines().find(|l| l.starts_with(&series))?;
+        line[series.len()..].trim().parse().ok()
+    }
+
+    #[test]
+    fn request_metrics_are_kept_per_method_route_and_status_and_count_each_request() {
+        install_metrics();
+        let route = "/test/tracked/{id}";
+        for _ in 0..3 {
+            RequestMetrics::of(&Method::GET, route, 200).record(Duration::from_millis(1));
+        }
+        RequestMetrics::of(&Method::POST, route, 200).record(Duration::from_millis(1));
+        RequestMetrics::of(&Method::GET, route, 404).record(Duration::from_millis(1));
+
+        let kept = REQUEST_METRICS
+            .get()
+            .expect("kept once the recorder is installed");
+        for (method, status) in [(Method::GET, 200), (Method::POST, 200), (Method::GET, 404)] {
+            let key = MetricsKeyRef {
+                method: &method,
+                route,
+                status,
+            };
+            assert!(kept.get(&key).is_some(), "{method} {status} not kept");
+        }
+        let text = PROMETHEUS.get().unwrap().as_ref().unwrap().render();
+        assert_eq!(count(&text, "GET", 200), Some(3), "{text}");
+        assert_eq!(count(&text, "POST", 200), Some(1), "{text}");
+        assert_eq!(count(&text, "GET", 404), Some(1), "{text}");
+    }
 }
