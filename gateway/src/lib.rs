@@ -4,12 +4,15 @@
 //! shutting down in order. Requests pass the layers set up there: a request id and trace
 //! span, [`wire`]'s content negotiation (JSON or MessagePack, same fields) and single
 //! error shape, a timeout, the body limit, and on `/v1` the per-IP rate limit of
-//! [`limits`]. [`routes`] holds the handlers by area of API.md; they authenticate with
+//! [`limits`] ([`layers`] holds the request id and the timeout, [`telemetry`] the
+//! per-route metrics). [`routes`] holds the handlers by area of API.md; they authenticate with
 //! [`auth`] (argon2id passwords, JWTs with `kid` rotation), authorize against the
 //! caller's membership of the establishment in the path, and send commands to the
 //! engine through [`engine_api`].
 //! [`dto`] holds the request and response bodies, which render instants in the
-//! establishment's offset; [`error`] is the one table from error code to HTTP status.
+//! establishment's offset; [`error`] is the one table from error code to HTTP status;
+//! [`body`] sends bodies made of shared bytes (availability's kept days, the
+//! establishment's kept rendering) without copying them.
 //! [`live`] serves the WebSocket feed; [`stores`] names the persistence crate's stores;
 //! [`telemetry`] sets up logs and Prometheus metrics; [`openapi`] generates
 //! `/openapi.json`; [`listener`] caps open connections; [`demo`] loads demo data.
@@ -21,6 +24,7 @@ pub mod demo;
 pub mod dto;
 pub mod engine_api;
 pub mod error;
+pub mod layers;
 pub mod limits;
 pub mod listener;
 pub mod live;

@@ -9,28 +9,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::{Next, from_fn_with_state};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::from_fn_with_state;
 use navaro_config::Settings;
-use navaro_protocol::ErrorCode;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
-use uuid::Uuid;
 
 use crate::auth::{AuthError, Passwords, TokenKeys};
 use crate::engine_api::{Engine, EngineConfig, EngineError};
-use crate::error::ApiError;
 use crate::limits::{self, Limiters};
 use crate::listener::{CappedListener, ClientAddr};
 use crate::live::LiveRegistry;
 use crate::routes;
 use crate::state::{AppState, Shared};
 use crate::stores::{self, StoreError, StoreOptions, Stores};
-use crate::{telemetry, wire};
+use crate::{layers, telemetry, wire};
 
 /// How long shutdown waits for live connections to take their close frame.
 const LIVE_DRAIN_GRACE: Duration = Duration::from_secs(2);
@@ -240,57 +235,27 @@ async fn shutdown_signal() {
     }
 }
 
-/// Every request's edge, in one middleware: its id (the client's `x-request-id`, or a
-/// new UUID), content negotiation and the error shape ([`wire::negotiate`]), and the
-/// timeout (a request still running after the configured time is answered 503); the
-/// answer carries the id. One layer instead of five: each `from_fn` layer boxes a future
-/// and clones the services below it on every request, and these were about a quarter
-/// of a `/healthz` request's CPU (BENCHMARKS.md).
-async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let id = match request.headers().get(X_REQUEST_ID) {
-        Some(id) => id.clone(),
-        None => {
-            let id = HeaderValue::from_str(&Uuid::new_v4().to_string())
-                .expect("a UUID is a valid header value");
-            request.headers_mut().insert(X_REQUEST_ID, id.clone());
-            id
-        }
-    };
-    let limit = Duration::from_millis(state.settings.http.request_timeout_ms);
-    let mut response = wire::negotiate(&state, request, |request| async move {
-        match tokio::time::timeout(limit, next.run(request)).await {
-            Ok(response) => response,
-            Err(_) => ApiError {
-                retry_after: Some(Duration::from_secs(1)),
-                ..ApiError::new(ErrorCode::Unavailable, "request timed out")
-            }
-            .into_response(),
-        }
-    })
-    .await;
-    response.headers_mut().entry(X_REQUEST_ID).or_insert(id);
-    response
-}
-
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The whole HTTP surface with its layers, outermost last: request id, content
-/// negotiation, error shape and timeout ([`edge`]), trace span, panic catcher, body
-/// limit, then the routes (API routes also pass the per-IP rate limit).
+/// The whole HTTP surface with its layers, outermost last: request id, trace span,
+/// content negotiation and error shape, panic catcher, timeout, body limit, then the
+/// routes (API routes also pass the per-IP rate limit). Only the negotiation is an
+/// axum `from_fn` middleware (it reads bodies); the others are plain tower layers.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.http.body_limit_bytes;
+    let limit = Duration::from_millis(state.settings.http.request_timeout_ms);
     let api = routes::api().layer(from_fn_with_state(state.clone(), limits::per_ip));
     Router::new()
         .merge(api)
         .merge(routes::ops::routes())
         .route_layer(telemetry::Track)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(layers::Timeout { limit })
         .layer(CatchPanicLayer::new())
+        .layer(from_fn_with_state(state.clone(), wire::negotiate))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 let request_id = request
                     .headers()
-                    .get(X_REQUEST_ID)
+                    .get(layers::X_REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
                 tracing::info_span!(
@@ -301,6 +266,6 @@ pub fn router(state: AppState) -> Router {
                 )
             }),
         )
-        .layer(from_fn_with_state(state.clone(), edge))
+        .layer(layers::RequestId)
         .with_state(state)
 }

@@ -7,9 +7,10 @@
 //! handlers (unknown route, wrong method, body over the limit) our error shape.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use navaro_protocol::{Encoding, ErrorCode, decode, encode};
 use serde::de::DeserializeOwned;
@@ -43,13 +44,8 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("application/json"))
 }
 
-/// MessagePack in and out, and one error shape, around `inner` (the rest of the
-/// request's way, given the request with a JSON body).
-pub async fn negotiate<F, Fut>(state: &AppState, request: Request, inner: F) -> Response
-where
-    F: FnOnce(Request) -> Fut,
-    Fut: Future<Output = Response>,
-{
+/// Middleware: MessagePack in and out, and one error shape.
+pub async fn negotiate(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let wants_msgpack = is_msgpack(request.headers().get(header::ACCEPT))
         || (request.headers().get(header::ACCEPT).is_none()
             && is_msgpack(request.headers().get(header::CONTENT_TYPE)));
@@ -61,7 +57,7 @@ where
     } else {
         request
     };
-    let response = inner(request).await;
+    let response = next.run(request).await;
     finish(response, wants_msgpack).await
 }
 

@@ -20,6 +20,20 @@ async fn health_ready_docs_openapi_and_metrics() {
         headers.contains_key("x-request-id"),
         "request id propagated"
     );
+    // The client's own id comes back; an answer from outside the routes carries one too.
+    let (_, headers, _) = server
+        .call_with(
+            Method::GET,
+            "/healthz",
+            None,
+            None,
+            &[("x-request-id", "trace-me-42")],
+        )
+        .await;
+    assert_eq!(headers["x-request-id"], "trace-me-42");
+    let (status, headers, _) = server.call(Method::GET, "/no/such/route", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(headers.contains_key("x-request-id"), "request id on a 404");
     let (status, _, _) = server.call(Method::GET, "/readyz", None, None).await;
     assert_eq!(status, StatusCode::OK);
 
@@ -330,6 +344,24 @@ async fn messagepack_in_and_out_with_the_same_fields() {
     let error: Value = rmp_serde::from_slice(&response.bytes().await.unwrap()).unwrap();
     assert_eq!(code(&error), "unauthorized");
 
+    // A body sent from shared chunks (the establishment's kept rendering) transcodes to
+    // the same fields.
+    let (_, id, _, _) = common::setup(&server, 10).await;
+    let path = format!("/v1/establishments/{id}");
+    let (status, _, as_json) = server.call(Method::GET, &path, None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let response = server
+        .client
+        .get(server.url(&path))
+        .header("accept", "application/msgpack")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "application/msgpack");
+    let as_msgpack: Value = rmp_serde::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(as_msgpack, as_json);
+    assert_eq!(as_json["services"].as_array().map(Vec::len), Some(1));
+
     // Garbage MessagePack is a 400, never a crash.
     let response = server
         .client
@@ -516,6 +548,10 @@ async fn a_request_over_the_timeout_is_503() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(code(&body), "unavailable");
     assert!(headers.contains_key("retry-after"));
+    assert!(
+        headers.contains_key("x-request-id"),
+        "request id on a timeout"
+    );
 }
 
 fn collect_refs(value: &Value, out: &mut Vec<String>) {

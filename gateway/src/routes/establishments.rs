@@ -160,8 +160,9 @@ impl RenderedSetup {
     fn render(view: &View) -> RenderedSetup {
         let json = serde_json::to_vec(&establishment_dto(view))
             .expect("an establishment serializes to JSON");
-        // The first `,"seq":` is the field's key: every field before it is a number or
-        // an escaped string, where a quote is always preceded by a backslash.
+        // Inside a JSON string every quote is escaped, so `,"seq":` can only be an
+        // object's key; the top-level field comes before `staff` and `services`, the only
+        // nested objects, so the first match is it (the test checks the bytes).
         const KEY: &[u8] = b",\"seq\":";
         let key = json
             .windows(KEY.len())
@@ -172,6 +173,10 @@ impl RenderedSetup {
             .iter()
             .take_while(|b| b.is_ascii_digit())
             .count();
+        debug_assert_eq!(
+            &json[value..value + digits],
+            view.seq().to_string().as_bytes()
+        );
         let json = Bytes::from(json);
         RenderedSetup {
             head: json.slice(..value),
