@@ -237,8 +237,8 @@ async fn shutdown_signal() {
 
 /// The whole HTTP surface with its layers, outermost last: request id, trace span,
 /// content negotiation and error shape, panic catcher, timeout, body limit, then the
-/// routes (API routes also pass the per-IP rate limit). Only the negotiation is an
-/// axum `from_fn` middleware (it reads bodies); the others are plain tower layers.
+/// routes (API routes also pass the per-IP rate limit). Negotiation (it reads bodies)
+/// and the per-IP limit are axum `from_fn` middlewares; the others are tower layers.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.http.body_limit_bytes;
     let limit = Duration::from_millis(state.settings.http.request_timeout_ms);

@@ -480,149 +480,153 @@ mod tests {
     use navaro_engine::store::MemoryJournal;
     use navaro_engine::{Engine, EngineConfig};
     use navaro_protocol::{
-        Caller, EstablishmentSettings, Reply, Role, SettingsPatch, UserId, WeeklyHours,
+        Caller, EstablishmentSettings, Reply, Role, ServiceId, SettingsPatch, StaffId, UserId,
+        WeeklyHours,
     };
 
     use super::*;
 
-    fn caller(n: u128, role: Role) -> Caller {
-        Caller {
-            user_id: UserId(Uuid::from_u128(n)),
-            role,
-        }
+    const OWNER: Caller = Caller {
+        user_id: UserId(Uuid::from_u128(1)),
+        role: Role::Owner,
+    };
+
+    /// An engine with one establishment whose names spell the key the body is cut at
+    /// (escaped, they cannot match), one staff member and one service.
+    struct Shop {
+        engine: Engine,
+        id: EstablishmentId,
+        staff: StaffId,
+        service: ServiceId,
     }
 
-    /// The body from the kept rendering, checked against `serde_json` of the DTO, and
-    /// the kept head's address (the same address: the rendering was not made again).
-    fn checked_body(view: &View) -> (Vec<u8>, usize) {
-        let body = establishment_body(view).to_bytes().to_vec();
-        let reference = serde_json::to_vec(&establishment_dto(view)).unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&body),
-            String::from_utf8_lossy(&reference)
-        );
-        (body, RenderedSetup::of(view).head.as_ptr() as usize)
-    }
-
-    #[tokio::test]
-    async fn the_kept_establishment_body_is_serdes_and_is_made_again_only_when_the_setup_changes() {
-        let engine = Engine::start(Arc::new(MemoryJournal::new()), EngineConfig::default())
-            .await
-            .unwrap();
-        let id = EstablishmentId(Uuid::now_v7());
-        let run = |caller: Caller, command: Command| {
-            let engine = engine.clone();
-            async move {
-                engine
-                    .execute(
-                        id,
-                        navaro_engine::Request {
-                            caller,
-                            command,
-                            idempotency_key: None,
-                        },
-                    )
-                    .await
-                    .unwrap()
-            }
-        };
-        let owner = caller(1, Role::Owner);
-        // A name that spells the key being cut at: escaped, it cannot match.
-        let settings = EstablishmentSettings {
-            name: r#"The ,"seq":7, "shop" \ "#.into(),
-            timezone: "America/Sao_Paulo".into(),
-            slot_minutes: 15,
-            min_notice_minutes: 0,
-            horizon_days: 60,
-            cancel_cutoff_minutes: 0,
-            max_future_bookings_per_customer: 10,
-            queue_max_length: 100,
-            queue_no_show_grace_minutes: 5,
-        };
-        run(owner, Command::CreateEstablishment { settings }).await;
-        checked_body(&engine.view(id).await.unwrap());
-        let Reply::Staff(staff) = run(
-            owner,
-            Command::AddStaff {
-                name: r#"Ana ,"seq":1"#.into(),
+    impl Shop {
+        async fn open() -> Shop {
+            let engine = Engine::start(Arc::new(MemoryJournal::new()), EngineConfig::default())
+                .await
+                .unwrap();
+            let mut shop = Shop {
+                engine,
+                id: EstablishmentId(Uuid::now_v7()),
+                staff: StaffId(Uuid::nil()),
+                service: ServiceId(Uuid::nil()),
+            };
+            let settings = EstablishmentSettings {
+                name: r#"The ,"seq":7, "shop" \ "#.into(),
+                timezone: "America/Sao_Paulo".into(),
+                slot_minutes: 15,
+                min_notice_minutes: 0,
+                horizon_days: 60,
+                cancel_cutoff_minutes: 0,
+                max_future_bookings_per_customer: 10,
+                queue_max_length: 100,
+                queue_no_show_grace_minutes: 5,
+            };
+            shop.run(OWNER, Command::CreateEstablishment { settings })
+                .await;
+            let hours = WeeklyHours::every_day(&[("00:00", "24:00")]);
+            let name = r#"Ana ,"seq":1"#.into();
+            let add = Command::AddStaff {
+                name,
                 user_id: None,
-                hours: WeeklyHours::every_day(&[("00:00", "24:00")]),
-            },
-        )
-        .await
-        else {
-            panic!("staff expected")
-        };
-        let Reply::Service(service) = run(
-            owner,
-            Command::AddService {
+                hours,
+            };
+            let Reply::Staff(staff) = shop.run(OWNER, add).await else {
+                panic!("staff expected")
+            };
+            shop.staff = staff.id;
+            let add = Command::AddService {
                 name: "Cut".into(),
                 duration_minutes: 30,
                 price_cents: 5000,
                 currency: "BRL".into(),
                 buffer_after_minutes: 0,
                 staff_ids: vec![staff.id],
-            },
-        )
-        .await
-        else {
-            panic!("service expected")
-        };
-        // Every view is kept to the end, so that no rendering is freed and its address
-        // taken again by the next one.
-        let set_up = engine.view(id).await.unwrap();
-        let (_, setup) = checked_body(&set_up);
+            };
+            let Reply::Service(service) = shop.run(OWNER, add).await else {
+                panic!("service expected")
+            };
+            shop.service = service.id;
+            shop
+        }
 
-        // A booking moves the seq, not the setup: the same rendering answers.
-        let tomorrow = jiff::Timestamp::now()
-            .checked_add(jiff::SignedDuration::from_hours(30))
-            .unwrap();
-        let start = jiff::Timestamp::from_second(tomorrow.as_second() / 3600 * 3600).unwrap();
-        let seq_before = engine.view(id).await.unwrap().seq();
-        run(
-            caller(2, Role::Customer),
-            Command::Book {
-                service_id: service.id,
+        async fn run(&self, caller: Caller, command: Command) -> Reply {
+            let request = navaro_engine::Request {
+                caller,
+                command,
+                idempotency_key: None,
+            };
+            self.engine.execute(self.id, request).await.unwrap()
+        }
+
+        async fn view(&self) -> Arc<View> {
+            self.engine.view(self.id).await.unwrap()
+        }
+
+        /// A booking by a customer, on the hour a day or so ahead.
+        async fn book(&self) {
+            let ahead = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(30);
+            let start = jiff::Timestamp::from_second(ahead.as_second() / 3600 * 3600).unwrap();
+            let customer = Caller {
+                user_id: UserId(Uuid::from_u128(2)),
+                role: Role::Customer,
+            };
+            let book = Command::Book {
+                service_id: self.service,
                 start,
                 staff_id: None,
                 customer_id: None,
-            },
-        )
-        .await;
-        let booked = engine.view(id).await.unwrap();
-        assert!(booked.seq() > seq_before);
+            };
+            let Reply::Booking(_) = self.run(customer, book).await else {
+                panic!("booking expected")
+            };
+        }
+    }
+
+    /// The body from the kept rendering, checked against `serde_json` of the DTO, and
+    /// the kept head's address (the same address: the rendering was not made again).
+    fn checked_body(view: &View) -> (String, usize) {
+        let body = establishment_body(view).to_bytes().to_vec();
+        let reference = serde_json::to_vec(&establishment_dto(view)).unwrap();
+        let body = String::from_utf8(body).unwrap();
+        assert_eq!(body, String::from_utf8_lossy(&reference));
+        (body, RenderedSetup::of(view).head.as_ptr() as usize)
+    }
+
+    #[tokio::test]
+    async fn the_kept_establishment_body_is_serdes_and_is_made_again_only_when_the_setup_changes() {
+        let shop = Shop::open().await;
+        // Every view is kept to the end, so that no rendering is freed and its address
+        // taken again by the next one.
+        let set_up = shop.view().await;
+        let (_, setup) = checked_body(&set_up);
+
+        // A booking moves the seq, not the setup: the same rendering answers.
+        shop.book().await;
+        let booked = shop.view().await;
+        assert!(booked.seq() > set_up.seq());
         let (body, kept) = checked_body(&booked);
         assert_eq!(kept, setup, "a booking made the setup's rendering again");
-        let seq = format!(",\"seq\":{},", booked.seq());
-        assert!(String::from_utf8_lossy(&body).contains(&seq));
+        assert!(body.contains(&format!(",\"seq\":{},", booked.seq())));
 
         // A change to the setup makes it again, with the change.
-        run(
-            owner,
-            Command::UpdateSettings {
-                patch: SettingsPatch {
-                    name: Some("Renamed".into()),
-                    ..Default::default()
-                },
-            },
-        )
-        .await;
-        let renamed_view = engine.view(id).await.unwrap();
+        let patch = SettingsPatch {
+            name: Some("Renamed".into()),
+            ..Default::default()
+        };
+        shop.run(OWNER, Command::UpdateSettings { patch }).await;
+        let renamed_view = shop.view().await;
         let (body, renamed) = checked_body(&renamed_view);
         assert_ne!(renamed, setup);
-        assert!(String::from_utf8_lossy(&body).contains("\"name\":\"Renamed\""));
-        run(
-            owner,
-            Command::SetStaffHours {
-                staff_id: staff.id,
-                hours: WeeklyHours::every_day(&[("08:00", "12:00")]),
-            },
-        )
-        .await;
-        let rehoured_view = engine.view(id).await.unwrap();
+        assert!(body.contains("\"name\":\"Renamed\""));
+        let hours = WeeklyHours::every_day(&[("08:00", "12:00")]);
+        let staff_id = shop.staff;
+        shop.run(OWNER, Command::SetStaffHours { staff_id, hours })
+            .await;
+        let rehoured_view = shop.view().await;
         let (body, rehoured) = checked_body(&rehoured_view);
         assert_ne!(rehoured, renamed);
-        assert!(String::from_utf8_lossy(&body).contains("08:00"));
+        assert!(body.contains("08:00"));
         drop((set_up, booked, renamed_view, rehoured_view));
     }
 }
