@@ -1,4 +1,4 @@
-//! Logs, request ids and metrics.
+//! Logs and metrics (the request id is [`crate::layers`]'s).
 //!
 //! Metrics go to a process-global Prometheus recorder (installed once; tests that build
 //! several applications in one process share it). Per route: `http_requests_total`
