@@ -23,7 +23,7 @@ use navaro_engine::domain::{Availability, Slot};
 use navaro_protocol::StaffId;
 use uuid::Uuid;
 
-use crate::body::Chunks;
+use crate::body::{Chunks, kept};
 use crate::dto::render;
 
 /// `{establishment_id, service_id, timezone, slots: [{start, staff_ids}]}` as API.md
@@ -113,12 +113,7 @@ impl RenderedDay {
                 ends,
             }
         };
-        let kept = day.rendered.get_or_init(|| Box::new(render()));
-        match kept.downcast_ref::<RenderedDay>() {
-            Some(day) => Cow::Borrowed(day),
-            // Someone else's rendering is kept there: make ours for this answer only.
-            None => Cow::Owned(render()),
-        }
+        kept(&day.rendered, render)
     }
 
     /// The bytes of slots `range` (a non-empty range of the day's), with the comma

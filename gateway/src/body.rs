@@ -1,6 +1,25 @@
-//! Response bodies made of shared bytes.
+//! Response bodies made of shared bytes, and the renderings they are made of, kept in
+//! the engine's slots for readers.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
+
+/// What `make` renders, kept in one of the engine's slots for readers (a cached day's
+/// `rendered`, a view's `setup_rendered`): made on first use, then borrowed by every
+/// reader of the slot. If the slot holds someone else's type, ours is made for this
+/// answer only.
+pub fn kept<T>(slot: &OnceLock<Box<dyn Any + Send + Sync>>, make: impl Fn() -> T) -> Cow<'_, T>
+where
+    T: Any + Clone + Send + Sync,
+{
+    match slot.get_or_init(|| Box::new(make())).downcast_ref::<T>() {
+        Some(kept) => Cow::Borrowed(kept),
+        None => Cow::Owned(make()),
+    }
+}
 
 /// A response body of shared chunks with its exact length (hyper sends it as
 /// `Content-Length`), written to the socket without being copied into one buffer.

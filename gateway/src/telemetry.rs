@@ -198,12 +198,11 @@ static REQUEST_METRICS: OnceLock<quick_cache::sync::Cache<MetricsKey, RequestMet
 
 impl RequestMetrics {
     fn of(method: &Method, route: &str, status: u16) -> RequestMetrics {
-        let installed = PROMETHEUS.get().is_some_and(Option::is_some);
-        let Some(kept) = installed.then(|| {
-            REQUEST_METRICS.get_or_init(|| quick_cache::sync::Cache::new(KEPT_REQUEST_METRICS))
-        }) else {
+        let Some(Some(_)) = PROMETHEUS.get() else {
             return RequestMetrics::register(method, route, status);
         };
+        let kept =
+            REQUEST_METRICS.get_or_init(|| quick_cache::sync::Cache::new(KEPT_REQUEST_METRICS));
         let key = MetricsKeyRef {
             method,
             route,

@@ -20,7 +20,7 @@ use navaro_protocol::{Caller, Command, ErrorCode, EstablishmentId, Reply, Role};
 use uuid::Uuid;
 
 use crate::auth::{AuthUser, MaybeAuth};
-use crate::body::Chunks;
+use crate::body::{Chunks, kept};
 use crate::dto::*;
 use crate::engine_api::{AvailabilityQuery, Request, View};
 use crate::error::{ApiError, ErrorBody};
@@ -147,14 +147,7 @@ impl RenderedSetup {
     /// The view's setup rendered, made on first use and kept in
     /// [`View::setup_rendered`] for every view of the same setup.
     fn of(view: &View) -> Cow<'_, RenderedSetup> {
-        let kept = view
-            .setup_rendered()
-            .get_or_init(|| Box::new(RenderedSetup::render(view)));
-        match kept.downcast_ref::<RenderedSetup>() {
-            Some(setup) => Cow::Borrowed(setup),
-            // Someone else's rendering is kept there: make ours for this answer only.
-            None => Cow::Owned(RenderedSetup::render(view)),
-        }
+        kept(view.setup_rendered(), || RenderedSetup::render(view))
     }
 
     fn render(view: &View) -> RenderedSetup {
