@@ -89,6 +89,9 @@ async fn a_short_load_run_verifies_and_reports() {
     let parsed: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(parsed["verification"]["passed"], true);
+    // The default batches the sends of each millisecond, and the report says so.
+    assert_eq!(parsed["settings"]["send_tick_ms"], 1.0);
+    assert!(table.contains("sends batched every 1 ms"), "{table}");
     assert!(
         parsed["mix"]["steps"][0]["ops"]
             .as_array()
@@ -100,7 +103,7 @@ async fn a_short_load_run_verifies_and_reports() {
 
 /// `--availability-form runs` asks for `form=runs`, which the server accepts (a refusal
 /// would count as an unexpected error) and answers in a few KB; the report says which
-/// form ran.
+/// form ran. This run also sends each request at its own instant (`--send-tick 0`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mix_can_ask_for_availability_as_runs() {
     let server = Server::start();
@@ -120,6 +123,8 @@ async fn the_mix_can_ask_for_availability_as_runs() {
         "avail=1",
         "--availability-form",
         "runs",
+        "--send-tick",
+        "0",
         "--rate",
         "100",
         "--duration",
@@ -135,6 +140,10 @@ async fn the_mix_can_ask_for_availability_as_runs() {
         .expect("the run completes");
     let table = report.table();
     assert!(table.contains("availability as runs"), "{table}");
+    assert!(
+        table.contains("each request sent at its instant"),
+        "{table}"
+    );
     let mix = report.mix.phase().expect("a mix phase");
     assert_eq!(mix.unexpected_errors, 0, "{table}");
     let availability = mix.ops.iter().find(|o| o.op == "availability").unwrap();

@@ -74,6 +74,8 @@ pub struct Settings {
     pub p99_limit_ms: f64,
     pub max_error_ratio: f64,
     pub max_outstanding: usize,
+    /// Requests due within one tick of this length were sent together at its end.
+    pub send_tick_ms: f64,
     /// Step mode: the factor between rising steps and the bisections after the first
     /// failure.
     pub step_factor: f64,
@@ -94,6 +96,7 @@ impl Settings {
             p99_limit_ms: options.p99_limit_ms,
             max_error_ratio: options.max_error_ratio,
             max_outstanding: options.max_outstanding,
+            send_tick_ms: options.send_tick.as_secs_f64() * 1e3,
             step_factor: options.step_factor,
             refine: options.refine,
         }
@@ -177,7 +180,7 @@ impl Report {
         let s = &self.settings;
         let _ = writeln!(
             out,
-            "mode {}: {} establishments x {} staff, {} customers, {} subscribers, availability as {}; p99 limit {} ms, error limit {}%",
+            "mode {}: {} establishments x {} staff, {} customers, {} subscribers, availability as {}, {}; p99 limit {} ms, error limit {}%",
             s.mode,
             s.establishments,
             s.staff,
@@ -187,6 +190,11 @@ impl Report {
                 .to_possible_value()
                 .expect("every form has a name")
                 .get_name(),
+            if s.send_tick_ms > 0.0 {
+                format!("sends batched every {} ms", s.send_tick_ms)
+            } else {
+                "each request sent at its instant".to_owned()
+            },
             s.p99_limit_ms,
             s.max_error_ratio * 100.0
         );
