@@ -85,6 +85,9 @@ pub enum StoreError {
     /// The database URL is not one we can use (never echoes the URL: it may hold a password).
     #[error("invalid database url: {0}")]
     InvalidUrl(String),
+    /// The store's settings cannot work together (named in the message).
+    #[error("invalid store settings: {0}")]
+    Settings(String),
     #[error("cannot connect to the database: {0}")]
     Connect(String),
     #[error("database migration failed: {0}")]
@@ -111,7 +114,8 @@ pub const POSTGRES_WRITERS: usize = 2;
 /// Tuning of the SQL stores. The defaults suit one node on a small machine.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
-    /// Connections in the pool. The writer uses one at a time; the rest serve loads,
+    /// Connections in the pool. On Postgres each writer keeps one between its groups
+    /// (so `open` refuses a pool no bigger than the writers); the rest serve loads,
     /// read-model queries and accounts. Postgres allows 100 connections by default and
     /// other nodes share it.
     pub max_connections: u32,

@@ -150,6 +150,20 @@ async fn sqlite_pool(
     Ok(pool)
 }
 
+/// On Postgres each writer keeps a connection between its groups (no acquire, no ping
+/// per group), so the pool needs at least one more for everything else: with no
+/// connection left over, every read, activation and login would wait out the acquire
+/// timeout and be answered `overloaded`.
+fn check_pool_size(max_connections: u32, writers: usize) -> Result<(), StoreError> {
+    if (max_connections as usize) > writers {
+        return Ok(());
+    }
+    Err(StoreError::Settings(format!(
+        "store.max_connections ({max_connections}) must be more than store.writers ({writers}): \
+         each writer keeps a connection between its groups"
+    )))
+}
+
 /// Apply the migrations to the database at `url` and close the connection.
 pub async fn migrate(database_url: &str) -> Result<(), StoreError> {
     let options = StoreOptions {
@@ -165,21 +179,20 @@ pub async fn migrate(database_url: &str) -> Result<(), StoreError> {
 
 /// Connect, migrate, start the journal writer and assemble the stores.
 pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, StoreError> {
-    let (database, writers): (Arc<dyn Backend>, usize) = match parse(database_url)? {
-        Target::Postgres(o) => (
-            Arc::new(PgBackend::new(pg_pool(o, &options).await?)),
-            POSTGRES_WRITERS,
-        ),
-        Target::Sqlite(o) => (
-            Arc::new(SqliteBackend {
-                pool: sqlite_pool(o, &options).await?,
-            }),
-            1,
-        ),
+    let target = parse(database_url)?;
+    let writers = match (options.writer_shards, &target) {
+        (0, Target::Postgres(_)) => POSTGRES_WRITERS,
+        (0, Target::Sqlite(_)) => 1,
+        (chosen, _) => chosen,
     };
-    let writers = match options.writer_shards {
-        0 => writers,
-        chosen => chosen,
+    if matches!(target, Target::Postgres(_)) {
+        check_pool_size(options.max_connections, writers)?;
+    }
+    let database: Arc<dyn Backend> = match target {
+        Target::Postgres(o) => Arc::new(PgBackend::new(pg_pool(o, &options).await?)),
+        Target::Sqlite(o) => Arc::new(SqliteBackend {
+            pool: sqlite_pool(o, &options).await?,
+        }),
     };
     let backend: Arc<dyn Backend> = Arc::new(Guarded::new(
         database,

@@ -608,6 +608,40 @@ async fn bad_urls_are_refused() {
     ));
 }
 
+/// Each Postgres writer keeps a connection, so a pool no bigger than the writers would
+/// leave none for reads: refused at open, before any connection is made, with a message
+/// that names both settings. SQLite's writer keeps none.
+#[tokio::test]
+async fn a_postgres_pool_no_bigger_than_its_writers_is_refused() {
+    // Nothing listens on port 1: a check that let the pool through would fail to connect.
+    let url = "postgres://postgres@127.0.0.1:1/none";
+    for (max_connections, writers) in [(2, 0), (1, 1), (3, 3)] {
+        let options = StoreOptions {
+            max_connections,
+            writer_shards: writers,
+            ..StoreOptions::default()
+        };
+        match navaro_persistence::open(url, options).await.err() {
+            Some(navaro_persistence::StoreError::Settings(message)) => {
+                assert!(
+                    message.contains("store.max_connections") && message.contains("store.writers"),
+                    "{message}"
+                );
+            }
+            other => panic!("{max_connections} connections, {writers} writers: {other:?}"),
+        }
+    }
+    let options = StoreOptions {
+        max_connections: 3,
+        writer_shards: 2,
+        ..StoreOptions::default()
+    };
+    assert!(matches!(
+        navaro_persistence::open(url, options).await.err(),
+        Some(navaro_persistence::StoreError::Connect(_))
+    ));
+}
+
 // ---- Postgres only ----
 
 /// Establishment X confirms a booking that overlaps one it already stored (a bug or a
