@@ -62,6 +62,9 @@ pub struct Application {
 impl Application {
     /// Open the configured stores and build the server on them.
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        // Before the stores open, so what they record at startup (the store's
+        // `navaro_store_reachable`) is not lost to the no-op recorder.
+        telemetry::install_metrics();
         let url = settings.database_url();
         if !settings.uses_postgres() {
             // The embedded SQLite file lives under the data directory.

@@ -3,7 +3,9 @@
 //! fast with `503 unavailable`, nothing may be confirmed that was not stored, and the
 //! service must come back by itself when the database does. Once one call has found the
 //! database unreachable, the store's breaker answers the others at once (counted on
-//! `/metrics`) until its probe reaches the database again.
+//! `/metrics`) until its probe reaches the database again. A database that is busy
+//! rather than gone (every pooled connection in use) is an overload: `503 overloaded`,
+//! and the breaker stays closed.
 
 mod common;
 
@@ -193,6 +195,192 @@ async fn outage(go_away: fn(&Proxy)) {
         proxy.forwarded() > 1,
         "the server reconnected through the proxy"
     );
+}
+
+/// The database is busy, not gone. Another session holds `events` and `bookings`
+/// locked, so both of the pool's connections wait on it: the journal writer's (its
+/// group of two bookings) and a customer's read. A second read waits out the pool's
+/// acquire timeout and is answered `503 overloaded` with Retry-After, not
+/// `unavailable`. The breaker stays closed, because a busy database is not an
+/// unreachable one. Once the lock is released the first read is answered and the
+/// bookings behind it are confirmed, each stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_pool_answers_503_overloaded_and_the_calls_behind_it_complete() {
+    let server = Server::start_postgres_with(&[
+        ("NAVARO_STORE__WRITERS", "1"),
+        ("NAVARO_STORE__MAX_CONNECTIONS", "2"),
+        ("NAVARO_STORE__ACQUIRE_TIMEOUT_MS", "300"),
+        // Longer than the lock is held: the calls holding the connections wait.
+        ("NAVARO_STORE__CALL_TIMEOUT_MS", "60000"),
+    ]);
+    let (owner, id, _staff, service) = setup(&server, 100).await;
+    let day = ahead(3);
+    let free: Vec<Value> = slots(&server, &id, &service, day)
+        .await
+        .into_iter()
+        .step_by(2)
+        .collect();
+    assert!(free.len() >= 3);
+    let (customer, _) = server.register("customer").await;
+    let book = |key: &'static str, slot: usize| {
+        let start = free[slot]["start"].clone();
+        let server = &server;
+        let (customer, id, service) = (customer.clone(), id.clone(), service.clone());
+        async move {
+            server
+                .call_with(
+                    Method::POST,
+                    &format!("/v1/establishments/{id}/bookings"),
+                    Some(&customer),
+                    Some(json!({"service_id": service, "start": start})),
+                    &[("idempotency-key", key)],
+                )
+                .await
+        }
+    };
+    let mine = || server.call(Method::GET, "/v1/me/bookings", Some(&customer), None);
+    let (status, _, before) = book("before", 0).await;
+    assert_eq!(status, StatusCode::CREATED, "{before}");
+
+    let database = server.database_url().expect("on Postgres").to_owned();
+    let lock = LockedTables::take(&database, &["events", "bookings"]);
+    let held = futures::future::join_all([book("held-1", 1), book("held-2", 2)]);
+    let first_read = async {
+        waiting_on_locks(&database, 1).await;
+        mine().await
+    };
+    let while_held = async {
+        // The writer's group and the first read both wait: no connection is free.
+        waiting_on_locks(&database, 2).await;
+        let (status, headers, body) = mine().await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            "{body}"
+        );
+        assert!(headers.contains_key("retry-after"), "{headers:?}");
+        assert_eq!(metric(&server, "navaro_store_reachable").await, Some(1.0));
+        assert!(
+            metric(&server, "navaro_store_saturated_total")
+                .await
+                .is_some_and(|n| n >= 1.0)
+        );
+        lock.release();
+    };
+    let (held, (status, _, first), ()) = tokio::join!(held, first_read, while_held);
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the read that held a connection: {first}"
+    );
+    let mut expected = vec![before["id"].as_str().unwrap().to_owned()];
+    for (status, _, booking) in held {
+        assert_eq!(status, StatusCode::CREATED, "{booking}");
+        expected.push(booking["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(metric(&server, "navaro_store_reachable").await, Some(1.0));
+    let (status, _, day_list) = server
+        .call(
+            Method::GET,
+            &format!("/v1/establishments/{id}/bookings?date={day}"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{day_list}");
+    let mut ids: Vec<&str> = day_list["bookings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+    let stored = psql_rows(
+        &database,
+        &format!(
+            "SELECT count(*) FROM bookings WHERE establishment_id = '{id}' AND status = 'confirmed'"
+        ),
+    );
+    assert_eq!(stored.trim(), "3");
+}
+
+/// Tables another session holds in `ACCESS EXCLUSIVE` mode (reads and writes wait)
+/// until [`LockedTables::release`] or drop.
+struct LockedTables {
+    session: std::process::Child,
+}
+
+impl LockedTables {
+    /// Lock `tables` from a `psql` session and return once the locks are granted.
+    fn take(database: &str, tables: &[&str]) -> LockedTables {
+        use std::io::Write;
+        let mut session = std::process::Command::new("psql")
+            .args([database, "-q", "-v", "ON_ERROR_STOP=1"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("psql runs");
+        let stdin = session.stdin.as_mut().expect("piped");
+        let names = tables.join(", ");
+        writeln!(stdin, "BEGIN; LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE;").unwrap();
+        stdin.flush().unwrap();
+        let granted = format!(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE c.relname IN ('{}') AND l.mode = 'AccessExclusiveLock' AND l.granted",
+            tables.join("', '")
+        );
+        let since = Instant::now();
+        while psql_rows(database, &granted).trim() != tables.len().to_string() {
+            assert!(
+                since.elapsed() < RECOVERY_GUARD,
+                "the locks were never granted"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        LockedTables { session }
+    }
+
+    /// End the session's transaction, and with it the locks.
+    fn release(mut self) {
+        self.end();
+    }
+
+    fn end(&mut self) {
+        use std::io::Write;
+        if let Some(mut stdin) = self.session.stdin.take() {
+            let _ = writeln!(stdin, "COMMIT;");
+        }
+        let _ = self.session.wait();
+    }
+}
+
+impl Drop for LockedTables {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// Wait until at least `n` of the database's sessions wait on a lock.
+async fn waiting_on_locks(database: &str, n: usize) {
+    let query = "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let since = Instant::now();
+    loop {
+        let database = database.to_owned();
+        let rows = tokio::task::spawn_blocking(move || psql_rows(&database, query))
+            .await
+            .unwrap();
+        if rows.trim().parse::<usize>().unwrap() >= n {
+            return;
+        }
+        assert!(
+            since.elapsed() < RECOVERY_GUARD,
+            "{n} sessions never waited on the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The value of an unlabelled metric on `/metrics`.

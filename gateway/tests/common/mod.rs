@@ -149,7 +149,12 @@ impl Server {
 
     /// `navaro serve` on a fresh Postgres database, whatever `NAVARO_TEST_BACKEND` says.
     pub fn start_postgres() -> Server {
-        Self::spawn_with_backend(&["serve"], &[], true).expect("server starts on Postgres")
+        Self::start_postgres_with(&[])
+    }
+
+    /// [`Server::start_postgres`] with extra `NAVARO_*` variables.
+    pub fn start_postgres_with(env: &[(&str, &str)]) -> Server {
+        Self::spawn_with_backend(&["serve"], env, true).expect("server starts on Postgres")
     }
 
     /// `navaro serve` on a fresh Postgres database that it reaches through `127.0.0.1:
