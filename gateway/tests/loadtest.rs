@@ -154,3 +154,25 @@ async fn the_mix_can_ask_for_availability_as_runs() {
         "{table}"
     );
 }
+
+/// The generator's status-only GET counts a 200's body without keeping it, and keeps
+/// the body of anything else so its error code can be counted.
+#[tokio::test]
+async fn a_status_only_get_counts_a_200_and_keeps_an_error() {
+    let server = Server::start();
+    let http = navaro_loadtest::http::Http::new(&server.base).unwrap();
+    let (ok, received) =
+        navaro_loadtest::http::counting_bytes(http.get_status("/openapi.json")).await;
+    let ok = ok.unwrap();
+    assert_eq!(ok.status, 200);
+    assert!(ok.body.is_empty());
+    let whole = http.get("/openapi.json").await.unwrap();
+    assert_eq!(received, whole.body.len() as u64);
+    assert!(received > 1_000, "{received}");
+    let missing = http
+        .get_status("/v1/establishments/00000000-0000-0000-0000-000000000000")
+        .await
+        .unwrap();
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.error_code(), "not_found");
+}

@@ -33,7 +33,8 @@ pub async fn counting_bytes<F: Future>(operation: F) -> (F::Output, u64) {
 /// How long an idle pooled connection is kept; longer than any pause between steps.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A status and the body, read to the end (so the connection goes back to the pool).
+/// A status and the body, read to the end (so the connection goes back to the pool);
+/// the body is empty for a 200 from [`Http::get_status`].
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
@@ -118,6 +119,31 @@ impl Http {
         auth: Option<&HeaderValue>,
         body: Option<String>,
     ) -> anyhow::Result<Reply> {
+        self.exchange(method, path, auth, body, Keep::Always).await
+    }
+
+    /// A GET without credentials.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
+        self.send(Method::GET, path, None, None).await
+    }
+
+    /// A GET without credentials whose answer is looked at only when it is not a 200:
+    /// a 200's body is read to the end and counted, but not kept (`Reply::body` is
+    /// empty). A week of availability is 66 KB; gathering it into one buffer was a
+    /// copy per read that nothing looked at.
+    pub async fn get_status(&self, path: &str) -> anyhow::Result<Reply> {
+        self.exchange(Method::GET, path, None, None, Keep::UnlessOk)
+            .await
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<&HeaderValue>,
+        body: Option<String>,
+        keep: Keep,
+    ) -> anyhow::Result<Reply> {
         let uri: Uri = format!("{}{path}", self.base).parse().context("uri")?;
         let mut request = Request::builder().method(method).uri(uri);
         if let Some(auth) = auth {
@@ -133,16 +159,31 @@ impl Http {
         let client = Pooled::clone(&self.client.load());
         let response = client.request(request.body(body)?).await?;
         let status = response.status().as_u16();
-        let body = response.into_body().collect().await?.to_bytes();
+        let mut incoming = response.into_body();
+        let (body, received) = if keep == Keep::UnlessOk && status == 200 {
+            let mut received = 0;
+            while let Some(frame) = incoming.frame().await {
+                if let Some(data) = frame?.data_ref() {
+                    received += data.len();
+                }
+            }
+            (Bytes::new(), received)
+        } else {
+            let body = incoming.collect().await?.to_bytes();
+            let received = body.len();
+            (body, received)
+        };
         // Outside a counting scope (provisioning, verification) nothing is counted.
-        let _ = RECEIVED.try_with(|received| received.set(received.get() + body.len() as u64));
+        let _ = RECEIVED.try_with(|counted| counted.set(counted.get() + received as u64));
         Ok(Reply { status, body })
     }
+}
 
-    /// A GET without credentials.
-    pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
-        self.send(Method::GET, path, None, None).await
-    }
+/// Which answers' bodies [`Http::exchange`] keeps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    Always,
+    UnlessOk,
 }
 
 /// `Bearer <token>` as a header value, built once per account.

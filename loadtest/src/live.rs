@@ -8,6 +8,7 @@
 //! frame receipt minus that instant: push latency is measured from the write's send,
 //! so it covers the server's decision, the durable commit, the fan-out and delivery.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +37,38 @@ pub struct PushClock {
     pub matched: AtomicU64,
     /// Subscribers that ended before the run did, by reason (close code or error).
     pub ended: Mutex<BTreeMap<String, u64>>,
+}
+
+/// The parts of a live frame the clock reads; the rest is skipped unparsed. Strings
+/// borrow from the frame unless they hold escapes.
+#[derive(serde::Deserialize)]
+struct PushFrame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    data: Option<PushData<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct PushData<'a> {
+    #[serde(borrow)]
+    booking: Option<PushBooking<'a>>,
+    #[serde(borrow)]
+    ticket: Option<PushTicket<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct PushBooking<'a> {
+    #[serde(borrow)]
+    staff_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    start: Option<Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct PushTicket<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
 }
 
 impl Default for PushClock {
@@ -72,23 +105,31 @@ impl PushClock {
 
     fn receive(&self, text: &str, at: Instant) {
         self.frames.fetch_add(1, Ordering::Relaxed);
-        let Ok(frame) = serde_json::from_str::<serde_json::Value>(text) else {
+        let Ok(frame) = serde_json::from_str::<PushFrame>(text) else {
             return;
         };
-        let key = match frame["type"].as_str() {
-            Some("booking.confirmed") => {
-                let booking = &frame["data"]["booking"];
-                let staff = booking["staff_id"].as_str();
-                let start = booking["start"]
-                    .as_str()
-                    .and_then(|s| s.parse::<Timestamp>().ok());
-                match (staff, start) {
-                    (Some(staff), Some(start)) => Self::booking_key(staff, start),
+        let key = match (&*frame.kind, frame.data) {
+            (
+                "booking.confirmed",
+                Some(PushData {
+                    booking: Some(b), ..
+                }),
+            ) => {
+                match (
+                    b.staff_id,
+                    b.start.and_then(|s| s.parse::<Timestamp>().ok()),
+                ) {
+                    (Some(staff), Some(start)) => Self::booking_key(&staff, start),
                     _ => return,
                 }
             }
-            Some("queue.joined") => match frame["data"]["ticket"]["name"].as_str() {
-                Some(name) => Self::ticket_key(name),
+            (
+                "queue.joined",
+                Some(PushData {
+                    ticket: Some(t), ..
+                }),
+            ) => match t.name {
+                Some(name) => Self::ticket_key(&name),
                 None => return,
             },
             _ => return,
@@ -160,4 +201,43 @@ pub async fn subscribe(
         }));
     }
     Ok(handles)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames as the server sends them (instants in the establishment's offset, fields
+    /// the clock does not read, other event types with other shapes): the two kinds of
+    /// write the clock waits for are matched to their send, and nothing else is.
+    #[test]
+    fn the_clock_matches_a_confirmed_booking_and_a_joined_ticket_to_their_sends() {
+        let clock = PushClock::default();
+        let sent = Instant::now();
+        let start: Timestamp = "2026-12-01T11:00:00Z".parse().unwrap();
+        clock.expect(PushClock::booking_key("s-1", start), sent);
+        clock.expect(PushClock::ticket_key("Zé \"walk-in\" 7"), sent);
+        clock.expect(PushClock::booking_key("s-2", start), sent);
+        let at = sent + Duration::from_millis(3);
+        let frames = [
+            r#"{"seq":5,"type":"booking.confirmed","at":"2026-11-30T09:00:00-03:00","data":{"booking":{"id":"b-1","staff_id":"s-1","start":"2026-12-01T08:00:00-03:00","end":"2026-12-01T08:30:00-03:00","status":"confirmed"},"hold_id":null}}"#,
+            r#"{"seq":6,"type":"queue.joined","at":"2026-11-30T09:00:01-03:00","data":{"ticket":{"id":"t-1","name":"Z\u00e9 \"walk-in\" 7","position":3},"queue":[{"ticket_id":"t-1","position":3}]}}"#,
+            r#"{"seq":7,"type":"queue.estimates","at":"2026-11-30T09:00:02-03:00","data":[{"ticket_id":"t-1","estimated_wait_minutes":20}]}"#,
+            r#"{"seq":8,"type":"booking.cancelled","at":"2026-11-30T09:00:03-03:00","data":{"booking":{"id":"b-2","staff_id":"s-2","start":"2026-12-01T08:00:00-03:00"}}}"#,
+            "not json",
+        ];
+        for frame in frames {
+            clock.receive(frame, at);
+        }
+        assert_eq!(clock.frames.load(Ordering::Relaxed), 5);
+        assert_eq!(clock.matched.load(Ordering::Relaxed), 2);
+        let latency = clock.take();
+        assert_eq!(latency.len(), 2);
+        // 3 ms from the send, within the histogram's precision.
+        assert!(
+            latency.equivalent(latency.max(), 3_000),
+            "{}",
+            latency.max()
+        );
+    }
 }

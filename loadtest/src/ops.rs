@@ -161,7 +161,7 @@ fn root_cause(error: &anyhow::Error) -> String {
 }
 
 async fn simple_get(world: &World, path: &str) -> Outcome {
-    match world.http.get(path).await {
+    match world.http.get_status(path).await {
         Ok(reply) => classify(&reply, 200),
         Err(e) => transport(&e),
     }
