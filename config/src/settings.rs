@@ -235,7 +235,8 @@ pub struct EngineSettings {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSettings {
-    /// Connections in the pool (writers, loads, queries and accounts share it).
+    /// Connections in the pool (writers, loads, queries and accounts share it). On
+    /// Postgres it must be more than the writers: each writer keeps one.
     pub max_connections: Option<u32>,
     /// How long a call waits for a pooled connection before the database counts as
     /// unreachable.

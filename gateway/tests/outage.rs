@@ -19,6 +19,9 @@ use serde_json::{Value, json};
 /// How long the test waits for recovery before it calls the server stuck. A hang guard,
 /// not a measurement: the figure printed is what the run took.
 const RECOVERY_GUARD: Duration = Duration::from_secs(60);
+/// Longer than the store's `PING_AFTER_IDLE` (1 s): a writer's kept connection idle
+/// this long goes back to the pool before the writer's next acquire.
+const STALE_WRITER_CONNECTION: Duration = Duration::from_millis(1_200);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_cut_answers_503_then_recovers_by_itself() {
@@ -198,8 +201,8 @@ async fn outage(go_away: fn(&Proxy)) {
 }
 
 /// The database is busy, not gone. Another session holds `events` and `bookings`
-/// locked, so both of the pool's connections wait on it: the journal writer's (its
-/// group of two bookings) and a customer's read. A second read waits out the pool's
+/// locked, so both of the pool's connections wait on it: a customer's read, then the
+/// journal writer's group of two bookings. A second read waits out the pool's
 /// acquire timeout and is answered `503 overloaded` with Retry-After, not
 /// `unavailable`. The breaker stays closed, because a busy database is not an
 /// unreachable one. Once the lock is released the first read is answered and the
@@ -209,7 +212,7 @@ async fn a_saturated_pool_answers_503_overloaded_and_the_calls_behind_it_complet
     let server = Server::start_postgres_with(&[
         ("NAVARO_STORE__WRITERS", "1"),
         ("NAVARO_STORE__MAX_CONNECTIONS", "2"),
-        ("NAVARO_STORE__ACQUIRE_TIMEOUT_MS", "300"),
+        ("NAVARO_STORE__ACQUIRE_TIMEOUT_MS", "1500"),
         // Longer than the lock is held: the calls holding the connections wait.
         ("NAVARO_STORE__CALL_TIMEOUT_MS", "60000"),
     ]);
@@ -243,11 +246,15 @@ async fn a_saturated_pool_answers_503_overloaded_and_the_calls_behind_it_complet
     assert_eq!(status, StatusCode::CREATED, "{before}");
 
     let database = server.database_url().expect("on Postgres").to_owned();
+    // Past the second after which the writer's kept connection goes back to the pool
+    // before its next group asks for one. Held across that acquire, with the other
+    // connection taken by the read, it would leave the pool nothing to hand out.
+    tokio::time::sleep(STALE_WRITER_CONNECTION).await;
     let lock = LockedTables::take(&database, &["events", "bookings"]);
-    let held = futures::future::join_all([book("held-1", 1), book("held-2", 2)]);
-    let first_read = async {
+    let first_read = mine();
+    let held = async {
         waiting_on_locks(&database, 1).await;
-        mine().await
+        futures::future::join_all([book("held-1", 1), book("held-2", 2)]).await
     };
     let while_held = async {
         // The writer's group and the first read both wait: no connection is free.
@@ -328,7 +335,8 @@ impl LockedTables {
         stdin.flush().unwrap();
         let granted = format!(
             "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
-             WHERE c.relname IN ('{}') AND l.mode = 'AccessExclusiveLock' AND l.granted",
+             WHERE l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND c.relname IN ('{}') AND l.mode = 'AccessExclusiveLock' AND l.granted",
             tables.join("', '")
         );
         let since = Instant::now();

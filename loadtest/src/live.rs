@@ -39,8 +39,9 @@ pub struct PushClock {
     pub ended: Mutex<BTreeMap<String, u64>>,
 }
 
-/// The parts of a live frame the clock reads; the rest is skipped unparsed. Strings
-/// borrow from the frame unless they hold escapes.
+/// The parts of a live frame the clock reads; the rest is skipped unparsed. `kind`
+/// borrows from the frame unless it holds escapes; serde does not borrow through an
+/// `Option`, so the optional strings are small owned copies.
 #[derive(serde::Deserialize)]
 struct PushFrame<'a> {
     #[serde(rename = "type", borrow)]
@@ -220,9 +221,9 @@ mod tests {
         clock.expect(PushClock::booking_key("s-2", start), sent);
         let at = sent + Duration::from_millis(3);
         let frames = [
-            r#"{"seq":5,"type":"booking.confirmed","at":"2026-11-30T09:00:00-03:00","data":{"booking":{"id":"b-1","staff_id":"s-1","start":"2026-12-01T08:00:00-03:00","end":"2026-12-01T08:30:00-03:00","status":"confirmed"},"hold_id":null}}"#,
+            r#"{"seq":5,"type":"booking.confirmed","at":"2026-11-30T09:00:00-03:00","data":{"booking":{"id":"b-1","staff_id":"s-1","start":"2026-12-01T08:00:00-03:00","end":"2026-12-01T08:30:00-03:00","status":"confirmed"}}}"#,
             r#"{"seq":6,"type":"queue.joined","at":"2026-11-30T09:00:01-03:00","data":{"ticket":{"id":"t-1","name":"Z\u00e9 \"walk-in\" 7","position":3},"queue":[{"ticket_id":"t-1","position":3}]}}"#,
-            r#"{"seq":7,"type":"queue.estimates","at":"2026-11-30T09:00:02-03:00","data":[{"ticket_id":"t-1","estimated_wait_minutes":20}]}"#,
+            r#"{"seq":7,"type":"queue.estimates","at":"2026-11-30T09:00:02-03:00","data":{"queue":[{"ticket_id":"t-1","position":3,"eta":"2026-11-30T09:20:00-03:00"}]}}"#,
             r#"{"seq":8,"type":"booking.cancelled","at":"2026-11-30T09:00:03-03:00","data":{"booking":{"id":"b-2","staff_id":"s-2","start":"2026-12-01T08:00:00-03:00"}}}"#,
             "not json",
         ];

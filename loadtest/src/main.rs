@@ -3,11 +3,6 @@
 use clap::Parser;
 use navaro_loadtest::Options;
 
-/// mimalloc, as in the server: glibc's malloc and free were 6% of the generator's
-/// samples under the mix (BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The options plus what only the binary decides: its runtime's threads.
 #[derive(Parser)]
 struct Cli {

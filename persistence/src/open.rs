@@ -154,13 +154,22 @@ async fn sqlite_pool(
 /// per group), so the pool needs at least one more for everything else: with no
 /// connection left over, every read, activation and login would wait out the acquire
 /// timeout and be answered `overloaded`.
-fn check_pool_size(max_connections: u32, writers: usize) -> Result<(), StoreError> {
+fn check_pool_size(
+    max_connections: u32,
+    writers: usize,
+    by_default: bool,
+) -> Result<(), StoreError> {
     if (max_connections as usize) > writers {
         return Ok(());
     }
+    let default = if by_default {
+        ", the Postgres default"
+    } else {
+        ""
+    };
     Err(StoreError::Settings(format!(
-        "store.max_connections ({max_connections}) must be more than store.writers ({writers}): \
-         each writer keeps a connection between its groups"
+        "store.max_connections ({max_connections}) must be more than store.writers \
+         ({writers}{default}): each writer keeps a connection between its groups"
     )))
 }
 
@@ -186,7 +195,7 @@ pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, S
         (chosen, _) => chosen,
     };
     if matches!(target, Target::Postgres(_)) {
-        check_pool_size(options.max_connections, writers)?;
+        check_pool_size(options.max_connections, writers, options.writer_shards == 0)?;
     }
     let database: Arc<dyn Backend> = match target {
         Target::Postgres(o) => Arc::new(PgBackend::new(pg_pool(o, &options).await?)),

@@ -49,7 +49,12 @@ impl PgBackend {
         let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner()).pop();
         match kept {
             Some((conn, used)) if used.elapsed() < PING_AFTER_IDLE => Ok(conn),
-            _ => self.pool.acquire().await,
+            stale => {
+                // Back to the pool before asking it for one: held across the acquire,
+                // it could leave a pool of `writers + 1` with nothing to hand out.
+                drop(stale);
+                self.pool.acquire().await
+            }
         }
     }
 
