@@ -47,20 +47,14 @@ async fn outage(go_away: fn(&Proxy)) {
     assert!(free.len() >= 4);
     let (customer, _) = server.register("customer").await;
     let book = |key: &'static str, slot: usize| {
-        let start = free[slot]["start"].clone();
-        let server = &server;
-        let (customer, id, service) = (customer.clone(), id.clone(), service.clone());
-        async move {
-            server
-                .call_with(
-                    Method::POST,
-                    &format!("/v1/establishments/{id}/bookings"),
-                    Some(&customer),
-                    Some(json!({"service_id": service, "start": start})),
-                    &[("idempotency-key", key)],
-                )
-                .await
-        }
+        book_at(
+            &server,
+            &customer,
+            &id,
+            &service,
+            free[slot]["start"].clone(),
+            key,
+        )
     };
 
     let (status, _, before) = book("before", 0).await;
@@ -149,28 +143,12 @@ async fn outage(go_away: fn(&Proxy)) {
 
     // Exactly what was confirmed is stored: the booking from before and the retried one;
     // the two attempts that were never retried left nothing behind.
-    let (status, _, day_list) = server
-        .call(
-            Method::GET,
-            &format!("/v1/establishments/{id}/bookings?date={day}"),
-            Some(&owner),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{day_list}");
-    let mut ids: Vec<&str> = day_list["bookings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["id"].as_str().unwrap())
-        .collect();
-    ids.sort_unstable();
     let mut expected = vec![
-        before["id"].as_str().unwrap(),
-        retried["id"].as_str().unwrap(),
+        before["id"].as_str().unwrap().to_owned(),
+        retried["id"].as_str().unwrap().to_owned(),
     ];
     expected.sort_unstable();
-    assert_eq!(ids, expected);
+    assert_eq!(booking_ids_on(&server, &owner, &id, day).await, expected);
     let offered = slots(&server, &id, &service, day).await;
     for slot in [2, 3] {
         assert!(
@@ -226,20 +204,14 @@ async fn a_saturated_pool_answers_503_overloaded_and_the_calls_behind_it_complet
     assert!(free.len() >= 3);
     let (customer, _) = server.register("customer").await;
     let book = |key: &'static str, slot: usize| {
-        let start = free[slot]["start"].clone();
-        let server = &server;
-        let (customer, id, service) = (customer.clone(), id.clone(), service.clone());
-        async move {
-            server
-                .call_with(
-                    Method::POST,
-                    &format!("/v1/establishments/{id}/bookings"),
-                    Some(&customer),
-                    Some(json!({"service_id": service, "start": start})),
-                    &[("idempotency-key", key)],
-                )
-                .await
-        }
+        book_at(
+            &server,
+            &customer,
+            &id,
+            &service,
+            free[slot]["start"].clone(),
+            key,
+        )
     };
     let mine = || server.call(Method::GET, "/v1/me/bookings", Some(&customer), None);
     let (status, _, before) = book("before", 0).await;
@@ -286,24 +258,8 @@ async fn a_saturated_pool_answers_503_overloaded_and_the_calls_behind_it_complet
         expected.push(booking["id"].as_str().unwrap().to_owned());
     }
     assert_eq!(metric(&server, "navaro_store_reachable").await, Some(1.0));
-    let (status, _, day_list) = server
-        .call(
-            Method::GET,
-            &format!("/v1/establishments/{id}/bookings?date={day}"),
-            Some(&owner),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{day_list}");
-    let mut ids: Vec<&str> = day_list["bookings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["id"].as_str().unwrap())
-        .collect();
-    ids.sort_unstable();
     expected.sort_unstable();
-    assert_eq!(ids, expected);
+    assert_eq!(booking_ids_on(&server, &owner, &id, day).await, expected);
     let stored = psql_rows(
         &database,
         &format!(
@@ -389,6 +345,52 @@ async fn waiting_on_locks(database: &str, n: usize) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `customer` books `start` with an idempotency key: status, headers and body.
+async fn book_at(
+    server: &Server,
+    customer: &str,
+    id: &str,
+    service: &str,
+    start: Value,
+    key: &str,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    server
+        .call_with(
+            Method::POST,
+            &format!("/v1/establishments/{id}/bookings"),
+            Some(customer),
+            Some(json!({"service_id": service, "start": start})),
+            &[("idempotency-key", key)],
+        )
+        .await
+}
+
+/// The ids of the establishment's bookings on `day`, as its owner lists them, sorted.
+async fn booking_ids_on(
+    server: &Server,
+    owner: &str,
+    id: &str,
+    day: jiff::civil::Date,
+) -> Vec<String> {
+    let (status, _, list) = server
+        .call(
+            Method::GET,
+            &format!("/v1/establishments/{id}/bookings?date={day}"),
+            Some(owner),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let mut ids: Vec<String> = list["bookings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort_unstable();
+    ids
 }
 
 /// The value of an unlabelled metric on `/metrics`.
