@@ -39,23 +39,9 @@ async fn outage(go_away: fn(&Proxy)) {
         .await
         .expect("proxy binds");
     let server = Server::start_postgres_via(proxy.port).expect("server starts");
-    let (owner, id, _staff, service) = setup(&server, 100).await;
-    let day = ahead(3);
-    let free = slots(&server, &id, &service, day).await;
-    // Every other start: the service takes 30 minutes on a 15-minute grid.
-    let free: Vec<Value> = free.into_iter().step_by(2).collect();
-    assert!(free.len() >= 4);
-    let (customer, _) = server.register("customer").await;
-    let book = |key: &'static str, slot: usize| {
-        book_at(
-            &server,
-            &customer,
-            &id,
-            &service,
-            free[slot]["start"].clone(),
-            key,
-        )
-    };
+    let shop = Shop::open(&server, 4).await;
+    let (owner, id, service, day, free, customer) = shop.parts();
+    let book = |key: &'static str, slot: usize| shop.book(&server, key, slot);
 
     let (status, _, before) = book("before", 0).await;
     assert_eq!(status, StatusCode::CREATED, "{before}");
@@ -77,7 +63,7 @@ async fn outage(go_away: fn(&Proxy)) {
     // Reads that need the database fail the same way.
     let started = Instant::now();
     let (status, _, body) = server
-        .call(Method::GET, "/v1/me/bookings", Some(&customer), None)
+        .call(Method::GET, "/v1/me/bookings", Some(customer), None)
         .await;
     println!("read: {status} after {:?}", started.elapsed());
     assert_eq!(
@@ -104,7 +90,7 @@ async fn outage(go_away: fn(&Proxy)) {
         .unwrap_or(0.0);
     assert!(refused >= 1.0, "refused {refused}");
     let (status, _, body) = server
-        .call(Method::GET, "/v1/me/bookings", Some(&customer), None)
+        .call(Method::GET, "/v1/me/bookings", Some(customer), None)
         .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(
@@ -148,8 +134,8 @@ async fn outage(go_away: fn(&Proxy)) {
         retried["id"].as_str().unwrap().to_owned(),
     ];
     expected.sort_unstable();
-    assert_eq!(booking_ids_on(&server, &owner, &id, day).await, expected);
-    let offered = slots(&server, &id, &service, day).await;
+    assert_eq!(booking_ids_on(&server, owner, id, day).await, expected);
+    let offered = slots(&server, id, service, day).await;
     for slot in [2, 3] {
         assert!(
             offered.iter().any(|s| s["start"] == free[slot]["start"]),
@@ -194,26 +180,10 @@ async fn a_saturated_pool_answers_503_overloaded_and_the_calls_behind_it_complet
         // Longer than the lock is held: the calls holding the connections wait.
         ("NAVARO_STORE__CALL_TIMEOUT_MS", "60000"),
     ]);
-    let (owner, id, _staff, service) = setup(&server, 100).await;
-    let day = ahead(3);
-    let free: Vec<Value> = slots(&server, &id, &service, day)
-        .await
-        .into_iter()
-        .step_by(2)
-        .collect();
-    assert!(free.len() >= 3);
-    let (customer, _) = server.register("customer").await;
-    let book = |key: &'static str, slot: usize| {
-        book_at(
-            &server,
-            &customer,
-            &id,
-            &service,
-            free[slot]["start"].clone(),
-            key,
-        )
-    };
-    let mine = || server.call(Method::GET, "/v1/me/bookings", Some(&customer), None);
+    let shop = Shop::open(&server, 3).await;
+    let (owner, id, _, day, _, customer) = shop.parts();
+    let book = |key: &'static str, slot: usize| shop.book(&server, key, slot);
+    let mine = || server.call(Method::GET, "/v1/me/bookings", Some(customer), None);
     let (status, _, before) = book("before", 0).await;
     assert_eq!(status, StatusCode::CREATED, "{before}");
 
@@ -259,7 +229,7 @@ async fn a_saturated_pool_answers_503_overloaded_and_the_calls_behind_it_complet
     }
     assert_eq!(metric(&server, "navaro_store_reachable").await, Some(1.0));
     expected.sort_unstable();
-    assert_eq!(booking_ids_on(&server, &owner, &id, day).await, expected);
+    assert_eq!(booking_ids_on(&server, owner, id, day).await, expected);
     let stored = psql_rows(
         &database,
         &format!(
@@ -347,24 +317,69 @@ async fn waiting_on_locks(database: &str, n: usize) {
     }
 }
 
-/// `customer` books `start` with an idempotency key: status, headers and body.
-async fn book_at(
-    server: &Server,
-    customer: &str,
-    id: &str,
-    service: &str,
-    start: Value,
-    key: &str,
-) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    server
-        .call_with(
-            Method::POST,
-            &format!("/v1/establishments/{id}/bookings"),
-            Some(customer),
-            Some(json!({"service_id": service, "start": start})),
-            &[("idempotency-key", key)],
+/// An establishment with a staff member and a service, a customer, and the free starts
+/// three days ahead that do not overlap one another.
+struct Shop {
+    owner: String,
+    id: String,
+    service: String,
+    day: jiff::civil::Date,
+    free: Vec<Value>,
+    customer: String,
+}
+
+impl Shop {
+    /// Set it up on `server`, with at least `starts` free starts.
+    async fn open(server: &Server, starts: usize) -> Shop {
+        let (owner, id, _staff, service) = setup(server, 100).await;
+        let day = ahead(3);
+        // Every other start: the service takes 30 minutes on a 15-minute grid.
+        let free: Vec<Value> = slots(server, &id, &service, day)
+            .await
+            .into_iter()
+            .step_by(2)
+            .collect();
+        assert!(free.len() >= starts);
+        let (customer, _) = server.register("customer").await;
+        Shop {
+            owner,
+            id,
+            service,
+            day,
+            free,
+            customer,
+        }
+    }
+
+    /// Owner, establishment id, service id, day, free starts and customer.
+    fn parts(&self) -> (&str, &str, &str, jiff::civil::Date, &[Value], &str) {
+        (
+            &self.owner,
+            &self.id,
+            &self.service,
+            self.day,
+            &self.free,
+            &self.customer,
         )
-        .await
+    }
+
+    /// The customer books free start `slot` with an idempotency key.
+    async fn book(
+        &self,
+        server: &Server,
+        key: &str,
+        slot: usize,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        server
+            .call_with(
+                Method::POST,
+                &format!("/v1/establishments/{}/bookings", self.id),
+                Some(&self.customer),
+                Some(json!({"service_id": self.service, "start": self.free[slot]["start"]})),
+                &[("idempotency-key", key)],
+            )
+            .await
+    }
 }
 
 /// The ids of the establishment's bookings on `day`, as its owner lists them, sorted.
