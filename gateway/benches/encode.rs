@@ -3,13 +3,14 @@
 //! four staff members (the load test's world), in a zone with an offset and a DST
 //! history: all four free at every start, and one of them busy at every third start; in
 //! both forms, `slots` (API.md's) and `runs`, and the default form as the handler makes
-//! it, from the engine's cached days.
+//! it, from the engine's cached days, plain and gzip (with what deflating one day costs).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use navaro_engine::domain::{Availability, Slot};
-use navaro_gateway::availability::{encode, encode_days, encode_runs};
+use navaro_gateway::availability::{encode, encode_days, encode_days_gzip, encode_runs};
+use navaro_gateway::gzip::Segment;
 use navaro_protocol::StaffId;
 use uuid::Uuid;
 
@@ -59,6 +60,23 @@ fn availability_body(c: &mut Criterion) {
         c.bench_function(&format!("the same from cached days, {what}"), |b| {
             b.iter(|| encode_days(id, service, "America/Sao_Paulo", &tz, &days))
         });
+        // Compressed for a client that takes gzip: the kept days' kept segments, stitched
+        // (the first answer deflated them; every later one reuses them).
+        let (gzip, _) = encode_days_gzip(id, service, "America/Sao_Paulo", &tz, &days);
+        c.bench_function(
+            &format!(
+                "the same gzip, from kept segments, {what} ({} B)",
+                gzip.len()
+            ),
+            |b| b.iter(|| encode_days_gzip(id, service, "America/Sao_Paulo", &tz, &days)),
+        );
+        // What a day changed by a booking costs its next gzip answer: one day deflated.
+        let day = encode_days(id, service, "America/Sao_Paulo", &tz, &days).to_bytes();
+        let one_day = &day[..day.len() / 7];
+        c.bench_function(
+            &format!("one day deflated, {what} ({} KB)", one_day.len() / 1000),
+            |b| b.iter(|| Segment::deflate(one_day)),
+        );
         let bytes = encode_runs(id, service, "America/Sao_Paulo", &tz, 15, &slots).len();
         c.bench_function(&format!("the same as runs, {what} ({bytes} B)"), |b| {
             b.iter(|| encode_runs(id, service, "America/Sao_Paulo", &tz, 15, &slots))

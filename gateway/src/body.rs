@@ -48,6 +48,11 @@ impl Chunks {
         self.remaining == 0
     }
 
+    /// How many chunks are not yet taken (hyper hands up to 16 to one `writev`).
+    pub fn chunks_left(&self) -> usize {
+        self.chunks.len()
+    }
+
     /// What is left of the body in one buffer (a copy: for tests and benches).
     pub fn to_bytes(&self) -> Bytes {
         let mut out = Vec::with_capacity(self.len());

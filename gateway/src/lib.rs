@@ -24,6 +24,7 @@ pub mod demo;
 pub mod dto;
 pub mod engine_api;
 pub mod error;
+pub mod gzip;
 pub mod layers;
 pub mod limits;
 pub mod listener;

@@ -44,11 +44,29 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("application/json"))
 }
 
+/// Whether the answer goes in MessagePack: asked for by `Accept`, or without an `Accept`,
+/// by a MessagePack request body.
+fn wants_msgpack(headers: &HeaderMap) -> bool {
+    is_msgpack(headers.get(header::ACCEPT))
+        || (headers.get(header::ACCEPT).is_none() && is_msgpack(headers.get(header::CONTENT_TYPE)))
+}
+
+/// What [`negotiate`] decided about the answer, for the handlers: a request extension.
+#[derive(Clone, Copy, Debug)]
+struct Negotiated {
+    msgpack: bool,
+}
+
 /// Middleware: MessagePack in and out, and one error shape.
-pub async fn negotiate(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let wants_msgpack = is_msgpack(request.headers().get(header::ACCEPT))
-        || (request.headers().get(header::ACCEPT).is_none()
-            && is_msgpack(request.headers().get(header::CONTENT_TYPE)));
+pub async fn negotiate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let wants_msgpack = wants_msgpack(request.headers());
+    request.extensions_mut().insert(Negotiated {
+        msgpack: wants_msgpack,
+    });
     let request = if is_msgpack(request.headers().get(header::CONTENT_TYPE)) {
         match msgpack_to_json(request, state.settings.http.body_limit_bytes).await {
             Ok(request) => request,
@@ -91,7 +109,12 @@ async fn finish(response: Response, wants_msgpack: bool) -> Response {
     } else {
         response
     };
-    if wants_msgpack && is_json(response.headers()) {
+    // A compressed body is the handler's final answer: it only compresses JSON answers
+    // (see [`AcceptsGzip`]).
+    if wants_msgpack
+        && is_json(response.headers())
+        && !response.headers().contains_key(header::CONTENT_ENCODING)
+    {
         to_msgpack(response).await
     } else {
         response
@@ -187,6 +210,56 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
+/// Whether the client takes a gzip body (RFC 9110 12.5.3): `gzip` or `x-gzip` named in
+/// its `Accept-Encoding` with a weight above 0 (the higher of the two if both are), or
+/// else `*` with one. A weight that does
+/// not parse counts as 0: the plain body is always acceptable.
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut gzip = None;
+    let mut any = None;
+    let elements = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','));
+    for element in elements {
+        let mut params = element.split(';');
+        let coding = params.next().unwrap_or("").trim();
+        let weight = params
+            .find_map(|p| {
+                let (name, value) = p.split_once('=')?;
+                name.trim()
+                    .eq_ignore_ascii_case("q")
+                    .then(|| value.trim().parse::<f32>().unwrap_or(0.0))
+            })
+            .unwrap_or(1.0);
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            // Two names of one coding: the higher weight counts.
+            gzip = Some(gzip.map_or(weight, |w: f32| w.max(weight)));
+        } else if coding == "*" {
+            any = Some(weight);
+        }
+    }
+    gzip.or(any).is_some_and(|weight| weight > 0.0)
+}
+
+/// Whether this request's answer may be sent gzip-compressed: the client accepts gzip
+/// ([`accepts_gzip`]) and is answered in JSON. A MessagePack answer is re-encoded from
+/// the handler's JSON after the handler ([`negotiate`]), so it is never compressed.
+pub struct AcceptsGzip(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for AcceptsGzip {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let msgpack = match parts.extensions.get::<Negotiated>() {
+            Some(negotiated) => negotiated.msgpack,
+            None => wants_msgpack(&parts.headers),
+        };
+        Ok(AcceptsGzip(!msgpack && accepts_gzip(&parts.headers)))
+    }
+}
+
 /// A path parameter, with our error shape when it does not parse (400).
 pub struct ApiPath<T>(pub T);
 
@@ -251,5 +324,38 @@ mod tests {
             "application/json"
         ))));
         assert!(!is_msgpack(None));
+    }
+
+    #[test]
+    fn accept_encoding_parsing() {
+        let accepts = |values: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(header::ACCEPT_ENCODING, HeaderValue::from_static(v));
+            }
+            accepts_gzip(&headers)
+        };
+        // What browsers, OkHttp and NSURLSession send.
+        assert!(accepts(&["gzip, deflate, br, zstd"]));
+        assert!(accepts(&["gzip"]));
+        assert!(accepts(&["br;q=1.0, gzip;q=0.8, *;q=0.1"]));
+        assert!(accepts(&["GZIP"]));
+        assert!(accepts(&["x-gzip"]));
+        assert!(accepts(&["*"]));
+        assert!(accepts(&["br", "gzip"]), "split over two header lines");
+        assert!(accepts(&["gzip ; Q=0.5"]));
+        assert!(!accepts(&[]));
+        assert!(!accepts(&["identity"]));
+        assert!(!accepts(&["br, deflate"]));
+        assert!(!accepts(&["gzip;q=0"]));
+        assert!(!accepts(&["gzip;q=0.000"]));
+        assert!(!accepts(&["gzip;q=0, *"]), "gzip named with 0 wins over *");
+        assert!(!accepts(&["*;q=0"]));
+        assert!(!accepts(&["gzip;q=high"]), "a weight that does not parse");
+        assert!(!accepts(&["gzipped"]));
+        assert!(accepts(&["*;q=0, gzip"]), "gzip named wins over *");
+        assert!(accepts(&["gzip, x-gzip;q=0"]), "either name of gzip");
+        assert!(accepts(&["identity;q=0, *"]));
+        assert!(!accepts(&["identity;q=0"]));
     }
 }

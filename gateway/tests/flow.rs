@@ -339,6 +339,130 @@ async fn availability_in_runs_form() {
     assert_eq!(refused["error"]["field"], "form");
 }
 
+/// A client that takes gzip gets the default form compressed, and it inflates to the
+/// plain answer byte for byte, before and after a booking changes one of its days; the
+/// kept days' compressed form is reused by the next answer. MessagePack, a refused gzip
+/// and the runs form get plain bodies.
+#[tokio::test]
+async fn availability_compressed_for_a_client_that_takes_gzip() {
+    use std::io::Read;
+
+    let server = Server::start();
+    let (_, id, _, service) = setup(&server, 10).await;
+    let from = ahead(1);
+    let path =
+        format!("/v1/establishments/{id}/availability?service_id={service}&from={from}&days=4");
+    let get = async |path: &str, headers: &[(&str, &str)]| {
+        let mut request = server.client.get(server.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let headers = response.headers().clone();
+        (headers, response.bytes().await.unwrap())
+    };
+    let gzip_days = async |outcome: &str| {
+        let text = server.metrics().await;
+        let series = format!("navaro_availability_gzip_days_total{{outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(series.as_str()))
+            .map_or(0.0, |value| value.trim().parse::<f64>().unwrap())
+    };
+    let check = async || {
+        let (plain_headers, plain) = get(&path, &[]).await;
+        assert!(plain_headers.get("content-encoding").is_none());
+        assert_eq!(plain_headers["vary"], "accept-encoding");
+        let (headers, compressed) = get(&path, &[("accept-encoding", "gzip, deflate, br")]).await;
+        assert_eq!(headers["content-encoding"], "gzip");
+        assert_eq!(headers["vary"], "accept-encoding");
+        assert_eq!(headers["content-type"], "application/json");
+        assert_eq!(
+            headers["content-length"].to_str().unwrap(),
+            compressed.len().to_string()
+        );
+        let mut inflated = Vec::new();
+        let mut decoder = flate2::bufread::GzDecoder::new(&compressed[..]);
+        decoder
+            .read_to_end(&mut inflated)
+            .expect("a valid gzip body");
+        assert!(
+            decoder.into_inner().is_empty(),
+            "one member, nothing after it"
+        );
+        assert_eq!(
+            String::from_utf8(inflated).unwrap(),
+            String::from_utf8(plain.to_vec()).unwrap()
+        );
+        // Four days of one staff member, 09:00-18:00 every 15 minutes: 14 KB plain.
+        assert!(
+            compressed.len() * 8 < plain.len(),
+            "{} of {}",
+            compressed.len(),
+            plain.len()
+        );
+        plain
+    };
+    let plain = check().await;
+    // HEAD: the compressed answer's headers, its length, no body.
+    let head = server
+        .client
+        .head(server.url(&path))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(head.headers()["content-encoding"], "gzip");
+    let (_, compressed) = get(&path, &[("accept-encoding", "gzip")]).await;
+    assert_eq!(
+        head.headers()["content-length"].to_str().unwrap(),
+        compressed.len().to_string()
+    );
+    assert!(head.bytes().await.unwrap().is_empty());
+    let deflated = gzip_days("deflated").await;
+    assert_eq!(deflated, 4.0);
+    // The same days again: their kept segments.
+    let reused = gzip_days("reused").await;
+    check().await;
+    assert_eq!(gzip_days("reused").await - reused, 4.0);
+    assert_eq!(gzip_days("deflated").await, deflated);
+
+    // A booking changes its day: that day alone is deflated anew.
+    let first: Value = serde_json::from_slice(&plain).unwrap();
+    let (customer, _) = server.register("gzip").await;
+    let (status, _, booking) = server
+        .call(
+            Method::POST,
+            &format!("/v1/establishments/{id}/bookings"),
+            Some(&customer),
+            Some(json!({"service_id": service, "start": first["slots"][5]["start"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{booking}");
+    let after = check().await;
+    assert_ne!(after, plain);
+    assert_eq!(gzip_days("deflated").await - deflated, 1.0);
+
+    // Answers that are not compressed, whatever the client takes.
+    let msgpack = [
+        ("accept", "application/msgpack"),
+        ("accept-encoding", "gzip"),
+    ];
+    let (headers, packed) = get(&path, &msgpack).await;
+    assert!(headers.get("content-encoding").is_none());
+    assert_eq!(headers["content-type"], "application/msgpack");
+    let packed: Value = rmp_serde::from_slice(&packed).unwrap();
+    assert_eq!(packed, serde_json::from_slice::<Value>(&after).unwrap());
+    let (headers, refused) = get(&path, &[("accept-encoding", "gzip;q=0, br")]).await;
+    assert!(headers.get("content-encoding").is_none());
+    assert_eq!(refused, after);
+    let (headers, runs) = get(&format!("{path}&form=runs"), &[("accept-encoding", "gzip")]).await;
+    assert!(headers.get("content-encoding").is_none());
+    assert!(headers.get("vary").is_none());
+    serde_json::from_slice::<Value>(&runs).expect("plain JSON");
+}
+
 /// Authorization matrix: two establishments, their owners, a staff member of A, two
 /// customers, an admin and anonymous, against every endpoint taking an id of A.
 #[tokio::test]

@@ -25,7 +25,7 @@ use crate::dto::*;
 use crate::engine_api::{AvailabilityQuery, Request, View};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
-use crate::wire::{ApiJson, ApiPath, ApiQuery, IdempotencyKey};
+use crate::wire::{AcceptsGzip, ApiJson, ApiPath, ApiQuery, IdempotencyKey};
 
 /// Most days one availability query may span (API.md): bounds the work of one request.
 pub const MAX_AVAILABILITY_DAYS: u16 = 31;
@@ -420,6 +420,7 @@ pub fn parse_date(field: &str, raw: &str) -> Result<Date, ApiError> {
 pub async fn availability(
     State(state): State<AppState>,
     _auth: MaybeAuth,
+    AcceptsGzip(gzip): AcceptsGzip,
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(params): ApiQuery<AvailabilityParams>,
 ) -> Result<Response, ApiError> {
@@ -448,24 +449,59 @@ pub async fn availability(
     metrics::counter!("navaro_availability_days_total", "outcome" => "computed")
         .increment(computed as u64);
     let settings = view.settings();
-    let body = match form {
-        AvailabilityForm::Slots => Body::new(crate::availability::encode_days(
-            id,
-            params.service_id,
-            &settings.timezone,
-            view.timezone(),
-            &slots,
-        )),
-        AvailabilityForm::Runs => Body::from(crate::availability::encode_runs(
+    if form == AvailabilityForm::Runs {
+        // A few KB: not worth compressing per answer, sent as it is.
+        let body = crate::availability::encode_runs(
             id,
             params.service_id,
             &settings.timezone,
             view.timezone(),
             settings.slot_minutes,
             slots.iter(),
-        )),
-    };
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+        );
+        return Ok((
+            [(header::CONTENT_TYPE, "application/json")],
+            Body::from(body),
+        )
+            .into_response());
+    }
+    Ok(slots_answer(
+        id,
+        params.service_id,
+        &settings.timezone,
+        view.timezone(),
+        &slots,
+        gzip,
+    ))
+}
+
+/// The default form's answer, gzip-compressed from the kept days' segments for a client
+/// that takes it, plain otherwise; it varies with `Accept-Encoding`, and says so.
+fn slots_answer(
+    id: Uuid,
+    service_id: Uuid,
+    zone: &str,
+    tz: &jiff::tz::TimeZone,
+    slots: &navaro_engine::domain::Availability,
+    gzip: bool,
+) -> Response {
+    let json = (header::CONTENT_TYPE, "application/json");
+    let vary = (header::VARY, "accept-encoding");
+    if !gzip {
+        let body = crate::availability::encode_days(id, service_id, zone, tz, slots);
+        return ([json, vary], Body::new(body)).into_response();
+    }
+    let (body, days) = crate::availability::encode_days_gzip(id, service_id, zone, tz, slots);
+    for (outcome, count) in [
+        ("reused", days.reused),
+        ("deflated", days.deflated),
+        ("stored", days.stored),
+    ] {
+        metrics::counter!("navaro_availability_gzip_days_total", "outcome" => outcome)
+            .increment(count as u64);
+    }
+    let gzip = (header::CONTENT_ENCODING, "gzip");
+    ([json, gzip, vary], Body::new(body)).into_response()
 }
 
 #[cfg(test)]
