@@ -9,7 +9,7 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -70,6 +70,8 @@ type Pooled = Client<HttpConnector, Full<Bytes>>;
 pub struct Http {
     client: Arc<ArcSwap<Pooled>>,
     base: String,
+    /// The `Accept-Encoding` of [`Http::get_status`]'s requests, if any.
+    read_encoding: Option<HeaderValue>,
 }
 
 /// A client with an empty pool. It keeps every connection it opens: an open-loop
@@ -94,7 +96,17 @@ impl Http {
         Ok(Http {
             client: Arc::new(ArcSwap::from_pointee(pooled())),
             base,
+            read_encoding: None,
         })
+    }
+
+    /// The same client (and pool) whose [`Http::get_status`] reads ask for `encoding`
+    /// (`Accept-Encoding`), as the apps' HTTP stacks do on every request. The bodies are
+    /// counted as they arrive, compressed, and not decoded: the generator plays many
+    /// clients, and what it measures is the server and the wire.
+    pub fn reading(mut self, encoding: Option<&'static str>) -> Http {
+        self.read_encoding = encoding.map(HeaderValue::from_static);
+        self
     }
 
     /// Start every clone over with an empty pool; the old pool's idle connections close.
@@ -127,7 +139,8 @@ impl Http {
         self.send(Method::GET, path, None, None).await
     }
 
-    /// A GET without credentials whose answer is looked at only when it is not a 200:
+    /// A GET without credentials whose answer is looked at only when it is not a 200
+    /// (with the `Accept-Encoding` of [`Http::reading`]; errors are never compressed):
     /// a 200's body is read to the end and counted, but not kept (`Reply::body` is
     /// empty). A week of availability is 66 KB; gathering it into one buffer was a
     /// copy per read that nothing looked at.
@@ -146,6 +159,9 @@ impl Http {
     ) -> anyhow::Result<Reply> {
         let uri: Uri = format!("{}{path}", self.base).parse().context("uri")?;
         let mut request = Request::builder().method(method).uri(uri);
+        if let (Keep::UnlessOk, Some(encoding)) = (keep, &self.read_encoding) {
+            request = request.header(ACCEPT_ENCODING, encoding.clone());
+        }
         if let Some(auth) = auth {
             request = request.header(AUTHORIZATION, auth.clone());
         }

@@ -56,7 +56,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         options.step_factor
     );
     let date = Timestamp::now().to_string();
-    let http = Http::new(&options.url)?;
+    let http = Http::new(&options.url)?.reading(options.accept_encoding.header());
     wait_healthy(&http).await?;
     say(
         &options,

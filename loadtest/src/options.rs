@@ -95,6 +95,11 @@ pub struct Options {
     /// entry per start, or `runs`, the same starts run-length encoded (`form=runs`).
     #[arg(long, value_enum, default_value_t = AvailabilityForm::Slots)]
     pub availability_form: AvailabilityForm,
+    /// The `Accept-Encoding` of the mix's reads: `gzip`, as browsers and the apps' HTTP
+    /// stacks send it (the server compresses the default availability form), or
+    /// `identity` for plain bodies. Compressed bodies are counted, not decoded.
+    #[arg(long, value_enum, default_value_t = AcceptEncoding::Gzip)]
+    pub accept_encoding: AcceptEncoding,
     /// Contended bookings aim at one popular slot this many times before moving on to
     /// the next one: one attempt wins, the rest get 409 `slot_unavailable`.
     #[arg(long, default_value_t = 4)]
@@ -125,6 +130,24 @@ pub struct Options {
 pub enum AvailabilityForm {
     Slots,
     Runs,
+}
+
+/// The `Accept-Encoding` of the mix's reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AcceptEncoding {
+    Gzip,
+    Identity,
+}
+
+impl AcceptEncoding {
+    /// The header's value; none for `identity`, which a request without the header gets.
+    pub fn header(self) -> Option<&'static str> {
+        match self {
+            AcceptEncoding::Gzip => Some("gzip"),
+            AcceptEncoding::Identity => None,
+        }
+    }
 }
 
 /// Relative weights of the operations the mix draws from.

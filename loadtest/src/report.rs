@@ -9,7 +9,7 @@ use clap::ValueEnum;
 use serde::Serialize;
 
 use crate::driver::Phase;
-use crate::options::{AvailabilityForm, Mix, Options};
+use crate::options::{AcceptEncoding, AvailabilityForm, Mix, Options};
 use crate::stats::{OpSummary, Percentiles};
 use crate::verify::Verification;
 
@@ -70,6 +70,8 @@ pub struct Settings {
     pub subscribers: usize,
     pub mix: Mix,
     pub availability_form: AvailabilityForm,
+    /// The `Accept-Encoding` of the mix's reads.
+    pub accept_encoding: AcceptEncoding,
     pub contention: u32,
     pub p99_limit_ms: f64,
     pub max_error_ratio: f64,
@@ -92,6 +94,7 @@ impl Settings {
             subscribers: options.subscribers,
             mix: options.mix,
             availability_form: options.availability_form,
+            accept_encoding: options.accept_encoding,
             contention: options.contention,
             p99_limit_ms: options.p99_limit_ms,
             max_error_ratio: options.max_error_ratio,
@@ -180,7 +183,7 @@ impl Report {
         let s = &self.settings;
         let _ = writeln!(
             out,
-            "mode {}: {} establishments x {} staff, {} customers, {} subscribers, availability as {}, {}; p99 limit {} ms, error limit {}%",
+            "mode {}: {} establishments x {} staff, {} customers, {} subscribers, availability as {}, reads accepting {}, {}; p99 limit {} ms, error limit {}%",
             s.mode,
             s.establishments,
             s.staff,
@@ -189,6 +192,10 @@ impl Report {
             s.availability_form
                 .to_possible_value()
                 .expect("every form has a name")
+                .get_name(),
+            s.accept_encoding
+                .to_possible_value()
+                .expect("every encoding has a name")
                 .get_name(),
             if s.send_tick_ms > 0.0 {
                 format!("sends batched every {} ms", s.send_tick_ms)
