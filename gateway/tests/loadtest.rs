@@ -180,6 +180,76 @@ async fn the_mix_can_read_plain_bodies() {
     assert!(availability.response_bytes > 10_000.0, "{table}");
 }
 
+/// Step mode against the real binary: with limits no step can miss (no timing is
+/// asserted), the search rises by the factor to `--max-rate` and reports the highest
+/// step; with a p99 limit no step can meet, the first step is run again once
+/// (`--step-retries`, default 1) and the search ends with no sustainable rate, both runs
+/// of the step in the report. The second search takes about 30 s: before the rerun the
+/// driver tries to recover at the first step's rate, which cannot succeed here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_mode_rises_to_the_highest_step_and_reruns_a_failed_one() {
+    let server = Server::start();
+    let step = async |limit_ms: &str, max_error_ratio: &str| {
+        let options = Options::parse_from([
+            "navaro-loadtest",
+            "--url",
+            &server.base,
+            "--establishments",
+            "2",
+            "--staff",
+            "2",
+            "--customers",
+            "4",
+            "--subscribers",
+            "1",
+            "--mix",
+            "est=1",
+            "--step",
+            "--start-rate",
+            "50",
+            "--step-factor",
+            "2",
+            "--max-rate",
+            "400",
+            "--step-duration",
+            "500ms",
+            "--warmup",
+            "200ms",
+            "--p99-limit-ms",
+            limit_ms,
+            "--max-error-ratio",
+            max_error_ratio,
+            "--no-verify",
+            "--quiet",
+        ]);
+        navaro_loadtest::run(options)
+            .await
+            .expect("the run completes")
+    };
+    let report = step("1000000000", "1").await;
+    let table = report.table();
+    let rates = |run: &navaro_loadtest::report::Run| -> Vec<f64> {
+        run.steps.iter().map(|p| p.target_rps).collect()
+    };
+    for run in [report.baseline.as_ref().unwrap(), &report.mix] {
+        assert_eq!(rates(run), [50.0, 100.0, 200.0, 400.0], "{table}");
+        assert_eq!(run.sustainable_rps, Some(400.0), "{table}");
+    }
+    assert!(table.contains("highest sustainable rate 400/s"), "{table}");
+    assert!(
+        table.contains("a failed step is run again up to 1 time(s)"),
+        "{table}"
+    );
+
+    let report = step("0.000001", "0.01").await;
+    let table = report.table();
+    for run in [report.baseline.as_ref().unwrap(), &report.mix] {
+        assert_eq!(rates(run), [50.0, 50.0], "{table}");
+        assert!(run.steps.iter().all(|p| !p.sustainable), "{table}");
+        assert_eq!(run.sustainable_rps, None, "{table}");
+    }
+}
+
 /// The generator's status-only GET counts a 200's body without keeping it, and keeps
 /// the body of anything else so its error code can be counted.
 #[tokio::test]

@@ -2,7 +2,8 @@
 //! times `t0 + i / rate`, whether or not earlier ones have finished, and every latency
 //! runs from the intended time (so a stalled server or a late generator shows up in the
 //! percentiles instead of being hidden: coordinated omission corrected). Step mode runs
-//! phases at rising rates until one is not sustainable.
+//! phases at rising rates until one is not sustainable (in every run of it, see
+//! [`Knee`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -188,7 +189,7 @@ impl Driver {
     }
 
     /// Step mode: phases at `start_rate`, then times `step_factor`, until one is not
-    /// sustainable or the rate passes `max_rate`; then `refine` more steps between the
+    /// sustainable in any of its runs (`step_retries`) or the rate passes `max_rate`; then `refine` more steps between the
     /// highest sustainable and the lowest failed rate (see [`Knee`]). Returns every
     /// step, in the order run.
     pub async fn search(&mut self, workload: Workload) -> Vec<Phase> {
@@ -391,8 +392,9 @@ fn kind_of(draw: Draw) -> OpKind {
 /// step fails, then `refine` bisections (geometric: the midpoint of 10,000 and 12,000
 /// is 10,954) between the highest rate that held and the lowest that did not. Each
 /// bisection halves the uncertainty: with a factor of 1.2 and 3 refinements the answer
-/// is within 2.3% of the knee instead of 20%. Rates only go down after a failure, so a
-/// step that failed by chance can lower the answer but never raise it.
+/// is within 2.3% of the knee instead of 20%. A failed step is run again at the same
+/// rate up to `retries` times and fails only if every run does, so one stall of the box
+/// does not end the search; a rate counts as held when one of its runs held.
 #[derive(Clone, Copy, Debug)]
 pub struct Knee {
     factor: f64,
@@ -400,6 +402,9 @@ pub struct Knee {
     refinements_left: u32,
     held: Option<f64>,
     failed: Option<f64>,
+    retries: u32,
+    /// The rate whose failures are being retried, and how many more runs it gets.
+    retrying: Option<(f64, u32)>,
 }
 
 impl Knee {
@@ -410,11 +415,23 @@ impl Knee {
             refinements_left: options.refine,
             held: None,
             failed: None,
+            retries: options.step_retries,
+            retrying: None,
         }
     }
 
     /// Record how the step at `rate` went; the next rate to try, or `None` when done.
     pub fn next(&mut self, rate: f64, sustainable: bool) -> Option<f64> {
+        if !sustainable {
+            let left = match self.retrying {
+                Some((retried, left)) if retried == rate => left,
+                _ => self.retries,
+            };
+            if left > 0 {
+                self.retrying = Some((rate, left - 1));
+                return Some(rate);
+            }
+        }
         if sustainable {
             self.held = Some(self.held.map_or(rate, |h| h.max(rate)));
         } else {
@@ -445,16 +462,72 @@ mod tests {
             refinements_left: refine,
             held: None,
             failed: None,
+            retries: 0,
+            retrying: None,
         }
     }
 
     /// The rates a search tries against a server whose true knee is `limit`.
-    fn tried(mut knee: Knee, start: f64, limit: f64) -> Vec<f64> {
+    fn tried(knee: Knee, start: f64, limit: f64) -> Vec<f64> {
+        tried_with(knee, start, |rate, _| rate <= limit)
+    }
+
+    /// The rates a search tries when the `n`th step (from 0), at `rate`, holds if
+    /// `holds(rate, n)`.
+    fn tried_with(mut knee: Knee, start: f64, holds: impl Fn(f64, usize) -> bool) -> Vec<f64> {
         let mut rates = vec![start];
-        while let Some(next) = knee.next(*rates.last().unwrap(), *rates.last().unwrap() <= limit) {
-            rates.push(next);
+        loop {
+            let rate = *rates.last().unwrap();
+            match knee.next(rate, holds(rate, rates.len() - 1)) {
+                Some(next) => rates.push(next),
+                None => return rates,
+            }
         }
-        rates
+    }
+
+    #[test]
+    fn a_failed_step_is_run_again_and_a_stall_does_not_end_the_search() {
+        let retrying = Knee {
+            retries: 1,
+            ..knee(0)
+        };
+        // The second step (12,000) stalls once; its rerun holds and the search goes on
+        // to the true knee at 15,000.
+        let rates = tried_with(retrying, 10_000.0, |rate, n| n != 1 && rate <= 15_000.0);
+        let rounded: Vec<u64> = rates.iter().map(|r| r.round() as u64).collect();
+        assert_eq!(rounded, [10_000, 12_000, 12_000, 14_400, 17_280, 17_280]);
+        // A rate that fails every run fails: once retried, the search ends there.
+        assert_eq!(
+            tried_with(retrying, 10_000.0, |_, _| false),
+            [10_000.0, 10_000.0]
+        );
+        // Each failed rate gets its own reruns, bisections included.
+        let bisecting = Knee {
+            retries: 2,
+            ..knee(1)
+        };
+        let rates = tried_with(bisecting, 10_000.0, |rate, _| rate <= 13_000.0);
+        let rounded: Vec<u64> = rates.iter().map(|r| r.round() as u64).collect();
+        assert_eq!(
+            rounded,
+            [
+                10_000, 12_000, 14_400, 14_400, 14_400, 13_145, 13_145, 13_145
+            ]
+        );
+        // A bisection's rerun that holds by chance counts as held (the answer is
+        // optimistic): the next bisection is above it, between 13,145 and 14,400.
+        let once = Knee {
+            retries: 1,
+            ..knee(2)
+        };
+        let rates = tried_with(once, 10_000.0, |rate, n| rate <= 13_000.0 || n == 5);
+        let rounded: Vec<u64> = rates.iter().map(|r| r.round() as u64).collect();
+        assert_eq!(
+            rounded,
+            [
+                10_000, 12_000, 14_400, 14_400, 13_145, 13_145, 13_758, 13_758
+            ]
+        );
     }
 
     #[test]

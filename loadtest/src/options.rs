@@ -60,6 +60,12 @@ pub struct Options {
     /// bisect between the highest rate that held and the lowest that did not.
     #[arg(long, default_value_t = 3)]
     pub refine: u32,
+    /// Step mode: a step that is not sustainable is run this many more times at the same
+    /// rate, and counts as failed only if every run fails. On two shared cores a single
+    /// stall of the box ends a search anywhere: one evening's `/healthz` searches ended
+    /// at 14k and at 29k with the same binaries.
+    #[arg(long, default_value_t = 1)]
+    pub step_retries: u32,
     /// Step mode never goes above this rate.
     #[arg(long, default_value_t = 200_000.0)]
     pub max_rate: f64,

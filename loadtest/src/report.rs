@@ -82,6 +82,8 @@ pub struct Settings {
     /// failure.
     pub step_factor: f64,
     pub refine: u32,
+    /// Step mode: how many more runs a failed step got at its rate before it counted.
+    pub step_retries: u32,
 }
 
 impl Settings {
@@ -102,6 +104,7 @@ impl Settings {
             send_tick_ms: options.send_tick.as_secs_f64() * 1e3,
             step_factor: options.step_factor,
             refine: options.refine,
+            step_retries: options.step_retries,
         }
     }
 }
@@ -205,6 +208,13 @@ impl Report {
             s.p99_limit_ms,
             s.max_error_ratio * 100.0
         );
+        if s.mode == "step" && s.step_retries > 0 {
+            let _ = writeln!(
+                out,
+                "a failed step is run again up to {} time(s) at its rate and fails only if every run does",
+                s.step_retries
+            );
+        }
         out.push('\n');
         for (name, run) in [
             ("baseline /healthz", self.baseline.as_ref()),
