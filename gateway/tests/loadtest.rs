@@ -107,13 +107,10 @@ async fn a_short_load_run_verifies_and_reports() {
     assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
 }
 
-/// A second of availability reads only, against `server`, with `args` on top; its
-/// table, and the availability figures of its mix.
-async fn availability_only(
-    server: &Server,
-    args: &[&str],
-) -> (String, navaro_loadtest::stats::OpSummary) {
-    let base = [
+/// The generator's options for a world of two establishments of two staff, four
+/// customers and one subscriber against `server`, with `args` on top.
+fn small_world<'a>(server: &'a Server, args: impl IntoIterator<Item = &'a str>) -> Options {
+    let world = [
         "navaro-loadtest",
         "--url",
         &server.base,
@@ -125,6 +122,17 @@ async fn availability_only(
         "4",
         "--subscribers",
         "1",
+    ];
+    Options::parse_from(world.into_iter().chain(args))
+}
+
+/// A second of availability reads only, against `server`, with `args` on top; its
+/// table, and the availability figures of its mix.
+async fn availability_only(
+    server: &Server,
+    args: &[&str],
+) -> (String, navaro_loadtest::stats::OpSummary) {
+    let base = [
         "--mix",
         "avail=1",
         "--rate",
@@ -137,7 +145,7 @@ async fn availability_only(
         "--no-verify",
         "--quiet",
     ];
-    let options = Options::parse_from(base.iter().chain(args).copied());
+    let options = small_world(server, base.iter().chain(args).copied());
     let report = navaro_loadtest::run(options)
         .await
         .expect("the run completes");
@@ -190,38 +198,30 @@ async fn the_mix_can_read_plain_bodies() {
 async fn step_mode_rises_to_the_highest_step_and_reruns_a_failed_one() {
     let server = Server::start();
     let step = async |limit_ms: &str, max_error_ratio: &str| {
-        let options = Options::parse_from([
-            "navaro-loadtest",
-            "--url",
-            &server.base,
-            "--establishments",
-            "2",
-            "--staff",
-            "2",
-            "--customers",
-            "4",
-            "--subscribers",
-            "1",
-            "--mix",
-            "est=1",
-            "--step",
-            "--start-rate",
-            "50",
-            "--step-factor",
-            "2",
-            "--max-rate",
-            "400",
-            "--step-duration",
-            "500ms",
-            "--warmup",
-            "200ms",
-            "--p99-limit-ms",
-            limit_ms,
-            "--max-error-ratio",
-            max_error_ratio,
-            "--no-verify",
-            "--quiet",
-        ]);
+        let options = small_world(
+            &server,
+            [
+                "--mix",
+                "est=1",
+                "--step",
+                "--start-rate",
+                "50",
+                "--step-factor",
+                "2",
+                "--max-rate",
+                "400",
+                "--step-duration",
+                "500ms",
+                "--warmup",
+                "200ms",
+                "--p99-limit-ms",
+                limit_ms,
+                "--max-error-ratio",
+                max_error_ratio,
+                "--no-verify",
+                "--quiet",
+            ],
+        );
         navaro_loadtest::run(options)
             .await
             .expect("the run completes")
