@@ -67,9 +67,7 @@ pub fn encode_days(
     tz: &TimeZone,
     availability: &Availability,
 ) -> Chunks {
-    let mut head = Vec::with_capacity(HEAD_BYTES + timezone.len());
-    write_head(&mut head, establishment_id, service_id, timezone);
-    head.extend_from_slice(b",\"slots\":[");
+    let head = slots_head(establishment_id, service_id, timezone);
     let parts = availability.parts();
     let mut chunks = Vec::with_capacity(parts.size_hint().0 + 2);
     chunks.push(Bytes::from(head));
@@ -100,9 +98,7 @@ pub fn encode_days_gzip(
     tz: &TimeZone,
     availability: &Availability,
 ) -> (Chunks, GzipDays) {
-    let mut head = Vec::with_capacity(HEAD_BYTES + timezone.len());
-    write_head(&mut head, establishment_id, service_id, timezone);
-    head.extend_from_slice(b",\"slots\":[");
+    let head = slots_head(establishment_id, service_id, timezone);
     let days = availability.parts().count();
     // The head, a comma before each day but the first and the closing brackets; a day
     // the query cuts adds its bytes on top (one more allocation).
@@ -147,6 +143,14 @@ pub struct GzipDays {
     pub deflated: usize,
     /// Days the query cut, sent uncompressed.
     pub stored: usize,
+}
+
+/// The default form's bytes before its first start: the head and `"slots":[`.
+fn slots_head(establishment_id: Uuid, service_id: Uuid, timezone: &str) -> Vec<u8> {
+    let mut head = Vec::with_capacity(HEAD_BYTES + timezone.len());
+    write_head(&mut head, establishment_id, service_id, timezone);
+    head.extend_from_slice(b",\"slots\":[");
+    head
 }
 
 /// Room for the head (two UUIDs and the field names) and the closing brackets; the zone

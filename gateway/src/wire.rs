@@ -51,11 +51,11 @@ fn wants_msgpack(headers: &HeaderMap) -> bool {
         || (headers.get(header::ACCEPT).is_none() && is_msgpack(headers.get(header::CONTENT_TYPE)))
 }
 
-/// What [`negotiate`] decided about the answer, for the handlers: a request extension.
+/// Set by [`negotiate`] on a request whose answer goes in MessagePack (a request
+/// extension, only on those, so other requests pay nothing for it). The headers alone
+/// can no longer tell when a MessagePack body without `Accept` was turned into JSON.
 #[derive(Clone, Copy, Debug)]
-struct Negotiated {
-    msgpack: bool,
-}
+struct AnswerInMsgPack;
 
 /// Middleware: MessagePack in and out, and one error shape.
 pub async fn negotiate(
@@ -64,9 +64,9 @@ pub async fn negotiate(
     next: Next,
 ) -> Response {
     let wants_msgpack = wants_msgpack(request.headers());
-    request.extensions_mut().insert(Negotiated {
-        msgpack: wants_msgpack,
-    });
+    if wants_msgpack {
+        request.extensions_mut().insert(AnswerInMsgPack);
+    }
     let request = if is_msgpack(request.headers().get(header::CONTENT_TYPE)) {
         match msgpack_to_json(request, state.settings.http.body_limit_bytes).await {
             Ok(request) => request,
@@ -252,10 +252,10 @@ impl<S: Send + Sync> FromRequestParts<S> for AcceptsGzip {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let msgpack = match parts.extensions.get::<Negotiated>() {
-            Some(negotiated) => negotiated.msgpack,
-            None => wants_msgpack(&parts.headers),
-        };
+        // The rewrite of a MessagePack body only ever turns a `true` into `false`, so the
+        // headers' answer is right whenever the marker is absent.
+        let msgpack =
+            parts.extensions.get::<AnswerInMsgPack>().is_some() || wants_msgpack(&parts.headers);
         Ok(AcceptsGzip(!msgpack && accepts_gzip(&parts.headers)))
     }
 }

@@ -497,8 +497,11 @@ fn slots_answer(
         ("deflated", days.deflated),
         ("stored", days.stored),
     ] {
-        metrics::counter!("navaro_availability_gzip_days_total", "outcome" => outcome)
-            .increment(count as u64);
+        // Mostly every day is reused: the other two need no registry lookup.
+        if count > 0 {
+            metrics::counter!("navaro_availability_gzip_days_total", "outcome" => outcome)
+                .increment(count as u64);
+        }
     }
     let gzip = (header::CONTENT_ENCODING, "gzip");
     ([json, gzip, vary], Body::new(body)).into_response()
