@@ -109,16 +109,26 @@ async fn finish(response: Response, wants_msgpack: bool) -> Response {
     } else {
         response
     };
+    // Every JSON answer would have been MessagePack for an `Accept` that asked for it,
+    // so each says it varies with `Accept` (a shared cache must not hand a JSON answer
+    // to a MessagePack client). Other answers (`/metrics`' text, an upgrade) do not.
+    let negotiable = is_json(response.headers());
     // A compressed body is the handler's final answer: it only compresses JSON answers
     // (see [`AcceptsGzip`]).
-    if wants_msgpack
-        && is_json(response.headers())
+    let mut response = if wants_msgpack
+        && negotiable
         && !response.headers().contains_key(header::CONTENT_ENCODING)
     {
         to_msgpack(response).await
     } else {
         response
+    };
+    if negotiable {
+        response
+            .headers_mut()
+            .append(header::VARY, HeaderValue::from_static("accept"));
     }
+    response
 }
 
 async fn to_msgpack(response: Response) -> Response {

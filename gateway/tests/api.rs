@@ -341,8 +341,16 @@ async fn messagepack_in_and_out_with_the_same_fields() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(common::vary(response.headers()), ["accept"]);
     let error: Value = rmp_serde::from_slice(&response.bytes().await.unwrap()).unwrap();
     assert_eq!(code(&error), "unauthorized");
+    // The same error in JSON says so too: a shared cache keys it by `Accept`. The
+    // metrics' text is not negotiated.
+    let plain = async |path: &str| server.client.get(server.url(path)).send().await.unwrap();
+    let response = plain("/v1/me").await;
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(common::vary(response.headers()), ["accept"]);
+    assert!(common::vary(plain("/metrics").await.headers()).is_empty());
 
     // A body sent from shared chunks (the establishment's kept rendering) transcodes to
     // the same fields.

@@ -403,6 +403,17 @@ pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<none>")
 }
 
+/// The request headers an answer says it varies with, over all its `Vary` lines, in
+/// order.
+pub fn vary(headers: &reqwest::header::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(reqwest::header::VARY)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap().split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect()
+}
+
 const TZ: &str = "America/Sao_Paulo";
 
 /// A date a few days ahead in the establishment's zone (clear of minimum notice).
