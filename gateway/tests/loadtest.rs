@@ -192,8 +192,8 @@ async fn the_mix_can_read_plain_bodies() {
 /// asserted), the search rises by the factor to `--max-rate` and reports the highest
 /// step; with a p99 limit no step can meet, the first step is run again once
 /// (`--step-retries`, default 1) and the search ends with no sustainable rate, both runs
-/// of the step in the report. The second search takes about 30 s: before the rerun the
-/// driver tries to recover at the first step's rate, which cannot succeed here.
+/// of the step in the report, and no recovery probe before the rerun (nothing has held
+/// yet, so a probe at the first step's rate could tell nothing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn step_mode_rises_to_the_highest_step_and_reruns_a_failed_one() {
     let server = Server::start();
@@ -270,4 +270,95 @@ async fn a_status_only_get_counts_a_200_and_keeps_an_error() {
         .unwrap();
     assert_eq!(missing.status, 404);
     assert_eq!(missing.error_code(), "not_found");
+}
+
+/// A queue lane whose step was refused because the queue moved behind its back (or whose
+/// answer was lost) reads the queue and goes on from where its staff member really
+/// stands, instead of failing every call after it; the customer of a ticket that ended
+/// meanwhile may join again, and a customer already in the queue stays out of the
+/// waiting room. Overloaded steps used to leave lanes behind that failed every later
+/// step of a search with `409 conflict`.
+#[tokio::test]
+async fn a_queue_lane_that_lost_track_reads_the_queue_and_goes_on() {
+    use navaro_loadtest::ops::{Draw, OpKind, Outcome, execute};
+    use navaro_loadtest::world::LaneStage;
+    use reqwest::Method;
+
+    let server = Server::start();
+    let options = small_world(&server, ["--seed-bookings", "0"]);
+    let http = navaro_loadtest::http::Http::new(&server.base).unwrap();
+    let world = navaro_loadtest::world::World::provision(&http, &options)
+        .await
+        .expect("the world is provisioned");
+    // r = 0 draws establishment 0, and an advance takes the last lane and puts it back:
+    // every advance below moves the same lane.
+    let e = &world.establishments[0];
+    let lane_staff = e.lanes.lock().unwrap().last().unwrap().staff;
+    let staff = e.staff[lane_staff].clone();
+    let advance = async || execute(&world, Draw::QueueAdvance, 0).await;
+    let post = async |path: &str, auth, body: String| {
+        let reply = world.http.send(Method::POST, path, Some(auth), Some(body));
+        reply.await.unwrap().status
+    };
+    let error = |what: &str| Outcome::Error(what.to_owned());
+
+    // Behind the lane's back, the owner calls a walk-in for its staff member.
+    let walk_in = format!(r#"{{"service_id":"{}","name":"walk-in"}}"#, e.services[0]);
+    assert_eq!(post(&e.queue_path, &e.owner.auth, walk_in).await, 201);
+    let call = format!(r#"{{"staff_id":"{staff}"}}"#);
+    assert_eq!(post(&e.call_next_path, &e.owner.auth, call).await, 200);
+    assert_eq!(advance().await, (OpKind::QueueCall, error("409 conflict")));
+    assert_eq!(advance().await, (OpKind::QueueResync, Outcome::Ok));
+    assert_eq!(advance().await, (OpKind::QueueStart, Outcome::Ok));
+    assert_eq!(advance().await, (OpKind::QueueFinish, Outcome::Ok));
+    assert_eq!(
+        advance().await,
+        (OpKind::QueueCall, Outcome::Expected("queue_empty"))
+    );
+
+    // The lane calls a customer's ticket, which the owner then marks a no-show.
+    let customers = e.waiting_room.lock().unwrap().len();
+    let first = e.waiting_room.lock().unwrap().front().copied().unwrap();
+    assert_eq!(
+        execute(&world, Draw::QueueJoin, 0).await,
+        (OpKind::QueueJoin, Outcome::Ok)
+    );
+    assert_eq!(advance().await, (OpKind::QueueCall, Outcome::Ok));
+    let ticket = match &e.lanes.lock().unwrap().last().unwrap().stage {
+        LaneStage::Called { ticket, customer } => {
+            assert_eq!(*customer, Some(first));
+            ticket.clone()
+        }
+        other => panic!("the lane called the ticket: {other:?}"),
+    };
+    let no_show = format!("{}/{ticket}/no-show", e.queue_path);
+    assert_eq!(post(&no_show, &e.owner.auth, "{}".into()).await, 200);
+    assert_eq!(advance().await, (OpKind::QueueStart, error("409 conflict")));
+    assert!(!e.waiting_room.lock().unwrap().contains(&first));
+    assert_eq!(advance().await, (OpKind::QueueResync, Outcome::Ok));
+    assert!(matches!(
+        e.lanes.lock().unwrap().last().unwrap().stage,
+        LaneStage::Idle
+    ));
+    // No ticket of theirs is active any more: the customer is back.
+    assert_eq!(e.waiting_room.lock().unwrap().len(), customers);
+    assert_eq!(e.waiting_room.lock().unwrap().back(), Some(&first));
+
+    // A customer who joined behind the generator's back gets a 409 from its join, and
+    // stays out of the waiting room until the lane has served that ticket.
+    let next = e.waiting_room.lock().unwrap().front().copied().unwrap();
+    let join = format!(r#"{{"service_id":"{}","name":"own"}}"#, e.services[0]);
+    assert_eq!(
+        post(&e.queue_path, &world.customers[next].auth, join).await,
+        201
+    );
+    assert_eq!(
+        execute(&world, Draw::QueueJoin, 0).await,
+        (OpKind::QueueJoin, error("409 conflict"))
+    );
+    assert!(!e.waiting_room.lock().unwrap().contains(&next));
+    assert_eq!(advance().await, (OpKind::QueueCall, Outcome::Ok));
+    assert_eq!(advance().await, (OpKind::QueueStart, Outcome::Ok));
+    assert_eq!(advance().await, (OpKind::QueueFinish, Outcome::Ok));
+    assert_eq!(e.waiting_room.lock().unwrap().back(), Some(&next));
 }

@@ -206,7 +206,14 @@ impl Driver {
             rate = knee.next(now, sustainable);
             tokio::time::sleep(STEP_PAUSE).await;
             if !sustainable && rate.is_some() {
-                self.recover(workload).await;
+                if knee.has_held() {
+                    self.recover(workload).await;
+                } else {
+                    // Nothing held yet, not even the first step's rate: probing at it
+                    // cannot tell a recovered server from an overloaded one, and the
+                    // rerun that comes next runs at that rate anyway.
+                    self.world.http.reset_pool();
+                }
             }
         }
         steps
@@ -420,6 +427,11 @@ impl Knee {
         }
     }
 
+    /// Whether any step so far was sustainable.
+    pub fn has_held(&self) -> bool {
+        self.held.is_some()
+    }
+
     /// Record how the step at `rate` went; the next rate to try, or `None` when done.
     pub fn next(&mut self, rate: f64, sustainable: bool) -> Option<f64> {
         if !sustainable {
@@ -501,6 +513,13 @@ mod tests {
             tried_with(retrying, 10_000.0, |_, _| false),
             [10_000.0, 10_000.0]
         );
+        // Nothing has held before a failed first step's rerun (so no recovery probe
+        // runs before it); after a rate held, something has.
+        let mut first = retrying;
+        assert_eq!(first.next(10_000.0, false), Some(10_000.0));
+        assert!(!first.has_held());
+        assert_eq!(first.next(10_000.0, true), Some(12_000.0));
+        assert!(first.has_held());
         // Each failed rate gets its own reruns, bisections included.
         let bisecting = Knee {
             retries: 2,

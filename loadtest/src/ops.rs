@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::http::Reply;
 use crate::live::PushClock;
 use crate::options::{AvailabilityForm, Mix};
-use crate::world::{AVAILABILITY_WINDOW_DAYS, Expect, LaneStage, LiveBooking, World};
+use crate::world::{AVAILABILITY_WINDOW_DAYS, Expect, Lane, LaneStage, LiveBooking, World};
 
 /// Every kind of request measured, each with its own histogram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -27,10 +27,13 @@ pub enum OpKind {
     QueueCall,
     QueueStart,
     QueueFinish,
+    /// The queue read by a lane whose last step failed (see [`LaneStage::Resync`]); only
+    /// after errors.
+    QueueResync,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 11] = [
+    pub const ALL: [OpKind; 12] = [
         OpKind::Healthz,
         OpKind::Availability,
         OpKind::Establishment,
@@ -42,6 +45,7 @@ impl OpKind {
         OpKind::QueueCall,
         OpKind::QueueStart,
         OpKind::QueueFinish,
+        OpKind::QueueResync,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +61,7 @@ impl OpKind {
             OpKind::QueueCall => "queue_call",
             OpKind::QueueStart => "queue_start",
             OpKind::QueueFinish => "queue_finish",
+            OpKind::QueueResync => "queue_resync",
         }
     }
 
@@ -353,16 +358,20 @@ async fn join(world: &World, est: usize) -> Outcome {
         Ok(reply) => classify(&reply, 201),
         Err(error) => transport(&error),
     };
-    let unknown = matches!(&outcome, Outcome::Error(what) if !what.starts_with('4'));
-    if outcome != Outcome::Ok && !unknown {
-        // Refused, so no ticket: the customer may try again later. After a 5xx or a
-        // transport failure the ticket may exist, so the customer stays out.
+    // After a 5xx or a transport failure the ticket may exist, and a 409 says the
+    // customer already has one (a join whose answer was lost earlier): either way the
+    // customer stays out until a lane calls and finishes that ticket. Any other
+    // refusal left no ticket: the customer may try again later.
+    let stays_out = matches!(&outcome, Outcome::Error(what)
+        if what.starts_with("409") || !what.starts_with('4'));
+    if outcome != Outcome::Ok && !stays_out {
         e.waiting_room.lock().unwrap().push_back(customer);
     }
     outcome
 }
 
-/// The next step of one idle staff lane: call the next ticket, start it, or finish it.
+/// The next step of one idle staff lane: call the next ticket, start it, or finish it;
+/// or, after a step that failed, read the queue to find where the lane stands.
 async fn advance(world: &World, est: usize) -> (OpKind, Outcome) {
     let e = &world.establishments[est];
     let Some(mut lane) = e.lanes.lock().unwrap().pop() else {
@@ -393,30 +402,99 @@ async fn advance(world: &World, est: usize) -> (OpKind, Outcome) {
                 Ok(reply) => classify(&reply, 200),
                 Err(error) => transport(&error),
             };
+            // A lost answer may have called someone, and a 409 says the staff member is
+            // already serving: either way the lane no longer knows where it stands.
+            // Another refusal (a 429, say) changed nothing.
+            if let Outcome::Error(what) = &outcome
+                && (what.starts_with("409") || !what.starts_with('4'))
+            {
+                lane.stage = LaneStage::Resync { customer: None };
+            }
             (OpKind::QueueCall, outcome)
         }
         LaneStage::Called { ticket, customer } => {
             let path = format!("{}/{ticket}/start", e.queue_path);
             let outcome = step(world, &path, owner).await;
-            match &outcome {
-                Outcome::Ok => lane.stage = LaneStage::Serving { ticket, customer },
-                Outcome::Error(_) => lane.stage = LaneStage::Idle,
-                _ => {}
-            }
+            lane.stage = match &outcome {
+                Outcome::Ok => LaneStage::Serving { ticket, customer },
+                // Lost, or refused because the ticket moved on (a called ticket that
+                // waits too long becomes a no-show).
+                _ => LaneStage::Resync { customer },
+            };
             (OpKind::QueueStart, outcome)
         }
         LaneStage::Serving { ticket, customer } => {
             let path = format!("{}/{ticket}/finish", e.queue_path);
             let outcome = step(world, &path, owner).await;
-            lane.stage = LaneStage::Idle;
-            if let Some(customer) = customer {
-                e.waiting_room.lock().unwrap().push_back(customer);
+            if outcome == Outcome::Ok {
+                lane.stage = LaneStage::Idle;
+                if let Some(customer) = customer {
+                    e.waiting_room.lock().unwrap().push_back(customer);
+                }
+            } else {
+                lane.stage = LaneStage::Resync { customer };
             }
             (OpKind::QueueFinish, outcome)
+        }
+        LaneStage::Resync { customer } => {
+            let outcome = resync(world, est, &mut lane, customer).await;
+            (OpKind::QueueResync, outcome)
         }
     };
     e.lanes.lock().unwrap().push(lane);
     (kind, outcome)
+}
+
+/// Read the queue as its owner and put the lane where its staff member stands: serving
+/// the ticket the queue shows called or in service for them, else idle. The failed
+/// step's customer goes back to the waiting room unless a ticket of theirs is still
+/// active (a lane that calls it will send them back). A failed read leaves the lane to
+/// resync at its next advance.
+async fn resync(world: &World, est: usize, lane: &mut Lane, customer: Option<usize>) -> Outcome {
+    let e = &world.establishments[est];
+    let reply = match world
+        .http
+        .send(Method::GET, &e.queue_path, Some(&e.owner.auth), None)
+        .await
+    {
+        Ok(reply) if reply.status == 200 => reply,
+        Ok(reply) => return classify(&reply, 200),
+        Err(error) => return transport(&error),
+    };
+    let Ok(queue) = reply.json() else {
+        return Outcome::Error("200 without a queue".to_owned());
+    };
+    let tickets = queue["tickets"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let staff = e.staff[lane.staff].as_str();
+    lane.stage = tickets
+        .iter()
+        .filter(|t| t["staff_id"].as_str() == Some(staff))
+        .find_map(|t| {
+            let ticket = t["id"].as_str()?.to_owned();
+            let customer = t["customer_id"]
+                .as_str()
+                .and_then(|id| world.customer_index(id));
+            match t["status"].as_str()? {
+                "called" => Some(LaneStage::Called { ticket, customer }),
+                "in_service" => Some(LaneStage::Serving { ticket, customer }),
+                _ => None,
+            }
+        })
+        .unwrap_or(LaneStage::Idle);
+    if let Some(customer) = customer {
+        let id = world.customers[customer].id.as_str();
+        // The listing holds the active tickets only (waiting, called, in service).
+        if !tickets
+            .iter()
+            .any(|t| t["customer_id"].as_str() == Some(id))
+        {
+            e.waiting_room.lock().unwrap().push_back(customer);
+        }
+    }
+    Outcome::Ok
 }
 
 async fn step(world: &World, path: &str, owner: &hyper::header::HeaderValue) -> Outcome {

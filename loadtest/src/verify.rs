@@ -16,6 +16,11 @@ use crate::world::{Expect, World};
 const CONCURRENCY: usize = 16;
 /// Findings listed in the report per kind; the counts are always complete.
 const MAX_LISTED: usize = 10;
+/// A list answered 503 (right after an overload the server may still be reloading an
+/// establishment from the store) is asked again this many times, this far apart, before
+/// it counts as a list error; its bookings would otherwise all count as missing.
+const LIST_RETRIES: u32 = 10;
+const LIST_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What verification found.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -65,18 +70,27 @@ pub async fn verify(world: &World) -> Verification {
         .map(|(n, date)| async move {
             let est = &world.establishments[n];
             let path = format!("{}?date={date}", est.bookings_path);
-            let reply = world
-                .http
-                .send(Method::GET, &path, Some(&est.owner.auth), None)
-                .await;
-            let list = match reply {
-                Ok(reply) if reply.status == 200 => {
-                    serde_json::from_slice::<List>(&reply.body).map_err(|e| format!("{path}: {e}"))
-                }
-                Ok(reply) => Err(format!("{path}: status {}", reply.status)),
-                Err(e) => Err(format!("{path}: {e}")),
-            };
-            (n, list)
+            let mut tries = 0;
+            loop {
+                let reply = world
+                    .http
+                    .send(Method::GET, &path, Some(&est.owner.auth), None)
+                    .await;
+                let list = match reply {
+                    Ok(reply) if reply.status == 200 => serde_json::from_slice::<List>(&reply.body)
+                        .map_err(|e| format!("{path}: {e}")),
+                    Ok(reply) if reply.status == 503 && tries < LIST_RETRIES => {
+                        // Still working off the load (an establishment reloading from
+                        // the store): ask again after a pause.
+                        tries += 1;
+                        tokio::time::sleep(LIST_RETRY_PAUSE).await;
+                        continue;
+                    }
+                    Ok(reply) => Err(format!("{path}: status {}", reply.status)),
+                    Err(e) => Err(format!("{path}: {e}")),
+                };
+                return (n, list);
+            }
         })
         .buffer_unordered(CONCURRENCY)
         .collect()

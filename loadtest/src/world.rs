@@ -73,6 +73,14 @@ pub enum LaneStage {
         ticket: String,
         customer: Option<usize>,
     },
+    /// The last step failed: its answer was lost (a 5xx, a timeout) or the server's
+    /// queue was not where the lane thought (a 409). The next advance reads the queue to
+    /// find where the staff member really stands. `customer` is the one whose ticket the
+    /// failed step concerned: back in the waiting room once no ticket of theirs is
+    /// active, so they never join twice.
+    Resync {
+        customer: Option<usize>,
+    },
 }
 
 #[derive(Clone, Debug)]
