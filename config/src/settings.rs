@@ -228,6 +228,9 @@ pub struct EngineSettings {
     pub live_channel_capacity: Option<usize>,
     /// The most events a live resume replays; further behind gets `reload`.
     pub max_resume_events: Option<usize>,
+    /// Commands are refused with 503 overloaded while the journal's oldest unanswered
+    /// batch has waited longer than this.
+    pub max_journal_lag_ms: Option<u64>,
 }
 
 /// Database tunables; each left unset keeps the store's own default (documented on

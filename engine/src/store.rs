@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use navaro_protocol::{ErrorCode, EstablishmentId, EventRecord};
@@ -118,6 +119,13 @@ pub trait Journal: Send + Sync + 'static {
         since: u64,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<EventRecord>, JournalError>>;
+
+    /// How long the oldest batch handed to [`Journal::append`] and not yet answered has
+    /// waited (zero when none waits). The engine refuses new commands while it passes
+    /// [`crate::EngineConfig::max_journal_lag`]. Read on every command: it must be cheap.
+    fn lag(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 #[derive(Default)]
@@ -132,6 +140,8 @@ struct Stream {
 pub struct MemoryJournal {
     streams: Arc<Mutex<HashMap<EstablishmentId, Stream>>>,
     failing: Arc<std::sync::atomic::AtomicBool>,
+    /// What [`Journal::lag`] reports, in microseconds (tests set it).
+    lag_us: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl MemoryJournal {
@@ -144,6 +154,13 @@ impl MemoryJournal {
     pub fn set_failing(&self, failing: bool) {
         self.failing
             .store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Report this as the journal's lag (appends still answer at once), to test how the
+    /// shell behaves when the store falls behind.
+    pub fn set_lag(&self, lag: Duration) {
+        let us = u64::try_from(lag.as_micros()).unwrap_or(u64::MAX);
+        self.lag_us.store(us, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Every durable record of an establishment (tests inspect this).
@@ -231,5 +248,9 @@ impl Journal for MemoryJournal {
             .take(limit)
             .collect();
         Box::pin(async move { Ok(records) })
+    }
+
+    fn lag(&self) -> Duration {
+        Duration::from_micros(self.lag_us.load(std::sync::atomic::Ordering::SeqCst))
     }
 }

@@ -274,6 +274,50 @@ async fn a_failed_append_confirms_nothing_and_the_actor_recovers_from_the_store(
     assert_eq!(journal.records(id).len(), durable_before + 1);
 }
 
+/// A journal further behind than `max_journal_lag` gets no more work: commands are
+/// refused at once with `overloaded`, without touching the state, while reads go on;
+/// once it has caught up they are taken again.
+#[tokio::test]
+async fn commands_are_refused_while_the_journal_is_behind() {
+    let clock = ManualClock::new(ts(NOW));
+    let journal = MemoryJournal::new();
+    let config = EngineConfig {
+        max_journal_lag: Duration::from_millis(500),
+        ..EngineConfig::default()
+    };
+    let engine = engine_on(Arc::new(journal.clone()), &clock, config).await;
+    let (id, _, service) = open_shop(&engine, 1).await;
+    let durable_before = journal.records(id).len();
+    let at = ts("2026-11-30T10:00:00Z");
+    journal.set_lag(Duration::from_millis(500));
+    let at_the_limit = engine.execute(id, request(customer(1), book(service, at)));
+    booking(
+        at_the_limit
+            .await
+            .expect("a lag at the limit is still taken"),
+    );
+    journal.set_lag(Duration::from_millis(501));
+    let refused = engine
+        .execute(
+            id,
+            request(customer(2), book(service, ts("2026-11-30T11:00:00Z"))),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Overloaded);
+    assert_eq!(journal.records(id).len(), durable_before + 1);
+    engine.view(id).await.expect("reads are served");
+    journal.set_lag(Duration::ZERO);
+    let taken = engine
+        .execute(
+            id,
+            request(customer(2), book(service, ts("2026-11-30T11:00:00Z"))),
+        )
+        .await;
+    booking(taken.expect("taken again once the journal caught up"));
+    assert_eq!(journal.records(id).len(), durable_before + 2);
+}
+
 /// An establishment opened and shut down on a memory journal, then a new engine over a
 /// [`Controlled`] journal on the same memory, set up by `prepare` before the engine
 /// starts (activation backoff 1 s, at most 4 s): the establishment's next command

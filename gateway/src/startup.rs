@@ -185,6 +185,9 @@ fn engine_config(settings: &Settings) -> EngineConfig {
     if let Some(n) = s.max_resume_events {
         config.max_resume_events = n;
     }
+    if let Some(ms) = s.max_journal_lag_ms {
+        config.max_journal_lag = Duration::from_millis(ms);
+    }
     config
 }
 

@@ -319,6 +319,90 @@ async fn waiting_on_locks(database: &str, n: usize) {
 
 /// An establishment with a staff member and a service, a customer, and the free starts
 /// three days ahead that do not overlap one another.
+/// A database that falls behind rather than goes away (here another session holds a
+/// lock on the journal's table, so a commit waits) is an overload: once the oldest
+/// unanswered append has waited past `max_journal_lag`, commands are refused at once
+/// with `503 overloaded` and Retry-After, while reads are served from memory and the
+/// breaker stays closed. When the database catches up, the write it held is confirmed
+/// and commands are taken again. Before this, such a database took work until a call
+/// passed the store's deadline, and then every establishment was unavailable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_that_falls_behind_sheds_commands_and_keeps_serving_reads() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let server = Server::start_postgres_with(&[
+        ("NAVARO_ENGINE__MAX_JOURNAL_LAG_MS", "200"),
+        // The held commit must not pass the store's deadline while the test looks.
+        ("NAVARO_STORE__CALL_TIMEOUT_MS", "60000"),
+    ]);
+    let shop = Shop::open(&server, 2).await;
+    let (owner, id, service, day, _, _) = shop.parts();
+    let url = server.database_url().unwrap().to_owned();
+    let mut locker = Command::new("psql")
+        .args([url.as_str(), "-q", "-v", "ON_ERROR_STOP=1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("psql runs");
+    let mut session = locker.stdin.take().unwrap();
+    writeln!(session, "BEGIN; LOCK TABLE events IN EXCLUSIVE MODE;").unwrap();
+    session.flush().unwrap();
+    let granted = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                   WHERE c.relname = 'events' AND l.mode = 'ExclusiveLock' AND l.granted";
+    let started = Instant::now();
+    while psql_rows(&url, granted).trim() != "1" {
+        assert!(
+            started.elapsed() < RECOVERY_GUARD,
+            "the lock was never granted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let held = shop.book(&server, "held", 0);
+    let meanwhile = async {
+        let started = Instant::now();
+        while metric(&server, "navaro_journal_lag_seconds")
+            .await
+            .unwrap_or(0.0)
+            <= 0.2
+        {
+            assert!(
+                started.elapsed() < RECOVERY_GUARD,
+                "the journal never fell behind"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (status, headers, body) = shop.book(&server, "shed", 1).await;
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            "{body}"
+        );
+        assert!(headers.contains_key("retry-after"), "{headers:?}");
+        assert!(!slots(&server, id, service, day).await.is_empty());
+        assert_eq!(metric(&server, "navaro_store_reachable").await, Some(1.0));
+        let refused = "navaro_engine_refused_total{reason=\"journal_lag\"}";
+        assert_eq!(metric(&server, refused).await, Some(1.0));
+        writeln!(session, "COMMIT;").unwrap();
+        drop(session);
+    };
+    let ((status, _, held), ()) = tokio::join!(held, meanwhile);
+    assert_eq!(status, StatusCode::CREATED, "{held}");
+    assert!(locker.wait().unwrap().success());
+
+    // Taken again; the refused attempt left nothing behind, so its key is fresh.
+    let (status, _, shed) = shop.book(&server, "shed", 1).await;
+    assert_eq!(status, StatusCode::CREATED, "{shed}");
+    let mut expected = [&held, &shed].map(|b| b["id"].as_str().unwrap().to_owned());
+    expected.sort_unstable();
+    assert_eq!(booking_ids_on(&server, owner, id, day).await, expected);
+    assert_eq!(
+        metric(&server, "navaro_journal_lag_seconds").await,
+        Some(0.0)
+    );
+}
+
 struct Shop {
     owner: String,
     id: String,

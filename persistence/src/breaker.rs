@@ -561,6 +561,7 @@ mod tests {
             backend: store.clone(),
             streams: Default::default(),
             shards: Vec::new(),
+            backlogs: Vec::new(),
         };
         let loaded = navaro_engine::store::Journal::load(
             &journal,

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::backend::Backend;
 use crate::rows::{decode_events, encode_batch, seq_to_sql};
-use crate::writer::{Pending, StreamState, Streams, pending};
+use crate::writer::{Backlog, Pending, StreamState, Streams, pending};
 
 /// Events read per query while loading, so one establishment with a long tail does not
 /// hold one huge result in memory twice.
@@ -23,6 +23,8 @@ pub(crate) struct SqlJournal {
     /// One sender per writer shard; an establishment always goes to the same shard, so
     /// its batches stay in order.
     pub shards: Vec<mpsc::Sender<Pending>>,
+    /// Each shard's writer's [`Backlog`], index-aligned with `shards`.
+    pub backlogs: Vec<Arc<Backlog>>,
 }
 
 /// The shard of an establishment: from the id's random low bits (v7 ids begin with a
@@ -143,6 +145,16 @@ impl Journal for SqlJournal {
             .boxed(),
             Err(e) => futures::future::ready(Err(e)).boxed(),
         }
+    }
+
+    /// The most any shard's oldest unanswered batch has waited. A batch still in a
+    /// shard's channel is younger than the one its writer holds.
+    fn lag(&self) -> std::time::Duration {
+        self.backlogs
+            .iter()
+            .map(|b| b.lag())
+            .max()
+            .unwrap_or_default()
     }
 
     fn load(&self, id: EstablishmentId) -> BoxFuture<'_, Result<Option<Recovered>, JournalError>> {

@@ -18,7 +18,7 @@ use crate::pg::PgBackend;
 use crate::read_model::SqlBookings;
 use crate::sql_accounts::SqlAccounts;
 use crate::sqlite::SqliteBackend;
-use crate::writer::{GroupLimits, Streams, Writer};
+use crate::writer::{Backlog, GroupLimits, Streams, Writer};
 use crate::{POSTGRES_WRITERS, StoreError, StoreOptions, Stores};
 
 /// Which database a URL names.
@@ -212,13 +212,16 @@ pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, S
         max_events: options.group_max_events,
         max_wait: options.group_max_wait,
     };
-    let shards = (0..writers)
-        .map(|_| {
+    let backlogs: Vec<Arc<Backlog>> = (0..writers).map(|_| Arc::default()).collect();
+    let shards = backlogs
+        .iter()
+        .map(|backlog| {
             let (tx, rx) = mpsc::channel(options.writer_queue_batches);
             let writer = Writer {
                 backend: backend.clone(),
                 streams: streams.clone(),
                 limits,
+                backlog: backlog.clone(),
             };
             tokio::spawn(writer.run(rx));
             tx
@@ -238,6 +241,7 @@ pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, S
             backend: backend.clone(),
             streams,
             shards,
+            backlogs,
         }),
         accounts: Arc::new(SqlAccounts {
             backend: backend.clone(),

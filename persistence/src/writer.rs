@@ -11,6 +11,7 @@
 //! until `load` is called for it again.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -30,6 +31,54 @@ pub(crate) struct Pending {
     pub last_seq: u64,
     pub rows: EncodedBatch,
     pub reply: oneshot::Sender<Result<(), JournalError>>,
+    /// When `append` handed it over.
+    pub handed_over: std::time::Instant,
+}
+
+/// The instant [`Backlog`] counts from.
+static ORIGIN: std::sync::LazyLock<std::time::Instant> =
+    std::sync::LazyLock::new(std::time::Instant::now);
+
+/// When the oldest batch a writer has taken and not yet answered was handed over: the
+/// first of the group it is gathering or committing. Batches reach a writer in order and
+/// it answers a group before taking the next, so that batch is the oldest one waiting
+/// anywhere in its shard. One atomic, read by every command ([`Journal::lag`]).
+#[derive(Default)]
+pub(crate) struct Backlog {
+    /// Microseconds from [`ORIGIN`] to that batch's hand-over, plus one; 0 when idle.
+    since: AtomicU64,
+}
+
+impl Backlog {
+    fn taken(&self, handed_over: std::time::Instant) {
+        let us = handed_over.saturating_duration_since(*ORIGIN).as_micros();
+        self.since.store(
+            u64::try_from(us).unwrap_or(u64::MAX - 1) + 1,
+            Ordering::Release,
+        );
+    }
+
+    fn answered(&self) {
+        self.since.store(0, Ordering::Release);
+    }
+
+    /// How long that batch has waited; zero when the writer waits for work (without
+    /// reading the clock).
+    pub fn lag(&self) -> Duration {
+        if self.since.load(Ordering::Acquire) == 0 {
+            return Duration::ZERO;
+        }
+        self.lag_at(std::time::Instant::now())
+    }
+
+    fn lag_at(&self, now: std::time::Instant) -> Duration {
+        match self.since.load(Ordering::Acquire) {
+            0 => Duration::ZERO,
+            since => now
+                .saturating_duration_since(*ORIGIN)
+                .saturating_sub(Duration::from_micros(since - 1)),
+        }
+    }
 }
 
 /// What the writer knows of an establishment's journal.
@@ -79,6 +128,7 @@ pub(crate) struct Writer {
     pub backend: Arc<dyn Backend>,
     pub streams: Streams,
     pub limits: GroupLimits,
+    pub backlog: Arc<Backlog>,
 }
 
 impl Writer {
@@ -86,8 +136,10 @@ impl Writer {
     pub async fn run(self, mut rx: mpsc::Receiver<Pending>) {
         let mut pace = Pace::default();
         while let Some(first) = rx.recv().await {
+            self.backlog.taken(first.handed_over);
             let group = gather(self.limits, &mut pace, first, &mut rx).await;
             self.commit_group(group).await;
+            self.backlog.answered();
         }
         tracing::debug!("journal writer stopped: no more senders");
     }
@@ -370,6 +422,7 @@ pub(crate) fn pending(
         last_seq: batch.last_seq(),
         rows,
         reply,
+        handed_over: std::time::Instant::now(),
     };
     (p, rx)
 }
@@ -390,7 +443,29 @@ mod tests {
                 projections: Vec::new(),
             },
             reply: oneshot::channel().0,
+            handed_over: std::time::Instant::now(),
         }
+    }
+
+    #[test]
+    fn the_backlog_is_the_age_of_the_batch_taken_until_it_is_answered() {
+        let backlog = Backlog::default();
+        let t = *ORIGIN + Duration::from_secs(1);
+        assert_eq!(backlog.lag_at(t), Duration::ZERO, "idle");
+        backlog.taken(t);
+        assert_eq!(backlog.lag_at(t), Duration::ZERO);
+        assert_eq!(
+            backlog.lag_at(t + Duration::from_millis(1500)),
+            Duration::from_millis(1500)
+        );
+        backlog.answered();
+        assert_eq!(backlog.lag_at(t + Duration::from_secs(9)), Duration::ZERO);
+        // A batch handed over before the origin counts from it.
+        backlog.taken(*ORIGIN);
+        assert_eq!(
+            backlog.lag_at(*ORIGIN + Duration::from_millis(7)),
+            Duration::from_millis(7)
+        );
     }
 
     /// Send a batch every `gap`, `count` times.

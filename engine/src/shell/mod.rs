@@ -67,6 +67,15 @@ pub struct EngineConfig {
     /// again. Without it, every request would wait out the store's timeout.
     pub activation_backoff: Duration,
     pub activation_backoff_max: Duration,
+    /// Commands are refused with `overloaded` while the journal's oldest unanswered batch
+    /// has waited longer than this ([`crate::store::Journal::lag`]). A store that falls
+    /// this far behind is overloaded: taking more work only lengthens its queue until a
+    /// call passes the store's deadline (2 s by default), which counts as the database
+    /// gone, fails every actor's appends and makes every establishment, reads included,
+    /// unavailable until it recovers. On the 2-core box a mix 20% past its knee did
+    /// that (BENCHMARKS.md, 2026-11-30 late evening). Refusing early keeps reads served
+    /// and the store answering; a healthy group commit takes milliseconds.
+    pub max_journal_lag: Duration,
 }
 
 impl Default for EngineConfig {
@@ -82,6 +91,7 @@ impl Default for EngineConfig {
             max_resume_events: 10_000,
             activation_backoff: Duration::from_millis(250),
             activation_backoff_max: Duration::from_secs(2),
+            max_journal_lag: Duration::from_millis(500),
         }
     }
 }
@@ -207,6 +217,11 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.shared.config
+    }
+
+    /// How far behind the journal is ([`crate::store::Journal::lag`]).
+    pub fn journal_lag(&self) -> Duration {
+        self.shared.journal.lag()
     }
 
     /// How many establishments have a running actor.
@@ -337,14 +352,24 @@ impl Engine {
         self.shared.supervisor.stop(None);
     }
 
-    /// Take a slot in the establishment's in-flight budget, or refuse.
+    /// Take a slot in the establishment's in-flight budget, or refuse; refuse too while
+    /// the journal is further behind than [`EngineConfig::max_journal_lag`].
     fn admit(&self, handle: &Handle) -> Result<InFlight, Rejection> {
+        if self.shared.journal.lag() > self.shared.config.max_journal_lag {
+            metrics::counter!("navaro_engine_refused_total", "reason" => "journal_lag")
+                .increment(1);
+            return Err(Rejection::new(
+                ErrorCode::Overloaded,
+                "the store is behind; retry shortly",
+            ));
+        }
         let before = handle.in_flight.fetch_add(1, Ordering::AcqRel);
         let guard = InFlight(handle.in_flight.clone());
         // The establishment's in-flight count each command finds: a histogram rather than a
         // gauge per establishment, which would be one time series per establishment.
         metrics::histogram!("navaro_engine_in_flight_per_establishment").record(before as f64);
         if before >= self.shared.config.max_in_flight_per_establishment {
+            metrics::counter!("navaro_engine_refused_total", "reason" => "in_flight").increment(1);
             return Err(Rejection::new(
                 ErrorCode::Overloaded,
                 "too many requests for this establishment; retry shortly",

@@ -59,7 +59,10 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<StatusRe
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics() -> Response {
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    // Sampled at each scrape: the age of the journal's oldest unanswered append (past
+    // the engine's `max_journal_lag`, commands are refused with `overloaded`).
+    metrics::gauge!("navaro_journal_lag_seconds").set(state.engine.journal_lag().as_secs_f64());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::telemetry::render_metrics(),
