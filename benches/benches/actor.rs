@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use jiff::SignedDuration;
-use navaro_benches::{BENCH_STAFF, customer, open_shops, ts};
+use navaro_benches::{BENCH_STAFF, bookable_from, customer, open_shops};
 use navaro_engine::store::MemoryJournal;
 use navaro_engine::{Engine, EngineConfig, Request};
 use navaro_protocol::{Command, EstablishmentId, ServiceId};
@@ -33,6 +33,7 @@ fn actor_throughput(c: &mut Criterion) {
         ))
         .unwrap();
     let shops = Arc::new(runtime.block_on(setup(&engine)));
+    let base = bookable_from();
     // Every booking gets a distinct (establishment, slot): a counter walks the grid.
     let counter = Arc::new(AtomicU64::new(0));
     let mut group = c.benchmark_group("actor");
@@ -57,7 +58,7 @@ fn actor_throughput(c: &mut Criterion) {
                                     let (id, service) = shops[(n % ESTABLISHMENTS as u64) as usize];
                                     // Each half hour, 24 hours a day, once per staff member.
                                     let slot = n / ESTABLISHMENTS as u64;
-                                    let start = ts("2026-12-01T00:00:00Z")
+                                    let start = base
                                         .checked_add(SignedDuration::from_mins(
                                             30 * (slot / STAFF) as i64,
                                         ))

@@ -16,6 +16,17 @@ pub fn ts(s: &str) -> Timestamp {
     s.parse().expect("a valid timestamp")
 }
 
+/// Midnight (UTC) two days after today's: where the benches that run on the system
+/// clock start booking, a day or two ahead as the notice and horizon allow. A fixed
+/// date goes stale: on 2026-12-01 every booking at `2026-12-01T00:00:00Z` was refused
+/// as too soon, which failed the durable bench and left the actor bench timing
+/// refusals.
+pub fn bookable_from() -> Timestamp {
+    const DAY: i64 = 24 * 60 * 60;
+    let today = Timestamp::now().as_second().div_euclid(DAY) * DAY;
+    Timestamp::from_second(today + 2 * DAY).expect("in range")
+}
+
 pub fn owner() -> Caller {
     Caller {
         user_id: UserId(Uuid::from_u128(1)),
