@@ -229,7 +229,8 @@ pub struct EngineSettings {
     /// The most events a live resume replays; further behind gets `reload`.
     pub max_resume_events: Option<usize>,
     /// Commands are refused with 503 overloaded while the journal's oldest unanswered
-    /// batch has waited longer than this.
+    /// batch has waited longer than this (0: never; keep it well under
+    /// `store.call_timeout_ms`).
     pub max_journal_lag_ms: Option<u64>,
 }
 

@@ -358,13 +358,13 @@ async fn join(world: &World, est: usize) -> Outcome {
         Ok(reply) => classify(&reply, 201),
         Err(error) => transport(&error),
     };
-    // After a 5xx or a transport failure the ticket may exist, and a 409 says the
-    // customer already has one (a join whose answer was lost earlier): either way the
-    // customer stays out until a lane calls and finishes that ticket. Any other
-    // refusal left no ticket: the customer may try again later.
-    let stays_out = matches!(&outcome, Outcome::Error(what)
-        if what.starts_with("409") || !what.starts_with('4'));
-    if outcome != Outcome::Ok && !stays_out {
+    // After a lost answer the ticket may exist, and a 409 says the customer already
+    // has one (a join whose answer was lost earlier): either way the customer stays out
+    // until a lane calls and finishes that ticket. A refusal left no ticket: the
+    // customer may try again later.
+    if let Outcome::Error(what) = &outcome
+        && refused(what)
+    {
         e.waiting_room.lock().unwrap().push_back(customer);
     }
     outcome
@@ -404,9 +404,8 @@ async fn advance(world: &World, est: usize) -> (OpKind, Outcome) {
             };
             // A lost answer may have called someone, and a 409 says the staff member is
             // already serving: either way the lane no longer knows where it stands.
-            // Another refusal (a 429, say) changed nothing.
             if let Outcome::Error(what) = &outcome
-                && (what.starts_with("409") || !what.starts_with('4'))
+                && !refused(what)
             {
                 lane.stage = LaneStage::Resync { customer: None };
             }
@@ -417,6 +416,8 @@ async fn advance(world: &World, est: usize) -> (OpKind, Outcome) {
             let outcome = step(world, &path, owner).await;
             lane.stage = match &outcome {
                 Outcome::Ok => LaneStage::Serving { ticket, customer },
+                // Not taken (shed, or rate-limited): the same step later.
+                Outcome::Error(what) if shed(what) => LaneStage::Called { ticket, customer },
                 // Lost, or refused because the ticket moved on (a called ticket that
                 // waits too long becomes a no-show).
                 _ => LaneStage::Resync { customer },
@@ -426,14 +427,16 @@ async fn advance(world: &World, est: usize) -> (OpKind, Outcome) {
         LaneStage::Serving { ticket, customer } => {
             let path = format!("{}/{ticket}/finish", e.queue_path);
             let outcome = step(world, &path, owner).await;
-            if outcome == Outcome::Ok {
-                lane.stage = LaneStage::Idle;
-                if let Some(customer) = customer {
-                    e.waiting_room.lock().unwrap().push_back(customer);
+            lane.stage = match &outcome {
+                Outcome::Ok => {
+                    if let Some(customer) = customer {
+                        e.waiting_room.lock().unwrap().push_back(customer);
+                    }
+                    LaneStage::Idle
                 }
-            } else {
-                lane.stage = LaneStage::Resync { customer };
-            }
+                Outcome::Error(what) if shed(what) => LaneStage::Serving { ticket, customer },
+                _ => LaneStage::Resync { customer },
+            };
             (OpKind::QueueFinish, outcome)
         }
         LaneStage::Resync { customer } => {
@@ -497,6 +500,22 @@ async fn resync(world: &World, est: usize, lane: &mut Lane, customer: Option<usi
     Outcome::Ok
 }
 
+/// Whether a failed request was not taken at all, and the same request may succeed
+/// later: `503 overloaded` (the server sheds what it has not started: its journal is
+/// behind, an establishment's in-flight budget is spent, or every store connection is
+/// busy) or a 429.
+fn shed(what: &str) -> bool {
+    what == "503 overloaded" || what.starts_with("429")
+}
+
+/// Whether a failed request certainly changed nothing: shed, or refused with a 4xx
+/// other than 409 (which says the server's state is not what the request assumed).
+/// Anything else (a 409, another 5xx, a transport failure or timeout) leaves the
+/// generator not knowing where things stand.
+fn refused(what: &str) -> bool {
+    shed(what) || (what.starts_with('4') && !what.starts_with("409"))
+}
+
 async fn step(world: &World, path: &str, owner: &hyper::header::HeaderValue) -> Outcome {
     match world
         .http
@@ -511,6 +530,28 @@ async fn step(world: &World, path: &str, owner: &hyper::header::HeaderValue) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_shed_and_plain_refusals_count_as_nothing_changed() {
+        for shed_answer in ["503 overloaded", "429 rate_limited"] {
+            assert!(shed(shed_answer) && refused(shed_answer), "{shed_answer}");
+        }
+        for plain_refusal in ["404 not_found", "403 forbidden", "422 invalid_request"] {
+            assert!(
+                !shed(plain_refusal) && refused(plain_refusal),
+                "{plain_refusal}"
+            );
+        }
+        for unknown in [
+            "409 conflict",
+            "503 unavailable",
+            "500 internal",
+            "transport: connection reset",
+            "timeout",
+        ] {
+            assert!(!shed(unknown) && !refused(unknown), "{unknown}");
+        }
+    }
 
     #[test]
     fn the_availability_query_asks_for_the_form_chosen() {

@@ -4,6 +4,7 @@
 //! left it (confirmed at its latest start, or cancelled if the run cancelled it).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use futures::StreamExt;
 use hyper::Method;
@@ -18,9 +19,12 @@ const CONCURRENCY: usize = 16;
 const MAX_LISTED: usize = 10;
 /// A list answered 503 (right after an overload the server may still be reloading an
 /// establishment from the store) is asked again this many times, this far apart, before
-/// it counts as a list error; its bookings would otherwise all count as missing.
+/// it counts as a list error; its bookings would otherwise all count as missing. All
+/// lists together get at most `LIST_RETRY_BUDGET` retries, so that a server that stays
+/// down fails verification in seconds, not minutes.
 const LIST_RETRIES: u32 = 10;
 const LIST_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+const LIST_RETRY_BUDGET: u32 = 200;
 
 /// What verification found.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -66,6 +70,8 @@ pub async fn verify(world: &World) -> Verification {
             queries.push((n, world.date(*day)));
         }
     }
+    let budget = AtomicU32::new(LIST_RETRY_BUDGET);
+    let budget = &budget;
     let lists: Vec<_> = futures::stream::iter(queries)
         .map(|(n, date)| async move {
             let est = &world.establishments[n];
@@ -79,7 +85,15 @@ pub async fn verify(world: &World) -> Verification {
                 let list = match reply {
                     Ok(reply) if reply.status == 200 => serde_json::from_slice::<List>(&reply.body)
                         .map_err(|e| format!("{path}: {e}")),
-                    Ok(reply) if reply.status == 503 && tries < LIST_RETRIES => {
+                    Ok(reply)
+                        if reply.status == 503
+                            && tries < LIST_RETRIES
+                            && budget
+                                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                                    b.checked_sub(1)
+                                })
+                                .is_ok() =>
+                    {
                         // Still working off the load (an establishment reloading from
                         // the store): ask again after a pause.
                         tries += 1;

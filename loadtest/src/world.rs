@@ -77,7 +77,8 @@ pub enum LaneStage {
     /// queue was not where the lane thought (a 409). The next advance reads the queue to
     /// find where the staff member really stands. `customer` is the one whose ticket the
     /// failed step concerned: back in the waiting room once no ticket of theirs is
-    /// active, so they never join twice.
+    /// listed active (the listing can run ahead of the store by an append that then
+    /// fails; such a customer's next join gets a 409 and waits again).
     Resync {
         customer: Option<usize>,
     },

@@ -39,14 +39,31 @@ pub(crate) struct Pending {
 static ORIGIN: std::sync::LazyLock<std::time::Instant> =
     std::sync::LazyLock::new(std::time::Instant::now);
 
-/// When the oldest batch a writer has taken and not yet answered was handed over: the
-/// first of the group it is gathering or committing. Batches reach a writer in order and
-/// it answers a group before taking the next, so that batch is the oldest one waiting
-/// anywhere in its shard. One atomic, read by every command ([`Journal::lag`]).
+/// When the first batch of the group a writer is gathering or committing was handed
+/// over. Batches reach a writer in order and it answers a group before taking the next,
+/// so no batch in its shard waits longer: the lag it gives is an upper bound, by at most
+/// the group's spread, once some of the group was answered early (fenced, or written
+/// apart after an overlap). One atomic, read by every command ([`Journal::lag`]).
 #[derive(Default)]
 pub(crate) struct Backlog {
     /// Microseconds from [`ORIGIN`] to that batch's hand-over, plus one; 0 when idle.
     since: AtomicU64,
+}
+
+/// A writer's hold on its [`Backlog`]: cleared on drop.
+struct Holding<'a>(&'a Backlog);
+
+impl<'a> Holding<'a> {
+    fn taken(backlog: &'a Backlog, handed_over: std::time::Instant) -> Holding<'a> {
+        backlog.taken(handed_over);
+        Holding(backlog)
+    }
+}
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        self.0.answered();
+    }
 }
 
 impl Backlog {
@@ -135,11 +152,23 @@ impl Writer {
     /// Run until every sender is gone.
     pub async fn run(self, mut rx: mpsc::Receiver<Pending>) {
         let mut pace = Pace::default();
-        while let Some(first) = rx.recv().await {
-            self.backlog.taken(first.handed_over);
+        let mut next = rx.recv().await;
+        while let Some(first) = next {
+            // Cleared when the group is answered, or if this task panics: a writer that
+            // is gone must not leave every command refused.
+            let holding = Holding::taken(&self.backlog, first.handed_over);
             let group = gather(self.limits, &mut pace, first, &mut rx).await;
             self.commit_group(group).await;
-            self.backlog.answered();
+            next = match rx.try_recv() {
+                // A batch already waits: it is the oldest now. No await comes between
+                // clearing and taking it, so the lag does not read zero meanwhile.
+                Ok(waiting) => Some(waiting),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    drop(holding);
+                    rx.recv().await
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            };
         }
         tracing::debug!("journal writer stopped: no more senders");
     }

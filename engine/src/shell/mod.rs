@@ -74,7 +74,9 @@ pub struct EngineConfig {
     /// gone, fails every actor's appends and makes every establishment, reads included,
     /// unavailable until it recovers. On the 2-core box a mix 20% past its knee did
     /// that (BENCHMARKS.md, 2026-11-30 late evening). Refusing early keeps reads served
-    /// and the store answering; a healthy group commit takes milliseconds.
+    /// and the store answering; a healthy group commit takes milliseconds. It should stay
+    /// well under the store's call timeout, or the breaker opens first. Zero turns the
+    /// limit off.
     pub max_journal_lag: Duration,
 }
 
@@ -248,6 +250,8 @@ impl Engine {
                 format!("an idempotency key is 1 to {MAX_KEY_LEN} printable characters"),
             ));
         }
+        // Before activation: loading an establishment is store work too.
+        self.check_journal()?;
         let creating = matches!(request.command, Command::CreateEstablishment { .. });
         let mut request = Box::new(request);
         for _ in 0..3 {
@@ -352,10 +356,11 @@ impl Engine {
         self.shared.supervisor.stop(None);
     }
 
-    /// Take a slot in the establishment's in-flight budget, or refuse; refuse too while
-    /// the journal is further behind than [`EngineConfig::max_journal_lag`].
-    fn admit(&self, handle: &Handle) -> Result<InFlight, Rejection> {
-        if self.shared.journal.lag() > self.shared.config.max_journal_lag {
+    /// Refuse while the journal is further behind than [`EngineConfig::max_journal_lag`]
+    /// (zero: never).
+    fn check_journal(&self) -> Result<(), Rejection> {
+        let max = self.shared.config.max_journal_lag;
+        if !max.is_zero() && self.shared.journal.lag() > max {
             metrics::counter!("navaro_engine_refused_total", "reason" => "journal_lag")
                 .increment(1);
             return Err(Rejection::new(
@@ -363,6 +368,11 @@ impl Engine {
                 "the store is behind; retry shortly",
             ));
         }
+        Ok(())
+    }
+
+    /// Take a slot in the establishment's in-flight budget, or refuse.
+    fn admit(&self, handle: &Handle) -> Result<InFlight, Rejection> {
         let before = handle.in_flight.fetch_add(1, Ordering::AcqRel);
         let guard = InFlight(handle.in_flight.clone());
         // The establishment's in-flight count each command finds: a histogram rather than a
