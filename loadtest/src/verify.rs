@@ -71,7 +71,13 @@ pub async fn verify(world: &World) -> Verification {
         }
     }
     let budget = AtomicU32::new(LIST_RETRY_BUDGET);
-    let budget = &budget;
+    // One retry from the shared budget, if any is left.
+    let spend = || {
+        budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
+            .is_ok()
+    };
+    let spend = &spend;
     let lists: Vec<_> = futures::stream::iter(queries)
         .map(|(n, date)| async move {
             let est = &world.establishments[n];
@@ -85,15 +91,7 @@ pub async fn verify(world: &World) -> Verification {
                 let list = match reply {
                     Ok(reply) if reply.status == 200 => serde_json::from_slice::<List>(&reply.body)
                         .map_err(|e| format!("{path}: {e}")),
-                    Ok(reply)
-                        if reply.status == 503
-                            && tries < LIST_RETRIES
-                            && budget
-                                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                                    b.checked_sub(1)
-                                })
-                                .is_ok() =>
-                    {
+                    Ok(reply) if reply.status == 503 && tries < LIST_RETRIES && spend() => {
                         // Still working off the load (an establishment reloading from
                         // the store): ask again after a pause.
                         tries += 1;
