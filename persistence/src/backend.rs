@@ -111,18 +111,27 @@ impl From<sqlx::Error> for WriteError {
     }
 }
 
-/// The breaker's mark on a call's pool timeout that found every connection in use (an
-/// overload, not an outage): carried as the `sqlx::Error` the call fails with (the
-/// reads, and the accounts' and snapshots' writes; the journal's group writes have
-/// `WriteError::Saturated`), and told apart by [`is_saturated`] where the error becomes
-/// the store's own.
+/// The breaker's mark on a call that failed because the database was busy, not gone
+/// (an overload): a pool timeout that found every connection in use, or a call that had
+/// no answer by its deadline while the database answered others. Carried as the
+/// `sqlx::Error` the call fails with (the reads, and the accounts' and snapshots'
+/// writes; the journal's group writes have `WriteError::Saturated`, or keep their
+/// unknown outcome), and told apart by [`is_saturated`] where the error becomes the
+/// store's own.
 #[derive(Debug, thiserror::Error)]
-#[error("every connection stayed busy for the whole acquire timeout")]
-pub(crate) struct PoolSaturated;
+#[error("{0}")]
+pub(crate) struct PoolSaturated(&'static str);
+
+/// Why a pool timeout was refused as [`PoolSaturated`].
+pub(crate) const EVERY_CONNECTION_BUSY: &str =
+    "every connection stayed busy for the whole acquire timeout";
+/// Why a call with no answer was refused as [`PoolSaturated`].
+pub(crate) const NO_ANSWER_WHILE_BUSY: &str =
+    "no answer within the deadline while the database answered other calls";
 
 /// The error a call refused for [`PoolSaturated`] fails with.
-pub(crate) fn saturated_error() -> sqlx::Error {
-    sqlx::Error::Io(std::io::Error::other(PoolSaturated))
+pub(crate) fn saturated_error(why: &'static str) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::other(PoolSaturated(why)))
 }
 
 /// Whether a call failed because every connection was busy (see [`PoolSaturated`]).

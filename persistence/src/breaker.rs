@@ -78,9 +78,13 @@ trait Failure: Sized {
     fn refused() -> Self;
     /// No answer within the deadline.
     fn no_answer(deadline: Duration) -> Self;
-    /// This pool timeout happened with every connection in use: say so (writes and
+    /// This pool timeout happened while the database was busy: say so (writes and
     /// reads then answer `overloaded` instead of `unavailable`).
     fn saturated(self) -> Self {
+        self
+    }
+    /// This call had no answer by its deadline while the database answered others.
+    fn slow(self) -> Self {
         self
     }
 }
@@ -116,7 +120,13 @@ impl Failure for sqlx::Error {
 
     /// The call answers `overloaded` (see [`crate::backend::PoolSaturated`]).
     fn saturated(self) -> Self {
-        crate::backend::saturated_error()
+        crate::backend::saturated_error(crate::backend::EVERY_CONNECTION_BUSY)
+    }
+
+    /// The call answers `overloaded`: a read can be asked again, and an account write
+    /// with no answer was just as unknown when it answered `unavailable`.
+    fn slow(self) -> Self {
+        crate::backend::saturated_error(crate::backend::NO_ANSWER_WHILE_BUSY)
     }
 }
 
@@ -148,12 +158,21 @@ impl Failure for WriteError {
             other => other,
         }
     }
+
+    /// A group with no answer keeps its unknown outcome: its callers' actors reload.
+    fn slow(self) -> Self {
+        self
+    }
 }
 
 /// A [`Backend`] behind a [`Breaker`].
 pub(crate) struct Guarded {
     inner: Arc<dyn Backend>,
     breaker: Arc<Breaker>,
+    /// How many calls have had an answer from the database (a result or an error of
+    /// its own). A pool timeout during which this moved was an overload: the database
+    /// answered someone else while this call waited for a connection.
+    answers: AtomicU64,
 }
 
 impl Guarded {
@@ -162,6 +181,7 @@ impl Guarded {
         Guarded {
             inner,
             breaker: Arc::new(breaker),
+            answers: AtomicU64::new(0),
         }
     }
 
@@ -189,6 +209,12 @@ impl Guarded {
         }
     }
 
+    /// Whether the database answered any call since [`Guarded::answers`] read
+    /// `answered_before`.
+    fn answered_since(&self, answered_before: u64) -> bool {
+        self.answers.load(Ordering::Acquire) != answered_before
+    }
+
     /// Run `query` unless the breaker is open, bounded by the deadline; open the breaker
     /// when it finds the database unreachable.
     fn call<'a, T: Send + 'a, E: Failure + std::fmt::Display + Send + 'a>(
@@ -198,27 +224,44 @@ impl Guarded {
         let Some(seen) = self.admit() else {
             return futures::future::ready(Err(E::refused())).boxed();
         };
+        let answered_before = self.answers.load(Ordering::Acquire);
         let query = query();
         async move {
-            let answer = tokio::time::timeout(self.breaker.deadline, query)
-                .await
-                .unwrap_or_else(|_| Err(E::no_answer(self.breaker.deadline)));
+            let (answer, timed_out) = match tokio::time::timeout(self.breaker.deadline, query).await
+            {
+                Ok(answer) => (answer, false),
+                Err(_) => (Err(E::no_answer(self.breaker.deadline)), true),
+            };
             match answer {
-                Err(e) if e.is_unreachable() => {
-                    if e.is_pool_timeout() && self.inner.saturated() {
-                        // Every connection is in use: the database is busy, not gone
-                        // (an overload). Opening the breaker would turn a burst of slow
-                        // reads into refused bookings; the calls holding the
-                        // connections still open it if they get no answer within their
-                        // deadline.
-                        metrics::counter!("navaro_store_saturated_total").increment(1);
-                        Err(e.saturated())
-                    } else {
-                        self.lost(seen, &e.to_string());
-                        Err(e)
-                    }
+                // Busy, not gone (an overload): every connection is in use, or the
+                // database answered another call while this one waited for one. The
+                // first alone is a snapshot taken as the timeout fires, and a
+                // connection idle at that instant (handed back a moment before its
+                // next waiter took it) turned overloads into outages. Opening the
+                // breaker would turn a burst of slow calls into refused bookings and
+                // unavailable reads, the reads of every establishment included.
+                Err(e)
+                    if e.is_pool_timeout()
+                        && (self.inner.saturated() || self.answered_since(answered_before)) =>
+                {
+                    metrics::counter!("navaro_store_saturated_total").increment(1);
+                    Err(e.saturated())
                 }
-                answer => answer,
+                // No answer by the deadline, but the database answered other calls
+                // meanwhile: it is slow (starved of CPU, or this call waits on a lock),
+                // not unreachable. The call fails; the breaker stays closed.
+                Err(e) if timed_out && self.answered_since(answered_before) => {
+                    metrics::counter!("navaro_store_slow_total").increment(1);
+                    Err(e.slow())
+                }
+                Err(e) if e.is_unreachable() => {
+                    self.lost(seen, &e.to_string());
+                    Err(e)
+                }
+                answer => {
+                    self.answers.fetch_add(1, Ordering::AcqRel);
+                    answer
+                }
             }
         }
         .boxed()
@@ -341,6 +384,8 @@ mod tests {
         Refuses,
         /// Never answers.
         Hangs,
+        /// No connection within this acquire timeout.
+        TimesOutAfter(Duration),
     }
 
     /// Counts the calls and the probes that reach it.
@@ -389,6 +434,9 @@ mod tests {
                 Mode::Down => futures::future::ready(Err(sqlx::Error::PoolTimedOut)).boxed(),
                 Mode::Refuses => futures::future::ready(Err(sqlx::Error::RowNotFound)).boxed(),
                 Mode::Hangs => futures::future::pending().boxed(),
+                Mode::TimesOutAfter(wait) => tokio::time::sleep(wait)
+                    .map(|()| Err(sqlx::Error::PoolTimedOut))
+                    .boxed(),
             }
         }
     }
@@ -587,6 +635,77 @@ mod tests {
             6,
             "the last call was refused by the open breaker"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pool_timeout_while_the_database_answered_others_is_overload() {
+        let fake = Fake::new();
+        let store = guarded(&fake);
+        // Each call waits out the pool's timeout; while the first waits, another gets
+        // its connection and an answer. When the first times out a connection happens
+        // to be idle, so the pool does not look saturated.
+        fake.set(Mode::TimesOutAfter(Duration::from_secs(1)));
+        let (waited, other) = futures::join!(store.user_by_id(Uuid::nil()), async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            fake.set(Mode::Up);
+            let other = store.role_at(Uuid::nil(), Uuid::nil()).await;
+            fake.set(Mode::TimesOutAfter(Duration::from_secs(1)));
+            other
+        });
+        assert!(other.is_ok());
+        assert!(
+            matches!(&waited, Err(e) if crate::backend::is_saturated(e)),
+            "the database answered during the wait: busy, not gone: {waited:?}"
+        );
+        assert_eq!(fake.pings(), 0, "no probe: the breaker stayed closed");
+        // A timeout during which nobody got an answer means the database is gone.
+        let gone = store.user_by_id(Uuid::nil()).await;
+        assert!(
+            matches!(&gone, Err(e) if !crate::backend::is_saturated(e)),
+            "{gone:?}"
+        );
+        fake.set(Mode::Up);
+        assert!(
+            store.user_by_id(Uuid::nil()).await.is_err(),
+            "the breaker is open"
+        );
+        assert_eq!(fake.calls(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_with_no_answer_while_others_were_answered_is_slow_not_gone() {
+        let fake = Fake::new();
+        let store = guarded(&fake);
+        // One call never gets its answer (a starved database, a lock); another gets one
+        // meanwhile.
+        let answer_another = || async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            fake.set(Mode::Up);
+            let other = store.role_at(Uuid::nil(), Uuid::nil()).await;
+            fake.set(Mode::Hangs);
+            other
+        };
+        fake.set(Mode::Hangs);
+        let (read, other) = futures::join!(store.user_by_id(Uuid::nil()), answer_another());
+        assert!(other.is_ok());
+        assert!(
+            matches!(&read, Err(e) if crate::backend::is_saturated(e)),
+            "a read told to come back, not that the store is down: {read:?}"
+        );
+        let group = Group::default();
+        let (written, other) = futures::join!(store.write_group(&group), answer_another());
+        assert!(other.is_ok());
+        assert!(
+            matches!(written, Err(WriteError::Unreachable(_))),
+            "a commit with no answer keeps its unknown outcome: {written:?}"
+        );
+        assert_eq!(fake.pings(), 0, "no probe: the breaker stayed closed");
+        fake.set(Mode::Up);
+        assert!(
+            store.user_by_id(Uuid::nil()).await.is_ok(),
+            "and calls go on"
+        );
+        assert_eq!(fake.calls(), 5);
     }
 
     #[tokio::test(start_paused = true)]
