@@ -84,6 +84,7 @@ impl Application {
             accounts: Arc::new(stores::RoleCache::new(
                 stores.accounts,
                 stores::ROLE_TTL,
+                stores::ROLE_STALE_IF_ERROR,
                 stores::ROLE_CACHE_ENTRIES,
             )),
             ..stores

@@ -15,26 +15,42 @@ use navaro_protocol::{EstablishmentId, UserId};
 /// How long a cached role is trusted. Memberships change through this process, which
 /// updates the cache at once; the bound is for a change made by another node.
 pub const ROLE_TTL: Duration = Duration::from_secs(30);
+/// How long past [`ROLE_TTL`] a cached role still answers while the store cannot
+/// (overloaded or unavailable): the request is served as the role stood a few minutes
+/// ago instead of failing with the store. A membership changed on another node during
+/// an outage is seen late by at most this much.
+pub const ROLE_STALE_IF_ERROR: Duration = Duration::from_secs(300);
 /// Most (user, establishment) pairs kept; past it the cache starts over.
 pub const ROLE_CACHE_ENTRIES: usize = 1_000_000;
 
 /// An [`AccountStore`] that remembers `role_at` answers (including "no role", the answer
 /// for every customer), so that an authenticated request does not cost a database round
 /// trip on the pool the journal writes through. `upsert_membership` writes through and
-/// updates the entry.
+/// updates the entry. An expired entry is looked up again; if the store cannot answer
+/// (busy or gone), the entry still answers for [`ROLE_STALE_IF_ERROR`] past its TTL,
+/// as HTTP's `stale-if-error` does: under an overload a request needs no connection
+/// just because its role's 30 seconds ran out.
 pub struct RoleCache {
     inner: Arc<dyn AccountStore>,
     roles: DashMap<(UserId, EstablishmentId), (Option<MemberRole>, Instant)>,
     ttl: Duration,
+    /// See [`ROLE_STALE_IF_ERROR`].
+    stale_if_error: Duration,
     capacity: usize,
 }
 
 impl RoleCache {
-    pub fn new(inner: Arc<dyn AccountStore>, ttl: Duration, capacity: usize) -> RoleCache {
+    pub fn new(
+        inner: Arc<dyn AccountStore>,
+        ttl: Duration,
+        stale_if_error: Duration,
+        capacity: usize,
+    ) -> RoleCache {
         RoleCache {
             inner,
             roles: DashMap::new(),
             ttl,
+            stale_if_error,
             capacity,
         }
     }
@@ -90,16 +106,29 @@ impl AccountStore for RoleCache {
         establishment_id: EstablishmentId,
     ) -> BoxFuture<'_, Result<Option<MemberRole>, AccountError>> {
         let key = (user_id, establishment_id);
-        if let Some(entry) = self.roles.get(&key)
-            && entry.1.elapsed() < self.ttl
+        let cached = self.roles.get(&key).map(|entry| *entry);
+        if let Some((role, at)) = cached
+            && at.elapsed() < self.ttl
         {
-            let role = entry.0;
             return futures::future::ready(Ok(role)).boxed();
         }
         async move {
-            let role = self.inner.role_at(user_id, establishment_id).await?;
-            self.remember(key, role);
-            Ok(role)
+            match self.inner.role_at(user_id, establishment_id).await {
+                Ok(role) => {
+                    self.remember(key, role);
+                    Ok(role)
+                }
+                Err(e @ (AccountError::Overloaded(_) | AccountError::Unavailable(_))) => {
+                    match cached.filter(|(_, at)| at.elapsed() < self.ttl + self.stale_if_error) {
+                        Some((role, _)) => {
+                            metrics::counter!("navaro_role_cache_stale_total").increment(1);
+                            Ok(role)
+                        }
+                        None => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            }
         }
         .boxed()
     }
@@ -107,7 +136,7 @@ impl AccountStore for RoleCache {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use navaro_persistence::MemoryAccounts;
     use uuid::Uuid;
@@ -118,6 +147,18 @@ mod tests {
     struct Counting {
         inner: MemoryAccounts,
         lookups: AtomicUsize,
+        /// Every lookup fails as an overloaded store's does.
+        busy: AtomicBool,
+    }
+
+    impl Counting {
+        fn new() -> Arc<Counting> {
+            Arc::new(Counting {
+                inner: MemoryAccounts::new(),
+                lookups: AtomicUsize::new(0),
+                busy: AtomicBool::new(false),
+            })
+        }
     }
 
     impl AccountStore for Counting {
@@ -145,6 +186,10 @@ mod tests {
             establishment_id: EstablishmentId,
         ) -> BoxFuture<'_, Result<Option<MemberRole>, AccountError>> {
             self.lookups.fetch_add(1, Ordering::SeqCst);
+            if self.busy.load(Ordering::SeqCst) {
+                return futures::future::ready(Err(AccountError::Overloaded("busy".into())))
+                    .boxed();
+            }
             self.inner.role_at(user_id, establishment_id)
         }
     }
@@ -161,11 +206,8 @@ mod tests {
 
     #[tokio::test]
     async fn roles_are_looked_up_once_and_follow_membership_changes() {
-        let counting = Arc::new(Counting {
-            inner: MemoryAccounts::new(),
-            lookups: AtomicUsize::new(0),
-        });
-        let cache = RoleCache::new(counting.clone(), ROLE_TTL, 10);
+        let counting = Counting::new();
+        let cache = RoleCache::new(counting.clone(), ROLE_TTL, ROLE_STALE_IF_ERROR, 10);
         let alice = cache.create_user(user(1)).await.unwrap().id;
         let shop = EstablishmentId(Uuid::from_u128(9));
         for _ in 0..3 {
@@ -190,11 +232,8 @@ mod tests {
 
     #[tokio::test]
     async fn expired_entries_are_looked_up_again_and_the_cache_stays_bounded() {
-        let counting = Arc::new(Counting {
-            inner: MemoryAccounts::new(),
-            lookups: AtomicUsize::new(0),
-        });
-        let cache = RoleCache::new(counting.clone(), Duration::ZERO, 4);
+        let counting = Counting::new();
+        let cache = RoleCache::new(counting.clone(), Duration::ZERO, Duration::ZERO, 4);
         let alice = cache.create_user(user(1)).await.unwrap().id;
         for n in 0..20 {
             let shop = EstablishmentId(Uuid::from_u128(n));
@@ -207,5 +246,52 @@ mod tests {
             40,
             "a zero TTL trusts nothing"
         );
+    }
+
+    #[tokio::test]
+    async fn an_expired_role_answers_while_the_store_cannot_and_not_past_its_bound() {
+        let counting = Counting::new();
+        let owner = counting.create_user(user(1)).await.unwrap().id;
+        let shop = EstablishmentId(Uuid::from_u128(9));
+        counting
+            .upsert_membership(Membership {
+                user_id: owner,
+                establishment_id: shop,
+                role: MemberRole::Owner,
+            })
+            .await
+            .unwrap();
+        // Every entry has expired at once; a busy store is covered for five minutes.
+        let cache = RoleCache::new(counting.clone(), Duration::ZERO, ROLE_STALE_IF_ERROR, 4);
+        assert_eq!(
+            cache.role_at(owner, shop).await.unwrap(),
+            Some(MemberRole::Owner)
+        );
+        counting.busy.store(true, Ordering::SeqCst);
+        assert_eq!(
+            cache.role_at(owner, shop).await.unwrap(),
+            Some(MemberRole::Owner),
+            "the last answer stands in for the busy store"
+        );
+        assert_eq!(
+            counting.lookups.load(Ordering::SeqCst),
+            2,
+            "the store was asked first"
+        );
+        // A pair never looked up has nothing to stand in: the store's error.
+        let stranger = EstablishmentId(Uuid::from_u128(10));
+        assert!(matches!(
+            cache.role_at(owner, stranger).await,
+            Err(AccountError::Overloaded(_))
+        ));
+        // Past its bound an entry answers nothing either.
+        let strict = RoleCache::new(counting.clone(), Duration::ZERO, Duration::ZERO, 4);
+        counting.busy.store(false, Ordering::SeqCst);
+        strict.role_at(owner, shop).await.unwrap();
+        counting.busy.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            strict.role_at(owner, shop).await,
+            Err(AccountError::Overloaded(_))
+        ));
     }
 }
