@@ -10,7 +10,9 @@ use serde::Serialize;
 use crate::http::Reply;
 use crate::live::PushClock;
 use crate::options::{AvailabilityForm, Mix};
-use crate::world::{AVAILABILITY_WINDOW_DAYS, Expect, Lane, LaneStage, LiveBooking, World};
+use crate::world::{
+    AVAILABILITY_WINDOW_DAYS, Expect, Joining, Lane, LaneStage, LiveBooking, TakenLane, World,
+};
 
 /// Every kind of request measured, each with its own histogram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -341,7 +343,7 @@ async fn reschedule(world: &World, est: usize, r: u64) -> Outcome {
 
 async fn join(world: &World, est: usize) -> Outcome {
     let e = &world.establishments[est];
-    let Some(customer) = e.waiting_room.lock().unwrap().pop_front() else {
+    let Some(joining) = Joining::take(&e.waiting_room) else {
         return Outcome::Skipped("every customer already queued");
     };
     let name = world.ticket_name();
@@ -349,34 +351,35 @@ async fn join(world: &World, est: usize) -> Outcome {
     world
         .push
         .expect(PushClock::ticket_key(&name), Instant::now());
-    let auth = &world.customers[customer].auth;
-    let outcome = match world
+    let auth = &world.customers[joining.customer].auth;
+    let reply = world
         .http
         .send(Method::POST, &e.queue_path, Some(auth), Some(body))
-        .await
+        .await;
+    // A ticket made now, or a 409 that says the customer already has one (a join whose
+    // answer was lost earlier): out until a lane calls and finishes it. Anything else
+    // (refused, or lost) sends the customer back to the room (see [`Joining`]).
+    if let Ok(reply) = &reply
+        && (reply.status == 201 || reply.status == 409)
     {
+        let outcome = classify(reply, 201);
+        joining.keep_out();
+        return outcome;
+    }
+    match reply {
         Ok(reply) => classify(&reply, 201),
         Err(error) => transport(&error),
-    };
-    // After a lost answer the ticket may exist, and a 409 says the customer already
-    // has one (a join whose answer was lost earlier): either way the customer stays out
-    // until a lane calls and finishes that ticket. A refusal left no ticket: the
-    // customer may try again later.
-    if let Outcome::Error(what) = &outcome
-        && refused(what)
-    {
-        e.waiting_room.lock().unwrap().push_back(customer);
     }
-    outcome
 }
 
 /// The next step of one idle staff lane: call the next ticket, start it, or finish it;
 /// or, after a step that failed, read the queue to find where the lane stands.
 async fn advance(world: &World, est: usize) -> (OpKind, Outcome) {
     let e = &world.establishments[est];
-    let Some(mut lane) = e.lanes.lock().unwrap().pop() else {
+    let Some(mut taken) = TakenLane::take(&e.lanes) else {
         return (OpKind::QueueCall, Outcome::Skipped("every staff lane busy"));
     };
+    let lane = &mut taken.lane;
     let owner = &e.owner.auth;
     let (kind, outcome) = match lane.stage.clone() {
         LaneStage::Idle => {
@@ -440,11 +443,11 @@ async fn advance(world: &World, est: usize) -> (OpKind, Outcome) {
             (OpKind::QueueFinish, outcome)
         }
         LaneStage::Resync { customer } => {
-            let outcome = resync(world, est, &mut lane, customer).await;
+            let outcome = resync(world, est, lane, customer).await;
             (OpKind::QueueResync, outcome)
         }
     };
-    e.lanes.lock().unwrap().push(lane);
+    taken.finish();
     (kind, outcome)
 }
 

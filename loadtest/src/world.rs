@@ -90,6 +90,98 @@ pub struct Lane {
     pub stage: LaneStage,
 }
 
+impl LaneStage {
+    /// The customer whose ticket this stage concerns.
+    fn customer(&self) -> Option<usize> {
+        match self {
+            LaneStage::Idle => None,
+            LaneStage::Called { customer, .. }
+            | LaneStage::Serving { customer, .. }
+            | LaneStage::Resync { customer } => *customer,
+        }
+    }
+}
+
+/// A lane taken from its establishment for one step, put back when dropped. A step
+/// whose future is dropped half-way (the generator's request timeout drops it) does
+/// not know what the server did, so the lane goes back to resync; before, it was
+/// lost, and the run went on with one staff member fewer.
+pub struct TakenLane<'a> {
+    lanes: &'a Mutex<Vec<Lane>>,
+    pub lane: Lane,
+    finished: bool,
+}
+
+impl<'a> TakenLane<'a> {
+    /// The lane that has waited longest, if any is free.
+    pub fn take(lanes: &'a Mutex<Vec<Lane>>) -> Option<TakenLane<'a>> {
+        let lane = lanes.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+        Some(TakenLane {
+            lanes,
+            lane,
+            finished: false,
+        })
+    }
+
+    /// The step ended with an answer: the lane goes back at the stage it was left in.
+    pub fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for TakenLane<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.lane.stage = LaneStage::Resync {
+                customer: self.lane.stage.customer(),
+            };
+        }
+        let lane = self.lane.clone();
+        self.lanes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(lane);
+    }
+}
+
+/// A customer taken from an establishment's waiting room to join its queue, back in
+/// the room when dropped unless [`Joining::keep_out`] said otherwise: a join whose
+/// answer was lost (or whose future was dropped) may not have made a ticket, and a
+/// customer kept out for one that does not exist would never come back. If it does
+/// exist, their next join gets a 409 and keeps them out until a lane serves it.
+pub struct Joining<'a> {
+    room: &'a Mutex<VecDeque<usize>>,
+    pub customer: usize,
+    back: bool,
+}
+
+impl<'a> Joining<'a> {
+    pub fn take(room: &'a Mutex<VecDeque<usize>>) -> Option<Joining<'a>> {
+        let customer = room.lock().unwrap_or_else(|e| e.into_inner()).pop_front()?;
+        Some(Joining {
+            room,
+            customer,
+            back: true,
+        })
+    }
+
+    /// The customer holds a ticket (made now, or earlier): out until it is served.
+    pub fn keep_out(mut self) {
+        self.back = false;
+    }
+}
+
+impl Drop for Joining<'_> {
+    fn drop(&mut self) {
+        if self.back {
+            self.room
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_back(self.customer);
+        }
+    }
+}
+
 /// The popular slot contended bookings aim at, and how many attempts it has left.
 struct Hot {
     cell: Option<Cell>,
@@ -408,4 +500,70 @@ fn text(value: &Value) -> anyhow::Result<String> {
         .as_str()
         .map(str::to_owned)
         .with_context(|| format!("expected a string, got {value}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn called(customer: usize) -> Lane {
+        Lane {
+            staff: 3,
+            stage: LaneStage::Called {
+                ticket: "t".to_owned(),
+                customer: Some(customer),
+            },
+        }
+    }
+
+    #[test]
+    fn a_lane_comes_back_as_left_or_to_resync_when_its_step_was_dropped() {
+        let lanes = Mutex::new(vec![called(7)]);
+        let taken = TakenLane::take(&lanes).unwrap();
+        assert!(TakenLane::take(&lanes).is_none(), "one step holds it");
+        taken.finish();
+        let back = lanes.lock().unwrap().clone();
+        assert!(matches!(
+            back.as_slice(),
+            [Lane {
+                staff: 3,
+                stage: LaneStage::Called {
+                    customer: Some(7),
+                    ..
+                }
+            }]
+        ));
+        // A step dropped half-way (a timeout) cannot say what the server did.
+        drop(TakenLane::take(&lanes).unwrap());
+        let back = lanes.lock().unwrap().clone();
+        assert!(
+            matches!(
+                back.as_slice(),
+                [Lane {
+                    staff: 3,
+                    stage: LaneStage::Resync { customer: Some(7) }
+                }]
+            ),
+            "{back:?}"
+        );
+    }
+
+    #[test]
+    fn a_joining_customer_comes_back_unless_a_ticket_keeps_them_out() {
+        let room = Mutex::new(VecDeque::from([1, 2]));
+        let first = Joining::take(&room).unwrap();
+        assert_eq!(first.customer, 1);
+        drop(first);
+        assert_eq!(
+            room.lock().unwrap().iter().copied().collect::<Vec<_>>(),
+            [2, 1]
+        );
+        let second = Joining::take(&room).unwrap();
+        assert_eq!(second.customer, 2);
+        second.keep_out();
+        assert_eq!(
+            room.lock().unwrap().iter().copied().collect::<Vec<_>>(),
+            [1]
+        );
+    }
 }
