@@ -29,7 +29,15 @@ const MAX_GAP_STEPS: usize = 256;
 /// The queue part of an establishment's state.
 #[derive(Clone, Debug, Default)]
 pub struct Queue {
+    /// Every ticket of the current local day, ended ones included.
+    /// Changed only through [`Queue::keep`] (and the day's pruning of ended ones), which
+    /// keeps [`Queue::active`] in step.
     pub tickets: imbl::HashMap<TicketId, Arc<Ticket>>,
+    /// The tickets not yet ended (waiting, called, in service): what the queue's
+    /// decisions and estimates look at. Scanning `tickets` instead made each queue
+    /// event cost in proportion to the tickets the day had already ended (thousands in
+    /// a load test's establishments, and on a busy walk-in day).
+    active: imbl::HashSet<TicketId>,
     /// Waiting tickets in queue order.
     pub waiting: imbl::Vector<TicketId>,
     /// The local day the current numbering belongs to.
@@ -194,7 +202,7 @@ fn call_next(
 ) -> Result<Event, Rejection> {
     require_member(caller)?;
     let index = staff_index(est, staff_id)?;
-    let busy = est.queue.tickets.values().any(|t| {
+    let busy = est.queue.active_tickets().any(|t| {
         t.staff_id == Some(staff_id)
             && matches!(t.status, TicketStatus::Called | TicketStatus::InService)
     });
@@ -269,14 +277,30 @@ fn move_ticket(
     Ok(Event::QueueMoved { ticket, queue })
 }
 
+impl Queue {
+    /// The tickets not yet ended (see [`Queue::active`]), in no particular order.
+    pub fn active_tickets(&self) -> impl Iterator<Item = &Arc<Ticket>> + '_ {
+        self.active.iter().filter_map(|id| self.tickets.get(id))
+    }
+
+    /// Keep `ticket` (its latest state) and its place among the active ones.
+    pub(crate) fn keep(&mut self, ticket: Arc<Ticket>) {
+        if ticket.status.is_active() {
+            self.active.insert(ticket.id);
+        } else {
+            self.active.remove(&ticket.id);
+        }
+        self.tickets.insert(ticket.id, ticket);
+    }
+}
+
 /// Called tickets not started within the grace period: the actor's tick records them as
 /// no-shows.
 pub fn expire_called(est: &Establishment, ctx: &Context) -> Events {
     let grace_s = i64::from(est.settings.raw.queue_no_show_grace_minutes) * 60;
     let mut lapsed: Vec<Ticket> = est
         .queue
-        .tickets
-        .values()
+        .active_tickets()
         .filter(|t| {
             t.status == TicketStatus::Called
                 && t.called_at
@@ -337,9 +361,8 @@ fn own_ticket(
 /// A customer's active ticket, if any.
 pub fn active_ticket_of(est: &Establishment, customer: UserId) -> Option<&Arc<Ticket>> {
     est.queue
-        .tickets
-        .values()
-        .find(|t| t.customer_id == Some(customer) && t.status.is_active())
+        .active_tickets()
+        .find(|t| t.customer_id == Some(customer))
 }
 
 /// Fill each queue event's `queue` with every waiting ticket's place and estimate after
@@ -367,8 +390,7 @@ pub fn estimates(est: &Establishment, now_s: i64) -> Vec<QueuePosition> {
     let mut free_at: Vec<Minute> = vec![now; est.staff.len()];
     for ticket in est
         .queue
-        .tickets
-        .values()
+        .active_tickets()
         .filter(|t| matches!(t.status, TicketStatus::Called | TicketStatus::InService))
     {
         let (Some(staff), Some(service)) = (
@@ -514,7 +536,7 @@ impl Establishment {
                 }
             }
         }
-        queue.tickets.insert(ticket.id, Arc::new(ticket.clone()));
+        queue.keep(Arc::new(ticket.clone()));
     }
 
     /// A ticket as shown: with its current place and estimate while waiting.
@@ -547,8 +569,7 @@ impl Establishment {
             .collect();
         let mut serving: Vec<Ticket> = self
             .queue
-            .tickets
-            .values()
+            .active_tickets()
             .filter(|t| matches!(t.status, TicketStatus::Called | TicketStatus::InService))
             .map(|t| (**t).clone())
             .collect();

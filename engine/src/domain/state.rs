@@ -536,11 +536,9 @@ impl Establishment {
         for hold in &snapshot.holds {
             state.insert_hold(seq, hold)?;
         }
-        state.queue.tickets = snapshot
-            .tickets
-            .iter()
-            .map(|t| (t.id, Arc::new(t.clone())))
-            .collect();
+        for ticket in &snapshot.tickets {
+            state.queue.keep(Arc::new(ticket.clone()));
+        }
         if let Some(unknown) = snapshot
             .waiting
             .iter()

@@ -101,9 +101,8 @@ impl View {
     pub fn active_tickets_of(&self, customer: UserId) -> Vec<navaro_protocol::TicketId> {
         self.state
             .queue
-            .tickets
-            .values()
-            .filter(|t| t.customer_id == Some(customer) && t.status.is_active())
+            .active_tickets()
+            .filter(|t| t.customer_id == Some(customer))
             .map(|t| t.id)
             .collect()
     }
