@@ -91,8 +91,9 @@ pub(crate) enum WriteError {
     /// connection is busy (the breaker tells the two apart). Nothing was sent.
     #[error("{0}")]
     NoConnection(String),
-    /// No pooled connection within the acquire timeout while every connection was in
-    /// use: the breaker's verdict that the database is busy, not gone. Nothing was sent.
+    /// No pooled connection within the acquire timeout while every connection was
+    /// checked out or the database was answering other calls: the breaker's verdict
+    /// that it is busy, not gone. Nothing was sent.
     #[error("every connection busy: {0}")]
     Saturated(String),
 }
@@ -112,8 +113,9 @@ impl From<sqlx::Error> for WriteError {
 }
 
 /// The breaker's mark on a call that failed because the database was busy, not gone
-/// (an overload): a pool timeout that found every connection in use, or a call that had
-/// no answer by its deadline while the database answered others. Carried as the
+/// (an overload): a pool timeout while every connection was checked out or the
+/// database was answering other calls, or a read with no answer by its deadline while
+/// it answered others. Carried as the
 /// `sqlx::Error` the call fails with (the reads, and the accounts' and snapshots'
 /// writes; the journal's group writes have `WriteError::Saturated`, or keep their
 /// unknown outcome), and told apart by [`is_saturated`] where the error becomes the
@@ -124,7 +126,7 @@ pub(crate) struct PoolSaturated(&'static str);
 
 /// Why a pool timeout was refused as [`PoolSaturated`].
 pub(crate) const EVERY_CONNECTION_BUSY: &str =
-    "every connection stayed busy for the whole acquire timeout";
+    "no connection came free within the acquire timeout: every one busy";
 /// Why a call with no answer was refused as [`PoolSaturated`].
 pub(crate) const NO_ANSWER_WHILE_BUSY: &str =
     "no answer within the deadline while the database answered other calls";
@@ -134,7 +136,7 @@ pub(crate) fn saturated_error(why: &'static str) -> sqlx::Error {
     sqlx::Error::Io(std::io::Error::other(PoolSaturated(why)))
 }
 
-/// Whether a call failed because every connection was busy (see [`PoolSaturated`]).
+/// Whether a call failed of an overload (see [`PoolSaturated`]).
 pub(crate) fn is_saturated(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<PoolSaturated>()))
 }
@@ -221,8 +223,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn role_at(&self, user: Uuid, establishment: Uuid) -> BoxFuture<'_, DbResult<Option<String>>>;
     /// The cheapest round trip (`SELECT 1`): is the database there.
     fn ping(&self) -> BoxFuture<'_, DbResult<()>>;
-    /// Every connection of the pool is in use: a pool timeout now means "busy", not
-    /// "gone".
+    /// Every connection of the pool is checked out: a pool timeout now means "busy",
+    /// not "gone" (the calls holding them answer for the database's reachability).
     fn saturated(&self) -> bool {
         false
     }

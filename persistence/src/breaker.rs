@@ -83,7 +83,7 @@ trait Failure: Sized {
     fn saturated(self) -> Self {
         self
     }
-    /// This call had no answer by its deadline while the database answered others.
+    /// This read had no answer by its deadline while the database answered others.
     fn slow(self) -> Self {
         self
     }
@@ -123,8 +123,7 @@ impl Failure for sqlx::Error {
         crate::backend::saturated_error(crate::backend::EVERY_CONNECTION_BUSY)
     }
 
-    /// The call answers `overloaded`: a read can be asked again, and an account write
-    /// with no answer was just as unknown when it answered `unavailable`.
+    /// The read answers `overloaded`: it can be asked again.
     fn slow(self) -> Self {
         crate::backend::saturated_error(crate::backend::NO_ANSWER_WHILE_BUSY)
     }
@@ -159,7 +158,8 @@ impl Failure for WriteError {
         }
     }
 
-    /// A group with no answer keeps its unknown outcome: its callers' actors reload.
+    /// Never called: a group write keeps its unknown outcome (its callers' actors
+    /// reload), as every write does.
     fn slow(self) -> Self {
         self
     }
@@ -169,10 +169,19 @@ impl Failure for WriteError {
 pub(crate) struct Guarded {
     inner: Arc<dyn Backend>,
     breaker: Arc<Breaker>,
-    /// How many calls have had an answer from the database (a result or an error of
-    /// its own). A pool timeout during which this moved was an overload: the database
-    /// answered someone else while this call waited for a connection.
-    answers: AtomicU64,
+    /// The clock [`Guarded::last_answer`] counts from.
+    origin: tokio::time::Instant,
+    /// When the database last answered a call with a result, in µs since `origin`,
+    /// plus one (zero: never); see [`Guarded::answered_lately`].
+    last_answer: AtomicU64,
+}
+
+/// Whether a call writes: a write with no answer may have committed, so it is not
+/// told `overloaded` (which promises that nothing happened and a retry will do).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Read,
+    Write,
 }
 
 impl Guarded {
@@ -181,7 +190,8 @@ impl Guarded {
         Guarded {
             inner,
             breaker: Arc::new(breaker),
-            answers: AtomicU64::new(0),
+            origin: tokio::time::Instant::now(),
+            last_answer: AtomicU64::new(0),
         }
     }
 
@@ -209,22 +219,32 @@ impl Guarded {
         }
     }
 
-    /// Whether the database answered any call since [`Guarded::answers`] read
-    /// `answered_before`.
-    fn answered_since(&self, answered_before: u64) -> bool {
-        self.answers.load(Ordering::Acquire) != answered_before
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// Whether the database answered some call after `started` (this call's start) and
+    /// within the last half deadline: then it is up, and a call that failed for want of
+    /// a connection or of an answer failed of an overload (or of a lock it waits on).
+    /// In a partition the answers stop, so within half a deadline of its start every
+    /// failing call opens the breaker, the ones begun before it included.
+    fn answered_lately(&self, started: u64) -> bool {
+        let last = self.last_answer.load(Ordering::Acquire);
+        let window = u64::try_from((self.breaker.deadline / 2).as_micros()).unwrap_or(u64::MAX);
+        last > started && self.now_us().saturating_sub(last) <= window
     }
 
     /// Run `query` unless the breaker is open, bounded by the deadline; open the breaker
     /// when it finds the database unreachable.
     fn call<'a, T: Send + 'a, E: Failure + std::fmt::Display + Send + 'a>(
         &'a self,
+        kind: Kind,
         query: impl FnOnce() -> BoxFuture<'a, Result<T, E>>,
     ) -> BoxFuture<'a, Result<T, E>> {
         let Some(seen) = self.admit() else {
             return futures::future::ready(Err(E::refused())).boxed();
         };
-        let answered_before = self.answers.load(Ordering::Acquire);
+        let started = self.now_us();
         let query = query();
         async move {
             let (answer, timed_out) = match tokio::time::timeout(self.breaker.deadline, query).await
@@ -233,35 +253,38 @@ impl Guarded {
                 Err(_) => (Err(E::no_answer(self.breaker.deadline)), true),
             };
             match answer {
-                // Busy, not gone (an overload): every connection is in use, or the
-                // database answered another call while this one waited for one. The
-                // first alone is a snapshot taken as the timeout fires, and a
-                // connection idle at that instant (handed back a moment before its
-                // next waiter took it) turned overloads into outages. Opening the
-                // breaker would turn a burst of slow calls into refused bookings and
-                // unavailable reads, the reads of every establishment included.
+                Ok(answer) => {
+                    self.last_answer.fetch_max(self.now_us(), Ordering::AcqRel);
+                    Ok(answer)
+                }
+                // Busy, not gone (an overload): no connection came free in time, and
+                // every connection is checked out (their calls open the breaker at
+                // their own deadlines if the database is silent) or the database is
+                // answering the calls that hold them. Opening the breaker would turn a
+                // burst of slow calls into refused bookings and unavailable reads, the
+                // reads of every establishment included. (The snapshot of the pool
+                // alone, taken as the timeout fires, let a connection idle at that
+                // instant turn an overload into an outage.)
                 Err(e)
                     if e.is_pool_timeout()
-                        && (self.inner.saturated() || self.answered_since(answered_before)) =>
+                        && (self.inner.saturated() || self.answered_lately(started)) =>
                 {
                     metrics::counter!("navaro_store_saturated_total").increment(1);
                     Err(e.saturated())
                 }
-                // No answer by the deadline, but the database answered other calls
-                // meanwhile: it is slow (starved of CPU, or this call waits on a lock),
-                // not unreachable. The call fails; the breaker stays closed.
-                Err(e) if timed_out && self.answered_since(answered_before) => {
+                // No answer by the deadline while the database answers others: it is
+                // slow (starved of CPU, or this call waits on a lock), not unreachable.
+                // The call fails and the breaker stays closed. A read is told to come
+                // back; a write keeps its unknown outcome.
+                Err(e) if timed_out && self.answered_lately(started) => {
                     metrics::counter!("navaro_store_slow_total").increment(1);
-                    Err(e.slow())
+                    Err(if kind == Kind::Read { e.slow() } else { e })
                 }
                 Err(e) if e.is_unreachable() => {
                     self.lost(seen, &e.to_string());
                     Err(e)
                 }
-                answer => {
-                    self.answers.fetch_add(1, Ordering::AcqRel);
-                    answer
-                }
+                Err(e) => Err(e),
             }
         }
         .boxed()
@@ -291,15 +314,15 @@ async fn probe(inner: Weak<dyn Backend>, breaker: Arc<Breaker>, since: Instant) 
 
 impl Backend for Guarded {
     fn write_group<'a>(&'a self, group: &'a Group) -> BoxFuture<'a, Result<Losers, WriteError>> {
-        self.call(|| self.inner.write_group(group))
+        self.call(Kind::Write, || self.inner.write_group(group))
     }
 
     fn last_seqs<'a>(&'a self, ids: &'a [Uuid]) -> BoxFuture<'a, DbResult<HashMap<Uuid, i64>>> {
-        self.call(|| self.inner.last_seqs(ids))
+        self.call(Kind::Read, || self.inner.last_seqs(ids))
     }
 
     fn snapshot(&self, id: Uuid) -> BoxFuture<'_, DbResult<Option<SnapshotRow>>> {
-        self.call(|| self.inner.snapshot(id))
+        self.call(Kind::Read, || self.inner.snapshot(id))
     }
 
     fn events_after(
@@ -308,11 +331,11 @@ impl Backend for Guarded {
         since: i64,
         limit: i64,
     ) -> BoxFuture<'_, DbResult<Vec<EventBlob>>> {
-        self.call(|| self.inner.events_after(id, since, limit))
+        self.call(Kind::Read, || self.inner.events_after(id, since, limit))
     }
 
     fn save_snapshot(&self, id: Uuid, seq: i64, state: Vec<u8>) -> BoxFuture<'_, DbResult<()>> {
-        self.call(|| self.inner.save_snapshot(id, seq, state))
+        self.call(Kind::Write, || self.inner.save_snapshot(id, seq, state))
     }
 
     fn bookings_of_customer(
@@ -320,7 +343,9 @@ impl Backend for Guarded {
         customer: Uuid,
         limit: i64,
     ) -> BoxFuture<'_, DbResult<Vec<ItemBlob>>> {
-        self.call(|| self.inner.bookings_of_customer(customer, limit))
+        self.call(Kind::Read, || {
+            self.inner.bookings_of_customer(customer, limit)
+        })
     }
 
     fn bookings_of_establishment(
@@ -329,38 +354,38 @@ impl Backend for Guarded {
         from_us: i64,
         to_us: i64,
     ) -> BoxFuture<'_, DbResult<Vec<ItemBlob>>> {
-        self.call(|| {
+        self.call(Kind::Read, || {
             self.inner
                 .bookings_of_establishment(establishment, from_us, to_us)
         })
     }
 
     fn insert_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, DbResult<()>> {
-        self.call(|| self.inner.insert_user(user))
+        self.call(Kind::Write, || self.inner.insert_user(user))
     }
 
     fn user_by_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, DbResult<Option<UserRow>>> {
-        self.call(|| self.inner.user_by_email(email))
+        self.call(Kind::Read, || self.inner.user_by_email(email))
     }
 
     fn user_by_id(&self, id: Uuid) -> BoxFuture<'_, DbResult<Option<UserRow>>> {
-        self.call(|| self.inner.user_by_id(id))
+        self.call(Kind::Read, || self.inner.user_by_id(id))
     }
 
     fn upsert_membership(&self, membership: Membership) -> BoxFuture<'_, DbResult<bool>> {
-        self.call(|| self.inner.upsert_membership(membership))
+        self.call(Kind::Write, || self.inner.upsert_membership(membership))
     }
 
     fn memberships_of(&self, user: Uuid) -> BoxFuture<'_, DbResult<Vec<(Uuid, String)>>> {
-        self.call(|| self.inner.memberships_of(user))
+        self.call(Kind::Read, || self.inner.memberships_of(user))
     }
 
     fn role_at(&self, user: Uuid, establishment: Uuid) -> BoxFuture<'_, DbResult<Option<String>>> {
-        self.call(|| self.inner.role_at(user, establishment))
+        self.call(Kind::Read, || self.inner.role_at(user, establishment))
     }
 
     fn ping(&self) -> BoxFuture<'_, DbResult<()>> {
-        self.call(|| self.inner.ping())
+        self.call(Kind::Read, || self.inner.ping())
     }
 }
 
@@ -393,7 +418,7 @@ mod tests {
         mode: Mutex<Mode>,
         calls: AtomicUsize,
         pings: AtomicUsize,
-        /// What `saturated` says: every connection in use.
+        /// What `saturated` says: every connection checked out.
         saturated: AtomicBool,
     }
 
@@ -482,8 +507,10 @@ mod tests {
         fn upsert_membership(&self, _: Membership) -> BoxFuture<'_, DbResult<bool>> {
             self.answer()
         }
+        /// Always answered at once, whatever the mode, and not counted: the calls
+        /// the database answers for others while a test's call waits.
         fn memberships_of(&self, _: Uuid) -> BoxFuture<'_, DbResult<Vec<(Uuid, String)>>> {
-            self.answer()
+            futures::future::ready(Ok(Vec::new())).boxed()
         }
         fn role_at(&self, _: Uuid, _: Uuid) -> BoxFuture<'_, DbResult<Option<String>>> {
             self.answer()
@@ -498,6 +525,30 @@ mod tests {
         fn saturated(&self) -> bool {
             self.saturated.load(Ordering::SeqCst)
         }
+    }
+
+    fn sample_user() -> User {
+        User {
+            id: navaro_protocol::UserId(Uuid::nil()),
+            email: "a@b.c".to_owned(),
+            name: "a".to_owned(),
+            password_hash: "x".to_owned(),
+            created_at: jiff::Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    /// Run `call` while the database answers another call `after` it starts.
+    async fn answered_meanwhile<T>(
+        store: &dyn Backend,
+        after: Duration,
+        call: impl std::future::Future<Output = T>,
+    ) -> T {
+        let (out, other) = futures::join!(call, async {
+            tokio::time::sleep(after).await;
+            store.memberships_of(Uuid::nil()).await
+        });
+        assert!(other.is_ok());
+        out
     }
 
     const PROBE_EVERY: Duration = Duration::from_millis(250);
@@ -564,18 +615,20 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_pool_timeout_with_every_connection_in_use_is_overload_and_does_not_open_it() {
+    async fn a_pool_timeout_while_the_database_answers_is_overload_and_does_not_open_it() {
         let fake = Fake::new();
         let store = guarded(&fake);
-        fake.set(Mode::Down);
-        fake.saturated.store(true, Ordering::SeqCst);
-        let read = store.user_by_id(Uuid::nil()).await;
+        // Each call waits out the pool's timeout while the database answers another.
+        fake.set(Mode::TimesOutAfter(Duration::from_secs(1)));
+        let soon = Duration::from_millis(100);
+        let read = answered_meanwhile(&store, soon, store.user_by_id(Uuid::nil())).await;
         assert!(
             matches!(&read, Err(e) if crate::backend::is_saturated(e)
                 && !crate::backend::unreachable(e)),
             "the read is told it is an overload, not an outage: {read:?}"
         );
-        let written = store.write_group(&Group::default()).await;
+        let group = Group::default();
+        let written = answered_meanwhile(&store, soon, store.write_group(&group)).await;
         assert!(
             matches!(written, Err(WriteError::Saturated(_))),
             "the writer is told it is an overload: {written:?}"
@@ -587,19 +640,17 @@ mod tests {
         let accounts = crate::sql_accounts::SqlAccounts {
             backend: store.clone(),
         };
-        let role = accounts
-            .role_at(
-                navaro_protocol::UserId(Uuid::nil()),
-                navaro_protocol::EstablishmentId(Uuid::nil()),
-            )
-            .await;
+        let role = accounts.role_at(
+            navaro_protocol::UserId(Uuid::nil()),
+            navaro_protocol::EstablishmentId(Uuid::nil()),
+        );
+        let role = answered_meanwhile(&*store, soon, role).await;
         assert!(matches!(role, Err(AccountError::Overloaded(_))), "{role:?}");
         let bookings = crate::read_model::SqlBookings {
             backend: store.clone(),
         };
-        let mine = bookings
-            .bookings_of_customer(navaro_protocol::UserId(Uuid::nil()), 10)
-            .await;
+        let mine = bookings.bookings_of_customer(navaro_protocol::UserId(Uuid::nil()), 10);
+        let mine = answered_meanwhile(&*store, soon, mine).await;
         assert!(
             matches!(mine, Err(crate::StoreError::Overloaded(_))),
             "{mine:?}"
@@ -614,8 +665,8 @@ mod tests {
         let loaded = navaro_engine::store::Journal::load(
             &journal,
             navaro_protocol::EstablishmentId(Uuid::nil()),
-        )
-        .await;
+        );
+        let loaded = answered_meanwhile(&*store, soon, loaded).await;
         assert!(
             matches!(
                 loaded,
@@ -625,79 +676,52 @@ mod tests {
             loaded.err()
         );
         assert_eq!(fake.calls(), 5);
-        // With connections free, the same timeout means the database is gone.
+        // With every connection checked out, their calls answer for the database: a
+        // timeout waiting behind them is busy too, answers or not (a lock held long).
+        fake.saturated.store(true, Ordering::SeqCst);
+        let read = store.user_by_id(Uuid::nil()).await;
+        assert!(
+            matches!(&read, Err(e) if crate::backend::is_saturated(e)),
+            "{read:?}"
+        );
         fake.saturated.store(false, Ordering::SeqCst);
+        // With connections free and nothing answered meanwhile, the same timeout means
+        // the database is gone.
         let read = store.user_by_id(Uuid::nil()).await;
         assert!(matches!(&read, Err(e) if !crate::backend::is_saturated(e)));
         assert!(store.user_by_id(Uuid::nil()).await.is_err());
         assert_eq!(
             fake.calls(),
-            6,
+            7,
             "the last call was refused by the open breaker"
         );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_pool_timeout_while_the_database_answered_others_is_overload() {
-        let fake = Fake::new();
-        let store = guarded(&fake);
-        // Each call waits out the pool's timeout; while the first waits, another gets
-        // its connection and an answer. When the first times out a connection happens
-        // to be idle, so the pool does not look saturated.
-        fake.set(Mode::TimesOutAfter(Duration::from_secs(1)));
-        let (waited, other) = futures::join!(store.user_by_id(Uuid::nil()), async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            fake.set(Mode::Up);
-            let other = store.role_at(Uuid::nil(), Uuid::nil()).await;
-            fake.set(Mode::TimesOutAfter(Duration::from_secs(1)));
-            other
-        });
-        assert!(other.is_ok());
-        assert!(
-            matches!(&waited, Err(e) if crate::backend::is_saturated(e)),
-            "the database answered during the wait: busy, not gone: {waited:?}"
-        );
-        assert_eq!(fake.pings(), 0, "no probe: the breaker stayed closed");
-        // A timeout during which nobody got an answer means the database is gone.
-        let gone = store.user_by_id(Uuid::nil()).await;
-        assert!(
-            matches!(&gone, Err(e) if !crate::backend::is_saturated(e)),
-            "{gone:?}"
-        );
-        fake.set(Mode::Up);
-        assert!(
-            store.user_by_id(Uuid::nil()).await.is_err(),
-            "the breaker is open"
-        );
-        assert_eq!(fake.calls(), 3);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_call_with_no_answer_while_others_were_answered_is_slow_not_gone() {
         let fake = Fake::new();
         let store = guarded(&fake);
-        // One call never gets its answer (a starved database, a lock); another gets one
-        // meanwhile.
-        let answer_another = || async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            fake.set(Mode::Up);
-            let other = store.role_at(Uuid::nil(), Uuid::nil()).await;
-            fake.set(Mode::Hangs);
-            other
-        };
+        // A call never gets its answer (a starved database, a lock) while the database
+        // answers another late in its wait.
         fake.set(Mode::Hangs);
-        let (read, other) = futures::join!(store.user_by_id(Uuid::nil()), answer_another());
-        assert!(other.is_ok());
+        let late = DEADLINE - Duration::from_secs(1);
+        let read = answered_meanwhile(&store, late, store.user_by_id(Uuid::nil())).await;
         assert!(
             matches!(&read, Err(e) if crate::backend::is_saturated(e)),
             "a read told to come back, not that the store is down: {read:?}"
         );
         let group = Group::default();
-        let (written, other) = futures::join!(store.write_group(&group), answer_another());
-        assert!(other.is_ok());
+        let written = answered_meanwhile(&store, late, store.write_group(&group)).await;
         assert!(
             matches!(written, Err(WriteError::Unreachable(_))),
             "a commit with no answer keeps its unknown outcome: {written:?}"
+        );
+        // So does an account write: it may have committed, so it is not told to retry.
+        let user = sample_user();
+        let inserted = answered_meanwhile(&store, late, store.insert_user(&user)).await;
+        assert!(
+            matches!(&inserted, Err(e) if !crate::backend::is_saturated(e)),
+            "{inserted:?}"
         );
         assert_eq!(fake.pings(), 0, "no probe: the breaker stayed closed");
         fake.set(Mode::Up);
@@ -705,7 +729,31 @@ mod tests {
             store.user_by_id(Uuid::nil()).await.is_ok(),
             "and calls go on"
         );
-        assert_eq!(fake.calls(), 5);
+        assert_eq!(fake.calls(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partition_opens_it_even_for_a_call_that_saw_answers_before_it() {
+        let fake = Fake::new();
+        let store = guarded(&fake);
+        // A call hangs; the database answers another early in its wait, then the
+        // network goes silent. By the call's deadline the answers have stopped for
+        // longer than half a deadline: a partition, not a slow database.
+        fake.set(Mode::Hangs);
+        let early = Duration::from_millis(500);
+        let read = answered_meanwhile(&store, early, store.user_by_id(Uuid::nil())).await;
+        assert!(
+            matches!(&read, Err(e) if !crate::backend::is_saturated(e)),
+            "{read:?}"
+        );
+        assert!(store.user_by_id(Uuid::nil()).await.is_err());
+        assert_eq!(
+            fake.calls(),
+            1,
+            "the second call was refused by the open breaker"
+        );
+        probe_periods(1).await;
+        assert!(fake.pings() >= 1, "and the probe runs");
     }
 
     #[tokio::test(start_paused = true)]
