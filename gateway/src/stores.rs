@@ -17,8 +17,8 @@ use navaro_protocol::{EstablishmentId, UserId};
 pub const ROLE_TTL: Duration = Duration::from_secs(30);
 /// How long past [`ROLE_TTL`] a cached role still answers while the store cannot
 /// (overloaded or unavailable): the request is served as the role stood a few minutes
-/// ago instead of failing with the store. A membership changed on another node during
-/// an outage is seen late by at most this much.
+/// ago instead of failing with the store. A membership changed on another node is then
+/// seen late by up to the TTL plus this much.
 pub const ROLE_STALE_IF_ERROR: Duration = Duration::from_secs(300);
 /// Most (user, establishment) pairs kept; past it the cache starts over.
 pub const ROLE_CACHE_ENTRIES: usize = 1_000_000;
@@ -28,8 +28,9 @@ pub const ROLE_CACHE_ENTRIES: usize = 1_000_000;
 /// trip on the pool the journal writes through. `upsert_membership` writes through and
 /// updates the entry. An expired entry is looked up again; if the store cannot answer
 /// (busy or gone), the entry still answers for [`ROLE_STALE_IF_ERROR`] past its TTL,
-/// as HTTP's `stale-if-error` does: under an overload a request needs no connection
-/// just because its role's 30 seconds ran out.
+/// as HTTP's `stale-if-error` does: under an overload a member's request is answered
+/// with the role it had (after the lookup's wait) instead of failing because its
+/// role's 30 seconds ran out.
 pub struct RoleCache {
     inner: Arc<dyn AccountStore>,
     roles: DashMap<(UserId, EstablishmentId), (Option<MemberRole>, Instant)>,
@@ -119,7 +120,11 @@ impl AccountStore for RoleCache {
                     Ok(role)
                 }
                 Err(e @ (AccountError::Overloaded(_) | AccountError::Unavailable(_))) => {
-                    match cached.filter(|(_, at)| at.elapsed() < self.ttl + self.stale_if_error) {
+                    // The entry as it stands now: a change through this process made
+                    // during the lookup (or its removal after an unknown outcome)
+                    // wins over what was read before it.
+                    let kept = self.roles.get(&key).map(|entry| *entry);
+                    match kept.filter(|(_, at)| at.elapsed() < self.ttl + self.stale_if_error) {
                         Some((role, _)) => {
                             metrics::counter!("navaro_role_cache_stale_total").increment(1);
                             Ok(role)
