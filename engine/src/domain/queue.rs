@@ -283,6 +283,12 @@ impl Queue {
         self.active.iter().filter_map(|id| self.tickets.get(id))
     }
 
+    /// The ids in the index of active tickets, as kept (for checking it).
+    #[doc(hidden)]
+    pub fn active_ids(&self) -> impl Iterator<Item = TicketId> + '_ {
+        self.active.iter().copied()
+    }
+
     /// Keep `ticket` (its latest state) and its place among the active ones.
     pub(crate) fn keep(&mut self, ticket: Arc<Ticket>) {
         if ticket.status.is_active() {
