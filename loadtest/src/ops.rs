@@ -12,6 +12,7 @@ use crate::live::PushClock;
 use crate::options::{AvailabilityForm, Mix};
 use crate::world::{
     AVAILABILITY_WINDOW_DAYS, Expect, Joining, Lane, LaneStage, LiveBooking, TakenLane, World,
+    back_to_room,
 };
 
 /// Every kind of request measured, each with its own histogram.
@@ -343,7 +344,7 @@ async fn reschedule(world: &World, est: usize, r: u64) -> Outcome {
 
 async fn join(world: &World, est: usize) -> Outcome {
     let e = &world.establishments[est];
-    let Some(joining) = Joining::take(&e.waiting_room) else {
+    let Some(joining) = Joining::take(&e.waiting_room, &e.unsure) else {
         return Outcome::Skipped("every customer already queued");
     };
     let name = world.ticket_name();
@@ -356,20 +357,26 @@ async fn join(world: &World, est: usize) -> Outcome {
         .http
         .send(Method::POST, &e.queue_path, Some(auth), Some(body))
         .await;
-    // A ticket made now, or a 409 that says the customer already has one (a join whose
-    // answer was lost earlier): out until a lane calls and finishes it. Anything else
-    // (refused, or lost) sends the customer back to the room (see [`Joining`]).
-    if let Ok(reply) = &reply
-        && (reply.status == 201 || reply.status == 409)
-    {
-        let outcome = classify(reply, 201);
-        joining.keep_out();
-        return outcome;
+    let outcome = match &reply {
+        Ok(reply) => classify(reply, 201),
+        Err(error) => transport(error),
+    };
+    match &reply {
+        // A ticket made now, or a 409 that says the customer already has one: out
+        // until a lane calls and finishes it. After a join of theirs whose answer was
+        // lost, that 409 is the generator's doubt, not the server's error.
+        Ok(reply) if reply.status == 201 || reply.status == 409 => {
+            if joining.keep_out() && reply.status == 409 {
+                return Outcome::Expected("ticket_from_a_lost_join");
+            }
+        }
+        _ => match &outcome {
+            Outcome::Error(what) if refused(what) => joining.refused(),
+            // Lost: back to the room, unsure (see [`Joining`]).
+            _ => drop(joining),
+        },
     }
-    match reply {
-        Ok(reply) => classify(&reply, 201),
-        Err(error) => transport(&error),
-    }
+    outcome
 }
 
 /// The next step of one idle staff lane: call the next ticket, start it, or finish it;
@@ -433,7 +440,7 @@ async fn advance(world: &World, est: usize) -> (OpKind, Outcome) {
             lane.stage = match &outcome {
                 Outcome::Ok => {
                     if let Some(customer) = customer {
-                        e.waiting_room.lock().unwrap().push_back(customer);
+                        back_to_room(&e.waiting_room, customer);
                     }
                     LaneStage::Idle
                 }
@@ -497,7 +504,7 @@ async fn resync(world: &World, est: usize, lane: &mut Lane, customer: Option<usi
             .iter()
             .any(|t| t["customer_id"].as_str() == Some(id))
         {
-            e.waiting_room.lock().unwrap().push_back(customer);
+            back_to_room(&e.waiting_room, customer);
         }
     }
     Outcome::Ok

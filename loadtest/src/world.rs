@@ -3,7 +3,7 @@
 //! operations share (the slot allocator, live bookings, queue lanes, the ledger of every
 //! 201 that verification checks afterwards).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -113,7 +113,7 @@ pub struct TakenLane<'a> {
 }
 
 impl<'a> TakenLane<'a> {
-    /// The lane that has waited longest, if any is free.
+    /// The lane put back last, if any is free.
     pub fn take(lanes: &'a Mutex<Vec<Lane>>) -> Option<TakenLane<'a>> {
         let lane = lanes.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
         Some(TakenLane {
@@ -144,40 +144,68 @@ impl Drop for TakenLane<'_> {
     }
 }
 
-/// A customer taken from an establishment's waiting room to join its queue, back in
-/// the room when dropped unless [`Joining::keep_out`] said otherwise: a join whose
-/// answer was lost (or whose future was dropped) may not have made a ticket, and a
-/// customer kept out for one that does not exist would never come back. If it does
-/// exist, their next join gets a 409 and keeps them out until a lane serves it.
+/// Put `customer` back in a waiting room, unless they are there already (a customer
+/// sent back after a lost join whose ticket did exist comes back again when a lane
+/// serves that ticket).
+pub fn back_to_room(room: &Mutex<VecDeque<usize>>, customer: usize) {
+    let mut room = room.lock().unwrap_or_else(|e| e.into_inner());
+    if !room.contains(&customer) {
+        room.push_back(customer);
+    }
+}
+
+/// A customer taken from an establishment's waiting room to join its queue. Dropped
+/// without a word (the join's answer was lost, or its future was dropped by the request
+/// timeout), they go back to the room and are marked unsure: the join may not have made
+/// a ticket, and a customer kept out for one that does not exist would never come back.
+/// If it does exist, their next join gets a 409, which [`Joining::keep_out`] reads as
+/// expected for an unsure customer.
 pub struct Joining<'a> {
     room: &'a Mutex<VecDeque<usize>>,
+    unsure: &'a Mutex<HashSet<usize>>,
     pub customer: usize,
-    back: bool,
+    settled: bool,
 }
 
 impl<'a> Joining<'a> {
-    pub fn take(room: &'a Mutex<VecDeque<usize>>) -> Option<Joining<'a>> {
+    pub fn take(
+        room: &'a Mutex<VecDeque<usize>>,
+        unsure: &'a Mutex<HashSet<usize>>,
+    ) -> Option<Joining<'a>> {
         let customer = room.lock().unwrap_or_else(|e| e.into_inner()).pop_front()?;
         Some(Joining {
             room,
+            unsure,
             customer,
-            back: true,
+            settled: false,
         })
     }
 
     /// The customer holds a ticket (made now, or earlier): out until it is served.
-    pub fn keep_out(mut self) {
-        self.back = false;
+    /// Returns whether they were unsure (a 409 then answers an earlier lost join).
+    pub fn keep_out(mut self) -> bool {
+        self.settled = true;
+        self.unsure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.customer)
+    }
+
+    /// The join was refused and made nothing: back to the room, no doubt about it.
+    pub fn refused(mut self) {
+        self.settled = true;
+        back_to_room(self.room, self.customer);
     }
 }
 
 impl Drop for Joining<'_> {
     fn drop(&mut self) {
-        if self.back {
-            self.room
+        if !self.settled {
+            self.unsure
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push_back(self.customer);
+                .insert(self.customer);
+            back_to_room(self.room, self.customer);
         }
     }
 }
@@ -206,6 +234,9 @@ pub struct Establishment {
     pub lanes: Mutex<Vec<Lane>>,
     /// Customers with no ticket in this queue (the server allows one each).
     pub waiting_room: Mutex<VecDeque<usize>>,
+    /// Customers whose last join had no answer: they may hold a ticket (see
+    /// [`Joining`]).
+    pub unsure: Mutex<HashSet<usize>>,
     /// Local days that may hold bookings, for verification.
     pub days: Mutex<BTreeSet<u32>>,
 }
@@ -473,6 +504,7 @@ async fn create_establishment(
         live: Mutex::new(Vec::new()),
         lanes: Mutex::new(lanes),
         waiting_room: Mutex::new((0..customers).collect()),
+        unsure: Mutex::new(HashSet::new()),
         days: Mutex::new(BTreeSet::new()),
     })
 }
@@ -550,20 +582,38 @@ mod tests {
 
     #[test]
     fn a_joining_customer_comes_back_unless_a_ticket_keeps_them_out() {
-        let room = Mutex::new(VecDeque::from([1, 2]));
-        let first = Joining::take(&room).unwrap();
+        let room = Mutex::new(VecDeque::from([1, 2, 3]));
+        let unsure = Mutex::new(HashSet::new());
+        // A lost join: back, and unsure.
+        let first = Joining::take(&room, &unsure).unwrap();
         assert_eq!(first.customer, 1);
         drop(first);
         assert_eq!(
             room.lock().unwrap().iter().copied().collect::<Vec<_>>(),
-            [2, 1]
+            [2, 3, 1]
         );
-        let second = Joining::take(&room).unwrap();
-        assert_eq!(second.customer, 2);
-        second.keep_out();
+        assert!(unsure.lock().unwrap().contains(&1));
+        // A refused join: back, sure.
+        Joining::take(&room, &unsure).unwrap().refused();
         assert_eq!(
             room.lock().unwrap().iter().copied().collect::<Vec<_>>(),
-            [1]
+            [3, 1, 2]
+        );
+        assert!(!unsure.lock().unwrap().contains(&2));
+        // A ticket: out; the unsure one's 409 is the earlier join's ticket.
+        assert!(!Joining::take(&room, &unsure).unwrap().keep_out());
+        assert!(Joining::take(&room, &unsure).unwrap().keep_out());
+        assert_eq!(
+            room.lock().unwrap().iter().copied().collect::<Vec<_>>(),
+            [2]
+        );
+        assert!(unsure.lock().unwrap().is_empty());
+        // Served twice over (sent back, then its ticket finished): in the room once.
+        back_to_room(&room, 2);
+        back_to_room(&room, 3);
+        assert_eq!(
+            room.lock().unwrap().iter().copied().collect::<Vec<_>>(),
+            [2, 3]
         );
     }
 }
