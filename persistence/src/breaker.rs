@@ -8,7 +8,10 @@
 //! 1`) asks the database every [`Breaker::probe_every`] whether it is back. The first
 //! probe that succeeds closes the breaker. Answers that come from the database itself
 //! (a constraint, a locked SQLite file, a missing row) say nothing about reachability
-//! and never open it.
+//! and never open it. Nor does a busy database: a pool timeout or a call with no answer
+//! while the database answers other calls (or, for a pool timeout, while every
+//! connection is checked out) fails alone, as an overload (see
+//! [`Guarded::answered_lately`]).
 //!
 //! The state is one atomic counter: even is closed, odd is open. A call remembers the
 //! value it started under and may open the breaker only from that value, so a call that
