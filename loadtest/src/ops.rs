@@ -357,24 +357,23 @@ async fn join(world: &World, est: usize) -> Outcome {
         .http
         .send(Method::POST, &e.queue_path, Some(auth), Some(body))
         .await;
+    let status = reply.as_ref().ok().map(|reply| reply.status);
     let outcome = match &reply {
         Ok(reply) => classify(reply, 201),
         Err(error) => transport(error),
     };
-    match &reply {
+    match status {
         // A ticket made now, or a 409 that says the customer already has one: out
         // until a lane calls and finishes it. After a join of theirs whose answer was
         // lost, that 409 is the generator's doubt, not the server's error.
-        Ok(reply) if reply.status == 201 || reply.status == 409 => {
-            if joining.keep_out() && reply.status == 409 {
+        Some(201 | 409) => {
+            if joining.keep_out() && status == Some(409) {
                 return Outcome::Expected("ticket_from_a_lost_join");
             }
         }
-        _ => match &outcome {
-            Outcome::Error(what) if refused(what) => joining.refused(),
-            // Lost: back to the room, unsure (see [`Joining`]).
-            _ => drop(joining),
-        },
+        _ if matches!(&outcome, Outcome::Error(what) if refused(what)) => joining.refused(),
+        // Lost: back to the room, unsure (see [`Joining`]).
+        _ => drop(joining),
     }
     outcome
 }

@@ -136,7 +136,10 @@ impl Drop for TakenLane<'_> {
                 customer: self.lane.stage.customer(),
             };
         }
-        let lane = self.lane.clone();
+        let lane = Lane {
+            staff: self.lane.staff,
+            stage: std::mem::replace(&mut self.lane.stage, LaneStage::Idle),
+        };
         self.lanes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
