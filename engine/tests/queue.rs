@@ -442,7 +442,7 @@ proptest! {
                         // FIFO: no earlier waiting ticket was eligible for this staff member.
                         let index = s as usize;
                         for earlier in before.queue.waiting.iter().take_while(|id| **id != t.id) {
-                            let e = &before.queue.tickets[earlier];
+                            let e = before.queue.ticket(earlier).unwrap();
                             let can = before.service(e.service_id).is_some_and(|svc| svc.staff.contains(&index));
                             prop_assert!(!(can && e.staff_id.is_none_or(|p| p == staff[index])), "ticket {} was skipped", e.number);
                         }
@@ -467,14 +467,14 @@ proptest! {
             let waiting: Vec<TicketId> = est.queue.waiting.iter().copied().collect();
             let unique: BTreeSet<TicketId> = waiting.iter().copied().collect();
             prop_assert_eq!(unique.len(), waiting.len());
-            let by_status: BTreeSet<TicketId> = est.queue.tickets.values().filter(|t| t.status == TicketStatus::Waiting).map(|t| t.id).collect();
+            let by_status: BTreeSet<TicketId> = est.queue.tickets().filter(|t| t.status == TicketStatus::Waiting).map(|t| t.id).collect();
             prop_assert_eq!(&unique, &by_status);
             for id in &all {
-                prop_assert!(est.queue.tickets.contains_key(id), "ticket lost");
+                prop_assert!(est.queue.ticket(id).is_some(), "ticket lost");
             }
             // The index of active tickets is exactly the tickets not yet ended, and so
             // is the one a snapshot's restore rebuilds.
-            let active: BTreeSet<TicketId> = est.queue.tickets.values().filter(|t| t.status.is_active()).map(|t| t.id).collect();
+            let active: BTreeSet<TicketId> = est.queue.tickets().filter(|t| t.status.is_active()).map(|t| t.id).collect();
             let indexed: BTreeSet<TicketId> = est.queue.active_ids().collect();
             prop_assert_eq!(&indexed, &active);
             let restored = navaro_engine::domain::Establishment::restore(&est.to_snapshot()).unwrap();
@@ -482,7 +482,7 @@ proptest! {
             prop_assert_eq!(&rebuilt, &active);
             // Each staff member serves at most one ticket at a time.
             for s in staff {
-                let serving = est.queue.tickets.values().filter(|t| t.staff_id == Some(s) && matches!(t.status, TicketStatus::Called | TicketStatus::InService)).count();
+                let serving = est.queue.tickets().filter(|t| t.staff_id == Some(s) && matches!(t.status, TicketStatus::Called | TicketStatus::InService)).count();
                 prop_assert!(serving <= 1);
             }
             // Estimates: ordered per preferred staff member, and never over a booking.
@@ -490,7 +490,7 @@ proptest! {
             prop_assert_eq!(places.len(), waiting.len());
             let mut last_eta: [Option<jiff::Timestamp>; 2] = [None, None];
             for place in &places {
-                let t = &est.queue.tickets[&place.ticket_id];
+                let t = est.queue.ticket(&place.ticket_id).unwrap();
                 let Some(eta) = place.eta else { continue };
                 prop_assert!(eta >= sim.now.checked_sub(jiff::SignedDuration::from_mins(1)).unwrap());
                 let occupies = est.service(t.service_id).unwrap().occupies();

@@ -29,10 +29,10 @@ const MAX_GAP_STEPS: usize = 256;
 /// The queue part of an establishment's state.
 #[derive(Clone, Debug, Default)]
 pub struct Queue {
-    /// Every ticket of the current local day, ended ones included.
-    /// Changed only through [`Queue::keep`] (and the day's pruning of ended ones), which
-    /// keeps [`Queue::active`] in step.
-    pub tickets: imbl::HashMap<TicketId, Arc<Ticket>>,
+    /// Every ticket of the current local day, ended ones included. Private: it changes
+    /// only through [`Queue::keep`] and [`Queue::start_day`], which keep
+    /// [`Queue::active`] in step with it.
+    tickets: imbl::HashMap<TicketId, Arc<Ticket>>,
     /// The tickets not yet ended (waiting, called, in service): what the queue's
     /// decisions and estimates look at. Scanning `tickets` instead made each queue
     /// event cost in proportion to the tickets the day had already ended (thousands in
@@ -216,7 +216,7 @@ fn call_next(
         .queue
         .waiting
         .iter()
-        .filter_map(|id| est.queue.tickets.get(id))
+        .filter_map(|id| est.queue.ticket(id))
         .find(|t| {
             t.staff_id.is_none_or(|preferred| preferred == staff_id)
                 && est
@@ -278,6 +278,22 @@ fn move_ticket(
 }
 
 impl Queue {
+    /// A ticket of the current local day, ended or not.
+    pub fn ticket(&self, id: &TicketId) -> Option<&Arc<Ticket>> {
+        self.tickets.get(id)
+    }
+
+    /// Every ticket of the current local day, ended ones included, in no particular
+    /// order.
+    pub fn tickets(&self) -> impl Iterator<Item = &Arc<Ticket>> + '_ {
+        self.tickets.values()
+    }
+
+    /// How many tickets the current local day has, ended ones included.
+    pub fn ticket_count(&self) -> usize {
+        self.tickets.len()
+    }
+
     /// The tickets not yet ended (see [`Queue::active`]), in no particular order.
     pub fn active_tickets(&self) -> impl Iterator<Item = &Arc<Ticket>> + '_ {
         self.active.iter().filter_map(|id| self.tickets.get(id))
@@ -297,6 +313,13 @@ impl Queue {
             self.active.remove(&ticket.id);
         }
         self.tickets.insert(ticket.id, ticket);
+    }
+
+    /// A new local day: numbering restarts, and the ended tickets of the day before are
+    /// no longer kept (the active ones, and so the index, stay as they are).
+    pub(crate) fn start_day(&mut self, day: i64) {
+        self.tickets.retain(|_, t| t.status.is_active());
+        self.day = day;
     }
 }
 
@@ -338,8 +361,7 @@ fn member_ticket(
     require_member(caller)?;
     let ticket = est
         .queue
-        .tickets
-        .get(&ticket_id)
+        .ticket(&ticket_id)
         .ok_or_else(|| Rejection::not_found("ticket"))?;
     if !allowed.contains(&ticket.status) {
         return Err(Rejection::new(
@@ -356,7 +378,7 @@ fn own_ticket(
     caller: &Caller,
     ticket_id: TicketId,
 ) -> Result<Ticket, Rejection> {
-    match est.queue.tickets.get(&ticket_id) {
+    match est.queue.ticket(&ticket_id) {
         Some(t) if caller.role.is_member() || t.customer_id == Some(caller.user_id) => {
             Ok((**t).clone())
         }
@@ -415,7 +437,7 @@ pub fn estimates(est: &Establishment, now_s: i64) -> Vec<QueuePosition> {
     let mut out = Vec::with_capacity(est.queue.waiting.len());
     for (place, id) in est.queue.waiting.iter().enumerate() {
         let mut eta = None;
-        if let Some(ticket) = est.queue.tickets.get(id)
+        if let Some(ticket) = est.queue.ticket(id)
             && let Some(service) = est.service(ticket.service_id)
         {
             let preferred = ticket.staff_id.and_then(|s| est.staff_index(s));
@@ -525,10 +547,7 @@ impl Establishment {
                 )
                 .epoch_day;
                 if day != queue.day {
-                    // A new local day: numbering restarts, and yesterday's finished
-                    // tickets are no longer kept in memory.
-                    queue.tickets.retain(|_, t| t.status.is_active());
-                    queue.day = day;
+                    queue.start_day(day);
                 }
                 queue.last_number = ticket.number;
                 queue.waiting.push_back(ticket.id);
@@ -547,7 +566,7 @@ impl Establishment {
 
     /// A ticket as shown: with its current place and estimate while waiting.
     pub fn ticket_view(&self, ticket_id: TicketId, now_s: i64) -> Option<Ticket> {
-        let ticket = self.queue.tickets.get(&ticket_id)?;
+        let ticket = self.queue.ticket(&ticket_id)?;
         let mut shown = (**ticket).clone();
         if shown.status == TicketStatus::Waiting
             && let Some(place) = estimates(self, now_s)
@@ -566,7 +585,7 @@ impl Establishment {
         let mut shown: Vec<Ticket> = places
             .iter()
             .filter_map(|p| {
-                self.queue.tickets.get(&p.ticket_id).map(|t| Ticket {
+                self.queue.ticket(&p.ticket_id).map(|t| Ticket {
                     position: Some(p.position),
                     eta: p.eta,
                     ..(**t).clone()

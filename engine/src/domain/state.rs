@@ -474,7 +474,7 @@ impl Establishment {
     /// How many bookings, holds and tickets a snapshot of this state holds (what grows
     /// with the establishment's history; its settings, staff and services are few).
     pub fn snapshot_items(&self) -> u64 {
-        (self.bookings.len() + self.holds.len() + self.queue.tickets.len()) as u64
+        (self.bookings.len() + self.holds.len() + self.queue.ticket_count()) as u64
     }
 
     /// Plain data from which [`Establishment::restore`] rebuilds this state.
@@ -498,7 +498,7 @@ impl Establishment {
                 .map(|b| (**b).clone())
                 .collect(),
             holds: self.holds.values().map(|h| (**h).clone()).collect(),
-            tickets: self.queue.tickets.values().map(|t| (**t).clone()).collect(),
+            tickets: self.queue.tickets().map(|t| (**t).clone()).collect(),
             waiting: self.queue.waiting.iter().copied().collect(),
             queue_day: self.queue.day,
             queue_last_number: self.queue.last_number,
@@ -542,7 +542,7 @@ impl Establishment {
         if let Some(unknown) = snapshot
             .waiting
             .iter()
-            .find(|id| !state.queue.tickets.contains_key(*id))
+            .find(|id| state.queue.ticket(id).is_none())
         {
             return Err(corrupt(
                 seq,
