@@ -597,6 +597,36 @@ async fn idle_establishments_passivate_and_come_back_from_their_snapshot() {
     assert_eq!(view.seq(), journal.records(id).len() as u64);
 }
 
+#[tokio::test]
+async fn an_establishment_with_an_open_live_feed_is_not_passivated() {
+    let clock = ManualClock::new(ts(NOW));
+    let config = EngineConfig {
+        tick_interval: Duration::from_millis(5),
+        idle_timeout: Duration::from_secs(600),
+        ..EngineConfig::default()
+    };
+    let engine = engine_on(Arc::new(MemoryJournal::new()), &clock, config).await;
+    let (watched, _, _) = open_shop(&engine, 1).await;
+    let (_quiet, _, _) = open_shop(&engine, 1).await;
+    let mut feed = engine.subscribe(watched, 0).await.unwrap();
+    clock.advance_seconds(601);
+    // The quiet one stops; the watched one stays through many more ticks past its
+    // idle timeout, its feed open.
+    eventually(async || engine.active_establishments() == 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(engine.active_establishments(), 1);
+    assert!(
+        matches!(
+            feed.live.try_recv(),
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty)
+        ),
+        "the feed is still open"
+    );
+    // Once nobody watches, it is idle like any other.
+    drop(feed);
+    eventually(async || engine.active_establishments() == 0).await;
+}
+
 /// After a snapshot of a long history, the next comes after as many events as it held
 /// items when that is more than `snapshot_every_events`: an establishment with thousands
 /// of bookings is not encoded whole every thousand events.

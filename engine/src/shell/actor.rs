@@ -513,7 +513,11 @@ impl State {
         if due && self.is_settled() {
             self.save_snapshot(false).await;
         }
-        let idle = now_s - self.last_activity_s >= config.idle_timeout.as_secs() as i64;
+        // An open live feed keeps its establishment: stopping would close the feed
+        // (`1012`) of a Pro app that is only watching, every `idle_timeout`, and the
+        // app's reconnect would activate it again at once.
+        let idle = now_s - self.last_activity_s >= config.idle_timeout.as_secs() as i64
+            && self.args.live.receiver_count() == 0;
         if idle && self.is_settled() {
             debug!(establishment_id = %self.args.id, "passivating idle establishment");
             self.passivating = Some(None);
