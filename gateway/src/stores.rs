@@ -20,8 +20,23 @@ pub const ROLE_TTL: Duration = Duration::from_secs(30);
 /// ago instead of failing with the store. A membership changed on another node is then
 /// seen late by up to the TTL plus this much.
 pub const ROLE_STALE_IF_ERROR: Duration = Duration::from_secs(300);
+/// After a lookup of an expired entry has failed, how long the entry answers as it
+/// stands without asking the store again. Without it every request of that member
+/// waited for its own failing lookup (up to the pool's 2 s) and added one more caller
+/// to a store that was already failing to answer.
+pub const ROLE_RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
 /// Most (user, establishment) pairs kept; past it the cache starts over.
 pub const ROLE_CACHE_ENTRIES: usize = 1_000_000;
+
+/// A cached `role_at` answer.
+#[derive(Clone, Copy)]
+struct Entry {
+    role: Option<MemberRole>,
+    /// When the store gave it (or this process wrote it).
+    read_at: Instant,
+    /// Set when a refresh failed: until then the entry answers without a lookup.
+    retry_at: Option<Instant>,
+}
 
 /// An [`AccountStore`] that remembers `role_at` answers (including "no role", the answer
 /// for every customer), so that an authenticated request does not cost a database round
@@ -29,14 +44,17 @@ pub const ROLE_CACHE_ENTRIES: usize = 1_000_000;
 /// updates the entry. An expired entry is looked up again; if the store cannot answer
 /// (busy or gone), the entry still answers for [`ROLE_STALE_IF_ERROR`] past its TTL,
 /// as HTTP's `stale-if-error` does: under an overload a member's request is answered
-/// with the role it had (after the lookup's wait) instead of failing because its
-/// role's 30 seconds ran out.
+/// with the role it had instead of failing because its role's 30 seconds ran out. Only
+/// one request in each [`ROLE_RETRY_AFTER_ERROR`] waits for the store to fail; the
+/// others are answered at once.
 pub struct RoleCache {
     inner: Arc<dyn AccountStore>,
-    roles: DashMap<(UserId, EstablishmentId), (Option<MemberRole>, Instant)>,
+    roles: DashMap<(UserId, EstablishmentId), Entry>,
     ttl: Duration,
     /// See [`ROLE_STALE_IF_ERROR`].
     stale_if_error: Duration,
+    /// See [`ROLE_RETRY_AFTER_ERROR`].
+    retry_after_error: Duration,
     capacity: usize,
 }
 
@@ -52,15 +70,36 @@ impl RoleCache {
             roles: DashMap::new(),
             ttl,
             stale_if_error,
+            retry_after_error: ROLE_RETRY_AFTER_ERROR,
             capacity,
         }
+    }
+
+    /// Another wait after a failed refresh than [`ROLE_RETRY_AFTER_ERROR`].
+    pub fn with_retry_after_error(mut self, wait: Duration) -> RoleCache {
+        self.retry_after_error = wait;
+        self
     }
 
     fn remember(&self, key: (UserId, EstablishmentId), role: Option<MemberRole>) {
         if self.roles.len() >= self.capacity {
             self.roles.clear();
         }
-        self.roles.insert(key, (role, Instant::now()));
+        let entry = Entry {
+            role,
+            read_at: Instant::now(),
+            retry_at: None,
+        };
+        self.roles.insert(key, entry);
+    }
+
+    /// An expired entry standing in for a store that cannot answer, if it is still
+    /// within its bound.
+    fn stale(&self, entry: Entry) -> Option<Option<MemberRole>> {
+        (entry.read_at.elapsed() < self.ttl + self.stale_if_error).then(|| {
+            metrics::counter!("navaro_role_cache_stale_total").increment(1);
+            entry.role
+        })
     }
 }
 
@@ -108,10 +147,16 @@ impl AccountStore for RoleCache {
     ) -> BoxFuture<'_, Result<Option<MemberRole>, AccountError>> {
         let key = (user_id, establishment_id);
         let cached = self.roles.get(&key).map(|entry| *entry);
-        if let Some((role, at)) = cached
-            && at.elapsed() < self.ttl
-        {
-            return futures::future::ready(Ok(role)).boxed();
+        if let Some(entry) = cached {
+            if entry.read_at.elapsed() < self.ttl {
+                return futures::future::ready(Ok(entry.role)).boxed();
+            }
+            // A refresh failed a moment ago: answer as the entry stands, if it may.
+            if entry.retry_at.is_some_and(|at| Instant::now() < at)
+                && let Some(role) = self.stale(entry)
+            {
+                return futures::future::ready(Ok(role)).boxed();
+            }
         }
         async move {
             match self.inner.role_at(user_id, establishment_id).await {
@@ -123,10 +168,12 @@ impl AccountStore for RoleCache {
                     // The entry as it stands now: a change through this process made
                     // during the lookup (or its removal after an unknown outcome)
                     // wins over what was read before it.
-                    let kept = self.roles.get(&key).map(|entry| *entry);
-                    match kept.filter(|(_, at)| at.elapsed() < self.ttl + self.stale_if_error) {
-                        Some((role, _)) => {
-                            metrics::counter!("navaro_role_cache_stale_total").increment(1);
+                    let Some(mut kept) = self.roles.get_mut(&key) else {
+                        return Err(e);
+                    };
+                    match self.stale(*kept) {
+                        Some(role) => {
+                            kept.retry_at = Some(Instant::now() + self.retry_after_error);
                             Ok(role)
                         }
                         None => Err(e),
@@ -283,6 +330,15 @@ mod tests {
             2,
             "the store was asked first"
         );
+        assert_eq!(
+            cache.role_at(owner, shop).await.unwrap(),
+            Some(MemberRole::Owner)
+        );
+        assert_eq!(
+            counting.lookups.load(Ordering::SeqCst),
+            2,
+            "right after a failed refresh the entry answers without asking the store again"
+        );
         // A pair never looked up has nothing to stand in: the store's error.
         let stranger = EstablishmentId(Uuid::from_u128(10));
         assert!(matches!(
@@ -298,5 +354,54 @@ mod tests {
             strict.role_at(owner, shop).await,
             Err(AccountError::Overloaded(_))
         ));
+        assert!(
+            matches!(
+                strict.role_at(owner, shop).await,
+                Err(AccountError::Overloaded(_))
+            ),
+            "an entry past its bound is not kept answering by a failed refresh"
+        );
+    }
+
+    #[tokio::test]
+    async fn once_its_wait_is_over_a_failed_refresh_is_tried_again_and_its_answer_taken() {
+        let counting = Counting::new();
+        let owner = counting.create_user(user(1)).await.unwrap().id;
+        let shop = EstablishmentId(Uuid::from_u128(9));
+        let grant = |role| Membership {
+            user_id: owner,
+            establishment_id: shop,
+            role,
+        };
+        counting
+            .upsert_membership(grant(MemberRole::Owner))
+            .await
+            .unwrap();
+        let cache = RoleCache::new(counting.clone(), Duration::ZERO, ROLE_STALE_IF_ERROR, 4)
+            .with_retry_after_error(Duration::ZERO);
+        cache.role_at(owner, shop).await.unwrap();
+        counting.busy.store(true, Ordering::SeqCst);
+        for _ in 0..3 {
+            assert_eq!(
+                cache.role_at(owner, shop).await.unwrap(),
+                Some(MemberRole::Owner)
+            );
+        }
+        assert_eq!(
+            counting.lookups.load(Ordering::SeqCst),
+            4,
+            "with no wait every request asks the store"
+        );
+        // The store answers again, with a role changed meanwhile by another node.
+        counting.busy.store(false, Ordering::SeqCst);
+        counting
+            .upsert_membership(grant(MemberRole::Staff))
+            .await
+            .unwrap();
+        assert_eq!(
+            cache.role_at(owner, shop).await.unwrap(),
+            Some(MemberRole::Staff),
+            "the store's new answer replaces the stale one"
+        );
     }
 }
