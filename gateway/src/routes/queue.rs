@@ -146,8 +146,8 @@ async fn ticket_command(
 #[utoipa::path(post, path = "/v1/establishments/{id}/queue", tag = "queue", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = JoinQueueRequest,
     responses((status = 201, body = TicketDto),
-        (status = 409, description = "already in the queue", body = ErrorBody),
-        (status = 422, description = "queue full, or the staff member does not perform the service", body = ErrorBody)))]
+        (status = 409, description = "already in the queue (conflict), or the queue is full (limit_reached)", body = ErrorBody),
+        (status = 422, description = "the staff member does not perform the service", body = ErrorBody)))]
 pub async fn join_queue(
     State(state): State<AppState>,
     auth: AuthUser,
