@@ -140,6 +140,15 @@ impl AccountStore for RoleCache {
         self.inner.memberships_of(user_id)
     }
 
+    fn claim_creation_key(
+        &self,
+        user_id: UserId,
+        key: &str,
+        candidate: EstablishmentId,
+    ) -> BoxFuture<'_, Result<EstablishmentId, AccountError>> {
+        self.inner.claim_creation_key(user_id, key, candidate)
+    }
+
     fn role_at(
         &self,
         user_id: UserId,
@@ -231,6 +240,14 @@ mod tests {
             id: UserId,
         ) -> BoxFuture<'_, Result<Vec<Membership>, AccountError>> {
             self.inner.memberships_of(id)
+        }
+        fn claim_creation_key(
+            &self,
+            user_id: UserId,
+            key: &str,
+            candidate: EstablishmentId,
+        ) -> BoxFuture<'_, Result<EstablishmentId, AccountError>> {
+            self.inner.claim_creation_key(user_id, key, candidate)
         }
         fn role_at(
             &self,

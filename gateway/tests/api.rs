@@ -287,6 +287,83 @@ async fn bad_input_gets_clear_errors() {
     assert_eq!(body["error"]["field"], "Idempotency-Key");
 }
 
+/// `POST /v1/establishments` with the same key and body, sent twice at once, again
+/// later and again after a crash, makes one establishment; another body with the key is
+/// refused; keys are the user's own.
+#[tokio::test]
+async fn creating_an_establishment_with_a_key_is_idempotent() {
+    async fn create(
+        server: &Server,
+        token: &str,
+        key: Option<&str>,
+        name: &str,
+    ) -> (StatusCode, Value) {
+        let headers: Vec<(&str, &str)> = key.map(|k| ("idempotency-key", k)).into_iter().collect();
+        let (status, _, body) = server
+            .call_with(
+                Method::POST,
+                "/v1/establishments",
+                Some(token),
+                Some(json!({"name": name, "timezone": "America/Sao_Paulo"})),
+                &headers,
+            )
+            .await;
+        (status, body)
+    }
+    async fn owned(server: &Server, token: &str) -> usize {
+        let (status, _, me) = server.call(Method::GET, "/v1/me", Some(token), None).await;
+        assert_eq!(status, StatusCode::OK, "{me}");
+        me["memberships"].as_array().unwrap().len()
+    }
+
+    let server = Server::start_postgres();
+    let (token, _) = server.register("owner").await;
+    let (a, b) = tokio::join!(
+        create(&server, &token, Some("shop-1"), "Shop"),
+        create(&server, &token, Some("shop-1"), "Shop")
+    );
+    assert_eq!(
+        (a.0, b.0),
+        (StatusCode::CREATED, StatusCode::CREATED),
+        "{a:?} {b:?}"
+    );
+    let id = a.1["id"].clone();
+    assert_eq!(b.1["id"], id, "two at once are one establishment");
+    let again = create(&server, &token, Some("shop-1"), "Shop").await;
+    assert_eq!((again.0, &again.1["id"]), (StatusCode::CREATED, &id));
+    let other_body = create(&server, &token, Some("shop-1"), "Another").await;
+    assert_eq!(
+        (other_body.0, code(&other_body.1)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+    );
+    let second = create(&server, &token, Some("shop-2"), "Shop").await;
+    assert_eq!(second.0, StatusCode::CREATED);
+    assert_ne!(second.1["id"], id);
+    let (plain_a, plain_b) = (
+        create(&server, &token, None, "Shop").await,
+        create(&server, &token, None, "Shop").await,
+    );
+    assert_ne!(
+        plain_a.1["id"], plain_b.1["id"],
+        "without a key each is new"
+    );
+    assert_eq!(owned(&server, &token).await, 4);
+    // Another user's key of the same text is theirs.
+    let (stranger, _) = server.register("stranger").await;
+    let theirs = create(&server, &stranger, Some("shop-1"), "Shop").await;
+    assert_eq!(theirs.0, StatusCode::CREATED);
+    assert_ne!(theirs.1["id"], id);
+
+    let server = server.crash_and_restart().unwrap();
+    let after = create(&server, &token, Some("shop-1"), "Shop").await;
+    assert_eq!(
+        (after.0, &after.1["id"]),
+        (StatusCode::CREATED, &id),
+        "{after:?}"
+    );
+    assert_eq!(owned(&server, &token).await, 4);
+}
+
 #[tokio::test]
 async fn body_over_the_limit_is_413() {
     let server = Server::start_with(&[("NAVARO_HTTP__BODY_LIMIT_BYTES", "1024")]).unwrap();

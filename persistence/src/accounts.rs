@@ -78,6 +78,15 @@ pub trait AccountStore: Send + Sync + 'static {
         user_id: UserId,
         establishment_id: EstablishmentId,
     ) -> BoxFuture<'_, Result<Option<MemberRole>, AccountError>>;
+    /// The establishment that `user_id`'s creation keyed `key` makes: `candidate` on the
+    /// first claim, the first claim's establishment on every later one (concurrent
+    /// claims included). `NoSuchUser` when the user does not exist.
+    fn claim_creation_key(
+        &self,
+        user_id: UserId,
+        key: &str,
+        candidate: EstablishmentId,
+    ) -> BoxFuture<'_, Result<EstablishmentId, AccountError>>;
 }
 
 /// Accounts in process memory, for tests.
@@ -91,6 +100,7 @@ struct MemoryAccountsInner {
     users: HashMap<UserId, User>,
     by_email: HashMap<String, UserId>,
     memberships: HashMap<(UserId, EstablishmentId), MemberRole>,
+    creation_keys: HashMap<(UserId, String), EstablishmentId>,
 }
 
 impl MemoryAccounts {
@@ -181,5 +191,23 @@ impl AccountStore for MemoryAccounts {
             .get(&(user_id, establishment_id))
             .copied();
         Box::pin(async move { Ok(role) })
+    }
+
+    fn claim_creation_key(
+        &self,
+        user_id: UserId,
+        key: &str,
+        candidate: EstablishmentId,
+    ) -> BoxFuture<'_, Result<EstablishmentId, AccountError>> {
+        let mut inner = self.lock();
+        let result = if inner.users.contains_key(&user_id) {
+            Ok(*inner
+                .creation_keys
+                .entry((user_id, key.to_string()))
+                .or_insert(candidate))
+        } else {
+            Err(AccountError::NoSuchUser)
+        };
+        Box::pin(async move { result })
     }
 }

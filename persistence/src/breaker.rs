@@ -387,6 +387,17 @@ impl Backend for Guarded {
         self.call(Kind::Read, || self.inner.role_at(user, establishment))
     }
 
+    fn claim_creation_key<'a>(
+        &'a self,
+        user: Uuid,
+        key: &'a str,
+        candidate: Uuid,
+    ) -> BoxFuture<'a, DbResult<Uuid>> {
+        self.call(Kind::Write, || {
+            self.inner.claim_creation_key(user, key, candidate)
+        })
+    }
+
     fn ping(&self) -> BoxFuture<'_, DbResult<()>> {
         self.call(Kind::Read, || self.inner.ping())
     }
@@ -516,6 +527,14 @@ mod tests {
             futures::future::ready(Ok(Vec::new())).boxed()
         }
         fn role_at(&self, _: Uuid, _: Uuid) -> BoxFuture<'_, DbResult<Option<String>>> {
+            self.answer()
+        }
+        fn claim_creation_key<'a>(
+            &'a self,
+            _: Uuid,
+            _: &'a str,
+            _: Uuid,
+        ) -> BoxFuture<'a, DbResult<Uuid>> {
             self.answer()
         }
         fn ping(&self) -> BoxFuture<'_, DbResult<()>> {

@@ -83,16 +83,28 @@ fn postgres_migrator() -> Migrator {
             "write costs",
             include_str!("../migrations/postgres/0003_write_costs.sql"),
         ),
+        migration(
+            4,
+            "creation keys",
+            include_str!("../migrations/postgres/0004_creation_keys.sql"),
+        ),
     ])
 }
 
 /// The SQLite migrations, embedded in the binary.
 fn sqlite_migrator() -> Migrator {
-    Migrator::with_migrations(vec![migration(
-        1,
-        "init",
-        include_str!("../migrations/sqlite/0001_init.sql"),
-    )])
+    Migrator::with_migrations(vec![
+        migration(
+            1,
+            "init",
+            include_str!("../migrations/sqlite/0001_init.sql"),
+        ),
+        migration(
+            2,
+            "creation keys",
+            include_str!("../migrations/sqlite/0002_creation_keys.sql"),
+        ),
+    ])
 }
 
 /// A pooled connection idle at least this long is pinged before it is handed out.

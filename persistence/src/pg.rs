@@ -276,6 +276,37 @@ impl Backend for PgBackend {
         .boxed()
     }
 
+    fn claim_creation_key<'a>(
+        &'a self,
+        user: Uuid,
+        key: &'a str,
+        candidate: Uuid,
+    ) -> BoxFuture<'a, DbResult<Uuid>> {
+        async move {
+            // Two statements, not one: the read must see a row that a concurrent claim
+            // committed while this insert waited on it, which a statement's own
+            // snapshot would not.
+            sqlx::query(
+                "INSERT INTO creation_keys (user_id, idempotency_key, establishment_id)
+                 VALUES ($1, $2, $3) ON CONFLICT (user_id, idempotency_key) DO NOTHING",
+            )
+            .bind(user)
+            .bind(key)
+            .bind(candidate)
+            .execute(&self.pool)
+            .await?;
+            sqlx::query_scalar(
+                "SELECT establishment_id FROM creation_keys
+                 WHERE user_id = $1 AND idempotency_key = $2",
+            )
+            .bind(user)
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await
+        }
+        .boxed()
+    }
+
     fn ping(&self) -> BoxFuture<'_, DbResult<()>> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

@@ -21,6 +21,10 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_foreign_key_violation())
+}
+
 fn role(stored: &str) -> Result<MemberRole, AccountError> {
     parse_role(stored)
         .ok_or_else(|| AccountError::Unavailable(format!("stored role {stored:?} is unknown")))
@@ -132,6 +136,27 @@ impl AccountStore for SqlAccounts {
                 .await
                 .map_err(unavailable)?;
             stored.as_deref().map(role).transpose()
+        }
+        .boxed()
+    }
+
+    fn claim_creation_key(
+        &self,
+        user_id: UserId,
+        key: &str,
+        candidate: EstablishmentId,
+    ) -> BoxFuture<'_, Result<EstablishmentId, AccountError>> {
+        let key = key.to_string();
+        async move {
+            match self
+                .backend
+                .claim_creation_key(user_id.0, &key, candidate.0)
+                .await
+            {
+                Ok(id) => Ok(EstablishmentId(id)),
+                Err(e) if is_foreign_key_violation(&e) => Err(AccountError::NoSuchUser),
+                Err(e) => Err(unavailable(e)),
+            }
         }
         .boxed()
     }

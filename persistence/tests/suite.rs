@@ -588,6 +588,38 @@ async fn accounts<D: TestDb>() {
         accounts.upsert_membership(ghost).await,
         Err(AccountError::NoSuchUser)
     );
+
+    // Creation keys: the first claim's establishment for every later one, concurrent
+    // claims included; keys are per user.
+    let first = new_establishment();
+    assert_eq!(
+        accounts.claim_creation_key(ana.id, "k", first).await,
+        Ok(first)
+    );
+    assert_eq!(
+        accounts
+            .claim_creation_key(ana.id, "k", new_establishment())
+            .await,
+        Ok(first)
+    );
+    let (x, y) = (new_establishment(), new_establishment());
+    let (cx, cy) = tokio::join!(
+        accounts.claim_creation_key(ana.id, "race", x),
+        accounts.claim_creation_key(ana.id, "race", y)
+    );
+    assert!(cx == cy && (cx == Ok(x) || cx == Ok(y)), "{cx:?} {cy:?}");
+    let bea = accounts.create_user(user("bea@example.com")).await.unwrap();
+    let hers = new_establishment();
+    assert_eq!(
+        accounts.claim_creation_key(bea.id, "k", hers).await,
+        Ok(hers)
+    );
+    assert_eq!(
+        accounts
+            .claim_creation_key(UserId(new_id()), "k", new_establishment())
+            .await,
+        Err(AccountError::NoSuchUser)
+    );
 }
 
 async fn migrate_is_idempotent<D: TestDb>() {

@@ -208,6 +208,25 @@ pub async fn create_establishment(
     ApiJson(body): ApiJson<CreateEstablishmentRequest>,
 ) -> Result<(StatusCode, Json<EstablishmentDto>), ApiError> {
     let id = EstablishmentId(Uuid::now_v7());
+    // The establishment keeps its idempotency keys, and a retry cannot find it without
+    // its id: the first request with a key claims the id, and each retry is sent to
+    // that establishment, whose actor replays the first answer (or refuses another
+    // body with `idempotency_key_reused`).
+    let id = match &key {
+        Some(key) => match state
+            .stores
+            .accounts
+            .claim_creation_key(auth.user_id, key, id)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(AccountError::NoSuchUser) => {
+                return Err(ApiError::unauthorized("account no longer exists"));
+            }
+            Err(e) => return Err(ApiError::store(e)),
+        },
+        None => id,
+    };
     let caller = Caller {
         user_id: auth.user_id,
         role: Role::Owner,
