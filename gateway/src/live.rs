@@ -197,14 +197,7 @@ pub async fn live(
             "origin not allowed",
         ));
     }
-    let header_token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        });
-    let token = header_token
+    let token = crate::auth::bearer_in(&headers)
         .or(params.access_token.as_deref())
         .ok_or_else(|| ApiError::unauthorized("bearer token or access_token required"))?;
     let auth = AuthUser::from_token(&state, token)?;

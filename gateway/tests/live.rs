@@ -105,7 +105,8 @@ async fn customers_see_only_their_own_events_in_msgpack_with_a_query_token() {
 async fn since_in_the_future_gets_reload() {
     let server = Server::start();
     let (owner, id, _, _) = setup(&server, 10).await;
-    let auth = format!("Bearer {owner}");
+    // The scheme's name in any case, as HTTP allows.
+    let auth = format!("BEARER {owner}");
     let mut feed = open(
         &server,
         &format!("/v1/establishments/{id}/live?since=99999"),
