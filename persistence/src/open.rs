@@ -88,6 +88,11 @@ fn postgres_migrator() -> Migrator {
             "creation keys",
             include_str!("../migrations/postgres/0004_creation_keys.sql"),
         ),
+        migration(
+            5,
+            "event compression",
+            include_str!("../migrations/postgres/0005_event_compression.sql"),
+        ),
     ])
 }
 
