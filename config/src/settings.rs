@@ -201,6 +201,11 @@ pub struct WebSocketSettings {
     /// A frame the socket does not take within this long marks the subscriber as stuck
     /// (not reading): it is closed as a slow consumer.
     pub send_timeout_ms: u64,
+    /// The server pings every subscriber this often, and closes one that has sent
+    /// nothing (a pong included) for two intervals: a phone that lost its network
+    /// leaves a socket that no write fails on for many minutes, and its open feed
+    /// would keep the establishment's actor from ever going idle. 0: no pings.
+    pub ping_interval_ms: u64,
 }
 
 impl Default for WebSocketSettings {
@@ -211,6 +216,7 @@ impl Default for WebSocketSettings {
             write_buffer_bytes: 4 * 1024,
             max_lag_events: 256,
             send_timeout_ms: 10_000,
+            ping_interval_ms: 30_000,
         }
     }
 }

@@ -10,8 +10,9 @@
 //! Limits: small per-connection buffers (settings `websocket.*`) so that 100k idle
 //! subscribers fit in about 2 GiB; a subscriber that falls `max_lag_events` behind, or
 //! whose socket does not take a frame within `websocket.send_timeout_ms`, is closed with
-//! [`CLOSE_SLOW_CONSUMER`] and resumes with `since`. On shutdown every subscriber is
-//! closed with 1001 (going away).
+//! [`CLOSE_SLOW_CONSUMER`] and resumes with `since`. Every subscriber is pinged each
+//! `websocket.ping_interval_ms`, and one that sent nothing for two intervals is closed
+//! with [`CLOSE_NO_PONG`]. On shutdown every subscriber is closed with 1001 (going away).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,6 +46,9 @@ pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 pub const CLOSE_FEED_ENDED: u16 = 1012;
 /// Close code on server shutdown.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code for a subscriber that sent nothing, not even a pong, for two ping
+/// intervals (`websocket.ping_interval_ms`): most likely gone without a word.
+pub const CLOSE_NO_PONG: u16 = 4009;
 
 /// Largest outgoing message; frames are a few KiB, this only bounds a surprise.
 const MAX_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
@@ -228,6 +232,8 @@ pub async fn live(
         encoding,
         max_lag: ws.max_lag_events,
         send_timeout: Duration::from_millis(ws.send_timeout_ms),
+        ping_interval: (ws.ping_interval_ms > 0)
+            .then(|| Duration::from_millis(ws.ping_interval_ms)),
         // The customer's tickets known at connect; later joins are picked up from events.
         my_tickets: Mutex::new(view.active_tickets_of(caller.user_id).into_iter().collect()),
         frames_sent: metrics::counter!("navaro_live_frames_total"),
@@ -244,6 +250,8 @@ struct Session {
     encoding: Encoding,
     max_lag: usize,
     send_timeout: Duration,
+    /// See `websocket.ping_interval_ms`; `None`: no pings.
+    ping_interval: Option<Duration>,
     /// For a customer: their tickets, whose place and estimate they are shown.
     my_tickets: Mutex<HashSet<TicketId>>,
     /// `navaro_live_frames_total`, looked up once: in a fan-out to 10k subscribers the
@@ -407,6 +415,7 @@ impl Session {
             End::Client => "client",
             End::Close(CLOSE_SLOW_CONSUMER, _) => "slow_consumer",
             End::Close(CLOSE_GOING_AWAY, _) => "shutdown",
+            End::Close(CLOSE_NO_PONG, _) => "no_pong",
             End::Close(_, _) => "feed_ended",
         };
         metrics::counter!("navaro_live_disconnects_total", "reason" => reason_label).increment(1);
@@ -453,6 +462,13 @@ impl Session {
             }
         }
         last_seq = last_seq.max(hello_seq);
+        let mut pings = self.ping_interval.map(|every| {
+            let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            (pings, every)
+        });
+        // When the client last sent anything (a pong included).
+        let mut heard = tokio::time::Instant::now();
         loop {
             if live.len() > self.max_lag {
                 return End::Close(CLOSE_SLOW_CONSUMER, "slow consumer: resume with since");
@@ -473,12 +489,33 @@ impl Session {
                 },
                 incoming = socket.recv() => match incoming {
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return End::Client,
-                    Some(Ok(_)) => {} // clients send nothing we act on; pings are answered by the library
+                    // Clients send nothing we act on (their pings are answered by the
+                    // library); anything, our pings' pongs included, says they are there.
+                    Some(Ok(_)) => heard = tokio::time::Instant::now(),
                 },
+                every = next_ping(&mut pings) => {
+                    if heard.elapsed() >= every * 2 {
+                        return End::Close(CLOSE_NO_PONG, "no pong: reconnect with since");
+                    }
+                    if let Err(end) = self.send_message(socket, Message::Ping(Default::default())).await {
+                        return end;
+                    }
+                }
                 _ = shutdown.changed() => {
                     return End::Close(CLOSE_GOING_AWAY, "server shutting down");
                 }
             }
         }
+    }
+}
+
+/// The next tick of the ping interval, with the interval; never, without pings.
+async fn next_ping(pings: &mut Option<(tokio::time::Interval, Duration)>) -> Duration {
+    match pings {
+        Some((interval, every)) => {
+            interval.tick().await;
+            *every
+        }
+        None => std::future::pending().await,
     }
 }

@@ -1,6 +1,6 @@
 //! The live feed over WebSocket against the real binary: token in the query, the
-//! MessagePack subprotocol, per-customer filtering, `reload`, the Origin allow-list and
-//! "going away" on shutdown.
+//! MessagePack subprotocol, per-customer filtering, `reload`, the Origin allow-list,
+//! pings and "going away" on shutdown.
 
 mod common;
 
@@ -182,6 +182,58 @@ async fn shutdown_closes_live_feeds_with_going_away() {
     assert_eq!(close.unwrap().code, CloseCode::Away);
     let status = exit.await.unwrap().expect("exited");
     assert!(status.success());
+}
+
+/// The server pings every subscriber; one that answers (any client that reads: the
+/// library sends the pong) stays, and one silent for two intervals is closed with 4009,
+/// so that a vanished phone's feed does not hold its establishment in memory for good.
+#[tokio::test]
+async fn silent_subscribers_are_closed_and_answering_ones_stay() {
+    let server = Server::start_with(&[("NAVARO_WEBSOCKET__PING_INTERVAL_MS", "200")]).unwrap();
+    let (owner, id, _, _) = setup(&server, 10).await;
+    let auth = format!("Bearer {owner}");
+    let path = format!("/v1/establishments/{id}/live");
+    let mut answering = open(&server, &path, &[("authorization", &auth)])
+        .await
+        .unwrap();
+    let mut silent = open(&server, &path, &[("authorization", &auth)])
+        .await
+        .unwrap();
+    assert_eq!(next_value(&mut answering).await["type"], "hello");
+    assert_eq!(next_value(&mut silent).await["type"], "hello");
+    // Reading for a second and a half: seven intervals, each ping answered.
+    let mut pings = 0;
+    let reading = tokio::time::sleep(Duration::from_millis(1500));
+    tokio::pin!(reading);
+    loop {
+        tokio::select! {
+            frame = next(&mut answering) => match frame {
+                Message::Ping(_) => pings += 1,
+                Message::Close(frame) => panic!("an answering subscriber was closed: {frame:?}"),
+                _ => {}
+            },
+            _ = &mut reading => break,
+        }
+    }
+    assert!(pings >= 3, "pinged {pings} times in 1.5 s at 200 ms");
+    // The silent one read nothing meanwhile, so answered nothing: it was closed (its
+    // pings queued before the close; a still-open feed would send pings for ever).
+    let close = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match next(&mut silent).await {
+                Message::Close(frame) => break frame,
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("the silent subscriber was closed");
+    assert_eq!(close.unwrap().code, CloseCode::from(4009));
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains(r#"navaro_live_disconnects_total{reason="no_pong"} 1"#),
+        "{metrics}"
+    );
 }
 
 /// A subscriber that stops reading is cut off as a slow consumer instead of being
