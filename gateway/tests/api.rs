@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, code};
+use common::{Server, code, psql_rows};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -323,6 +323,28 @@ async fn creating_an_establishment_with_a_key_is_idempotent() {
 
     let server = Server::start_postgres();
     let (token, _) = server.register("owner").await;
+    // A body that cannot create anything claims no key: the same key with a fixed body
+    // then creates.
+    let (status, _, body) = server
+        .call_with(
+            Method::POST,
+            "/v1/establishments",
+            Some(&token),
+            Some(json!({"name": "Shop", "timezone": "Mars/Olympus"})),
+            &[("idempotency-key", "shop-1")],
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
+    );
+    let claims = || {
+        psql_rows(
+            server.database_url().unwrap(),
+            "SELECT count(*) FROM creation_keys",
+        )
+    };
+    assert_eq!(claims().trim(), "0", "a refused body claims no key");
     let (a, b) = tokio::join!(
         create(&server, &token, Some("shop-1"), "Shop"),
         create(&server, &token, Some("shop-1"), "Shop")
@@ -353,6 +375,7 @@ async fn creating_an_establishment_with_a_key_is_idempotent() {
         "without a key each is new"
     );
     assert_eq!(owned(&server, &token).await, 4);
+    assert_eq!(claims().trim(), "2", "one claim per key");
     // Another user's key of the same text is theirs.
     let (stranger, _) = server.register("stranger").await;
     let theirs = create(&server, &stranger, Some("shop-1"), "Shop").await;

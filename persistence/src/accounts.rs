@@ -60,6 +60,11 @@ pub enum AccountError {
     Overloaded(String),
 }
 
+/// How long a creation key names its establishment: as long as the engine keeps the
+/// establishment's own keys, so that a retry within it is replayed by the establishment
+/// and a key reused after it makes a new one.
+pub const CREATION_KEY_TTL_SECONDS: i64 = navaro_engine::domain::idempotency::KEY_TTL_SECONDS;
+
 /// Users and memberships.
 pub trait AccountStore: Send + Sync + 'static {
     /// Insert a user; `EmailTaken` if the (normalized) email exists.
@@ -80,12 +85,14 @@ pub trait AccountStore: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Option<MemberRole>, AccountError>>;
     /// The establishment that `user_id`'s creation keyed `key` makes: `candidate` on the
     /// first claim, the first claim's establishment on every later one (concurrent
-    /// claims included). `NoSuchUser` when the user does not exist.
+    /// claims included) until [`CREATION_KEY_TTL_SECONDS`] after it, when `candidate`
+    /// replaces it. `NoSuchUser` when the user does not exist.
     fn claim_creation_key(
         &self,
         user_id: UserId,
         key: &str,
         candidate: EstablishmentId,
+        now: Timestamp,
     ) -> BoxFuture<'_, Result<EstablishmentId, AccountError>>;
 }
 
@@ -100,7 +107,7 @@ struct MemoryAccountsInner {
     users: HashMap<UserId, User>,
     by_email: HashMap<String, UserId>,
     memberships: HashMap<(UserId, EstablishmentId), MemberRole>,
-    creation_keys: HashMap<(UserId, String), EstablishmentId>,
+    creation_keys: HashMap<(UserId, String), (EstablishmentId, i64)>,
 }
 
 impl MemoryAccounts {
@@ -198,13 +205,19 @@ impl AccountStore for MemoryAccounts {
         user_id: UserId,
         key: &str,
         candidate: EstablishmentId,
+        now: Timestamp,
     ) -> BoxFuture<'_, Result<EstablishmentId, AccountError>> {
+        let now_s = now.as_second();
         let mut inner = self.lock();
         let result = if inner.users.contains_key(&user_id) {
-            Ok(*inner
+            let claim = inner
                 .creation_keys
                 .entry((user_id, key.to_string()))
-                .or_insert(candidate))
+                .or_insert((candidate, now_s));
+            if claim.1 < now_s - CREATION_KEY_TTL_SECONDS {
+                *claim = (candidate, now_s);
+            }
+            Ok(claim.0)
         } else {
             Err(AccountError::NoSuchUser)
         };

@@ -221,13 +221,16 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// (establishment id, role) of a user's memberships, by establishment id.
     fn memberships_of(&self, user: Uuid) -> BoxFuture<'_, DbResult<Vec<(Uuid, String)>>>;
     fn role_at(&self, user: Uuid, establishment: Uuid) -> BoxFuture<'_, DbResult<Option<String>>>;
-    /// Record `candidate` as the establishment `user`'s creation keyed `key` makes,
-    /// unless one is recorded already; the one recorded.
+    /// Record `candidate`, claimed at `now_s`, as the establishment `user`'s creation
+    /// keyed `key` makes, unless one claimed at or after `expired_before_s` is recorded
+    /// already; the one recorded. One statement: concurrent claims see each other.
     fn claim_creation_key<'a>(
         &'a self,
         user: Uuid,
         key: &'a str,
         candidate: Uuid,
+        now_s: i64,
+        expired_before_s: i64,
     ) -> BoxFuture<'a, DbResult<Uuid>>;
     /// The cheapest round trip (`SELECT 1`): is the database there.
     fn ping(&self) -> BoxFuture<'_, DbResult<()>>;

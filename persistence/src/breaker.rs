@@ -392,9 +392,12 @@ impl Backend for Guarded {
         user: Uuid,
         key: &'a str,
         candidate: Uuid,
+        now_s: i64,
+        expired_before_s: i64,
     ) -> BoxFuture<'a, DbResult<Uuid>> {
         self.call(Kind::Write, || {
-            self.inner.claim_creation_key(user, key, candidate)
+            self.inner
+                .claim_creation_key(user, key, candidate, now_s, expired_before_s)
         })
     }
 
@@ -534,6 +537,8 @@ mod tests {
             _: Uuid,
             _: &'a str,
             _: Uuid,
+            _: i64,
+            _: i64,
         ) -> BoxFuture<'a, DbResult<Uuid>> {
             self.answer()
         }

@@ -30,7 +30,10 @@ mod writer;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use accounts::{AccountError, AccountStore, MemberRole, Membership, MemoryAccounts, User};
+pub use accounts::{
+    AccountError, AccountStore, CREATION_KEY_TTL_SECONDS, MemberRole, Membership, MemoryAccounts,
+    User,
+};
 pub use navaro_engine::store::{Journal, JournalError};
 pub use open::{migrate, open};
 pub use read_model::BookingReadModel;

@@ -6,7 +6,10 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use navaro_protocol::{EstablishmentId, UserId};
 
-use crate::accounts::{AccountError, AccountStore, MemberRole, Membership, User, normalize_email};
+use crate::accounts::{
+    AccountError, AccountStore, CREATION_KEY_TTL_SECONDS, MemberRole, Membership, User,
+    normalize_email,
+};
 use crate::backend::{Backend, UserRow, overloaded_or, parse_role};
 
 pub(crate) struct SqlAccounts {
@@ -145,12 +148,20 @@ impl AccountStore for SqlAccounts {
         user_id: UserId,
         key: &str,
         candidate: EstablishmentId,
+        now: jiff::Timestamp,
     ) -> BoxFuture<'_, Result<EstablishmentId, AccountError>> {
         let key = key.to_string();
+        let now_s = now.as_second();
         async move {
             match self
                 .backend
-                .claim_creation_key(user_id.0, &key, candidate.0)
+                .claim_creation_key(
+                    user_id.0,
+                    &key,
+                    candidate.0,
+                    now_s,
+                    now_s - CREATION_KEY_TTL_SECONDS,
+                )
                 .await
             {
                 Ok(id) => Ok(EstablishmentId(id)),

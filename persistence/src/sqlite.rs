@@ -130,6 +130,19 @@ impl SqliteBackend {
     }
 }
 
+/// The claim of [`Backend::claim_creation_key`]: insert, or keep the row there unless it
+/// has expired. The conflicting row is locked and read after any concurrent claim of it
+/// commits, so two claims at once return the same establishment.
+const CLAIM_CREATION_KEY: &str = "INSERT INTO creation_keys
+        (user_id, idempotency_key, establishment_id, claimed_at)
+    VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (user_id, idempotency_key) DO UPDATE SET
+        establishment_id = CASE WHEN creation_keys.claimed_at < ?5
+            THEN excluded.establishment_id ELSE creation_keys.establishment_id END,
+        claimed_at = CASE WHEN creation_keys.claimed_at < ?5
+            THEN excluded.claimed_at ELSE creation_keys.claimed_at END
+    RETURNING establishment_id";
+
 impl Backend for SqliteBackend {
     fn write_group<'a>(&'a self, group: &'a Group) -> BoxFuture<'a, Result<Losers, WriteError>> {
         self.write_group_now(group).boxed()
@@ -289,30 +302,17 @@ impl Backend for SqliteBackend {
         user: Uuid,
         key: &'a str,
         candidate: Uuid,
+        now_s: i64,
+        expired_before_s: i64,
     ) -> BoxFuture<'a, DbResult<Uuid>> {
-        async move {
-            // Two statements, not one: the read must see a row that a concurrent claim
-            // committed while this insert waited on it, which a statement's own
-            // snapshot would not.
-            sqlx::query(
-                "INSERT INTO creation_keys (user_id, idempotency_key, establishment_id)
-                 VALUES (?1, ?2, ?3) ON CONFLICT (user_id, idempotency_key) DO NOTHING",
-            )
+        sqlx::query_scalar(CLAIM_CREATION_KEY)
             .bind(user)
             .bind(key)
             .bind(candidate)
-            .execute(&self.pool)
-            .await?;
-            sqlx::query_scalar(
-                "SELECT establishment_id FROM creation_keys
-                 WHERE user_id = ?1 AND idempotency_key = ?2",
-            )
-            .bind(user)
-            .bind(key)
+            .bind(now_s)
+            .bind(expired_before_s)
             .fetch_one(&self.pool)
-            .await
-        }
-        .boxed()
+            .boxed()
     }
 
     fn ping(&self) -> BoxFuture<'_, DbResult<()>> {

@@ -590,33 +590,51 @@ async fn accounts<D: TestDb>() {
     );
 
     // Creation keys: the first claim's establishment for every later one, concurrent
-    // claims included; keys are per user.
+    // claims included, until it expires; keys are per user.
+    let t0: jiff::Timestamp = "2026-12-01T12:00:00Z".parse().unwrap();
+    let at = |seconds: i64| t0 + jiff::SignedDuration::from_secs(seconds);
+    let ttl = navaro_persistence::CREATION_KEY_TTL_SECONDS;
     let first = new_establishment();
     assert_eq!(
-        accounts.claim_creation_key(ana.id, "k", first).await,
+        accounts.claim_creation_key(ana.id, "k", first, t0).await,
         Ok(first)
     );
     assert_eq!(
         accounts
-            .claim_creation_key(ana.id, "k", new_establishment())
+            .claim_creation_key(ana.id, "k", new_establishment(), at(ttl))
             .await,
-        Ok(first)
+        Ok(first),
+        "a claim names its establishment for the key's whole lifetime"
     );
     let (x, y) = (new_establishment(), new_establishment());
     let (cx, cy) = tokio::join!(
-        accounts.claim_creation_key(ana.id, "race", x),
-        accounts.claim_creation_key(ana.id, "race", y)
+        accounts.claim_creation_key(ana.id, "race", x, t0),
+        accounts.claim_creation_key(ana.id, "race", y, t0)
     );
     assert!(cx == cy && (cx == Ok(x) || cx == Ok(y)), "{cx:?} {cy:?}");
     let bea = accounts.create_user(user("bea@example.com")).await.unwrap();
     let hers = new_establishment();
     assert_eq!(
-        accounts.claim_creation_key(bea.id, "k", hers).await,
+        accounts.claim_creation_key(bea.id, "k", hers, t0).await,
         Ok(hers)
+    );
+    // Past its lifetime the key makes a new establishment, which the key then names.
+    let later = new_establishment();
+    assert_eq!(
+        accounts
+            .claim_creation_key(ana.id, "k", later, at(ttl + 1))
+            .await,
+        Ok(later)
     );
     assert_eq!(
         accounts
-            .claim_creation_key(UserId(new_id()), "k", new_establishment())
+            .claim_creation_key(ana.id, "k", new_establishment(), at(ttl + 2))
+            .await,
+        Ok(later)
+    );
+    assert_eq!(
+        accounts
+            .claim_creation_key(UserId(new_id()), "k", new_establishment(), t0)
             .await,
         Err(AccountError::NoSuchUser)
     );

@@ -200,13 +200,19 @@ pub fn establishment_dto(view: &View) -> EstablishmentDto {
 
 #[utoipa::path(post, path = "/v1/establishments", tag = "establishments", security(("bearer" = [])),
     request_body = CreateEstablishmentRequest,
-    responses((status = 201, body = EstablishmentDto), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = EstablishmentDto, description = "created, or a retry with the same Idempotency-Key within 24 hours"),
+        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, description = "overloaded or unavailable; retry with the same Idempotency-Key", body = ErrorBody)))]
 pub async fn create_establishment(
     State(state): State<AppState>,
     auth: AuthUser,
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<CreateEstablishmentRequest>,
 ) -> Result<(StatusCode, Json<EstablishmentDto>), ApiError> {
+    let settings = body.into_settings();
+    // Checked here as well as by the engine: a request that cannot create anything
+    // claims no key.
+    navaro_engine::domain::rules::Settings::parse(settings.clone())?;
     let id = EstablishmentId(Uuid::now_v7());
     // The establishment keeps its idempotency keys, and a retry cannot find it without
     // its id: the first request with a key claims the id, and each retry is sent to
@@ -216,7 +222,7 @@ pub async fn create_establishment(
         Some(key) => match state
             .stores
             .accounts
-            .claim_creation_key(auth.user_id, key, id)
+            .claim_creation_key(auth.user_id, key, id, jiff::Timestamp::now())
             .await
         {
             Ok(claimed) => claimed,
@@ -231,7 +237,6 @@ pub async fn create_establishment(
         user_id: auth.user_id,
         role: Role::Owner,
     };
-    let settings = body.into_settings();
     let reply = execute(
         &state,
         id,

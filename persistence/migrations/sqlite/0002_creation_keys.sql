@@ -4,5 +4,6 @@ CREATE TABLE creation_keys (
     user_id          BLOB NOT NULL REFERENCES users (id),
     idempotency_key  TEXT NOT NULL,
     establishment_id BLOB NOT NULL,
+    claimed_at       INTEGER NOT NULL,
     PRIMARY KEY (user_id, idempotency_key)
 );
