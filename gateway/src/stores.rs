@@ -34,7 +34,8 @@ struct Entry {
     role: Option<MemberRole>,
     /// When the store gave it (or this process wrote it).
     read_at: Instant,
-    /// Set when a refresh failed: until then the entry answers without a lookup.
+    /// Set when a refresh starts, and again when it fails: until then the entry answers
+    /// without a lookup.
     retry_at: Option<Instant>,
 }
 
@@ -44,9 +45,10 @@ struct Entry {
 /// updates the entry. An expired entry is looked up again; if the store cannot answer
 /// (busy or gone), the entry still answers for [`ROLE_STALE_IF_ERROR`] past its TTL,
 /// as HTTP's `stale-if-error` does: under an overload a member's request is answered
-/// with the role it had instead of failing because its role's 30 seconds ran out. Only
-/// one request in each [`ROLE_RETRY_AFTER_ERROR`] waits for the store to fail; the
-/// others are answered at once.
+/// with the role it had instead of failing because its role's 30 seconds ran out. While
+/// one request refreshes an expired entry, and for [`ROLE_RETRY_AFTER_ERROR`] after its
+/// refresh failed, the others are answered as the entry stands (HTTP's
+/// `stale-while-revalidate`): one request per entry and second waits on the store.
 pub struct RoleCache {
     inner: Arc<dyn AccountStore>,
     roles: DashMap<(UserId, EstablishmentId), Entry>,
@@ -145,8 +147,9 @@ impl AccountStore for RoleCache {
         user_id: UserId,
         key: &str,
         candidate: EstablishmentId,
+        now: jiff::Timestamp,
     ) -> BoxFuture<'_, Result<EstablishmentId, AccountError>> {
-        self.inner.claim_creation_key(user_id, key, candidate)
+        self.inner.claim_creation_key(user_id, key, candidate, now)
     }
 
     fn role_at(
@@ -160,11 +163,17 @@ impl AccountStore for RoleCache {
             if entry.read_at.elapsed() < self.ttl {
                 return futures::future::ready(Ok(entry.role)).boxed();
             }
-            // A refresh failed a moment ago: answer as the entry stands, if it may.
+            // A refresh failed a moment ago, or another request is refreshing the
+            // entry: answer as the entry stands, if it may.
             if entry.retry_at.is_some_and(|at| Instant::now() < at)
                 && let Some(role) = self.stale(entry)
             {
                 return futures::future::ready(Ok(role)).boxed();
+            }
+            // This request refreshes it; until it has an answer (for a second at most),
+            // the others do not line up behind it on a store that may not answer.
+            if let Some(mut refreshing) = self.roles.get_mut(&key) {
+                refreshing.retry_at = Some(Instant::now() + self.retry_after_error);
             }
         }
         async move {
@@ -210,6 +219,8 @@ mod tests {
         lookups: AtomicUsize,
         /// Every lookup fails as an overloaded store's does.
         busy: AtomicBool,
+        /// Each lookup answers after this many milliseconds.
+        delay_ms: std::sync::atomic::AtomicU64,
     }
 
     impl Counting {
@@ -218,6 +229,7 @@ mod tests {
                 inner: MemoryAccounts::new(),
                 lookups: AtomicUsize::new(0),
                 busy: AtomicBool::new(false),
+                delay_ms: Default::default(),
             })
         }
     }
@@ -246,8 +258,9 @@ mod tests {
             user_id: UserId,
             key: &str,
             candidate: EstablishmentId,
+            now: jiff::Timestamp,
         ) -> BoxFuture<'_, Result<EstablishmentId, AccountError>> {
-            self.inner.claim_creation_key(user_id, key, candidate)
+            self.inner.claim_creation_key(user_id, key, candidate, now)
         }
         fn role_at(
             &self,
@@ -255,11 +268,16 @@ mod tests {
             establishment_id: EstablishmentId,
         ) -> BoxFuture<'_, Result<Option<MemberRole>, AccountError>> {
             self.lookups.fetch_add(1, Ordering::SeqCst);
-            if self.busy.load(Ordering::SeqCst) {
-                return futures::future::ready(Err(AccountError::Overloaded("busy".into())))
-                    .boxed();
+            let delay = Duration::from_millis(self.delay_ms.load(Ordering::SeqCst));
+            let busy = self.busy.load(Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(delay).await;
+                if busy {
+                    return Err(AccountError::Overloaded("busy".into()));
+                }
+                self.inner.role_at(user_id, establishment_id).await
             }
-            self.inner.role_at(user_id, establishment_id)
+            .boxed()
         }
     }
 
@@ -317,19 +335,23 @@ mod tests {
         );
     }
 
+    /// A user made `role` at a shop, in the store behind the cache.
+    async fn grant(counting: &Counting, user_id: UserId, role: MemberRole) -> EstablishmentId {
+        let shop = EstablishmentId(Uuid::from_u128(9));
+        let membership = Membership {
+            user_id,
+            establishment_id: shop,
+            role,
+        };
+        counting.upsert_membership(membership).await.unwrap();
+        shop
+    }
+
     #[tokio::test]
     async fn an_expired_role_answers_while_the_store_cannot_and_not_past_its_bound() {
         let counting = Counting::new();
         let owner = counting.create_user(user(1)).await.unwrap().id;
-        let shop = EstablishmentId(Uuid::from_u128(9));
-        counting
-            .upsert_membership(Membership {
-                user_id: owner,
-                establishment_id: shop,
-                role: MemberRole::Owner,
-            })
-            .await
-            .unwrap();
+        let shop = grant(&counting, owner, MemberRole::Owner).await;
         // Every entry has expired at once; a busy store is covered for five minutes.
         let cache = RoleCache::new(counting.clone(), Duration::ZERO, ROLE_STALE_IF_ERROR, 4);
         assert_eq!(
@@ -384,16 +406,7 @@ mod tests {
     async fn once_its_wait_is_over_a_failed_refresh_is_tried_again_and_its_answer_taken() {
         let counting = Counting::new();
         let owner = counting.create_user(user(1)).await.unwrap().id;
-        let shop = EstablishmentId(Uuid::from_u128(9));
-        let grant = |role| Membership {
-            user_id: owner,
-            establishment_id: shop,
-            role,
-        };
-        counting
-            .upsert_membership(grant(MemberRole::Owner))
-            .await
-            .unwrap();
+        let shop = grant(&counting, owner, MemberRole::Owner).await;
         let cache = RoleCache::new(counting.clone(), Duration::ZERO, ROLE_STALE_IF_ERROR, 4)
             .with_retry_after_error(Duration::ZERO);
         cache.role_at(owner, shop).await.unwrap();
@@ -411,14 +424,32 @@ mod tests {
         );
         // The store answers again, with a role changed meanwhile by another node.
         counting.busy.store(false, Ordering::SeqCst);
-        counting
-            .upsert_membership(grant(MemberRole::Staff))
-            .await
-            .unwrap();
+        grant(&counting, owner, MemberRole::Staff).await;
         assert_eq!(
             cache.role_at(owner, shop).await.unwrap(),
             Some(MemberRole::Staff),
             "the store's new answer replaces the stale one"
+        );
+    }
+
+    #[tokio::test]
+    async fn while_one_request_refreshes_an_expired_role_the_others_do_not_wait_on_the_store() {
+        let counting = Counting::new();
+        let owner = counting.create_user(user(1)).await.unwrap().id;
+        let shop = grant(&counting, owner, MemberRole::Owner).await;
+        let cache = RoleCache::new(counting.clone(), Duration::ZERO, ROLE_STALE_IF_ERROR, 4);
+        cache.role_at(owner, shop).await.unwrap();
+        // A store that takes its time to fail, and five requests at once.
+        counting.busy.store(true, Ordering::SeqCst);
+        counting.delay_ms.store(200, Ordering::SeqCst);
+        let answers = futures::future::join_all((0..5).map(|_| cache.role_at(owner, shop))).await;
+        for answer in answers {
+            assert_eq!(answer.unwrap(), Some(MemberRole::Owner));
+        }
+        assert_eq!(
+            counting.lookups.load(Ordering::SeqCst),
+            2,
+            "one lookup to fill the entry, one refresh for the five"
         );
     }
 }
