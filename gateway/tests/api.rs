@@ -134,12 +134,41 @@ async fn register_login_me() {
     assert_eq!(body["user"]["email"], email.as_str());
     assert!(body["token"].as_str().unwrap().split('.').count() == 3);
 
+    let user_id = body["user"]["id"].clone();
     let (status, _, body) = server
-        .call(Method::POST, "/v1/auth/register", None, Some(register))
+        .call(
+            Method::POST,
+            "/v1/auth/register",
+            None,
+            Some(register.clone()),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(code(&body), "conflict");
     assert_eq!(body["error"]["field"], "email");
+    // With a key, a retry of the same body (its first answer lost) gets the account it
+    // made; another password under the key does not.
+    let keyed = [("idempotency-key", "register-1")];
+    let (status, _, body) = server
+        .call_with(
+            Method::POST,
+            "/v1/auth/register",
+            None,
+            Some(register),
+            &keyed,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["user"]["id"], user_id);
+    let (status, _, me) = server
+        .call(Method::GET, "/v1/me", body["token"].as_str(), None)
+        .await;
+    assert_eq!((status, &me["id"]), (StatusCode::OK, &user_id), "{me}");
+    let other = json!({"email": email, "password": "another horse battery", "name": "Ana"});
+    let (status, _, body) = server
+        .call_with(Method::POST, "/v1/auth/register", None, Some(other), &keyed)
+        .await;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "conflict"));
 
     let (status, _, body) = server
         .call(

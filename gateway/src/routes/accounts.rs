@@ -16,7 +16,7 @@ use crate::dto::*;
 use crate::error::{ApiError, ErrorBody};
 use crate::limits::ClientIp;
 use crate::state::AppState;
-use crate::wire::ApiJson;
+use crate::wire::{ApiJson, IdempotencyKey};
 
 /// The most bookings `GET /v1/me/bookings` returns (most recent first).
 pub const MY_BOOKINGS_LIMIT: usize = 200;
@@ -65,38 +65,50 @@ fn parse_name(name: &str) -> Result<String, ApiError> {
 
 #[utoipa::path(post, path = "/v1/auth/register", tag = "auth",
     request_body = RegisterRequest,
-    responses((status = 201, body = RegisterResponse), (status = 409, description = "email taken", body = ErrorBody),
+    responses((status = 201, body = RegisterResponse, description = "registered, or, with an Idempotency-Key, the account this body registered earlier"),
+        (status = 409, description = "email taken", body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
     state.limits.check_login(ip)?;
     let email = parse_email(&body.email)?;
     parse_password(&body.password)?;
     let name = parse_name(&body.name)?;
+    let password = body.password;
     let password_hash = state
         .passwords
-        .hash(body.password)
+        .hash(password.clone())
         .await
         .map_err(ApiError::internal)?;
     let now = Timestamp::now();
     let user = User {
         id: UserId(Uuid::now_v7()),
-        email,
-        name,
+        email: email.clone(),
+        name: name.clone(),
         password_hash,
         created_at: now,
     };
     let user = match state.stores.accounts.create_user(user).await {
         Ok(user) => user,
         Err(AccountError::EmailTaken) => {
-            return Err(ApiError::from(navaro_protocol::Rejection::field(
-                ErrorCode::Conflict,
-                "email",
-                "email already registered",
-            )));
+            let earlier = match key {
+                Some(_) => registered_by(&state, &email, password, &name).await?,
+                None => None,
+            };
+            match earlier {
+                Some(user) => user,
+                None => {
+                    return Err(ApiError::from(navaro_protocol::Rejection::field(
+                        ErrorCode::Conflict,
+                        "email",
+                        "email already registered",
+                    )));
+                }
+            }
         }
         Err(e) => return Err(ApiError::store(e)),
     };
@@ -114,6 +126,32 @@ pub async fn register(
             expires_at: expires.to_string(),
         }),
     ))
+}
+
+/// The account under `email` if this same body (password and name) registered it: a
+/// keyed registration whose answer was lost is retried, and gets that account (with a
+/// new token) instead of 409. Users keep no keys, so any key does: what it proves is
+/// the password, as a login does, under the same rate limit.
+async fn registered_by(
+    state: &AppState,
+    email: &str,
+    password: String,
+    name: &str,
+) -> Result<Option<User>, ApiError> {
+    let Some(user) = state
+        .stores
+        .accounts
+        .user_by_email(email)
+        .await
+        .map_err(ApiError::store)?
+    else {
+        return Ok(None);
+    };
+    let verified = state
+        .passwords
+        .verify(password, Some(user.password_hash.clone()))
+        .await;
+    Ok((verified && user.name == name).then_some(user))
 }
 
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth",
