@@ -20,10 +20,11 @@ pub const ROLE_TTL: Duration = Duration::from_secs(30);
 /// ago instead of failing with the store. A membership changed on another node is then
 /// seen late by up to the TTL plus this much.
 pub const ROLE_STALE_IF_ERROR: Duration = Duration::from_secs(300);
-/// After a lookup of an expired entry has failed, how long the entry answers as it
-/// stands without asking the store again. Without it every request of that member
-/// waited for its own failing lookup (up to the pool's 2 s) and added one more caller
-/// to a store that was already failing to answer.
+/// How long an expired entry answers as it stands, without asking the store, from the
+/// start of a request's refresh of it, and again after that refresh failed. Without it
+/// every request of that member waited for its own lookup (up to the pool's 2 s when
+/// the store is struggling) and added one more caller to a store already failing to
+/// answer.
 pub const ROLE_RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
 /// Most (user, establishment) pairs kept; past it the cache starts over.
 pub const ROLE_CACHE_ENTRIES: usize = 1_000_000;
@@ -95,8 +96,9 @@ impl RoleCache {
         self.roles.insert(key, entry);
     }
 
-    /// An expired entry standing in for a store that cannot answer, if it is still
-    /// within its bound.
+    /// An expired entry standing in for the store (which cannot answer, or is being
+    /// asked by another request), if it is still within its bound; counted in
+    /// `navaro_role_cache_stale_total`.
     fn stale(&self, entry: Entry) -> Option<Option<MemberRole>> {
         (entry.read_at.elapsed() < self.ttl + self.stale_if_error).then(|| {
             metrics::counter!("navaro_role_cache_stale_total").increment(1);
