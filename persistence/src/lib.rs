@@ -18,6 +18,8 @@
 pub mod accounts;
 mod backend;
 mod breaker;
+#[cfg(test)]
+mod fake;
 mod journal;
 mod open;
 mod pg;

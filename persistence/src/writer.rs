@@ -134,6 +134,15 @@ impl Streams {
     }
 }
 
+/// How many times a group is offered to the store while it finds every connection busy
+/// (the pool's acquire timeout ran out while the database answered other calls: nothing
+/// was sent) before its callers are told `overloaded`. Each attempt has already waited
+/// out the acquire timeout, so no pause comes between them. Failing at once made every
+/// actor in the group restart from the store, closing its live feeds, for a write that
+/// a moment later would have gone through; meanwhile the writer's lag grows and the
+/// gateway sheds new writes with `503 overloaded`, which is the backpressure wanted.
+const SATURATED_ATTEMPTS: u32 = 3;
+
 /// Limits of one group.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct GroupLimits {
@@ -181,7 +190,17 @@ impl Writer {
         let group = build_group(&accepted);
         let started = std::time::Instant::now();
         // The store bounds the write by its call timeout (`StoreOptions::call_timeout`).
-        let written = self.backend.write_group(&group).await;
+        let mut attempt = 1;
+        let written = loop {
+            match self.backend.write_group(&group).await {
+                Err(WriteError::Saturated(reason)) if attempt < SATURATED_ATTEMPTS => {
+                    tracing::warn!(batches = accepted.len(), attempt, error = %reason, "journal group found every connection busy; trying again");
+                    metrics::counter!("navaro_journal_group_retries_total").increment(1);
+                    attempt += 1;
+                }
+                written => break written,
+            }
+        };
         // Exported by the gateway's Prometheus endpoint: how big groups get and what a
         // commit costs, the two numbers that explain durable throughput.
         metrics::histogram!("navaro_journal_group_events").record(group.events.len() as f64);
@@ -522,6 +541,62 @@ mod tests {
             let reason = failure.to_string();
             assert_eq!(not_committed(failure), JournalError::Unavailable(reason));
         }
+    }
+
+    /// A writer over `fake`, running; what it is sent and its one batch's answer.
+    async fn answer_of_one_batch(fake: &Arc<crate::fake::Fake>) -> Result<(), JournalError> {
+        let writer = Writer {
+            backend: fake.clone(),
+            streams: Streams::default(),
+            limits: GroupLimits {
+                max_events: 1024,
+                max_wait: Duration::ZERO,
+            },
+            backlog: Arc::default(),
+        };
+        let (tx, rx) = mpsc::channel(4);
+        let running = tokio::spawn(writer.run(rx));
+        let (reply, answer) = oneshot::channel();
+        let batch = Pending {
+            reply,
+            ..pending_batch()
+        };
+        tx.send(batch).await.ok().unwrap();
+        let answer = answer.await.unwrap();
+        drop(tx);
+        running.await.unwrap();
+        answer
+    }
+
+    #[tokio::test]
+    async fn a_group_that_found_every_connection_busy_is_offered_again() {
+        let busy = || WriteError::Saturated("pool timed out".into());
+        // Twice busy, then written: the caller is told it is durable.
+        let fake = crate::fake::Fake::new();
+        fake.fail_next_write(busy());
+        fake.fail_next_write(busy());
+        assert_eq!(answer_of_one_batch(&fake).await, Ok(()));
+        assert_eq!(fake.calls(), 3);
+
+        // Busy at every attempt: after the third the caller is told `overloaded`.
+        let fake = crate::fake::Fake::new();
+        for _ in 0..4 {
+            fake.fail_next_write(busy());
+        }
+        assert_eq!(
+            answer_of_one_batch(&fake).await,
+            Err(JournalError::Overloaded("pool timed out".into()))
+        );
+        assert_eq!(fake.calls(), 3);
+
+        // Any other failure is not offered again: its outcome may be unknown.
+        let fake = crate::fake::Fake::new();
+        fake.fail_next_write(WriteError::Unreachable("no answer".into()));
+        assert_eq!(
+            answer_of_one_batch(&fake).await,
+            Err(JournalError::Unavailable("no answer".into()))
+        );
+        assert_eq!(fake.calls(), 1);
     }
 
     #[test]
