@@ -7,7 +7,7 @@ mod support;
 use std::collections::{BTreeSet, HashSet};
 
 use navaro_engine::domain::Context;
-use navaro_engine::domain::queue::{estimates, expire_called, refresh_estimates};
+use navaro_engine::domain::queue::{MAX_ENDED_KEPT, estimates, expire_called, refresh_estimates};
 use navaro_engine::domain::state::first_overlap;
 use navaro_protocol::{
     Command, ErrorCode, Reply, ServiceId, StaffId, Ticket, TicketId, TicketStatus, WeeklyHours,
@@ -121,6 +121,59 @@ fn a_ticket_goes_from_waiting_to_done() {
     // Numbering restarts the next local day.
     sim.now = ts("2026-12-01T12:00:00Z");
     assert_eq!(join(&mut sim, 3, cut, None).unwrap().number, 1);
+}
+
+#[test]
+fn a_day_keeps_its_last_ended_tickets_and_every_active_one() {
+    let (mut sim, _, [cut, _]) = shop();
+    let walk_in = |sim: &mut Sim| {
+        let command = Command::JoinQueue {
+            service_id: cut,
+            staff_id: None,
+            name: Some("Walk-in".into()),
+        };
+        ticket(sim.exec(staff_member(), command).unwrap())
+    };
+    let waiting = walk_in(&mut sim);
+    let mut ended = Vec::new();
+    for _ in 0..MAX_ENDED_KEPT + 3 {
+        sim.now = sim
+            .now
+            .checked_add(jiff::SignedDuration::from_secs(1))
+            .unwrap();
+        let t = walk_in(&mut sim);
+        sim.exec(staff_member(), Command::LeaveQueue { ticket_id: t.id })
+            .unwrap();
+        ended.push(t.id);
+    }
+    let est = sim.est();
+    assert_eq!(est.queue.ticket_count(), MAX_ENDED_KEPT + 1);
+    let now_s = sim.now.as_second();
+    assert!(
+        est.ticket_view(waiting.id, now_s).is_some(),
+        "an active ticket is never dropped, however long ago it joined"
+    );
+    for (i, id) in ended.iter().enumerate() {
+        assert_eq!(
+            est.ticket_view(*id, now_s).is_some(),
+            i >= 3,
+            "ended ticket {i}: only the first three to end are dropped"
+        );
+    }
+    // A restore keeps the same tickets, and drops the same one next.
+    let mut restored =
+        sim.with_state(navaro_engine::domain::Establishment::restore(&est.to_snapshot()).unwrap());
+    let kept =
+        |sim: &Sim| -> BTreeSet<TicketId> { sim.est().queue.tickets().map(|t| t.id).collect() };
+    assert_eq!(kept(&restored), kept(&sim));
+    for sim in [&mut sim, &mut restored] {
+        let t = walk_in(sim);
+        sim.exec(staff_member(), Command::LeaveQueue { ticket_id: t.id })
+            .unwrap();
+        assert!(sim.est().queue.ticket(&ended[3]).is_none());
+        assert!(sim.est().queue.ticket(&ended[4]).is_some());
+    }
+    assert_eq!(kept(&restored), kept(&sim));
 }
 
 #[test]

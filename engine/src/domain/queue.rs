@@ -26,13 +26,25 @@ const ESTIMATE_HORIZON_MINUTES: i64 = MINUTES_PER_DAY;
 /// time off), so this bounds the work on a pathological agenda.
 const MAX_GAP_STEPS: usize = 256;
 
+/// How many ended tickets (done, no-show, left) an establishment keeps for the day, so
+/// that their holders can still read them. Past it the one that ended first is dropped:
+/// without a bound a walk-in day's ended tickets grew memory, every snapshot and each
+/// restore without limit (thousands per establishment in a load test) until the local
+/// day turned. A busy shop ends a few hundred a day.
+pub const MAX_ENDED_KEPT: usize = 1_000;
+
 /// The queue part of an establishment's state.
 #[derive(Clone, Debug, Default)]
 pub struct Queue {
-    /// Every ticket of the current local day, ended ones included. Private: it changes
-    /// only through [`Queue::keep`] and [`Queue::start_day`], which keep
-    /// [`Queue::active`] in step with it.
+    /// The tickets of the current local day: the active ones, and the last
+    /// [`MAX_ENDED_KEPT`] that ended. Private: it changes only through [`Queue::keep`]
+    /// and [`Queue::start_day`], which keep [`Queue::active`] and [`Queue::ended`] in
+    /// step with it.
     tickets: imbl::HashMap<TicketId, Arc<Ticket>>,
+    /// The ended tickets kept, by when they ended (then id): the first is dropped next.
+    /// Ordered by the tickets themselves, so a restore from a snapshot, which keeps them
+    /// in any order, keeps the same ones.
+    ended: imbl::OrdSet<(jiff::Timestamp, TicketId)>,
     /// The tickets not yet ended (waiting, called, in service): what the queue's
     /// decisions and estimates look at. Scanning `tickets` instead made each queue
     /// event cost in proportion to the tickets the day had already ended (thousands in
@@ -278,18 +290,18 @@ fn move_ticket(
 }
 
 impl Queue {
-    /// A ticket of the current local day, ended or not.
+    /// A ticket of the current local day, ended or not (of the ended ones, the last
+    /// [`MAX_ENDED_KEPT`]).
     pub fn ticket(&self, id: &TicketId) -> Option<&Arc<Ticket>> {
         self.tickets.get(id)
     }
 
-    /// Every ticket of the current local day, ended ones included, in no particular
-    /// order.
+    /// Every ticket kept (see [`Queue::ticket`]), in no particular order.
     pub fn tickets(&self) -> impl Iterator<Item = &Arc<Ticket>> + '_ {
         self.tickets.values()
     }
 
-    /// How many tickets the current local day has, ended ones included.
+    /// How many tickets are kept (see [`Queue::ticket`]).
     pub fn ticket_count(&self) -> usize {
         self.tickets.len()
     }
@@ -305,20 +317,32 @@ impl Queue {
         self.active.iter().copied()
     }
 
-    /// Keep `ticket` (its latest state) and its place among the active ones.
+    /// Keep `ticket` (its latest state) and its place among the active or the ended
+    /// ones; past [`MAX_ENDED_KEPT`] ended, drop the one that ended first.
     pub(crate) fn keep(&mut self, ticket: Arc<Ticket>) {
+        let id = ticket.id;
         if ticket.status.is_active() {
-            self.active.insert(ticket.id);
+            self.active.insert(id);
         } else {
-            self.active.remove(&ticket.id);
+            self.active.remove(&id);
+            // Every way to end a ticket sets `ended_at`; `joined_at` only guards a
+            // ticket from elsewhere (a snapshot) that lacks it.
+            self.ended
+                .insert((ticket.ended_at.unwrap_or(ticket.joined_at), id));
         }
-        self.tickets.insert(ticket.id, ticket);
+        self.tickets.insert(id, ticket);
+        while self.ended.len() > MAX_ENDED_KEPT {
+            if let Some((_, first)) = self.ended.remove_min() {
+                self.tickets.remove(&first);
+            }
+        }
     }
 
     /// A new local day: numbering restarts, and the ended tickets of the day before are
     /// no longer kept (the active ones, and so the index, stay as they are).
     pub(crate) fn start_day(&mut self, day: i64) {
         self.tickets.retain(|_, t| t.status.is_active());
+        self.ended.clear();
         self.day = day;
     }
 }
@@ -611,5 +635,54 @@ pub fn shown_ticket(ticket: &Ticket, queue: &[QueuePosition]) -> Ticket {
         position: place.map(|p| p.position),
         eta: place.and_then(|p| p.eta),
         ..ticket.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use navaro_protocol::{ServiceId, Ticket, TicketId, TicketStatus};
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn ended_at(n: u128, second: i64) -> Arc<Ticket> {
+        let at = jiff::Timestamp::from_second(second).unwrap();
+        Arc::new(Ticket {
+            id: TicketId(Uuid::from_u128(n)),
+            number: n as u32,
+            customer_id: None,
+            name: None,
+            service_id: ServiceId(Uuid::nil()),
+            staff_id: None,
+            status: TicketStatus::Done,
+            position: None,
+            eta: None,
+            joined_at: at,
+            called_at: None,
+            started_at: None,
+            ended_at: Some(at),
+        })
+    }
+
+    #[test]
+    fn the_ended_tickets_kept_are_the_last_to_end_whatever_order_they_come_in() {
+        // As a restore from a snapshot taken before the bound (or of another bound)
+        // keeps them: in no particular order, more than are kept.
+        let extra = 5;
+        let total = (MAX_ENDED_KEPT + extra) as u128;
+        let mut queue = Queue::default();
+        for n in (1..=total).rev() {
+            queue.keep(ended_at(n, 1_000 + n as i64));
+        }
+        assert_eq!(queue.ticket_count(), MAX_ENDED_KEPT);
+        for n in 1..=total {
+            let kept = queue.ticket(&TicketId(Uuid::from_u128(n))).is_some();
+            assert_eq!(kept, n > extra as u128, "ticket {n}");
+        }
+        // A new day keeps none of them, and the bound counts afresh.
+        queue.start_day(1);
+        assert_eq!(queue.ticket_count(), 0);
+        queue.keep(ended_at(1, 0));
+        assert_eq!(queue.ticket_count(), 1);
     }
 }

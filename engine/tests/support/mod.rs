@@ -77,6 +77,17 @@ impl Sim {
         sim
     }
 
+    /// The same simulation (clock, ids to come) over another state: a restored one, say.
+    pub fn with_state(&self, state: Establishment) -> Sim {
+        Sim {
+            id: self.id,
+            state: Some(state),
+            now: self.now,
+            events: self.events,
+            next_id: self.next_id,
+        }
+    }
+
     pub fn est(&self) -> &Establishment {
         self.state.as_ref().unwrap()
     }
