@@ -533,6 +533,12 @@ proptest! {
             let restored = navaro_engine::domain::Establishment::restore(&est.to_snapshot()).unwrap();
             let rebuilt: BTreeSet<TicketId> = restored.queue.active_ids().collect();
             prop_assert_eq!(&rebuilt, &active);
+            // So is the index of ended tickets, exactly the others.
+            let ended: BTreeSet<TicketId> = est.queue.tickets().filter(|t| !t.status.is_active()).map(|t| t.id).collect();
+            let indexed: BTreeSet<TicketId> = est.queue.ended_ids().collect();
+            prop_assert_eq!(&indexed, &ended);
+            let rebuilt: BTreeSet<TicketId> = restored.queue.ended_ids().collect();
+            prop_assert_eq!(&rebuilt, &ended);
             // Each staff member serves at most one ticket at a time.
             for s in staff {
                 let serving = est.queue.tickets().filter(|t| t.staff_id == Some(s) && matches!(t.status, TicketStatus::Called | TicketStatus::InService)).count();

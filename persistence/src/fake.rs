@@ -38,7 +38,7 @@ pub(crate) struct Fake {
     /// What `saturated` says: every connection checked out.
     pub(crate) saturated: AtomicBool,
     /// What the next group writes fail with, one each, before the mode answers.
-    write_failures: Mutex<VecDeque<WriteError>>,
+    write_failures: Mutex<VecDeque<(WriteError, Duration)>>,
 }
 
 impl Fake {
@@ -56,9 +56,18 @@ impl Fake {
         *self.mode.lock().unwrap() = mode;
     }
 
-    /// The next group write fails with `failure` (counted as a call), whatever the mode.
+    /// The next group write fails with `failure` (counted as a call when it runs),
+    /// whatever the mode.
     pub(crate) fn fail_next_write(&self, failure: WriteError) {
-        self.write_failures.lock().unwrap().push_back(failure);
+        self.fail_next_write_after(failure, Duration::ZERO);
+    }
+
+    /// As [`Fake::fail_next_write`], the failure coming `after` the call.
+    pub(crate) fn fail_next_write_after(&self, failure: WriteError, after: Duration) {
+        self.write_failures
+            .lock()
+            .unwrap()
+            .push_back((failure, after));
     }
 
     pub(crate) fn calls(&self) -> usize {
@@ -93,13 +102,19 @@ impl Fake {
 
 impl Backend for Fake {
     fn write_group<'a>(&'a self, _: &'a Group) -> BoxFuture<'a, Result<Losers, WriteError>> {
-        if let Some(failure) = self.write_failures.lock().unwrap().pop_front() {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            return futures::future::ready(Err(failure)).boxed();
+        async move {
+            let failure = self.write_failures.lock().unwrap().pop_front();
+            if let Some((failure, after)) = failure {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(after).await;
+                return Err(failure);
+            }
+            self.answer::<()>()
+                .await
+                .map(|()| Losers::default())
+                .map_err(WriteError::from)
         }
-        self.answer::<()>()
-            .map(|r| r.map(|()| Losers::default()).map_err(WriteError::from))
-            .boxed()
+        .boxed()
     }
     fn last_seqs<'a>(&'a self, _: &'a [Uuid]) -> BoxFuture<'a, DbResult<HashMap<Uuid, i64>>> {
         self.answer()

@@ -143,6 +143,11 @@ impl Streams {
 /// gateway sheds new writes with `503 overloaded`, which is the backpressure wanted.
 const SATURATED_ATTEMPTS: u32 = 3;
 
+/// No attempt starts this long after the first did: with the default 2 s acquire
+/// timeout all three run (6 s in all), with a longer one fewer, so that a caller's
+/// answer still comes well within the HTTP request timeout (10 s by default).
+const SATURATED_RETRY_BUDGET: Duration = Duration::from_secs(5);
+
 /// Limits of one group.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct GroupLimits {
@@ -188,19 +193,7 @@ impl Writer {
             None => return,
         };
         let group = build_group(&accepted);
-        let started = std::time::Instant::now();
-        // The store bounds the write by its call timeout (`StoreOptions::call_timeout`).
-        let mut attempt = 1;
-        let written = loop {
-            match self.backend.write_group(&group).await {
-                Err(WriteError::Saturated(reason)) if attempt < SATURATED_ATTEMPTS => {
-                    tracing::warn!(batches = accepted.len(), attempt, error = %reason, "journal group found every connection busy; trying again");
-                    metrics::counter!("navaro_journal_group_retries_total").increment(1);
-                    attempt += 1;
-                }
-                written => break written,
-            }
-        };
+        let (written, started) = self.write_group(&group).await;
         // Exported by the gateway's Prometheus endpoint: how big groups get and what a
         // commit costs, the two numbers that explain durable throughput.
         metrics::histogram!("navaro_journal_group_events").record(group.events.len() as f64);
@@ -219,6 +212,28 @@ impl Writer {
             Err(failure) => {
                 tracing::warn!(batches = accepted.len(), error = %failure, "journal group not committed");
                 fail_all(accepted, &not_committed(failure));
+            }
+        }
+    }
+
+    /// Write `group`, offering it again while it finds every connection busy (see
+    /// [`SATURATED_ATTEMPTS`]); with the instant the last attempt started.
+    async fn write_group(&self, group: &Group) -> (Result<Losers, WriteError>, std::time::Instant) {
+        // tokio's clock, which tests can pause.
+        let first = Instant::now();
+        let mut attempt = 1;
+        loop {
+            let started = std::time::Instant::now();
+            // The store bounds the write by its call timeout (`StoreOptions::call_timeout`).
+            match self.backend.write_group(group).await {
+                Err(WriteError::Saturated(reason))
+                    if attempt < SATURATED_ATTEMPTS && first.elapsed() < SATURATED_RETRY_BUDGET =>
+                {
+                    tracing::warn!(events = group.events.len(), attempt, error = %reason, "journal group found every connection busy; trying again");
+                    metrics::counter!("navaro_journal_group_retries_total").increment(1);
+                    attempt += 1;
+                }
+                written => return (written, started),
             }
         }
     }
@@ -300,7 +315,7 @@ impl Writer {
         }
         for (id, batches) in by_est {
             let group = build_group(&batches);
-            match self.backend.write_group(&group).await {
+            match self.write_group(&group).await.0 {
                 Ok(losers) => self.settle(batches, &losers),
                 Err(WriteError::Overlap(reason)) => {
                     tracing::error!(establishment_id = %id, error = %reason, "establishment's bookings overlap stored ones; fenced");
@@ -597,6 +612,30 @@ mod tests {
             Err(JournalError::Unavailable("no answer".into()))
         );
         assert_eq!(fake.calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_attempt_begins_past_the_budget() {
+        // Each attempt waits out a 3 s acquire timeout: the second ends past the 5 s
+        // budget, so no third begins.
+        let fake = crate::fake::Fake::new();
+        for _ in 0..3 {
+            fake.fail_next_write_after(
+                WriteError::Saturated("pool timed out".into()),
+                Duration::from_secs(3),
+            );
+        }
+        let started = Instant::now();
+        assert_eq!(
+            answer_of_one_batch(&fake).await,
+            Err(JournalError::Overloaded("pool timed out".into()))
+        );
+        assert_eq!(fake.calls(), 2);
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(6) && took < Duration::from_secs(7),
+            "two attempts of 3 s: {took:?}"
+        );
     }
 
     #[test]

@@ -317,18 +317,28 @@ impl Queue {
         self.active.iter().copied()
     }
 
+    /// The ids in the index of ended tickets, as kept (for checking it).
+    #[doc(hidden)]
+    pub fn ended_ids(&self) -> impl Iterator<Item = TicketId> + '_ {
+        self.ended.iter().map(|(_, id)| *id)
+    }
+
     /// Keep `ticket` (its latest state) and its place among the active or the ended
     /// ones; past [`MAX_ENDED_KEPT`] ended, drop the one that ended first.
     pub(crate) fn keep(&mut self, ticket: Arc<Ticket>) {
         let id = ticket.id;
+        // A ticket ends once, but the index must not hold a stale entry whatever comes:
+        // one would count against the bound and, dropped, take the ticket with it.
+        if let Some(before) = self.tickets.get(&id)
+            && !before.status.is_active()
+        {
+            self.ended.remove(&ended_key(before));
+        }
         if ticket.status.is_active() {
             self.active.insert(id);
         } else {
             self.active.remove(&id);
-            // Every way to end a ticket sets `ended_at`; `joined_at` only guards a
-            // ticket from elsewhere (a snapshot) that lacks it.
-            self.ended
-                .insert((ticket.ended_at.unwrap_or(ticket.joined_at), id));
+            self.ended.insert(ended_key(&ticket));
         }
         self.tickets.insert(id, ticket);
         while self.ended.len() > MAX_ENDED_KEPT {
@@ -345,6 +355,12 @@ impl Queue {
         self.ended.clear();
         self.day = day;
     }
+}
+
+/// Where an ended ticket sits in [`Queue::ended`]. Every way to end a ticket sets
+/// `ended_at`; `joined_at` only guards a ticket from elsewhere (a snapshot) that lacks it.
+fn ended_key(ticket: &Ticket) -> (jiff::Timestamp, TicketId) {
+    (ticket.ended_at.unwrap_or(ticket.joined_at), ticket.id)
 }
 
 /// Called tickets not started within the grace period: the actor's tick records them as
@@ -679,6 +695,16 @@ mod tests {
             let kept = queue.ticket(&TicketId(Uuid::from_u128(n))).is_some();
             assert_eq!(kept, n > extra as u128, "ticket {n}");
         }
+        // A ticket kept again with another end is indexed once, at its new end: the
+        // index holds exactly the ended tickets kept.
+        queue.keep(ended_at(total, 1));
+        let ended: Vec<TicketId> = queue.ended_ids().collect();
+        assert_eq!(ended.len(), MAX_ENDED_KEPT);
+        assert_eq!(
+            ended[0],
+            TicketId(Uuid::from_u128(total)),
+            "now the first to end"
+        );
         // A new day keeps none of them, and the bound counts afresh.
         queue.start_day(1);
         assert_eq!(queue.ticket_count(), 0);
