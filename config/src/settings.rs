@@ -70,6 +70,10 @@ pub struct HttpSettings {
     /// Open connections at most (HTTP and WebSocket together); beyond it new connections
     /// wait in the kernel's backlog. Sized for 100k idle live subscribers per node.
     pub max_connections: usize,
+    /// API requests in progress at most; one beyond it is answered 503 `overloaded` at
+    /// once (with `Retry-After`) instead of queueing behind the rest. 0: no limit. The
+    /// operational routes (`/healthz`, `/readyz`, `/metrics`) are not counted.
+    pub max_in_flight: usize,
     /// Origins allowed to open a WebSocket (browsers send `Origin`; native apps do not,
     /// and are allowed). In dev mode, localhost origins are allowed too.
     pub allowed_origins: Vec<String>,
@@ -87,6 +91,7 @@ impl Default for HttpSettings {
             body_limit_bytes: 64 * 1024,
             request_timeout_ms: 10_000,
             max_connections: 110_000,
+            max_in_flight: 4096,
             allowed_origins: Vec::new(),
             shutdown_grace_ms: 10_000,
             trust_forwarded_for: false,

@@ -1,10 +1,12 @@
-//! The request id and the timeout as tower layers: each answers without boxing a
+//! The request id, the timeout and the admission limit as tower layers: each answers without boxing a
 //! future or cloning the services below it, which an axum `from_fn` middleware does on
 //! every request. With the per-route metrics (`telemetry::Track`) they replaced two
 //! `from_fn` middlewares and tower-http's two request-id layers: about 3 µs of a 42 µs
 //! `/healthz` (BENCHMARKS.md).
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -167,5 +169,208 @@ where
             ..ApiError::new(ErrorCode::Unavailable, "request timed out")
         };
         Poll::Ready(Ok(timed_out.into_response()))
+    }
+}
+
+/// Answers 503 `overloaded` (with `Retry-After: 1`) at once, without running it, for a
+/// request that finds `max` requests already in progress. Past the machine's capacity
+/// the requests in progress otherwise grow with whatever clients send, and so does every
+/// request's wait: each one queued behind the rest for the CPU, seconds at the step
+/// searches' top rates (BENCHMARKS.md). Bounded, the admitted ones wait at most about
+/// `max` over the throughput, and the rest learn at once to come back.
+#[derive(Clone, Debug)]
+pub struct Admission {
+    in_flight: Arc<AtomicUsize>,
+    max: usize,
+}
+
+impl Admission {
+    /// At most `max` requests in progress; 0 admits every request.
+    pub fn new(max: usize) -> Admission {
+        Admission {
+            in_flight: Arc::default(),
+            max: if max == 0 { usize::MAX } else { max },
+        }
+    }
+}
+
+impl<S> Layer<S> for Admission {
+    type Service = Admitting<S>;
+
+    fn layer(&self, inner: S) -> Admitting<S> {
+        Admitting {
+            inner,
+            admission: self.clone(),
+        }
+    }
+}
+
+/// The service [`Admission`] wraps around the rest; its clones share the count.
+#[derive(Clone, Debug)]
+pub struct Admitting<S> {
+    inner: S,
+    admission: Admission,
+}
+
+/// A request in progress, counted until its answer is ready or it is dropped (a client
+/// that went away).
+#[derive(Debug)]
+pub struct InProgress(Arc<AtomicUsize>);
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl<S> Service<Request> for Admitting<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = AdmittedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let counter = &self.admission.in_flight;
+        if counter.fetch_add(1, Ordering::Relaxed) >= self.admission.max {
+            counter.fetch_sub(1, Ordering::Relaxed);
+            metrics::counter!("navaro_http_shed_total").increment(1);
+            return AdmittedFuture {
+                inner: None,
+                in_progress: None,
+            };
+        }
+        AdmittedFuture {
+            inner: Some(self.inner.call(request)),
+            in_progress: Some(InProgress(counter.clone())),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer of an admitted request, or at once 503 `overloaded` for a refused one.
+    pub struct AdmittedFuture<F> {
+        #[pin]
+        inner: Option<F>,
+        in_progress: Option<InProgress>,
+    }
+}
+
+impl<F, E> Future for AdmittedFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.inner.as_pin_mut() {
+            Some(inner) => {
+                let answer = ready!(inner.poll(cx));
+                // Counted until the answer is ready, not until its body is written.
+                this.in_progress.take();
+                Poll::Ready(answer)
+            }
+            None => {
+                let refused = ApiError {
+                    retry_after: Some(Duration::from_secs(1)),
+                    ..ApiError::new(
+                        ErrorCode::Overloaded,
+                        "the server is at its limit of requests in progress; retry shortly",
+                    )
+                };
+                Poll::Ready(Ok(refused.into_response()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use axum::http::StatusCode;
+    use tokio::sync::Semaphore;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A service whose every request waits for a permit of `gate`, then answers 200.
+    fn gated(
+        gate: &Arc<Semaphore>,
+    ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone {
+        let gate = gate.clone();
+        tower::service_fn(move |_: Request| {
+            let gate = gate.clone();
+            async move {
+                gate.acquire().await.expect("open").forget();
+                Ok::<_, Infallible>(StatusCode::OK.into_response())
+            }
+        })
+    }
+
+    fn request() -> Request {
+        Request::new(axum::body::Body::empty())
+    }
+
+    async fn status(answer: impl Future<Output = Result<Response, Infallible>>) -> StatusCode {
+        answer.await.expect("infallible").status()
+    }
+
+    #[tokio::test]
+    async fn past_its_limit_a_request_is_refused_at_once_and_an_ended_one_frees_its_place() {
+        let gate = Arc::new(Semaphore::new(0));
+        let mut service = Admission::new(2).layer(gated(&gate));
+        let first = service.ready().await.unwrap().call(request());
+        let second = service.ready().await.unwrap().call(request());
+
+        // Two in progress: the third is answered at once, without waiting for them.
+        let third = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request())
+            .await
+            .unwrap();
+        assert_eq!(third.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(third.headers()["retry-after"], "1");
+        let body = axum::body::to_bytes(third.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "overloaded", "{body}");
+        // A clone (another connection) counts against the same limit.
+        let mut other = service.clone();
+        let refused = other.ready().await.unwrap().call(request());
+        assert_eq!(status(refused).await, StatusCode::SERVICE_UNAVAILABLE);
+
+        // One answered: its place is free again.
+        gate.add_permits(1);
+        assert_eq!(status(first).await, StatusCode::OK);
+        let fourth = service.ready().await.unwrap().call(request());
+        // One dropped unanswered (its client went away): its place too.
+        drop(second);
+        let fifth = other.ready().await.unwrap().call(request());
+        let sixth = service.ready().await.unwrap().call(request());
+        assert_eq!(status(sixth).await, StatusCode::SERVICE_UNAVAILABLE);
+        gate.add_permits(2);
+        assert_eq!(status(fourth).await, StatusCode::OK);
+        assert_eq!(status(fifth).await, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_limit_of_zero_admits_every_request() {
+        let gate = Arc::new(Semaphore::new(0));
+        let mut service = Admission::new(0).layer(gated(&gate));
+        let waiting: Vec<_> = (0..100).map(|_| service.call(request())).collect();
+        gate.add_permits(100);
+        for answer in waiting {
+            assert_eq!(status(answer).await, StatusCode::OK);
+        }
     }
 }

@@ -244,12 +244,14 @@ async fn shutdown_signal() {
 
 /// The whole HTTP surface with its layers, outermost last: request id, trace span,
 /// content negotiation and error shape, panic catcher, timeout, body limit, then the
-/// routes (API routes also pass the per-IP rate limit). Negotiation (it reads bodies)
+/// routes (API routes also pass the admission limit, then the per-IP rate limit). Negotiation (it reads bodies)
 /// and the per-IP limit are axum `from_fn` middlewares; the others are tower layers.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.http.body_limit_bytes;
     let limit = Duration::from_millis(state.settings.http.request_timeout_ms);
-    let api = routes::api().layer(from_fn_with_state(state.clone(), limits::per_ip));
+    let api = routes::api()
+        .layer(from_fn_with_state(state.clone(), limits::per_ip))
+        .layer(layers::Admission::new(state.settings.http.max_in_flight));
     Router::new()
         .merge(api)
         .merge(routes::ops::routes())

@@ -4,7 +4,7 @@
 //! several applications in one process share it). Per route: `http_requests_total`
 //! {method, route, status} and the `http_request_duration_seconds` histogram; plus
 //! `navaro_connections_open`, `navaro_live_subscribers`, `navaro_commands_total`
-//! {kind, outcome}, `navaro_rate_limited_total`, `navaro_live_frames_total` and
+//! {kind, outcome}, `navaro_rate_limited_total`, `navaro_http_shed_total`, `navaro_live_frames_total` and
 //! `navaro_live_disconnects_total` {reason}, `navaro_availability_days_total` {outcome:
 //! reused from the engine's day cache, or computed}; from the stores, `navaro_store_reachable`,
 //! `navaro_store_refused_total` and `navaro_store_saturated_total`, and the journal's
