@@ -173,11 +173,14 @@ where
 }
 
 /// Answers 503 `overloaded` (with `Retry-After: 1`) at once, without running it, for a
-/// request that finds `max` requests already in progress. Past the machine's capacity
-/// the requests in progress otherwise grow with whatever clients send, and so does every
-/// request's wait: each one queued behind the rest for the CPU, seconds at the step
-/// searches' top rates (BENCHMARKS.md). Bounded, the admitted ones wait at most about
-/// `max` over the throughput, and the rest learn at once to come back.
+/// request that finds `max` requests already in progress. What it counts is requests
+/// dispatched and not yet answered: those waiting on an actor or on the store. Without
+/// it they grow with whatever clients send while the store is slow (with 100k live
+/// connections, up to 100k requests and their memory), each waiting behind the rest;
+/// bounded, the rest learn at once to come back. Requests not yet read from their
+/// sockets (a CPU-bound overload) are not counted: in the overload runs of
+/// BENCHMARKS.md (2026-12-01) it never refused one, as most answers are computed
+/// within one poll.
 #[derive(Clone, Debug)]
 pub struct Admission {
     in_flight: Arc<AtomicUsize>,
