@@ -98,6 +98,11 @@ async fn a_short_load_run_verifies_and_reports() {
     assert!(table.contains("sends batched every 1 ms"), "{table}");
     assert_eq!(parsed["settings"]["accept_encoding"], "gzip");
     assert!(table.contains("reads accepting gzip"), "{table}");
+    assert_eq!(parsed["settings"]["queue_balk"], 12);
+    assert!(
+        table.contains("walk-ins read a queue of 12 instead of joining"),
+        "{table}"
+    );
     assert!(
         parsed["mix"]["steps"][0]["ops"]
             .as_array()
@@ -361,4 +366,57 @@ async fn a_queue_lane_that_lost_track_reads_the_queue_and_goes_on() {
     assert_eq!(advance().await, (OpKind::QueueStart, Outcome::Ok));
     assert_eq!(advance().await, (OpKind::QueueFinish, Outcome::Ok));
     assert_eq!(e.waiting_room.lock().unwrap().back(), Some(&next));
+}
+
+/// A walk-in who finds `--queue-balk` of the run's customers already in the queue reads
+/// it instead of joining, so the run's queues stay short; `0` joins until every
+/// customer is queued.
+#[tokio::test]
+async fn a_walk_in_reads_a_long_queue_instead_of_joining_it() {
+    use navaro_loadtest::ops::{Draw, OpKind, Outcome, execute};
+    use reqwest::Method;
+
+    let server = Server::start();
+    let http = navaro_loadtest::http::Http::new(&server.base).unwrap();
+    let provision = async |balk: &str| {
+        let options = small_world(&server, ["--seed-bookings", "0", "--queue-balk", balk]);
+        let world = navaro_loadtest::world::World::provision(&http, &options).await;
+        world.expect("the world is provisioned")
+    };
+    // r = 0 draws establishment 0 every time.
+    let walk_in = async |world| execute(world, Draw::QueueJoin, 0).await;
+    let tickets = async |world: &navaro_loadtest::world::World| {
+        let e = &world.establishments[0];
+        let reply = world
+            .http
+            .send(Method::GET, &e.queue_path, Some(&e.owner.auth), None);
+        let queue = reply.await.unwrap().json().unwrap();
+        queue["tickets"].as_array().map(Vec::len)
+    };
+    let joined = (OpKind::QueueJoin, Outcome::Ok);
+    let read = (OpKind::QueueRead, Outcome::Ok);
+
+    let world = provision("2").await;
+    assert_eq!(walk_in(&world).await, joined);
+    assert_eq!(walk_in(&world).await, joined);
+    assert_eq!(walk_in(&world).await, read);
+    assert_eq!(walk_in(&world).await, read);
+    assert_eq!(tickets(&world).await, Some(2));
+    assert_eq!(
+        world.establishments[0].waiting_room.lock().unwrap().len(),
+        2
+    );
+
+    let world = provision("0").await;
+    for _ in 0..4 {
+        assert_eq!(walk_in(&world).await, joined);
+    }
+    assert_eq!(
+        walk_in(&world).await,
+        (
+            OpKind::QueueJoin,
+            Outcome::Skipped("every customer already queued")
+        )
+    );
+    assert_eq!(tickets(&world).await, Some(4));
 }

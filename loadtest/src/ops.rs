@@ -11,8 +11,8 @@ use crate::http::Reply;
 use crate::live::PushClock;
 use crate::options::{AvailabilityForm, Mix};
 use crate::world::{
-    AVAILABILITY_WINDOW_DAYS, Expect, Joining, Lane, LaneStage, LiveBooking, TakenLane, World,
-    back_to_room,
+    AVAILABILITY_WINDOW_DAYS, Establishment, Expect, Joining, Lane, LaneStage, LiveBooking,
+    TakenLane, World, back_to_room,
 };
 
 /// Every kind of request measured, each with its own histogram.
@@ -27,6 +27,9 @@ pub enum OpKind {
     Cancel,
     Reschedule,
     QueueJoin,
+    /// The queue read by a walk-in who found it too long to join (see
+    /// [`World::queue_balk`]).
+    QueueRead,
     QueueCall,
     QueueStart,
     QueueFinish,
@@ -36,7 +39,7 @@ pub enum OpKind {
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 12] = [
+    pub const ALL: [OpKind; 13] = [
         OpKind::Healthz,
         OpKind::Availability,
         OpKind::Establishment,
@@ -45,6 +48,7 @@ impl OpKind {
         OpKind::Cancel,
         OpKind::Reschedule,
         OpKind::QueueJoin,
+        OpKind::QueueRead,
         OpKind::QueueCall,
         OpKind::QueueStart,
         OpKind::QueueFinish,
@@ -61,6 +65,7 @@ impl OpKind {
             OpKind::Cancel => "cancel",
             OpKind::Reschedule => "reschedule",
             OpKind::QueueJoin => "queue_join",
+            OpKind::QueueRead => "queue_read",
             OpKind::QueueCall => "queue_call",
             OpKind::QueueStart => "queue_start",
             OpKind::QueueFinish => "queue_finish",
@@ -146,7 +151,7 @@ pub async fn execute(world: &World, draw: Draw, r: u64) -> (OpKind, Outcome) {
         Draw::BookContended => (OpKind::BookContended, book(world, est, r2, true).await),
         Draw::Cancel => (OpKind::Cancel, cancel(world, est, r2).await),
         Draw::Reschedule => (OpKind::Reschedule, reschedule(world, est, r2).await),
-        Draw::QueueJoin => (OpKind::QueueJoin, join(world, est).await),
+        Draw::QueueJoin => join(world, est).await,
         Draw::QueueAdvance => advance(world, est).await,
     }
 }
@@ -342,8 +347,33 @@ async fn reschedule(world: &World, est: usize, r: u64) -> Outcome {
     }
 }
 
-async fn join(world: &World, est: usize) -> Outcome {
+/// A walk-in at establishment `est`: joins its queue, or reads it as the customer at the
+/// front of the waiting room when [`World::queue_balk`] of the run's customers are
+/// already in it.
+async fn join(world: &World, est: usize) -> (OpKind, Outcome) {
     let e = &world.establishments[est];
+    let (waiting, front) = {
+        let room = e.waiting_room.lock().unwrap();
+        (room.len(), room.front().copied())
+    };
+    match front {
+        Some(customer) if world.customers.len() - waiting >= world.queue_balk => {
+            let auth = &world.customers[customer].auth;
+            let reply = world
+                .http
+                .send(Method::GET, &e.queue_path, Some(auth), None)
+                .await;
+            let outcome = match reply {
+                Ok(reply) => classify(&reply, 200),
+                Err(error) => transport(&error),
+            };
+            (OpKind::QueueRead, outcome)
+        }
+        _ => (OpKind::QueueJoin, join_now(world, e).await),
+    }
+}
+
+async fn join_now(world: &World, e: &Establishment) -> Outcome {
     let Some(joining) = Joining::take(&e.waiting_room, &e.unsure) else {
         return Outcome::Skipped("every customer already queued");
     };

@@ -110,6 +110,11 @@ pub struct Options {
     /// the next one: one attempt wins, the rest get 409 `slot_unavailable`.
     #[arg(long, default_value_t = 4)]
     pub contention: u32,
+    /// A walk-in who finds this many of the run's customers already in an
+    /// establishment's queue reads the queue instead of joining it (`queue_read` in the
+    /// report), so that queues stay short; `0` never balks (see the README).
+    #[arg(long, default_value_t = 12)]
+    pub queue_balk: usize,
     /// Skip the `/healthz` baseline.
     #[arg(long)]
     pub no_baseline: bool,

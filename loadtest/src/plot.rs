@@ -19,9 +19,9 @@ const BOTTOM: f64 = 60.0;
 const MAX_NINES: f64 = 5.0;
 /// Points per curve.
 const POINTS: usize = 250;
-const COLOURS: [&str; 12] = [
+const COLOURS: [&str; 13] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf", "#000000", "#aec7e8",
+    "#bcbd22", "#17becf", "#000000", "#aec7e8", "#98df8a",
 ];
 
 /// One curve: a label, its histogram (microseconds) and whether to dash it.

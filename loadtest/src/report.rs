@@ -73,6 +73,9 @@ pub struct Settings {
     /// The `Accept-Encoding` of the mix's reads.
     pub accept_encoding: AcceptEncoding,
     pub contention: u32,
+    /// Queued customers from which a walk-in reads the queue instead of joining; `0`
+    /// never.
+    pub queue_balk: usize,
     pub p99_limit_ms: f64,
     pub max_error_ratio: f64,
     pub max_outstanding: usize,
@@ -98,6 +101,7 @@ impl Settings {
             availability_form: options.availability_form,
             accept_encoding: options.accept_encoding,
             contention: options.contention,
+            queue_balk: options.queue_balk,
             p99_limit_ms: options.p99_limit_ms,
             max_error_ratio: options.max_error_ratio,
             max_outstanding: options.max_outstanding,
@@ -186,12 +190,16 @@ impl Report {
         let s = &self.settings;
         let _ = writeln!(
             out,
-            "mode {}: {} establishments x {} staff, {} customers, {} subscribers, availability as {}, reads accepting {}, {}; p99 limit {} ms, error limit {}%",
+            "mode {}: {} establishments x {} staff, {} customers, {} subscribers, {}, availability as {}, reads accepting {}, {}; p99 limit {} ms, error limit {}%",
             s.mode,
             s.establishments,
             s.staff,
             s.customers,
             s.subscribers,
+            match s.queue_balk {
+                0 => "walk-ins join every queue".to_owned(),
+                n => format!("walk-ins read a queue of {n} instead of joining"),
+            },
             s.availability_form
                 .to_possible_value()
                 .expect("every form has a name")

@@ -288,6 +288,9 @@ pub struct World {
     stride: u64,
     next_ticket_name: AtomicU64,
     pub contention: u32,
+    /// Customers of the run in a queue from which a walk-in reads it instead of
+    /// joining; see [`Options::queue_balk`].
+    pub queue_balk: usize,
     /// The form every availability query asks for.
     pub availability_form: AvailabilityForm,
 }
@@ -334,6 +337,10 @@ impl World {
             stride: coprime_stride(capacity),
             next_ticket_name: AtomicU64::new(0),
             contention: options.contention.max(1),
+            queue_balk: match options.queue_balk {
+                0 => usize::MAX,
+                n => n,
+            },
             availability_form: options.availability_form,
         })
     }
