@@ -380,7 +380,8 @@ fn send(
     });
 }
 
-/// The kind a draw is counted under when it has no answer.
+/// The kind a draw is counted under when it has no answer: a walk-in's as a join, even
+/// one that read the queue instead, and an advance's as a call, whatever its step.
 fn kind_of(draw: Draw) -> OpKind {
     match draw {
         Draw::Healthz => OpKind::Healthz,
