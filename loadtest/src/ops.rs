@@ -357,7 +357,7 @@ async fn join(world: &World, est: usize) -> (OpKind, Outcome) {
         (room.len(), room.front().copied())
     };
     match front {
-        Some(customer) if world.customers.len() - waiting >= world.queue_balk => {
+        Some(customer) if world.customers.len().saturating_sub(waiting) >= world.queue_balk => {
             let auth = &world.customers[customer].auth;
             let reply = world
                 .http
