@@ -130,6 +130,12 @@ pub struct Options {
     /// No progress bar (also hidden automatically when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
+    /// Worker threads of the generator's runtime, when run as the binary (an in-process
+    /// caller drives the generator on its own runtime). On two cores shared with the
+    /// server and Postgres, one thread costs the box less than two and leaves the server
+    /// more (see the README); give it more when the generator has a machine of its own.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
     /// Seed of the operation and target choices, so runs are repeatable.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

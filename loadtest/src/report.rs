@@ -81,6 +81,8 @@ pub struct Settings {
     pub max_outstanding: usize,
     /// Requests due within one tick of this length were sent together at its end.
     pub send_tick_ms: f64,
+    /// The generator binary's runtime threads.
+    pub threads: usize,
     /// Step mode: the factor between rising steps and the bisections after the first
     /// failure.
     pub step_factor: f64,
@@ -106,6 +108,7 @@ impl Settings {
             max_error_ratio: options.max_error_ratio,
             max_outstanding: options.max_outstanding,
             send_tick_ms: options.send_tick.as_secs_f64() * 1e3,
+            threads: options.threads,
             step_factor: options.step_factor,
             refine: options.refine,
             step_retries: options.step_retries,
@@ -190,7 +193,7 @@ impl Report {
         let s = &self.settings;
         let _ = writeln!(
             out,
-            "mode {}: {} establishments x {} staff, {} customers, {} subscribers, {}, availability as {}, reads accepting {}, {}; p99 limit {} ms, error limit {}%",
+            "mode {}: {} establishments x {} staff, {} customers, {} subscribers, {}, availability as {}, reads accepting {}, {}, generator on {} thread(s); p99 limit {} ms, error limit {}%",
             s.mode,
             s.establishments,
             s.staff,
@@ -213,6 +216,7 @@ impl Report {
             } else {
                 "each request sent at its instant".to_owned()
             },
+            s.threads,
             s.p99_limit_ms,
             s.max_error_ratio * 100.0
         );
