@@ -99,7 +99,9 @@ async fn a_short_load_run_verifies_and_reports() {
     assert_eq!(parsed["settings"]["accept_encoding"], "gzip");
     assert!(table.contains("reads accepting gzip"), "{table}");
     assert_eq!(parsed["settings"]["queue_balk"], 12);
-    assert_eq!(parsed["settings"]["threads"], 1);
+    // The runtime it ran on: this test's, with two workers.
+    assert_eq!(parsed["settings"]["threads"], 2);
+    assert!(table.contains("generator on 2 thread(s)"), "{table}");
     assert!(
         table.contains("walk-ins read a queue of 12 instead of joining"),
         "{table}"

@@ -81,7 +81,8 @@ pub struct Settings {
     pub max_outstanding: usize,
     /// Requests due within one tick of this length were sent together at its end.
     pub send_tick_ms: f64,
-    /// The generator binary's runtime threads.
+    /// Worker threads of the runtime the generator ran on (the binary's `--threads`, or
+    /// an in-process caller's own runtime).
     pub threads: usize,
     /// Step mode: the factor between rising steps and the bisections after the first
     /// failure.
@@ -108,7 +109,8 @@ impl Settings {
             max_error_ratio: options.max_error_ratio,
             max_outstanding: options.max_outstanding,
             send_tick_ms: options.send_tick.as_secs_f64() * 1e3,
-            threads: options.threads,
+            threads: tokio::runtime::Handle::try_current()
+                .map_or(options.threads, |runtime| runtime.metrics().num_workers()),
             step_factor: options.step_factor,
             refine: options.refine,
             step_retries: options.step_retries,
