@@ -265,7 +265,7 @@ async fn a_status_only_get_counts_a_200_and_keeps_an_error() {
     let server = Server::start();
     let http = navaro_loadtest::http::Http::new(&server.base).unwrap();
     let (ok, received) =
-        navaro_loadtest::http::counting_bytes(http.get_status("/openapi.json")).await;
+        navaro_loadtest::http::counting_bytes(http.get_status("/openapi.json", None)).await;
     let ok = ok.unwrap();
     assert_eq!(ok.status, 200);
     assert!(ok.body.is_empty());
@@ -273,7 +273,10 @@ async fn a_status_only_get_counts_a_200_and_keeps_an_error() {
     assert_eq!(received, whole.body.len() as u64);
     assert!(received > 1_000, "{received}");
     let missing = http
-        .get_status("/v1/establishments/00000000-0000-0000-0000-000000000000")
+        .get_status(
+            "/v1/establishments/00000000-0000-0000-0000-000000000000",
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(missing.status, 404);

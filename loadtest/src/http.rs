@@ -139,13 +139,17 @@ impl Http {
         self.send(Method::GET, path, None, None).await
     }
 
-    /// A GET without credentials whose answer is looked at only when it is not a 200
+    /// A GET (with `auth`, if any) whose answer is looked at only when it is not a 200
     /// (with the `Accept-Encoding` of [`Http::reading`]; errors are never compressed):
     /// a 200's body is read to the end and counted, but not kept (`Reply::body` is
     /// empty). A week of availability is 66 KB; gathering it into one buffer was a
     /// copy per read that nothing looked at.
-    pub async fn get_status(&self, path: &str) -> anyhow::Result<Reply> {
-        self.exchange(Method::GET, path, None, None, Keep::UnlessOk)
+    pub async fn get_status(
+        &self,
+        path: &str,
+        auth: Option<&HeaderValue>,
+    ) -> anyhow::Result<Reply> {
+        self.exchange(Method::GET, path, auth, None, Keep::UnlessOk)
             .await
     }
 

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use hyper::Method;
+use hyper::header::HeaderValue;
 use jiff::civil::Date;
 use serde::Serialize;
 
@@ -141,11 +142,11 @@ pub async fn execute(world: &World, draw: Draw, r: u64) -> (OpKind, Outcome) {
     let est = (r % world.establishments.len() as u64) as usize;
     let r2 = mix64(r);
     match draw {
-        Draw::Healthz => (OpKind::Healthz, simple_get(world, "/healthz").await),
+        Draw::Healthz => (OpKind::Healthz, simple_get(world, "/healthz", None).await),
         Draw::Availability => (OpKind::Availability, availability(world, est, r2).await),
         Draw::Establishment => (
             OpKind::Establishment,
-            simple_get(world, &world.establishments[est].path).await,
+            simple_get(world, &world.establishments[est].path, None).await,
         ),
         Draw::Book => (OpKind::Book, book(world, est, r2, false).await),
         Draw::BookContended => (OpKind::BookContended, book(world, est, r2, true).await),
@@ -173,8 +174,8 @@ fn root_cause(error: &anyhow::Error) -> String {
     text.chars().take(60).collect()
 }
 
-async fn simple_get(world: &World, path: &str) -> Outcome {
-    match world.http.get_status(path).await {
+async fn simple_get(world: &World, path: &str, auth: Option<&HeaderValue>) -> Outcome {
+    match world.http.get_status(path, auth).await {
         Ok(reply) => classify(&reply, 200),
         Err(e) => transport(&e),
     }
@@ -185,7 +186,7 @@ async fn availability(world: &World, est: usize, r: u64) -> Outcome {
     let service = &e.services[(r % e.services.len() as u64) as usize];
     let from = world.date(((r >> 8) % u64::from(AVAILABILITY_WINDOW_DAYS)) as u32);
     let path = availability_path(&e.path, service, from, world.availability_form);
-    simple_get(world, &path).await
+    simple_get(world, &path, None).await
 }
 
 /// A week of one service's availability from `from`, in `form`.
@@ -358,16 +359,11 @@ async fn join(world: &World, est: usize) -> (OpKind, Outcome) {
     };
     match front {
         Some(customer) if world.customers.len().saturating_sub(waiting) >= world.queue_balk => {
-            let auth = &world.customers[customer].auth;
-            let reply = world
-                .http
-                .send(Method::GET, &e.queue_path, Some(auth), None)
-                .await;
-            let outcome = match reply {
-                Ok(reply) => classify(&reply, 200),
-                Err(error) => transport(&error),
-            };
-            (OpKind::QueueRead, outcome)
+            let auth = Some(&world.customers[customer].auth);
+            (
+                OpKind::QueueRead,
+                simple_get(world, &e.queue_path, auth).await,
+            )
         }
         _ => (OpKind::QueueJoin, join_now(world, e).await),
     }
@@ -555,7 +551,7 @@ fn refused(what: &str) -> bool {
     shed(what) || (what.starts_with('4') && !what.starts_with("409"))
 }
 
-async fn step(world: &World, path: &str, owner: &hyper::header::HeaderValue) -> Outcome {
+async fn step(world: &World, path: &str, owner: &HeaderValue) -> Outcome {
     match world
         .http
         .send(Method::POST, path, Some(owner), Some("{}".to_owned()))
