@@ -4,6 +4,9 @@
 //! history: all four free at every start, and one of them busy at every third start; in
 //! both forms, `slots` (API.md's) and `runs`, and the default form as the handler makes
 //! it, from the engine's cached days, plain and gzip (with what deflating one day costs).
+//! And the live feed's frames of the mix's commonest writes, a booking confirmed and a
+//! walk-in joining a queue of twelve, as a member's subscription encodes them (once per
+//! event and encoding, shared by every subscriber).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jiff::tz::TimeZone;
@@ -11,7 +14,11 @@ use jiff::{SignedDuration, Timestamp};
 use navaro_engine::domain::{Availability, Slot};
 use navaro_gateway::availability::{encode, encode_days, encode_days_gzip, encode_runs};
 use navaro_gateway::gzip::Segment;
-use navaro_protocol::StaffId;
+use navaro_gateway::live::encode_frame;
+use navaro_protocol::{
+    Booking, BookingId, BookingStatus, Encoding, EstablishmentId, Event, EventRecord,
+    QueuePosition, ServiceId, StaffId, Ticket, TicketId, TicketStatus, UserId,
+};
 use uuid::Uuid;
 
 fn week(first: Timestamp, staff: &[StaffId], busy_every: usize) -> Vec<Slot> {
@@ -84,5 +91,75 @@ fn availability_body(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, availability_body);
+fn live_frames(c: &mut Criterion) {
+    let tz = TimeZone::get("America/Sao_Paulo").expect("zone");
+    let at: Timestamp = "2026-12-01T11:00:00Z".parse().expect("instant");
+    let booking = Booking {
+        id: BookingId(Uuid::from_u128(1)),
+        establishment_id: EstablishmentId(Uuid::from_u128(2)),
+        service_id: ServiceId(Uuid::from_u128(3)),
+        staff_id: StaffId(Uuid::from_u128(4)),
+        customer_id: UserId(Uuid::from_u128(5)),
+        start: at + SignedDuration::from_hours(26),
+        end: at + SignedDuration::from_mins(26 * 60 + 30),
+        buffer_after_minutes: 5,
+        status: BookingStatus::Confirmed,
+        seq: 42,
+        created_at: at,
+    };
+    let ticket = |n: u32| Ticket {
+        id: TicketId(Uuid::from_u128(100 + u128::from(n))),
+        number: n,
+        customer_id: Some(UserId(Uuid::from_u128(200 + u128::from(n)))),
+        name: None,
+        service_id: ServiceId(Uuid::from_u128(3)),
+        staff_id: None,
+        status: TicketStatus::Waiting,
+        position: Some(n),
+        eta: Some(at + SignedDuration::from_mins(i64::from(n) * 20)),
+        joined_at: at,
+        called_at: None,
+        started_at: None,
+        ended_at: None,
+    };
+    let record = |event| EventRecord {
+        seq: 42,
+        at,
+        idempotency: None,
+        event,
+    };
+    let events = [
+        (
+            "booking.confirmed",
+            record(Event::BookingConfirmed {
+                booking,
+                from_hold: None,
+            }),
+        ),
+        (
+            "queue.joined, 12 waiting",
+            record(Event::QueueJoined {
+                ticket: ticket(12),
+                queue: (1..=12)
+                    .map(|n| QueuePosition {
+                        ticket_id: ticket(n).id,
+                        position: n,
+                        eta: ticket(n).eta,
+                    })
+                    .collect(),
+            }),
+        ),
+    ];
+    for (what, record) in &events {
+        for encoding in [Encoding::Json, Encoding::MsgPack] {
+            let bytes = encode_frame(encoding, record, &tz).expect("encodes").len();
+            c.bench_function(
+                &format!("live frame, {what}, {encoding:?} ({bytes} B)"),
+                |b| b.iter(|| encode_frame(encoding, record, &tz)),
+            );
+        }
+    }
+}
+
+criterion_group!(benches, availability_body, live_frames);
 criterion_main!(benches);

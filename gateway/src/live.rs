@@ -25,13 +25,16 @@ use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use navaro_protocol::{Caller, Encoding, EstablishmentId, Event, EventRecord, TicketId, encode};
+use navaro_protocol::zone::{in_zone, instant};
+use navaro_protocol::{
+    Caller, Encoding, EstablishmentId, Event, EventRecord, QueuePosition, Ticket, TicketId, encode,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast};
 use uuid::Uuid;
 
 use crate::auth::AuthUser;
-use crate::dto::{est, render};
+use crate::dto::est;
 use crate::error::ApiError;
 use crate::routes::establishments::resolve;
 use crate::state::AppState;
@@ -151,13 +154,32 @@ struct Control {
     seq: u64,
 }
 
-/// An event frame: `{seq, type, data, at}`.
+/// An event frame: `{seq, type, data, at}`, encoded in [`in_zone`].
 #[derive(Serialize)]
 struct Frame<'a> {
     seq: u64,
     #[serde(flatten)]
     event: &'a Event,
+    #[serde(serialize_with = "instant")]
     at: Timestamp,
+}
+
+/// A queue event as a customer sees it (see [`Session::customer_queue_frame`]).
+#[derive(Serialize)]
+struct CustomerQueueFrame<'a> {
+    seq: u64,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(serialize_with = "instant")]
+    at: Timestamp,
+    data: CustomerQueueData<'a>,
+}
+
+#[derive(Serialize)]
+struct CustomerQueueData<'a> {
+    /// `null` unless the event is about the customer's own ticket.
+    ticket: Option<&'a Ticket>,
+    queue: Vec<&'a QueuePosition>,
 }
 
 fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
@@ -259,40 +281,27 @@ struct Session {
     frames_sent: metrics::Counter,
 }
 
-/// The instant fields of events (see `navaro_protocol::event`).
-const INSTANT_FIELDS: [&str; 11] = [
-    "at",
-    "start",
-    "end",
-    "created_at",
-    "expires_at",
-    "previous_start",
-    "joined_at",
-    "eta",
-    "called_at",
-    "started_at",
-    "ended_at",
-];
+/// An event's frame as a member sees it, `{seq, type, data, at}`, with its instants in
+/// `tz`'s offset.
+pub fn encode_frame(
+    encoding: Encoding,
+    record: &EventRecord,
+    tz: &TimeZone,
+) -> Result<Vec<u8>, navaro_protocol::CodecError> {
+    let frame = Frame {
+        seq: record.seq,
+        event: &record.event,
+        at: record.at,
+    };
+    in_zone(tz, || encode(encoding, &frame))
+}
 
-/// Re-render the instants of a frame (UTC in the protocol's encoding) with the
-/// establishment's offset, as API.md asks of every instant.
-fn localize_instants(value: &mut serde_json::Value, tz: &TimeZone) {
-    match value {
-        serde_json::Value::Object(map) => {
-            for (key, field) in map.iter_mut() {
-                if let serde_json::Value::String(text) = field
-                    && INSTANT_FIELDS.contains(&key.as_str())
-                    && let Ok(ts) = text.parse::<Timestamp>()
-                {
-                    *text = render(ts, tz);
-                } else {
-                    localize_instants(field, tz);
-                }
-            }
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| localize_instants(v, tz)),
-        _ => {}
-    }
+/// Encoded bytes as a WebSocket message: text for JSON, binary for MessagePack.
+fn as_message(encoding: Encoding, bytes: Vec<u8>) -> Option<Message> {
+    Some(match encoding {
+        Encoding::Json => Message::Text(String::from_utf8(bytes).ok()?.into()),
+        Encoding::MsgPack => Message::Binary(bytes.into()),
+    })
 }
 
 /// Why a session ended, and the close frame to send.
@@ -327,28 +336,20 @@ impl Session {
         if !own && places.is_empty() {
             return None;
         }
-        let mut value = serde_json::json!({
-            "seq": record.seq,
-            "type": event.kind(),
-            "at": record.at,
-            "data": {
-                "ticket": match ticket.filter(|_| own) {
-                    Some(ticket) => serde_json::to_value(ticket).ok()?,
-                    None => serde_json::Value::Null,
-                },
-                "queue": places,
+        let frame = CustomerQueueFrame {
+            seq: record.seq,
+            kind: event.kind(),
+            at: record.at,
+            data: CustomerQueueData {
+                ticket: ticket.filter(|_| own),
+                queue: places,
             },
-        });
-        localize_instants(&mut value, &self.timezone);
-        self.message(&value)
+        };
+        in_zone(&self.timezone, || self.message(&frame))
     }
 
     fn message<T: Serialize>(&self, value: &T) -> Option<Message> {
-        let bytes = encode(self.encoding, value).ok()?;
-        Some(match self.encoding {
-            Encoding::Json => Message::Text(String::from_utf8(bytes).ok()?.into()),
-            Encoding::MsgPack => Message::Binary(bytes.into()),
-        })
+        as_message(self.encoding, encode(self.encoding, value).ok()?)
     }
 
     async fn send<T: Serialize>(&self, socket: &mut WebSocket, value: &T) -> Result<(), End> {
@@ -390,14 +391,8 @@ impl Session {
         }
         let key = (self.establishment_id, record.seq, self.encoding);
         let message = self.state.live.frame(key, || {
-            let frame = Frame {
-                seq: record.seq,
-                event: &record.event,
-                at: record.at,
-            };
-            let mut value = serde_json::to_value(&frame).ok()?;
-            localize_instants(&mut value, &self.timezone);
-            self.message(&value)
+            let bytes = encode_frame(self.encoding, record, &self.timezone).ok()?;
+            as_message(self.encoding, bytes)
         });
         match message {
             Some(message) => {
@@ -517,5 +512,147 @@ async fn next_ping(pings: &mut Option<(tokio::time::Interval, Duration)>) -> Dur
             *every
         }
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::SignedDuration;
+    use navaro_protocol::{
+        Booking, BookingId, BookingStatus, Hold, HoldId, ServiceId, StaffId, TicketStatus, TimeOff,
+        TimeOffId, UserId,
+    };
+    use serde_json::Value;
+
+    use super::*;
+
+    /// What a frame must be: the event as `serde_json` writes it (UTC), with every string
+    /// that is an instant re-rendered in `tz` (the tree walk the feed used to make).
+    fn reference(record: &EventRecord, tz: &TimeZone) -> Value {
+        fn localize(value: &mut Value, tz: &TimeZone) {
+            match value {
+                Value::String(text) => {
+                    if let Ok(at) = text.parse::<Timestamp>() {
+                        *text = crate::dto::render(at, tz);
+                    }
+                }
+                Value::Array(items) => items.iter_mut().for_each(|v| localize(v, tz)),
+                Value::Object(map) => map.values_mut().for_each(|v| localize(v, tz)),
+                _ => {}
+            }
+        }
+        let mut value = serde_json::json!({"seq": record.seq, "at": record.at});
+        let event = serde_json::to_value(&record.event).unwrap();
+        value["type"] = event["type"].clone();
+        value["data"] = event["data"].clone();
+        localize(&mut value, tz);
+        value
+    }
+
+    /// An event of each kind that carries instants, every optional instant set.
+    fn events(at: Timestamp) -> Vec<Event> {
+        let id = |n: u128| Uuid::from_u128(n);
+        let later = |minutes: i64| at + SignedDuration::from_mins(minutes);
+        let booking = Booking {
+            id: BookingId(id(1)),
+            establishment_id: est(id(2)),
+            service_id: ServiceId(id(3)),
+            staff_id: StaffId(id(4)),
+            customer_id: UserId(id(5)),
+            start: later(1_440),
+            end: later(1_470),
+            buffer_after_minutes: 5,
+            status: BookingStatus::Confirmed,
+            seq: 7,
+            created_at: at,
+        };
+        let hold = Hold {
+            id: HoldId(id(6)),
+            establishment_id: est(id(2)),
+            service_id: ServiceId(id(3)),
+            staff_id: StaffId(id(4)),
+            customer_id: UserId(id(5)),
+            start: later(60),
+            end: later(90),
+            buffer_after_minutes: 0,
+            expires_at: later(10),
+            seq: 8,
+        };
+        let ticket = Ticket {
+            id: TicketId(id(9)),
+            number: 3,
+            customer_id: Some(UserId(id(5))),
+            name: Some("Ana".to_owned()),
+            service_id: ServiceId(id(3)),
+            staff_id: Some(StaffId(id(4))),
+            status: TicketStatus::Waiting,
+            position: Some(1),
+            eta: Some(later(20)),
+            joined_at: at,
+            called_at: Some(later(21)),
+            started_at: Some(later(22)),
+            ended_at: Some(later(50)),
+        };
+        let place = QueuePosition {
+            ticket_id: ticket.id,
+            position: 1,
+            eta: Some(later(20)),
+        };
+        vec![
+            Event::BookingConfirmed {
+                booking: booking.clone(),
+                from_hold: Some(hold.id),
+            },
+            Event::BookingRescheduled {
+                booking,
+                previous_start: later(600),
+                previous_staff_id: StaffId(id(4)),
+            },
+            Event::HoldPlaced { hold },
+            Event::TimeOffAdded {
+                time_off: TimeOff {
+                    id: TimeOffId(id(10)),
+                    staff_id: StaffId(id(4)),
+                    start: later(2_880),
+                    end: later(3_000),
+                    reason: Some("dentist".to_owned()),
+                },
+            },
+            Event::QueueJoined {
+                ticket,
+                queue: vec![place],
+            },
+            Event::QueueEstimates {
+                queue: vec![place, QueuePosition { eta: None, ..place }],
+            },
+        ]
+    }
+
+    #[test]
+    fn frames_render_every_instant_in_the_establishments_offset_in_both_encodings() {
+        let tz = TimeZone::get("America/Sao_Paulo").unwrap();
+        let at: Timestamp = "2026-12-01T11:00:00.25Z".parse().unwrap();
+        for event in events(at) {
+            let record = EventRecord {
+                seq: 42,
+                at,
+                idempotency: None,
+                event,
+            };
+            let expected = reference(&record, &tz);
+            let json = encode_frame(Encoding::Json, &record, &tz).unwrap();
+            let json: Value = serde_json::from_slice(&json).unwrap();
+            assert_eq!(json, expected);
+            let packed = encode_frame(Encoding::MsgPack, &record, &tz).unwrap();
+            let packed: Value = rmp_serde::from_slice(&packed).unwrap();
+            assert_eq!(packed, expected);
+            assert_eq!(json["at"], "2026-12-01T08:00:00.25-03:00");
+        }
+        // The journal's encoding of the same events is untouched: UTC.
+        let stored = serde_json::to_value(&events(at)[0]).unwrap();
+        assert_eq!(
+            stored["data"]["booking"]["created_at"],
+            "2026-12-01T11:00:00.25Z"
+        );
     }
 }

@@ -49,6 +49,7 @@ pub enum Event {
     #[serde(rename = "booking.rescheduled")]
     BookingRescheduled {
         booking: Booking,
+        #[serde(serialize_with = "crate::zone::instant")]
         previous_start: Timestamp,
         previous_staff_id: StaffId,
     },
@@ -206,6 +207,7 @@ pub struct IdempotencyRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRecord {
     pub seq: u64,
+    #[serde(serialize_with = "crate::zone::instant")]
     pub at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency: Option<IdempotencyRecord>,

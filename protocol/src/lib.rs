@@ -18,6 +18,7 @@ pub mod ids;
 pub mod model;
 pub mod queue;
 pub mod reply;
+pub mod zone;
 
 pub use codec::{CodecError, Encoding, decode, encode, fingerprint};
 pub use command::{Caller, Command, Role};

@@ -191,7 +191,9 @@ pub struct Staff {
 pub struct TimeOff {
     pub id: TimeOffId,
     pub staff_id: StaffId,
+    #[serde(serialize_with = "crate::zone::instant")]
     pub start: Timestamp,
+    #[serde(serialize_with = "crate::zone::instant")]
     pub end: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -238,12 +240,15 @@ pub struct Booking {
     pub service_id: ServiceId,
     pub staff_id: StaffId,
     pub customer_id: UserId,
+    #[serde(serialize_with = "crate::zone::instant")]
     pub start: Timestamp,
+    #[serde(serialize_with = "crate::zone::instant")]
     pub end: Timestamp,
     pub buffer_after_minutes: u32,
     pub status: BookingStatus,
     /// The establishment event that confirmed (or last moved) this booking.
     pub seq: u64,
+    #[serde(serialize_with = "crate::zone::instant")]
     pub created_at: Timestamp,
 }
 
@@ -256,9 +261,12 @@ pub struct Hold {
     pub service_id: ServiceId,
     pub staff_id: StaffId,
     pub customer_id: UserId,
+    #[serde(serialize_with = "crate::zone::instant")]
     pub start: Timestamp,
+    #[serde(serialize_with = "crate::zone::instant")]
     pub end: Timestamp,
     pub buffer_after_minutes: u32,
+    #[serde(serialize_with = "crate::zone::instant")]
     pub expires_at: Timestamp,
     pub seq: u64,
 }

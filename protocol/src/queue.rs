@@ -48,14 +48,31 @@ pub struct Ticket {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<u32>,
     /// Estimated start of service, for waiting tickets.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::zone::opt_instant"
+    )]
     pub eta: Option<Timestamp>,
+    #[serde(serialize_with = "crate::zone::instant")]
     pub joined_at: Timestamp,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::zone::opt_instant"
+    )]
     pub called_at: Option<Timestamp>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::zone::opt_instant"
+    )]
     pub started_at: Option<Timestamp>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::zone::opt_instant"
+    )]
     pub ended_at: Option<Timestamp>,
 }
 
@@ -64,6 +81,10 @@ pub struct Ticket {
 pub struct QueuePosition {
     pub ticket_id: TicketId,
     pub position: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::zone::opt_instant"
+    )]
     pub eta: Option<Timestamp>,
 }
