@@ -3,11 +3,6 @@
 use clap::Parser;
 use navaro_loadtest::Options;
 
-/// mimalloc, as in the server: the generator shares the box with what it measures, and
-/// glibc's malloc and free were 7% of its samples under the mix (BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> anyhow::Result<()> {
     let options = Options::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
