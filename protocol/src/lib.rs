@@ -8,7 +8,9 @@
 //! feed's frames); [`reply`] what a caller gets back, including the typed rejection and
 //! its machine-readable [`ErrorCode`]. [`codec`] encodes any of them as JSON or
 //! MessagePack (named fields, so both encodings carry the same field names) and decodes
-//! untrusted bytes into an error, never a panic.
+//! untrusted bytes into an error, never a panic. Instants are UTC on the wire unless the
+//! encoding runs inside [`zone::in_zone`], which renders them in an establishment's
+//! offset for its clients.
 
 pub mod codec;
 pub mod command;
