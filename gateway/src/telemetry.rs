@@ -36,6 +36,11 @@ pub const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// The process's standard metrics (`process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`, `process_open_fds`, `process_threads`, …), read
+/// from the OS at each scrape.
+static PROCESS: OnceLock<metrics_process::Collector> = OnceLock::new();
+
 /// Install the Prometheus recorder (once per process), with its upkeep.
 ///
 /// The recorder keeps every histogram sample (about 16 bytes, one a request) until it
@@ -53,6 +58,7 @@ pub fn install_metrics() {
             .ok()?;
         match builder.install_recorder() {
             Ok(handle) => {
+                PROCESS.get_or_init(metrics_process::Collector::default).describe();
                 let upkeep = handle.clone();
                 let spawned = std::thread::Builder::new()
                     .name("metrics-upkeep".to_owned())
@@ -75,8 +81,11 @@ pub fn install_metrics() {
     });
 }
 
-/// The metrics in Prometheus text format.
+/// The metrics in Prometheus text format, the process's read anew.
 pub fn render_metrics() -> String {
+    if let Some(process) = PROCESS.get() {
+        process.collect();
+    }
     PROMETHEUS
         .get()
         .and_then(Option::as_ref)

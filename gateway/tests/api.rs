@@ -115,6 +115,19 @@ async fn health_ready_docs_openapi_and_metrics() {
     ] {
         assert!(metrics.contains(name), "{name} missing from {metrics}");
     }
+    // The process's own, read at each scrape: a server that did all that used CPU.
+    let cpu = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("process_cpu_seconds_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(cpu.is_some_and(|s| s > 0.0), "{metrics}");
+    for name in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_threads",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from {metrics}");
+    }
 }
 
 #[tokio::test]
