@@ -90,9 +90,24 @@ async fn a_short_load_run_verifies_and_reports() {
         "{table}"
     );
 
+    // CPU per request, the server's from its /metrics: both phases did work on both
+    // sides, so neither is missing or zero.
+    for phase in [baseline, mix] {
+        let (server, generator) = (phase.server_cpu_us, phase.generator_cpu_us);
+        assert!(server.is_some_and(|us| us > 0.0), "{table}");
+        assert!(generator.is_some_and(|us| us > 0.0), "{table}");
+    }
+    assert!(table.contains("CPU/request: server "), "{table}");
+    assert!(!table.contains("CPU/request: server -"), "{table}");
+
     let parsed: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(parsed["verification"]["passed"], true);
+    assert!(
+        parsed["mix"]["steps"][0]["server_cpu_us"]
+            .as_f64()
+            .is_some()
+    );
     // The default batches the sends of each millisecond, and the report says so.
     assert_eq!(parsed["settings"]["send_tick_ms"], 1.0);
     assert!(table.contains("sends batched every 1 ms"), "{table}");

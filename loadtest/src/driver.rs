@@ -72,6 +72,13 @@ pub struct Phase {
     pub push_samples: u64,
     /// Whether the phase met the p99 and error limits.
     pub sustainable: bool,
+    /// The server's CPU per completed request over the phase, in µs: its
+    /// `process_cpu_seconds_total` (`/metrics`) before and after, over `completed`.
+    /// Everything the server did in that time counts (snapshots, upkeep). `None` when it
+    /// does not report it.
+    pub server_cpu_us: Option<f64>,
+    /// The generator's own CPU per completed request over the phase, in µs.
+    pub generator_cpu_us: Option<f64>,
     #[serde(skip)]
     pub histograms: Vec<(String, Histogram<u64>)>,
 }
@@ -99,6 +106,7 @@ impl Driver {
         let scheduled = (rate * duration.as_secs_f64()).round() as u64;
         let bar = self.progress_bar(workload, rate, scheduled);
         let _ = self.world.push.take();
+        let cpu_before = self.cpu_seconds().await;
         let started = Instant::now();
         let scheduler = {
             let (world, recorder) = (self.world.clone(), recorder.clone());
@@ -132,7 +140,26 @@ impl Driver {
         }
         let elapsed = started.elapsed().max(duration);
         bar.finish_and_clear();
-        self.summarise(workload, rate, duration, scheduled, &recorder, elapsed)
+        let cpu_after = self.cpu_seconds().await;
+        let mut phase = self.summarise(workload, rate, duration, scheduled, &recorder, elapsed);
+        let per_request = |before: Option<f64>, after: Option<f64>| {
+            let spent = after? - before?;
+            (phase.completed > 0 && spent >= 0.0).then(|| spent * 1e6 / phase.completed as f64)
+        };
+        phase.server_cpu_us = per_request(cpu_before.0, cpu_after.0);
+        phase.generator_cpu_us = per_request(cpu_before.1, cpu_after.1);
+        phase
+    }
+
+    /// CPU seconds so far: the server's, from its `/metrics`, and the generator's own.
+    async fn cpu_seconds(&self) -> (Option<f64>, Option<f64>) {
+        let server = async {
+            let reply = self.world.http.get("/metrics").await.ok()?;
+            (reply.status == 200).then_some(())?;
+            server_cpu_seconds(std::str::from_utf8(&reply.body).ok()?)
+        };
+        let generator = metrics_process::collector::collect().cpu_seconds_total;
+        (server.await, generator)
     }
 
     fn summarise(
@@ -180,6 +207,8 @@ impl Driver {
             error_ratio,
             sustainable: all.p99 <= self.options.p99_limit_ms
                 && error_ratio <= self.options.max_error_ratio,
+            server_cpu_us: None,
+            generator_cpu_us: None,
             all,
             ops,
             push_ms,
@@ -262,21 +291,42 @@ impl Driver {
     }
 }
 
+/// `process_cpu_seconds_total` in a Prometheus text page.
+pub fn server_cpu_seconds(metrics: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        line.strip_prefix("process_cpu_seconds_total ")?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 /// One line per step, for the terminal.
 pub fn step_line(phase: &Phase) -> String {
     format!(
-        "{:?} step {:>8.0}/s: achieved {:>8.0}/s, p50 {:.2} ms, p99 {:.2} ms, errors+dropped {:.3}% -> {}",
+        "{:?} step {:>8.0}/s: achieved {:>8.0}/s, p50 {:.2} ms, p99 {:.2} ms, errors+dropped {:.3}%, {} -> {}",
         phase.workload,
         phase.target_rps,
         phase.achieved_rps,
         phase.all.p50,
         phase.all.p99,
         phase.error_ratio * 100.0,
+        cpu_line(phase),
         if phase.sustainable {
             "sustainable"
         } else {
             "NOT sustainable"
         }
+    )
+}
+
+/// `CPU/request: server 92 µs, generator 51 µs` (`-` for what was not measured).
+pub fn cpu_line(phase: &Phase) -> String {
+    let us = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0} µs"));
+    format!(
+        "CPU/request: server {}, generator {}",
+        us(phase.server_cpu_us),
+        us(phase.generator_cpu_us)
     )
 }
 
@@ -467,6 +517,17 @@ impl Knee {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_servers_cpu_seconds_are_read_from_its_metrics_page() {
+        let page = "# HELP process_cpu_seconds_total Total user and system CPU time.\n\
+                    # TYPE process_cpu_seconds_total gauge\n\
+                    process_cpu_seconds_total_other 9\n\
+                    process_cpu_seconds_total 12.345678\n\
+                    process_threads 7\n";
+        assert_eq!(server_cpu_seconds(page), Some(12.345678));
+        assert_eq!(server_cpu_seconds("process_threads 7\n"), None);
+    }
 
     fn knee(refine: u32) -> Knee {
         Knee {

@@ -244,15 +244,18 @@ impl Report {
                 (Some(p), Some(rate)) => {
                     let _ = writeln!(
                         out,
-                        "{name}: highest sustainable rate {rate:.0}/s (achieved {:.0}/s)",
-                        p.achieved_rps
+                        "{name}: highest sustainable rate {rate:.0}/s (achieved {:.0}/s); {}",
+                        p.achieved_rps,
+                        crate::driver::cpu_line(p)
                     );
                 }
                 (Some(p), None) => {
                     let _ = writeln!(
                         out,
-                        "{name}: offered {:.0}/s, achieved {:.0}/s",
-                        p.target_rps, p.achieved_rps
+                        "{name}: offered {:.0}/s, achieved {:.0}/s; {}",
+                        p.target_rps,
+                        p.achieved_rps,
+                        crate::driver::cpu_line(p)
                     );
                 }
                 (None, _) => {
