@@ -155,7 +155,9 @@ impl Driver {
     async fn cpu_seconds(&self) -> (Option<f64>, Option<f64>) {
         let server = async {
             let reply = self.world.http.get("/metrics").await.ok()?;
-            (reply.status == 200).then_some(())?;
+            if reply.status != 200 {
+                return None;
+            }
             server_cpu_seconds(std::str::from_utf8(&reply.body).ok()?)
         };
         let generator = metrics_process::collector::collect().cpu_seconds_total;

@@ -19,9 +19,10 @@ thread_local! {
     static ZONE: RefCell<Option<TimeZone>> = const { RefCell::new(None) };
 }
 
-/// Run `encode` (which must not yield: it is meant for a synchronous serialization)
-/// with the instants of this crate's types rendered in `tz`'s offset. Nests: the zone
-/// before the call is restored after it, also when `encode` panics.
+/// Run `encode` with the instants of this crate's types rendered in `tz`'s offset. The
+/// zone belongs to this thread for the length of the call only: an encoding deferred
+/// past it (a returned future, a lazy iterator) writes UTC. Nests: the zone before the
+/// call is restored after it, also when `encode` panics.
 pub fn in_zone<R>(tz: &TimeZone, encode: impl FnOnce() -> R) -> R {
     struct Restore(Option<TimeZone>);
     impl Drop for Restore {
