@@ -12,7 +12,9 @@
 //!    send time;
 //! 4. [`verify`] lists every touched day's bookings and checks that nothing overlaps and
 //!    every 201 is still there;
-//! 5. [`report`] renders the terminal table and the JSON file, [`plot`] the SVG.
+//! 5. [`report`] renders the terminal table and the JSON file, [`plot`] the SVG of
+//!    latency percentiles and, in step mode, [`throughput`] the SVG of throughput and
+//!    p99 against offered rate (also drawn from a saved report by [`replot`]).
 //!
 //! The binary (`src/main.rs`) only parses [`Options`] and calls [`run`]; the end-to-end
 //! test in `gateway/tests/loadtest.rs` calls [`run`] in-process against the real server.
@@ -25,6 +27,7 @@ pub mod options;
 pub mod plot;
 pub mod report;
 pub mod stats;
+pub mod throughput;
 pub mod verify;
 pub mod world;
 
@@ -54,6 +57,10 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         !options.step || options.step_factor > 1.0,
         "--step-factor must be greater than 1 (it is {})",
         options.step_factor
+    );
+    anyhow::ensure!(
+        options.step || options.throughput_plot.is_none(),
+        "--throughput-plot needs --step: a fixed-rate run offers one rate"
     );
     let date = Timestamp::now().to_string();
     let http = Http::new(&options.url)?.reading(options.accept_encoding.header());
@@ -120,7 +127,29 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     if let Some(path) = &options.plot {
         write_plot(&report, path)?;
     }
+    let beside_plot = options.plot.as_deref().filter(|_| options.step);
+    if let Some(path) = options
+        .throughput_plot
+        .clone()
+        .or_else(|| beside_plot.map(throughput::beside))
+    {
+        throughput::Chart::of_report(&report)?.write_svg(&path)?;
+    }
     Ok(report)
+}
+
+/// `--from-report`: draw the throughput plot of a saved step report, sending no load.
+/// Returns where it was written.
+pub fn replot(
+    report: &std::path::Path,
+    to: Option<&std::path::Path>,
+) -> anyhow::Result<std::path::PathBuf> {
+    let text =
+        std::fs::read_to_string(report).with_context(|| format!("reading {}", report.display()))?;
+    let chart = throughput::Chart::of_saved(&text).with_context(|| report.display().to_string())?;
+    let path = to.map_or_else(|| throughput::beside(report), std::path::Path::to_path_buf);
+    chart.write_svg(&path)?;
+    Ok(path)
 }
 
 /// Unrecorded mix load at the first measured rate: connections opened, actors started,

@@ -5,6 +5,11 @@ use navaro_loadtest::Options;
 
 fn main() -> anyhow::Result<()> {
     let options = Options::parse();
+    if let Some(report) = &options.from_report {
+        let path = navaro_loadtest::replot(report, options.throughput_plot.as_deref())?;
+        println!("wrote {}", path.display());
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(options.threads.max(1))
         .enable_all()

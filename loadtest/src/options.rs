@@ -124,9 +124,20 @@ pub struct Options {
     /// Write the report as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Write the latency plot (SVG, percentile curve per operation) here.
+    /// Write the latency plot (SVG, percentile curve per operation) here. A step run
+    /// also writes its throughput plot beside it (`-throughput` added to the name)
+    /// unless `--throughput-plot` names another file.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Step mode: write the throughput plot here (SVG: throughput achieved and p99
+    /// against offered rate, for `/healthz` and the mix, every step of the search).
+    #[arg(long)]
+    pub throughput_plot: Option<PathBuf>,
+    /// Send no load: read a JSON report a step run saved (`--json`) and draw its
+    /// throughput plot, to `--throughput-plot` or beside the report (`-throughput.svg`).
+    /// The percentile plot needs the histograms, which the JSON does not keep.
+    #[arg(long, value_name = "REPORT.json")]
+    pub from_report: Option<PathBuf>,
     /// No progress bar (also hidden automatically when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,

@@ -157,7 +157,7 @@ fn y_range(curves: &[&Curve<'_>]) -> (f64, f64) {
     (lo, hi)
 }
 
-fn format_ms(ms: f64) -> String {
+pub(crate) fn format_ms(ms: f64) -> String {
     if ms >= 1.0 {
         format!("{ms:.0}")
     } else {
@@ -165,7 +165,7 @@ fn format_ms(ms: f64) -> String {
     }
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
