@@ -216,14 +216,24 @@ async fn the_mix_can_read_plain_bodies() {
 /// step; with a p99 limit no step can meet, the first step is run again once
 /// (`--step-retries`, default 1) and the search ends with no sustainable rate, both runs
 /// of the step in the report, and no recovery probe before the rerun (nothing has held
-/// yet, so a probe at the first step's rate could tell nothing).
+/// yet, so a probe at the first step's rate could tell nothing). Each search writes its
+/// throughput plot beside its percentile plot, and `--from-report` draws the same plot
+/// from the saved JSON.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn step_mode_rises_to_the_highest_step_and_reruns_a_failed_one() {
     let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("step.json");
+    let plot = dir.path().join("step.svg");
+    let throughput = dir.path().join("step-throughput.svg");
     let step = async |limit_ms: &str, max_error_ratio: &str| {
         let options = small_world(
             &server,
             [
+                "--json",
+                json.to_str().unwrap(),
+                "--plot",
+                plot.to_str().unwrap(),
                 "--mix",
                 "est=1",
                 "--step",
@@ -263,6 +273,16 @@ async fn step_mode_rises_to_the_highest_step_and_reruns_a_failed_one() {
         table.contains("a failed step is run again up to 1 time(s)"),
         "{table}"
     );
+    let drawn = std::fs::read_to_string(&throughput).expect("the throughput plot, beside --plot");
+    assert!(
+        drawn.contains("mix held 400/s") && drawn.contains("/healthz held 400/s"),
+        "{drawn}"
+    );
+    let again = dir.path().join("again.svg");
+    let written =
+        navaro_loadtest::replot(&json, Some(&again)).expect("drawn from the saved report");
+    assert_eq!(written, again);
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), drawn);
 
     let report = step("0.000001", "0.01").await;
     let table = report.table();
@@ -271,6 +291,8 @@ async fn step_mode_rises_to_the_highest_step_and_reruns_a_failed_one() {
         assert!(run.steps.iter().all(|p| !p.sustainable), "{table}");
         assert_eq!(run.sustainable_rps, None, "{table}");
     }
+    let drawn = std::fs::read_to_string(&throughput).unwrap();
+    assert!(drawn.contains("mix: no step held"), "{drawn}");
 }
 
 /// The generator's status-only GET counts a 200's body without keeping it, and keeps

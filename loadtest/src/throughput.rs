@@ -221,12 +221,11 @@ impl Chart {
             .into_iter()
             .collect();
         series.push(Series::new("mix", mix));
-        let held = |s: &Series| s.knee_rps.map_or("none".to_owned(), thousands);
-        let mut subtitle = series
-            .iter()
-            .map(|s| format!("{} held {}/s", s.label, held(s)))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let held = |s: &Series| match s.knee_rps {
+            Some(rps) => format!("{} held {}/s", s.label, thousands(rps)),
+            None => format!("{}: no step held", s.label),
+        };
+        let mut subtitle = series.iter().map(held).collect::<Vec<_>>().join(", ");
         if let [base, mix] = &series[..]
             && let (Some(b), Some(m)) = (base.knee_rps, mix.knee_rps)
         {
