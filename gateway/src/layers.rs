@@ -2,7 +2,7 @@
 //! future or cloning the services below it, which an axum `from_fn` middleware does on
 //! every request. With the per-route metrics (`telemetry::Track`) they replaced two
 //! `from_fn` middlewares and tower-http's two request-id layers: about 3 µs of a 42 µs
-//! `/healthz` (BENCHMARKS.md).
+//! `/healthz` (docs/benchmarks-history.md, 2026-11-30).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -179,7 +179,7 @@ where
 /// connections, up to 100k requests and their memory), each waiting behind the rest;
 /// bounded, the rest learn at once to come back. Requests not yet read from their
 /// sockets (a CPU-bound overload) are not counted: in the overload runs of
-/// BENCHMARKS.md (2026-12-01) it never refused one, as most answers are computed
+/// docs/benchmarks-history.md (2026-12-01) it never refused one, as most answers are computed
 /// within one poll.
 #[derive(Clone, Debug)]
 pub struct Admission {

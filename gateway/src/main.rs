@@ -8,7 +8,7 @@ use navaro_config::Settings;
 use navaro_gateway::{Application, demo, stores, telemetry};
 
 /// mimalloc: under load glibc's malloc and free were a quarter of the server's samples
-/// (the profile in BENCHMARKS.md); mimalloc's thread-local free lists make them cheap.
+/// (the first profile in docs/benchmarks-history.md); mimalloc's thread-local free lists make them cheap.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

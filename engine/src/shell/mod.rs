@@ -73,7 +73,7 @@ pub struct EngineConfig {
     /// call passes the store's deadline (2 s by default), which counts as the database
     /// gone, fails every actor's appends and makes every establishment, reads included,
     /// unavailable until it recovers. On the 2-core box a mix 20% past its knee did
-    /// that (BENCHMARKS.md, 2026-11-30 late evening). Refusing early keeps reads served
+    /// that (docs/benchmarks-history.md, 2026-11-30 late evening). Refusing early keeps reads served
     /// and the store answering; a healthy group commit takes milliseconds. It should stay
     /// well under the store's call timeout, or the breaker opens first. Zero turns the
     /// limit off.
