@@ -145,6 +145,50 @@ impl PatchEstablishmentRequest {
     }
 }
 
+/// [`WeeklyHours`] in the document: per weekday (`mon` .. `sun`), up to
+/// `MAX_RANGES_PER_DAY` local `["HH:MM", "HH:MM"]` ranges, in order, end exclusive,
+/// `"24:00"` only as an end; a missing day is a day off. The pattern is the shape; the
+/// order and `24:00`-only-as-an-end rules are checked by the engine (422 naming the day).
+pub struct WeeklyHoursSchema;
+
+/// `HH:MM` from `00:00` to `24:00`.
+const LOCAL_TIME_PATTERN: &str = "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$";
+
+impl utoipa::PartialSchema for WeeklyHoursSchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+        let time = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(LOCAL_TIME_PATTERN));
+        let range = ArrayBuilder::new()
+            .items(time)
+            .min_items(Some(2))
+            .max_items(Some(2))
+            .description(Some("`[start, end)`, local times"));
+        let day: utoipa::openapi::schema::Schema = ArrayBuilder::new()
+            .items(range)
+            .max_items(Some(navaro_engine::domain::rules::MAX_RANGES_PER_DAY))
+            .into();
+        let mut week = ObjectBuilder::new()
+            .description(Some(
+                "Working hours per weekday; a missing day is a day off.",
+            ))
+            .additional_properties(Some(
+                utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+            ));
+        for name in ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] {
+            week = week.property(name, day.clone());
+        }
+        week.into()
+    }
+}
+
+impl ToSchema for WeeklyHoursSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "WeeklyHours".into()
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct StaffDto {
     pub id: Uuid,
@@ -152,7 +196,7 @@ pub struct StaffDto {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<Uuid>,
     /// `{"mon": [["09:00","12:00"], ...], ...}`; a missing day is a day off.
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::dto::WeeklyHoursSchema)]
     pub hours: WeeklyHours,
 }
 
@@ -232,14 +276,14 @@ pub struct MemberDto {
 pub struct AddStaffRequest {
     pub name: String,
     pub user_id: Option<Uuid>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::dto::WeeklyHoursSchema)]
     pub hours: WeeklyHours,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetHoursRequest {
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::dto::WeeklyHoursSchema)]
     pub hours: WeeklyHours,
 }
 
@@ -309,6 +353,17 @@ pub struct RescheduleRequest {
     pub staff_id: Option<Uuid>,
 }
 
+/// Where a booking stands: [`BookingStatus`]'s wire names, for the document (the
+/// protocol crate has no schemas; a test checks the two name the same states).
+#[derive(ToSchema)]
+#[schema(as = BookingStatus, rename_all = "snake_case")]
+pub enum BookingStatusName {
+    Confirmed,
+    Cancelled,
+    Completed,
+    NoShow,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct BookingDto {
     pub id: Uuid,
@@ -319,8 +374,7 @@ pub struct BookingDto {
     pub start: String,
     pub end: String,
     pub buffer_after_minutes: u32,
-    /// `confirmed`, `cancelled`, `completed` or `no_show`.
-    #[schema(value_type = String)]
+    #[schema(value_type = BookingStatusName)]
     pub status: BookingStatus,
     /// The establishment event that confirmed (or last moved) it.
     pub seq: u64,

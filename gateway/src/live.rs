@@ -13,6 +13,8 @@
 //! [`CLOSE_SLOW_CONSUMER`] and resumes with `since`. Every subscriber is pinged each
 //! `websocket.ping_interval_ms`, and one that sent nothing for two intervals is closed
 //! with [`CLOSE_NO_PONG`]. On shutdown every subscriber is closed with 1001 (going away).
+//! Browsers' `Origin` must be this server's own (its pages, the Pro board), one of
+//! `http.allowed_origins`, or localhost in dev mode.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -166,26 +168,29 @@ struct Frame<'a> {
 
 /// A queue event as a customer sees it (see [`Session::customer_queue_frame`]).
 #[derive(Serialize)]
-struct CustomerQueueFrame<'a> {
-    seq: u64,
+pub(crate) struct CustomerQueueFrame<'a> {
+    pub(crate) seq: u64,
     #[serde(rename = "type")]
-    kind: &'static str,
+    pub(crate) kind: &'static str,
     #[serde(serialize_with = "instant")]
-    at: Timestamp,
-    data: CustomerQueueData<'a>,
+    pub(crate) at: Timestamp,
+    pub(crate) data: CustomerQueueData<'a>,
 }
 
 #[derive(Serialize)]
-struct CustomerQueueData<'a> {
+pub(crate) struct CustomerQueueData<'a> {
     /// `null` unless the event is about the customer's own ticket.
-    ticket: Option<&'a Ticket>,
-    queue: Vec<&'a QueuePosition>,
+    pub(crate) ticket: Option<&'a Ticket>,
+    pub(crate) queue: Vec<&'a QueuePosition>,
 }
 
 fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true; // native clients send no Origin; browsers always do
     };
+    if same_origin(origin, headers) {
+        return true; // a page this server served (the Pro board at `/pro`)
+    }
     if state
         .settings
         .http
@@ -203,6 +208,19 @@ fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
                     .strip_prefix(l)
                     .is_some_and(|rest| rest.starts_with(':'))
         })
+}
+
+/// Whether `origin` names the host the request was sent to (`Host`), as a page served
+/// by this server does: a cross-site page cannot make a browser send another site's
+/// `Host`, so this admits only our own pages (the check browsers' `fetch` applies).
+fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .is_some_and(|authority| authority.eq_ignore_ascii_case(host))
 }
 
 #[utoipa::path(get, path = "/v1/establishments/{id}/live", tag = "live", security(("bearer" = [])),

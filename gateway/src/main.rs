@@ -34,11 +34,19 @@ enum Cmd {
     Migrate,
     /// Load a demo establishment (staff, services, bookings), then serve.
     Demo,
+    /// Print the OpenAPI document (`/openapi.json`) and exit: what the TypeScript
+    /// client's types are generated from, with no server running.
+    Openapi,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Cmd::Openapi) = cli.command {
+        // Needs no settings: the document is the code's.
+        println!("{}", navaro_gateway::openapi::document());
+        return Ok(());
+    }
     let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
     telemetry::init_logging(&settings.log);
     tracing::info!(
@@ -60,6 +68,8 @@ async fn main() -> anyhow::Result<()> {
                 .context("migrating")?;
             tracing::info!("migrations applied");
         }
+        // Printed above, before the settings (and the logs, on stdout) were set up.
+        Cmd::Openapi => {}
         Cmd::Demo => {
             let app = Application::build(settings).await.context("starting")?;
             let summary = demo::load(app.state()).await.context("loading demo data")?;

@@ -1,11 +1,13 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations and the DTOs'
-//! schemas, served at `/openapi.json`.
+//! schemas, served at `/openapi.json` and printed by `navaro openapi`; the live feed's
+//! frames are added by [`crate::frames`].
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::dto::*;
 use crate::error::{ErrorBody, ErrorDetail};
+use crate::frames::LiveFrames;
 use crate::routes::{accounts, bookings, establishments, ops, queue};
 
 #[derive(OpenApi)]
@@ -26,9 +28,14 @@ use crate::routes::{accounts, bookings, establishments, ops, queue};
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
     components(schemas(ErrorBody, ErrorDetail, AlternativeDto, AvailabilityForm)),
-    modifiers(&BearerAuth, &CommonErrors),
+    modifiers(&BearerAuth, &CommonErrors, &LiveFrames),
 )]
 pub struct ApiDoc;
+
+/// The document as JSON, pretty-printed (it is read by people and diffed in review).
+pub fn document() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+}
 
 struct BearerAuth;
 

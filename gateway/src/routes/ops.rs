@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use utoipa::OpenApi;
 
 use crate::dto::StatusResponse;
 use crate::state::AppState;
@@ -75,9 +74,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 pub async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        crate::openapi::ApiDoc::openapi()
-            .to_json()
-            .unwrap_or_default(),
+        crate::openapi::document(),
     )
         .into_response()
 }

@@ -38,6 +38,19 @@ pub struct CallNextRequest {
     pub staff_id: Uuid,
 }
 
+/// Where a ticket stands: [`TicketStatus`]'s wire names, for the document (a test
+/// checks the two name the same states).
+#[derive(ToSchema)]
+#[schema(as = TicketStatus, rename_all = "snake_case")]
+pub enum TicketStatusName {
+    Waiting,
+    Called,
+    InService,
+    Done,
+    NoShow,
+    Left,
+}
+
 /// A ticket as API.md describes it.
 #[derive(Serialize, ToSchema)]
 pub struct TicketDto {
@@ -50,8 +63,7 @@ pub struct TicketDto {
     pub service_id: Uuid,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub staff_id: Option<Uuid>,
-    /// `waiting`, `called`, `in_service`, `done`, `no_show` or `left`.
-    #[schema(value_type = String)]
+    #[schema(value_type = TicketStatusName)]
     pub status: TicketStatus,
     /// 1-based place among waiting tickets.
     #[serde(skip_serializing_if = "Option::is_none")]
