@@ -160,6 +160,42 @@ async fn upgrade_refused_without_token_or_from_a_foreign_origin() {
 }
 
 #[tokio::test]
+async fn a_page_of_this_server_may_open_the_feed_outside_dev_mode() {
+    let server = Server::start_with(&[
+        ("NAVARO_DEV_MODE", "false"),
+        (
+            "NAVARO_AUTH__SIGNING_KEY__SECRET",
+            "a-test-signing-key-of-at-least-thirty-two-bytes",
+        ),
+    ])
+    .unwrap();
+    let (owner, id, _, _) = setup(&server, 10).await;
+    let path = format!("/v1/establishments/{id}/live");
+    let auth = format!("Bearer {owner}");
+    // The Host the client sends is `127.0.0.1:<port>`: the board at /pro has this origin.
+    let own = format!("http://127.0.0.1:{}", server.port);
+    let same = [("authorization", auth.as_str()), ("origin", own.as_str())];
+    assert!(open(&server, &path, &same).await.is_ok());
+    let status_of = |e: WsError| match e {
+        WsError::Http(response) => response.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other}"),
+    };
+    let other_port = format!("http://127.0.0.1:{}", server.port.wrapping_add(1));
+    for origin in [
+        other_port.as_str(),
+        "http://localhost:5173",
+        "https://evil.example",
+    ] {
+        let headers = [("authorization", auth.as_str()), ("origin", origin)];
+        assert_eq!(
+            status_of(open(&server, &path, &headers).await.unwrap_err()),
+            403,
+            "{origin} outside dev mode"
+        );
+    }
+}
+
+#[tokio::test]
 async fn shutdown_closes_live_feeds_with_going_away() {
     let server = Server::start();
     let (owner, id, _, _) = setup(&server, 10).await;
