@@ -36,6 +36,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub engine: EngineSettings,
     pub store: StoreSettings,
+    pub web: WebSettings,
 }
 
 impl Default for Settings {
@@ -51,6 +52,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             engine: EngineSettings::default(),
             store: StoreSettings::default(),
+            web: WebSettings::default(),
         }
     }
 }
@@ -288,6 +290,16 @@ impl Default for LogSettings {
     }
 }
 
+/// The Pro web board served at `/pro`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSettings {
+    /// Serve the board from this folder (a `vite build` output, `web/dist`) instead of
+    /// the copy embedded in the binary: for working on the board without rebuilding the
+    /// server. It must hold an `index.html`; files are read on each request.
+    pub pro_dir: Option<PathBuf>,
+}
+
 impl Settings {
     /// The database URL: the configured one, or SQLite under `data_dir`.
     pub fn database_url(&self) -> Secret {
@@ -397,6 +409,14 @@ impl Settings {
             return Err(ConfigError::OutOfRange {
                 field,
                 reason: "must be greater than zero".to_owned(),
+            });
+        }
+        if let Some(dir) = &self.web.pro_dir
+            && !dir.join("index.html").is_file()
+        {
+            return Err(ConfigError::OutOfRange {
+                field: "web.pro_dir",
+                reason: format!("{} has no index.html", dir.display()),
             });
         }
         Ok(())

@@ -173,3 +173,27 @@ fn store_keys_come_from_the_environment_and_zero_is_refused() {
         Ok(())
     });
 }
+
+#[test]
+fn a_pro_dir_without_an_index_is_refused_naming_the_key() {
+    Jail::expect_with(|jail| {
+        jail.create_dir("board")?;
+        jail.set_env("NAVARO_WEB__PRO_DIR", "board");
+        let refused = load_in(jail, None).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                ConfigError::OutOfRange {
+                    field: "web.pro_dir",
+                    ..
+                }
+            ),
+            "{refused:?}"
+        );
+        assert!(refused.to_string().contains("web.pro_dir"), "{refused}");
+        jail.create_file("board/index.html", "<!doctype html>")?;
+        let s = load_in(jail, None).unwrap();
+        assert_eq!(s.web.pro_dir, Some(std::path::PathBuf::from("board")));
+        Ok(())
+    });
+}

@@ -13,7 +13,8 @@
 //! establishment's offset; [`error`] is the one table from error code to HTTP status;
 //! [`body`] sends bodies made of shared bytes (availability's kept days, the
 //! establishment's kept rendering) without copying them.
-//! [`live`] serves the WebSocket feed; [`stores`] names the persistence crate's stores;
+//! [`live`] serves the WebSocket feed, whose frames [`frames`] describes for the document;
+//! [`pro`] serves the Pro web board's files at `/pro`; [`stores`] names the persistence crate's stores;
 //! [`telemetry`] sets up logs and Prometheus metrics; [`openapi`] generates
 //! `/openapi.json`; [`listener`] caps open connections; [`demo`] loads demo data.
 
@@ -24,12 +25,14 @@ pub mod demo;
 pub mod dto;
 pub mod engine_api;
 pub mod error;
+pub mod frames;
 pub mod gzip;
 pub mod layers;
 pub mod limits;
 pub mod listener;
 pub mod live;
 pub mod openapi;
+pub mod pro;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -255,6 +255,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(routes::ops::routes())
+        .merge(crate::pro::routes())
         .route_layer(telemetry::Track)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(layers::Timeout { limit })
