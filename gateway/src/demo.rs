@@ -1,8 +1,9 @@
 //! `navaro demo`: a realistic establishment to click around in.
 //!
 //! A barbershop in São Paulo with three barbers, four services, an owner and a few
-//! customers (all with password [`DEMO_PASSWORD`]) and bookings over the next days, made
-//! through the engine exactly as the API would make them.
+//! customers (all with password [`DEMO_PASSWORD`]), bookings today and over the next
+//! days and two walk-ins waiting, made through the engine exactly as the API would make
+//! them.
 
 use jiff::{Timestamp, ToSpan};
 use navaro_persistence::accounts::{AccountError, MemberRole, Membership, User};
@@ -166,7 +167,19 @@ pub async fn load(state: &AppState) -> Result<DemoSummary, DemoError> {
             role: Role::Customer,
         };
         customer_emails.push((*email).to_owned());
-        bookings += book_some(state, id, customer, services[n % services.len()], n).await;
+        let service = services[n % services.len()];
+        bookings += book_today(state, id, customer, service, n).await;
+        bookings += book_some(state, id, customer, service, n).await;
+    }
+    // Two walk-ins waiting, so the Pro board (`/pro`) has a queue to move.
+    for name in ["Rafael", "Sofia"] {
+        let command = Command::JoinQueue {
+            service_id: services[0],
+            staff_id: None,
+            name: Some(name.to_owned()),
+        };
+        // A full or closed queue leaves the demo without walk-ins, nothing worse.
+        let _ = run(state, id, owner, "walk-in", command).await;
     }
     Ok(DemoSummary {
         establishment_id: id,
@@ -174,6 +187,44 @@ pub async fn load(state: &AppState) -> Result<DemoSummary, DemoError> {
         customer_emails,
         bookings,
     })
+}
+
+/// Book one of today's remaining free slots for a customer (none late in the day);
+/// returns how many were made.
+async fn book_today(
+    state: &AppState,
+    id: EstablishmentId,
+    customer: Caller,
+    service_id: ServiceId,
+    offset: usize,
+) -> usize {
+    let Ok(view) = state.engine.view(id).await else {
+        return 0;
+    };
+    let now = Timestamp::now();
+    let query = AvailabilityQuery {
+        service_id,
+        from: view.timezone().to_datetime(now).date(),
+        days: 1,
+        staff_id: None,
+    };
+    let Ok(slots) = view.availability(&query, now) else {
+        return 0;
+    };
+    let Some(slot) = slots
+        .iter()
+        .skip(2 + offset * 5)
+        .find(|s| !s.staff_ids.is_empty())
+    else {
+        return 0;
+    };
+    let command = Command::Book {
+        service_id,
+        start: slot.start,
+        staff_id: slot.staff_ids.get(offset % slot.staff_ids.len()).copied(),
+        customer_id: None,
+    };
+    usize::from(run(state, id, customer, "booking", command).await.is_ok())
 }
 
 /// Book two free slots for a customer, a day or two ahead; returns how many were made.

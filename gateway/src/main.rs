@@ -73,12 +73,16 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Demo => {
             let app = Application::build(settings).await.context("starting")?;
             let summary = demo::load(app.state()).await.context("loading demo data")?;
+            let ip = app.state().settings.http.listen.ip();
+            let base = format!("http://{ip}:{}", app.port());
             tracing::info!(
                 establishment_id = %summary.establishment_id,
                 owner = %summary.owner_email,
                 customers = ?summary.customer_emails,
                 bookings = summary.bookings,
                 password = demo::DEMO_PASSWORD,
+                pro_board = %format!("{base}/pro/"),
+                docs = %format!("{base}/docs"),
                 "demo loaded"
             );
             app.run_until_stopped().await.context("serving")?;
