@@ -258,9 +258,11 @@ export class LiveFeed implements AsyncIterable<FeedItem> {
   }
 
   private async initialLoad(): Promise<void> {
+    const reload = this.options.reload;
+    if (!reload) return this.connect();
     this.setState({ status: 'reloading', seq: 0 });
     try {
-      const seq = await this.options.reload!();
+      const seq = await reload();
       if (this.stopped) return;
       if (typeof seq === 'number') this.lastSeq = seq;
       void this.connect();
