@@ -19,7 +19,10 @@ export type LiveEventType = LiveEvent['type'];
 /** The event of one type: `LiveEventOf<'queue.joined'>['data']['ticket']`. */
 export type LiveEventOf<T extends LiveEventType> = Extract<LiveEvent, { type: T }>;
 
-/** What a live feed's stream yields: events, and `reload` when the state was refetched. */
+/**
+ * What a live feed's stream yields: events, and `reload` each time the feed's `reload()`
+ * loaded the state (first, and on a `reload` frame), with the seq it reflects.
+ */
 export type FeedItem = LiveEvent | ReloadFrame;
 
 const BOOKING_EVENTS = new Set<string>([

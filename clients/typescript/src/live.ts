@@ -265,6 +265,7 @@ export class LiveFeed implements AsyncIterable<FeedItem> {
       const seq = await reload();
       if (this.stopped) return;
       if (typeof seq === 'number') this.lastSeq = seq;
+      this.emit({ type: 'reload', seq: this.lastSeq ?? 0 });
       void this.connect();
     } catch {
       if (!this.stopped) this.retry(null);

@@ -259,8 +259,9 @@ describe('the live feed against the real server', () => {
         body: { service_id: shop.serviceId, name: 'Depois' },
       }),
     );
-    await eventually('the second join', () => seen.items.length === 1);
-    const only = seen.items[0];
+    await eventually('the second join', () => seen.items.length === 2);
+    expect(seen.items[0]).toEqual({ type: 'reload', seq: loadedSeq });
+    const only = seen.items[1];
     expect(only?.type === 'queue.joined' && only.data.ticket?.name).toBe('Depois');
     feed.close();
   });

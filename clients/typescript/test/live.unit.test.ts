@@ -221,10 +221,11 @@ describe('the live feed, scripted', () => {
   });
 
   test('without since, the feed loads first and connects after what it loaded', async () => {
-    const { socket } = setup({ reload: async () => 17 });
+    const { socket, items } = setup({ reload: async () => 17 });
     await tick();
     await tick();
     expect(socket().since).toBe('17');
+    expect(items).toEqual([{ type: 'reload', seq: 17 }]);
   });
 
   test('MessagePack frames are decoded from binary, and the token can go in a header', async () => {
