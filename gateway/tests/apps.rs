@@ -147,7 +147,13 @@ fn typescript_type_checks() {
     );
     npx(
         "tsc (client build)",
-        &["tsc", "-p", "tsconfig.build.json", "--outDir", &temp("client-dist")],
+        &[
+            "tsc",
+            "-p",
+            "tsconfig.build.json",
+            "--outDir",
+            &temp("client-dist"),
+        ],
         "clients/typescript",
         &[],
     );

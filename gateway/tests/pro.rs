@@ -21,7 +21,9 @@ fn raw() -> reqwest::Client {
 
 /// The first `/pro/assets/...` script the page names.
 fn script_of(html: &str) -> String {
-    let start = html.find("/pro/assets/").expect("the page names its script");
+    let start = html
+        .find("/pro/assets/")
+        .expect("the page names its script");
     let end = html[start..].find('"').unwrap() + start;
     html[start..end].to_owned()
 }
@@ -116,7 +118,11 @@ async fn web_pro_dir_serves_the_board_from_a_folder() {
     let client = raw();
     let page = client.get(server.url("/pro/")).send().await.unwrap();
     assert_eq!(page.text().await.unwrap(), "<p>from the folder</p>");
-    let script = client.get(server.url("/pro/assets/app.js")).send().await.unwrap();
+    let script = client
+        .get(server.url("/pro/assets/app.js"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(script.text().await.unwrap(), "console.log(1)");
 
     // A folder without an index.html is refused at start-up, naming the key.
