@@ -322,12 +322,12 @@ export class LiveFeed implements AsyncIterable<FeedItem> {
 
   private url(token: string | null): string {
     const base = this.options.baseUrl.replace(/\/+$/, '').replace(/^http/, 'ws');
-    const query = new URLSearchParams();
-    if (this.lastSeq !== null) query.set('since', String(this.lastSeq));
-    if (token !== null) query.set('access_token', token);
+    // Built by hand: React Native's URLSearchParams cannot `set`.
+    const query: string[] = [];
+    if (this.lastSeq !== null) query.push(`since=${this.lastSeq}`);
+    if (token !== null) query.push(`access_token=${encodeURIComponent(token)}`);
     const id = encodeURIComponent(this.options.establishmentId);
-    const search = query.toString();
-    return `${base}/v1/establishments/${id}/live${search ? `?${search}` : ''}`;
+    return `${base}/v1/establishments/${id}/live${query.length ? `?${query.join('&')}` : ''}`;
   }
 
   private async token(): Promise<string> {
