@@ -55,6 +55,14 @@ pub struct Stamps {
     structure: u64,
     /// The last event that changed a calendar item covering a UTC day.
     busy: OrdMap<i64, u64>,
+    /// UTC days before this one have had their entries in `busy` dropped (they left the
+    /// history window, see [`super::window`]), so that the map does not grow with the
+    /// establishment's history; they all answer `forgotten` instead.
+    forgotten_before: i64,
+    /// A stamp drawn when those days were dropped: a day cached before then recorded
+    /// older stamps, so it never matches again (a forgotten day answering 0 could match
+    /// a day cached before its first change).
+    forgotten: u64,
 }
 
 impl Stamps {
@@ -68,6 +76,27 @@ impl Stamps {
         for day in utc_day(start)..=utc_day(end - 1) {
             self.busy.insert(day, stamp);
         }
+    }
+
+    /// Drop the stamps of the UTC days before the one holding `minute`; `stamp` is new.
+    pub fn forget_before(&mut self, minute: Minute, stamp: u64) {
+        let day = utc_day(minute);
+        if day <= self.forgotten_before {
+            return;
+        }
+        while let Some(&(oldest, _)) = self.busy.get_min() {
+            if oldest >= day {
+                break;
+            }
+            self.busy.remove(&oldest);
+        }
+        self.forgotten_before = day;
+        self.forgotten = stamp;
+    }
+
+    /// How many UTC days have a stamp kept (bounded by the history window).
+    pub fn busy_days(&self) -> usize {
+        self.busy.len()
     }
 
     /// The stamps a day over the instants `[from, to)` depends on.
@@ -89,7 +118,13 @@ impl Stamps {
     }
 
     fn busy_of_span(&self, from: Minute, to: Minute) -> impl Iterator<Item = u64> {
-        (utc_day(from)..=utc_day(to - 1)).map(|day| self.busy.get(&day).copied().unwrap_or(0))
+        (utc_day(from)..=utc_day(to - 1)).map(|day| {
+            if day < self.forgotten_before {
+                self.forgotten
+            } else {
+                self.busy.get(&day).copied().unwrap_or(0)
+            }
+        })
     }
 }
 

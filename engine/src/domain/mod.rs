@@ -1,5 +1,6 @@
 //! The booking domain as pure code: parse ([`rules`]), decide ([`decide`]), apply
-//! ([`state`]), and find free slots ([`slots`]), over DST-aware local time ([`time`]).
+//! ([`state`]), and find free slots ([`slots`]), over DST-aware local time ([`time`]);
+//! the state keeps a bounded window of its history ([`window`]).
 //! Nothing here touches tokio, a clock or a store.
 
 pub mod day_cache;
@@ -10,6 +11,7 @@ pub mod rules;
 pub mod slots;
 pub mod state;
 pub mod time;
+pub mod window;
 
 pub use decide::{Context, Events, decide, decide_create, expire_holds};
 pub use slots::{Availability, AvailabilityQuery, Slot, availability, availability_uncached};

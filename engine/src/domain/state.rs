@@ -110,6 +110,11 @@ pub struct Establishment {
     pub queue: super::queue::Queue,
     /// The seq of the last applied event.
     pub seq: u64,
+    /// The history window's start as of the last eviction ([`super::window`]): every
+    /// booking that ended, buffer included, at or before this minute has left the state
+    /// and lives in the read model only; so has every time off that ended by then.
+    /// `Minute::MIN` until the first eviction.
+    pub history_from: Minute,
     /// What each event changed, for telling cached availability days still good.
     pub(crate) stamps: Stamps,
     /// Availability days computed from this state or its clones.
@@ -152,6 +157,7 @@ impl Establishment {
             customer_items: OrdSet::new(),
             queue: Default::default(),
             seq: 1,
+            history_from: Minute::MIN,
             stamps: Stamps::default(),
             day_cache: Arc::default(),
             setup_rendered: Arc::default(),
@@ -325,7 +331,7 @@ impl Establishment {
         Ok(())
     }
 
-    fn vacate(&mut self, staff_id: StaffId, start: Minute, item: ItemRef) {
+    pub(super) fn vacate(&mut self, staff_id: StaffId, start: Minute, item: ItemRef) {
         if let Some(index) = self.staff_index(staff_id) {
             let calendar = &mut Arc::make_mut(&mut self.calendars)[index];
             if let Some(occ) = calendar.get(&start).filter(|occ| occ.item == item) {
@@ -338,7 +344,7 @@ impl Establishment {
 
     /// Stamp a change that may move any availability (see [`super::day_cache`]); the
     /// settings, staff or services may have changed, so their rendering is dropped.
-    fn structure_changed(&mut self) {
+    pub(super) fn structure_changed(&mut self) {
         let stamp = self.day_cache.next_stamp();
         self.stamps.structure_changed(stamp);
         self.setup_rendered = Arc::default();
@@ -381,11 +387,22 @@ impl Establishment {
     }
 
     fn replace_booking(&mut self, seq: u64, booking: &Booking) -> Result<(), ApplyError> {
-        let old = self
-            .bookings
-            .get(&booking.id)
-            .cloned()
-            .ok_or_else(|| corrupt(seq, "event for unknown booking"))?;
+        let Some(old) = self.bookings.get(&booking.id).cloned() else {
+            // A booking that has left the history window is not here, and no command can
+            // reach it any more; should an event still name it (one decided by an
+            // activation that had not evicted it yet), its change is in the journal and
+            // the read model, and the window has nothing to update.
+            let (_, end) = Self::item_span(
+                seq,
+                booking.start,
+                booking.end,
+                booking.buffer_after_minutes,
+            )?;
+            if end <= self.history_from {
+                return Ok(());
+            }
+            return Err(corrupt(seq, "event for unknown booking"));
+        };
         let (old_start, _) = Self::item_span(seq, old.start, old.end, old.buffer_after_minutes)?;
         let item = ItemRef::Booking(booking.id);
         if old.status == BookingStatus::Confirmed {
@@ -503,6 +520,7 @@ impl Establishment {
             queue_day: self.queue.day,
             queue_last_number: self.queue.last_number,
             published: self.queue.published.clone(),
+            history_from: (self.history_from != Minute::MIN).then_some(self.history_from),
         }
     }
 
@@ -553,6 +571,7 @@ impl Establishment {
         state.queue.day = snapshot.queue_day;
         state.queue.last_number = snapshot.queue_last_number;
         state.queue.published.clone_from(&snapshot.published);
+        state.history_from = snapshot.history_from.unwrap_or(Minute::MIN);
         state.seq = seq;
         Ok(state)
     }
@@ -624,4 +643,8 @@ pub struct SnapshotState {
     /// The places and estimates of the last queue event.
     #[serde(default)]
     pub published: Vec<QueuePosition>,
+    /// [`Establishment::history_from`], when an eviction has happened: the bookings and
+    /// time off listed here are the ones inside the window.
+    #[serde(default)]
+    pub history_from: Option<Minute>,
 }
