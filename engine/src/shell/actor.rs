@@ -27,6 +27,7 @@ use super::{EngineConfig, Request, View};
 use crate::clock::Clock;
 use crate::domain::idempotency::{IdempotencyCache, Lookup, Remembered, StoredKey};
 use crate::domain::queue::{expire_called, refresh_estimates};
+use crate::domain::window;
 use crate::domain::{
     Context, Establishment, SnapshotState, apply_all, decide, decide_create, expire_holds, number,
 };
@@ -129,8 +130,12 @@ impl Actor for EstablishmentActor {
         myself: ActorRef<Msg>,
         args: Args,
     ) -> Result<State, ActorProcessingErr> {
-        let (est, keys, snapshot_seq) = recover(args.id, args.journal.as_ref()).await?;
+        let (mut est, keys, snapshot_seq) = recover(args.id, args.journal.as_ref()).await?;
         let now_s = args.clock.now().as_second();
+        // What left the window while the establishment slept goes before anyone reads.
+        if let Some(est) = est.as_mut() {
+            evict_history(args.id, est, &args.config, now_s);
+        }
         let durable_seq = est.as_ref().map_or(0, |e| e.seq);
         // What the restored state holds stands for what its snapshot held.
         let snapshot_items =
@@ -500,6 +505,8 @@ impl State {
             if let Some(event) = refresh_estimates(est, now.as_second()) {
                 self.commit(myself, vec![event], None, now)?;
             }
+            // The window moves by the minute too.
+            self.evict_history(now.as_second());
         }
         let config = self.args.config.clone();
         let now_s = now.as_second();
@@ -526,6 +533,15 @@ impl State {
         Ok(())
     }
 
+    /// Evict what left the history window by `now_s`; the next view shows it gone.
+    fn evict_history(&mut self, now_s: i64) {
+        if let Some(est) = self.est.as_mut()
+            && evict_history(self.args.id, est, &self.args.config, now_s)
+        {
+            self.view_stale = true;
+        }
+    }
+
     /// Every applied event is durable and every reply released.
     fn is_settled(&self) -> bool {
         self.waiting.is_empty() && self.undelivered.is_empty()
@@ -547,6 +563,8 @@ impl State {
     /// Snapshot the (settled, so durable) state; `wait` to await the store, else in the
     /// background.
     async fn save_snapshot(&mut self, wait: bool) {
+        // A snapshot holds the window only, whenever it is taken.
+        self.evict_history(self.args.clock.now().as_second());
         let Some(est) = &self.est else { return };
         let stored = StoredSnapshot {
             state: est.to_snapshot(),
@@ -583,6 +601,24 @@ impl State {
             tokio::spawn(save);
         }
     }
+}
+
+/// Evict from `est` what left its history window by `now_s` (see `domain::window`);
+/// whether anything did.
+fn evict_history(
+    id: EstablishmentId,
+    est: &mut Establishment,
+    config: &EngineConfig,
+    now_s: i64,
+) -> bool {
+    let days = config
+        .history_days
+        .clamp(window::MIN_HISTORY_DAYS, window::MAX_HISTORY_DAYS);
+    let evicted = est.evict_history(window::window_start(now_s.div_euclid(60), days));
+    if !evicted.is_empty() {
+        debug!(establishment_id = %id, bookings = evicted.bookings, time_off = evicted.time_off, "history left the window");
+    }
+    !evicted.is_empty()
 }
 
 /// Whether a snapshot is due, `events` and `elapsed_s` after the last one, which held

@@ -78,6 +78,11 @@ pub struct EngineConfig {
     /// well under the store's call timeout, or the breaker opens first. Zero turns the
     /// limit off.
     pub max_journal_lag: Duration,
+    /// Days of past bookings each establishment keeps in memory (and in its snapshots):
+    /// those that ended before are evicted, and served from the bookings read model
+    /// (see `domain::window`). Between `domain::window::MIN_HISTORY_DAYS` and
+    /// `MAX_HISTORY_DAYS`; values outside are clamped.
+    pub history_days: u32,
 }
 
 impl Default for EngineConfig {
@@ -94,6 +99,7 @@ impl Default for EngineConfig {
             activation_backoff: Duration::from_millis(250),
             activation_backoff_max: Duration::from_secs(2),
             max_journal_lag: Duration::from_millis(500),
+            history_days: crate::domain::window::DEFAULT_HISTORY_DAYS,
         }
     }
 }

@@ -10,7 +10,7 @@ use navaro_protocol::{
     Booking, BookingId, EstablishmentId, EstablishmentSettings, Rejection, Service, Staff, UserId,
 };
 
-use crate::domain::time::{LocalDay, epoch_day};
+use crate::domain::time::{LocalDay, Minute, epoch_day, timestamp};
 use crate::domain::{Availability, AvailabilityQuery, Establishment, availability};
 
 /// A consistent picture of one establishment at one seq. Cheap to clone (shared
@@ -74,8 +74,31 @@ impl View {
         self.state.bookings.get(&id).map(|b| (**b).clone())
     }
 
+    /// Where the history window starts: bookings that ended (buffer included) before
+    /// this instant are not in the view but in the bookings read model only (see
+    /// `domain::window`). `None` before the first eviction.
+    pub fn history_from(&self) -> Option<Timestamp> {
+        (self.state.history_from != Minute::MIN).then(|| timestamp(self.state.history_from))
+    }
+
+    /// The instants a local date spans: from its first instant to the next date's.
+    pub fn day_span(&self, date: Date) -> (Timestamp, Timestamp) {
+        let tz = &self.state.settings.zone;
+        let day = LocalDay::new(tz, date);
+        let next = LocalDay::from_epoch_day(tz, epoch_day(date) + 1);
+        (timestamp(day.instant(tz, 0)), timestamp(next.instant(tz, 0)))
+    }
+
+    /// Whether every booking starting on a local date is in this view: the date starts
+    /// at or after the history window (else ask the bookings read model).
+    pub fn holds_day(&self, date: Date) -> bool {
+        let (from, _) = self.day_span(date);
+        self.history_from().is_none_or(|history| from >= history)
+    }
+
     /// The bookings starting on a local date (every status), in start order; only one
-    /// customer's when `customer` is given.
+    /// customer's when `customer` is given. A date before the history window lists only
+    /// the bookings still in it ([`View::holds_day`]).
     pub fn bookings_on(&self, date: Date, customer: Option<UserId>) -> Vec<Booking> {
         let tz = &self.state.settings.zone;
         let day = LocalDay::new(tz, date);
