@@ -212,6 +212,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
         from_us: i64,
         to_us: i64,
     ) -> BoxFuture<'_, DbResult<Vec<ItemBlob>>>;
+    /// (id, data) of one of an establishment's bookings (none or one row).
+    fn booking_of_establishment(
+        &self,
+        establishment: Uuid,
+        booking: Uuid,
+    ) -> BoxFuture<'_, DbResult<Vec<ItemBlob>>>;
 
     fn insert_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, DbResult<()>>;
     fn user_by_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, DbResult<Option<UserRow>>>;

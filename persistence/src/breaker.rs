@@ -363,6 +363,16 @@ impl Backend for Guarded {
         })
     }
 
+    fn booking_of_establishment(
+        &self,
+        establishment: Uuid,
+        booking: Uuid,
+    ) -> BoxFuture<'_, DbResult<Vec<ItemBlob>>> {
+        self.call(Kind::Read, || {
+            self.inner.booking_of_establishment(establishment, booking)
+        })
+    }
+
     fn insert_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, DbResult<()>> {
         self.call(Kind::Write, || self.inner.insert_user(user))
     }

@@ -139,6 +139,9 @@ impl Backend for Fake {
     ) -> BoxFuture<'_, DbResult<Vec<ItemBlob>>> {
         self.answer()
     }
+    fn booking_of_establishment(&self, _: Uuid, _: Uuid) -> BoxFuture<'_, DbResult<Vec<ItemBlob>>> {
+        self.answer()
+    }
     fn insert_user<'a>(&'a self, _: &'a User) -> BoxFuture<'a, DbResult<()>> {
         self.answer()
     }

@@ -217,6 +217,21 @@ impl Backend for PgBackend {
         .boxed()
     }
 
+    fn booking_of_establishment(
+        &self,
+        establishment: Uuid,
+        booking: Uuid,
+    ) -> BoxFuture<'_, DbResult<Vec<ItemBlob>>> {
+        sqlx::query_as(
+            "SELECT id, data FROM bookings WHERE id = $1 AND establishment_id = $2
+             AND kind = 'booking'",
+        )
+        .bind(booking)
+        .bind(establishment)
+        .fetch_all(&self.pool)
+        .boxed()
+    }
+
     fn insert_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, DbResult<()>> {
         async move {
             sqlx::query(

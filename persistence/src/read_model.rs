@@ -33,6 +33,13 @@ pub trait BookingReadModel: Send + Sync + 'static {
         from: Timestamp,
         to: Timestamp,
     ) -> BoxFuture<'_, Result<Vec<Booking>, StoreError>>;
+    /// One of an establishment's bookings, whether or not it is still in the
+    /// establishment's history window.
+    fn booking(
+        &self,
+        establishment: EstablishmentId,
+        booking: BookingId,
+    ) -> BoxFuture<'_, Result<Option<Booking>, StoreError>>;
 }
 
 pub(crate) struct SqlBookings {
@@ -78,6 +85,23 @@ impl BookingReadModel for SqlBookings {
                 .await
                 .map_err(read_error)?;
             decode_bookings(rows).map_err(StoreError::Corrupt)
+        }
+        .boxed()
+    }
+
+    fn booking(
+        &self,
+        establishment: EstablishmentId,
+        booking: BookingId,
+    ) -> BoxFuture<'_, Result<Option<Booking>, StoreError>> {
+        async move {
+            let rows = self
+                .backend
+                .booking_of_establishment(establishment.0, booking.0)
+                .await
+                .map_err(read_error)?;
+            let found = decode_bookings(rows).map_err(StoreError::Corrupt)?;
+            Ok(found.into_iter().next())
         }
         .boxed()
     }
@@ -133,6 +157,19 @@ impl BookingReadModel for MemoryBookings {
             self.select(|b| b.establishment_id == establishment && b.start >= from && b.start < to);
         list.sort_by_key(|b| (b.start, b.id));
         futures::future::ready(Ok(list)).boxed()
+    }
+
+    fn booking(
+        &self,
+        establishment: EstablishmentId,
+        booking: BookingId,
+    ) -> BoxFuture<'_, Result<Option<Booking>, StoreError>> {
+        let map = self.bookings.lock().unwrap_or_else(|e| e.into_inner());
+        let found = map
+            .get(&booking)
+            .filter(|b| b.establishment_id == establishment)
+            .cloned();
+        futures::future::ready(Ok(found)).boxed()
     }
 }
 

@@ -420,6 +420,17 @@ async fn check_projection(stores: &Stores) {
         .await
         .unwrap();
     assert_eq!(next_day.iter().map(|b| b.id).collect::<Vec<_>>(), [b3]);
+    // One booking by id, as its last event left it; only under its own establishment.
+    assert_eq!(
+        stores.bookings.booking(est, b1).await.unwrap(),
+        Some(morning.booking(b1, BookingStatus::Cancelled, 4))
+    );
+    assert_eq!(
+        stores.bookings.booking(est, b2).await.unwrap(),
+        Some(moved.booking(b2, BookingStatus::Confirmed, 5))
+    );
+    assert_eq!(stores.bookings.booking(new_establishment(), b1).await.unwrap(), None);
+    assert_eq!(stores.bookings.booking(est, BookingId(new_id())).await.unwrap(), None);
 
     // One batch that confirms and then moves the same booking: the row ends up moved.
     let b4 = BookingId(new_id());

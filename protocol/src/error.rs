@@ -32,6 +32,9 @@ pub enum ErrorCode {
     CancelCutoffPassed,
     /// The hold lapsed before it was confirmed.
     HoldExpired,
+    /// The booking ended before the establishment's history window (a week by default)
+    /// and can no longer be changed; it is still listed and readable.
+    BookingArchived,
     /// The idempotency key was used before with a different request.
     IdempotencyKeyReused,
     /// The request conflicts with the item's current state (already cancelled, exists).
@@ -64,6 +67,7 @@ impl ErrorCode {
             ErrorCode::StaffCannotPerform => "staff_cannot_perform",
             ErrorCode::CancelCutoffPassed => "cancel_cutoff_passed",
             ErrorCode::HoldExpired => "hold_expired",
+            ErrorCode::BookingArchived => "booking_archived",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
