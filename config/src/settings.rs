@@ -245,7 +245,14 @@ pub struct EngineSettings {
     /// batch has waited longer than this (0: never; keep it well under
     /// `store.call_timeout_ms`).
     pub max_journal_lag_ms: Option<u64>,
+    /// Days of past bookings each establishment keeps in memory and in its snapshots
+    /// (2 to 366; unset: 7). Older bookings are served from the bookings read model.
+    pub history_days: Option<u32>,
 }
+
+/// The range of `engine.history_days`: the engine's `domain::window::MIN_HISTORY_DAYS`
+/// and `MAX_HISTORY_DAYS` (this crate does not depend on the engine).
+pub const HISTORY_DAYS_RANGE: std::ops::RangeInclusive<u32> = 2..=366;
 
 /// Database tunables; each left unset keeps the store's own default (documented on
 /// `navaro_persistence::StoreOptions`).
@@ -409,6 +416,18 @@ impl Settings {
             return Err(ConfigError::OutOfRange {
                 field,
                 reason: "must be greater than zero".to_owned(),
+            });
+        }
+        if let Some(days) = self.engine.history_days
+            && !HISTORY_DAYS_RANGE.contains(&days)
+        {
+            return Err(ConfigError::OutOfRange {
+                field: "engine.history_days",
+                reason: format!(
+                    "must be between {} and {} days",
+                    HISTORY_DAYS_RANGE.start(),
+                    HISTORY_DAYS_RANGE.end()
+                ),
             });
         }
         if let Some(dir) = &self.web.pro_dir

@@ -189,6 +189,9 @@ fn engine_config(settings: &Settings) -> EngineConfig {
     if let Some(ms) = s.max_journal_lag_ms {
         config.max_journal_lag = Duration::from_millis(ms);
     }
+    if let Some(days) = s.history_days {
+        config.history_days = days;
+    }
     config
 }
 
