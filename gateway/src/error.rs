@@ -35,6 +35,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::LimitReached
         | ErrorCode::CancelCutoffPassed
         | ErrorCode::HoldExpired
+        | ErrorCode::BookingArchived
         | ErrorCode::Conflict => StatusCode::CONFLICT,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,

@@ -3,11 +3,19 @@
 //! Authorization: members (and admins) see and act on the whole agenda; a customer only
 //! on their own bookings. Someone else's booking answers 404, not 403, so that booking
 //! ids cannot be probed.
+//!
+//! An establishment's actor keeps a window of its history (a week of past bookings by
+//! default, `engine.history_days`); older bookings are read from the bookings read model,
+//! which keeps every booking: a date before the window is listed from it, a booking by
+//! id that left the window is found in it, and cancelling or rescheduling one is refused
+//! with `booking_archived` (409). That is a choice: such a booking ended over a week ago,
+//! and changing it would need the actor to decide about a booking it no longer holds
+//! (its calendar, its customer's count); the owners' records of it stay as they were.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use navaro_protocol::{BookingId, Caller, Command, EstablishmentId, Reply};
+use navaro_protocol::{Booking, BookingId, Caller, Command, ErrorCode, EstablishmentId, Reply};
 use uuid::Uuid;
 
 use super::establishments::{execute_rendered, parse_date, resolve};
@@ -18,15 +26,60 @@ use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::wire::{ApiJson, ApiPath, ApiQuery, IdempotencyKey};
 
-/// The booking, if this caller may see it.
-fn visible_booking(
+/// Where a booking was found.
+enum Found {
+    /// In the establishment's view: inside its history window.
+    InWindow(Booking),
+    /// In the bookings read model only: it left the window.
+    Archived(Booking),
+}
+
+/// The booking, if this caller may see it: from the view, or from the read model once it
+/// has left the history window.
+async fn visible_booking(
+    state: &AppState,
     view: &View,
     caller: &Caller,
     booking_id: Uuid,
-) -> Result<navaro_protocol::Booking, ApiError> {
-    view.booking(BookingId(booking_id))
-        .filter(|b| caller.role.is_member() || b.customer_id == caller.user_id)
-        .ok_or_else(|| ApiError::not_found("booking"))
+) -> Result<Found, ApiError> {
+    let may_see = |b: &Booking| caller.role.is_member() || b.customer_id == caller.user_id;
+    if let Some(booking) = view.booking(BookingId(booking_id)) {
+        return if may_see(&booking) {
+            Ok(Found::InWindow(booking))
+        } else {
+            Err(ApiError::not_found("booking"))
+        };
+    }
+    if view.history_from().is_none() {
+        // Nothing has left this establishment's window: the view holds every booking.
+        return Err(ApiError::not_found("booking"));
+    }
+    let archived = state
+        .stores
+        .bookings
+        .booking(view.id(), BookingId(booking_id))
+        .await
+        .map_err(ApiError::store)?;
+    match archived {
+        Some(booking) if may_see(&booking) => Ok(Found::Archived(booking)),
+        _ => Err(ApiError::not_found("booking")),
+    }
+}
+
+/// The booking, if this caller may change it: inside the window.
+async fn changeable_booking(
+    state: &AppState,
+    view: &View,
+    caller: &Caller,
+    booking_id: Uuid,
+) -> Result<(), ApiError> {
+    match visible_booking(state, view, caller, booking_id).await? {
+        Found::InWindow(_) => Ok(()),
+        Found::Archived(_) => Err(ApiError::new(
+            ErrorCode::BookingArchived,
+            "the booking ended before the establishment's history window and can no longer be changed",
+        )),
+    }
 }
 
 async fn booking_command(
@@ -91,8 +144,19 @@ pub async fn list_bookings(
     let (view, caller) = resolve(&state, &auth, est(id)).await?;
     let date = parse_date("date", &params.date)?;
     let only = (!caller.role.is_member()).then_some(caller.user_id);
-    let bookings = view
-        .bookings_on(date, only)
+    let listed = if view.holds_day(date) {
+        view.bookings_on(date, only)
+    } else {
+        // The day starts before the history window: the read model has all of it.
+        let (from, to) = view.day_span(date);
+        state
+            .stores
+            .bookings
+            .bookings_of_establishment(view.id(), from, to)
+            .await
+            .map_err(ApiError::store)?
+    };
+    let bookings = listed
         .into_iter()
         .filter(|b| only.is_none_or(|c| b.customer_id == c))
         .map(|b| BookingDto::new(b, view.timezone()))
@@ -109,14 +173,15 @@ pub async fn get_booking(
     ApiPath((id, booking_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Json<BookingDto>, ApiError> {
     let (view, caller) = resolve(&state, &auth, est(id)).await?;
-    let booking = visible_booking(&view, &caller, booking_id)?;
+    let (Found::InWindow(booking) | Found::Archived(booking)) =
+        visible_booking(&state, &view, &caller, booking_id).await?;
     Ok(Json(BookingDto::new(booking, view.timezone())))
 }
 
 #[utoipa::path(post, path = "/v1/establishments/{id}/bookings/{booking_id}/cancel", tag = "bookings", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("booking_id" = Uuid, Path)),
     responses((status = 200, body = BookingDto), (status = 404, body = ErrorBody),
-        (status = 409, description = "already cancelled, or past the cancellation cutoff", body = ErrorBody)))]
+        (status = 409, description = "already cancelled, past the cancellation cutoff, or booking_archived (ended before the history window)", body = ErrorBody)))]
 pub async fn cancel_booking(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -124,7 +189,7 @@ pub async fn cancel_booking(
     IdempotencyKey(key): IdempotencyKey,
 ) -> Result<Json<BookingDto>, ApiError> {
     let (view, caller) = resolve(&state, &auth, est(id)).await?;
-    visible_booking(&view, &caller, booking_id)?;
+    changeable_booking(&state, &view, &caller, booking_id).await?;
     let command = Command::Cancel {
         booking_id: BookingId(booking_id),
     };
@@ -136,7 +201,7 @@ pub async fn cancel_booking(
 #[utoipa::path(post, path = "/v1/establishments/{id}/bookings/{booking_id}/reschedule", tag = "bookings", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("booking_id" = Uuid, Path)), request_body = RescheduleRequest,
     responses((status = 200, body = BookingDto), (status = 404, body = ErrorBody),
-        (status = 409, description = "slot_unavailable: the booking is unchanged", body = ErrorBody)))]
+        (status = 409, description = "slot_unavailable: the booking is unchanged; booking_archived: it ended before the history window", body = ErrorBody)))]
 pub async fn reschedule_booking(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -145,7 +210,7 @@ pub async fn reschedule_booking(
     ApiJson(body): ApiJson<RescheduleRequest>,
 ) -> Result<Json<BookingDto>, ApiError> {
     let (view, caller) = resolve(&state, &auth, est(id)).await?;
-    visible_booking(&view, &caller, booking_id)?;
+    changeable_booking(&state, &view, &caller, booking_id).await?;
     let command = Command::Reschedule {
         booking_id: BookingId(booking_id),
         start: body.start,

@@ -501,3 +501,44 @@ pub fn process_cpu_time(pid: &str) -> Duration {
     // USER_HZ is 100 on Linux.
     Duration::from_millis(ticks * 10)
 }
+
+/// A server's data directory and database after [`Server::kill`], to work on while no
+/// server runs and then [`Stopped::start`] again.
+pub struct Stopped {
+    data_dir: tempfile::TempDir,
+    postgres: Option<FreshDatabase>,
+}
+
+impl Server {
+    /// `navaro serve` on its default SQLite file, whatever `NAVARO_TEST_BACKEND` says.
+    pub fn start_sqlite() -> Server {
+        Self::spawn_with_backend(&["serve"], &[], false).expect("server starts on SQLite")
+    }
+
+    /// Kill the process outright (as [`Server::crash_and_restart`] does) and keep its
+    /// data directory and database.
+    pub fn kill(mut self) -> anyhow::Result<Stopped> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let data_dir = std::mem::replace(&mut self._data_dir, tempfile::tempdir()?);
+        let postgres = self.postgres.take();
+        Ok(Stopped { data_dir, postgres })
+    }
+}
+
+impl Stopped {
+    /// The URL of the server's database: its Postgres one, or the default SQLite file
+    /// in its data directory.
+    pub fn database_url(&self) -> String {
+        match &self.postgres {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite://{}/navaro.db", self.data_dir.path().display()),
+        }
+    }
+
+    /// `navaro serve` again on the same data directory and database, with extra
+    /// `NAVARO_*` variables.
+    pub fn start(self, env: &[(&str, &str)]) -> anyhow::Result<Server> {
+        Server::spawn_on(&["serve"], env, self.data_dir, self.postgres)
+    }
+}
