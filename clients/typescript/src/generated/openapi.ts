@@ -2337,7 +2337,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description already cancelled, or past the cancellation cutoff */
+            /** @description already cancelled, past the cancellation cutoff, or booking_archived (ended before the history window) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2425,7 +2425,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description slot_unavailable: the booking is unchanged */
+            /** @description slot_unavailable: the booking is unchanged; booking_archived: it ended before the history window */
             409: {
                 headers: {
                     [name: string]: unknown;
