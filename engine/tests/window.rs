@@ -20,8 +20,8 @@ use navaro_engine::domain::{
     availability_uncached,
 };
 use navaro_protocol::{
-    Booking, BookingId, Caller, Command, Encoding, ErrorCode, EstablishmentId, Reply, ServiceId,
-    StaffId, WeeklyHours, decode, encode,
+    Booking, BookingId, BookingStatus, Caller, Command, Encoding, ErrorCode, EstablishmentId,
+    Event, EventRecord, Reply, ServiceId, StaffId, WeeklyHours, decode, encode,
 };
 use proptest::prelude::*;
 use support::{customer, owner, settings, staff_member, ts};
@@ -383,4 +383,53 @@ fn a_month_of_bookings_leaves_a_window_of_them() {
     assert!(windowed <= 8 * (DAYS as usize + 2), "{windowed} bookings kept of {taken}");
     // The last eviction ran at the last command, a day before the clock.
     assert_eq!(pair.windowed().history_from, pair.window_start() - 60 * 24);
+}
+
+/// An event that names a booking which already left the window changes nothing in
+/// memory (its change is in the journal and the read model); one that names a booking
+/// this state never had, ending inside the window, is still corruption.
+#[test]
+fn events_for_bookings_past_the_window_apply_as_nothing() {
+    let mut pair = Pair::new();
+    pair.step(&Op::Book {
+        customer: 1,
+        staff: Some(0),
+        service: 0,
+        offset_15min: 96 + 40,
+    });
+    let id = *pair.bookings.last().expect("booked");
+    let booking = (**pair.full().bookings.get(&id).unwrap()).clone();
+    pair.step(&Op::Advance { hours: 80 });
+    pair.step(&Op::Advance { hours: 80 });
+    let w = pair.windowed.as_mut().unwrap();
+    let evicted = w.evict_history(window_start(pair.now.as_second().div_euclid(60), DAYS));
+    assert_eq!(evicted.bookings, 1);
+    let seq = w.seq + 1;
+    let cancelled = |booking: Booking| EventRecord {
+        seq,
+        at: pair.now,
+        idempotency: None,
+        event: Event::BookingCancelled {
+            booking: Booking {
+                status: BookingStatus::Cancelled,
+                seq,
+                ..booking
+            },
+            by: owner().user_id,
+        },
+    };
+    let mut state = w.clone();
+    state.apply(&cancelled(booking.clone())).expect("applies as nothing");
+    assert_eq!(state.seq, seq);
+    assert!(state.bookings.get(&id).is_none());
+    assert_eq!(state.to_snapshot().bookings, w.to_snapshot().bookings);
+    // A booking the state never had, still inside the window: corrupt.
+    let unknown = Booking {
+        id: BookingId(Uuid::from_u128(42)),
+        start: pair.now + 24.hours(),
+        end: pair.now + 25.hours(),
+        ..booking
+    };
+    let mut state = w.clone();
+    assert!(state.apply(&cancelled(unknown)).is_err());
 }

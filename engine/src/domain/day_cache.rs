@@ -296,6 +296,26 @@ mod tests {
     }
 
     #[test]
+    fn forgotten_days_never_match_what_was_cached_before() {
+        let mut stamps = Stamps::default();
+        let day = MINUTES_PER_DAY;
+        // A day cached before any change to it recorded stamp 0 for it.
+        let untouched = stamps.of_span(5 * day, 6 * day);
+        stamps.busy_changed(5 * day + 600, 5 * day + 660, 1);
+        stamps.busy_changed(9 * day + 600, 9 * day + 660, 2);
+        let touched = stamps.of_span(5 * day, 6 * day);
+        stamps.forget_before(8 * day, 3);
+        assert_eq!(stamps.busy_days(), 1, "the days before the 8th are dropped");
+        assert!(!stamps.match_span(&untouched, 5 * day, 6 * day));
+        assert!(!stamps.match_span(&touched, 5 * day, 6 * day));
+        // Days from the 8th keep their stamps; an earlier `forget_before` is a no-op.
+        let kept = stamps.of_span(9 * day, 10 * day);
+        stamps.forget_before(7 * day, 4);
+        assert!(stamps.match_span(&kept, 9 * day, 10 * day));
+        assert!(stamps.match_span(&stamps.of_span(5 * day, 6 * day), 5 * day, 6 * day));
+    }
+
+    #[test]
     fn the_cache_holds_no_more_than_its_weight() {
         let cache = DayCache::default();
         // 48 starts with 4 free staff each weigh 240: the bound holds 416 such days.
