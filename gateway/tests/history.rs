@@ -112,6 +112,18 @@ async fn a_booking_that_left_the_window_is_still_served(server: Server) {
     .await;
     let server = stopped.start(&[]).unwrap();
     let old_path = format!("/v1/establishments/{id}/bookings/{}", old.id);
+    // The first read activates the establishment, which evicts the old booking.
+    let (status, _, _) = server
+        .call(Method::GET, &format!("/v1/establishments/{id}"), None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        server
+            .metrics()
+            .await
+            .contains("navaro_engine_history_evicted_total{kind=\"booking\"} 1"),
+        "the booking left the actor's window"
+    );
 
     // By id, for its customer and the owner; not for someone else.
     for token in [&customer, &owner] {

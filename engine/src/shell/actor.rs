@@ -617,6 +617,10 @@ fn evict_history(
     let evicted = est.evict_history(window::window_start(now_s.div_euclid(60), days));
     if !evicted.is_empty() {
         debug!(establishment_id = %id, bookings = evicted.bookings, time_off = evicted.time_off, "history left the window");
+        metrics::counter!("navaro_engine_history_evicted_total", "kind" => "booking")
+            .increment(evicted.bookings as u64);
+        metrics::counter!("navaro_engine_history_evicted_total", "kind" => "time_off")
+            .increment(evicted.time_off as u64);
     }
     !evicted.is_empty()
 }
