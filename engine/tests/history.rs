@@ -190,3 +190,33 @@ async fn an_establishment_asleep_past_the_window_wakes_without_its_old_bookings(
     book(&engine, id, service, "2026-12-21T10:00:00Z").await;
     engine.shutdown().await;
 }
+
+/// A keyed change made just before its booking leaves the window is replayed to a retry
+/// after it left (keys live a day with their answer), not refused.
+#[tokio::test]
+async fn a_retry_after_the_booking_left_the_window_gets_the_first_answer() {
+    let clock = ManualClock::new(ts(NOW));
+    let engine = Engine::start_with_clock(Arc::new(MemoryJournal::new()), Arc::new(clock.clone()), config())
+        .await
+        .unwrap();
+    let (id, service) = open_shop(&engine).await;
+    let old = book(&engine, id, service, "2026-12-01T10:00:00Z").await;
+    // A minute before it leaves the window, a member marks it completed, with a key.
+    clock.set(ts("2026-12-08T10:39:00Z"));
+    let keyed = || Request {
+        caller: staff_member(),
+        command: Command::MarkCompleted { booking_id: old.id },
+        idempotency_key: Some("mark-1".into()),
+    };
+    let first = engine.execute(id, keyed()).await.unwrap();
+    clock.set(ts("2026-12-08T12:00:00Z"));
+    eventually(async || engine.view(id).await.unwrap().booking(old.id).is_none()).await;
+    assert_eq!(engine.execute(id, keyed()).await.unwrap(), first);
+    // Without the key it is a new command on a booking the actor no longer has.
+    let refused = engine
+        .execute(id, request(staff_member(), Command::MarkCompleted { booking_id: old.id }))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::NotFound);
+    engine.shutdown().await;
+}

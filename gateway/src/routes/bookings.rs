@@ -66,19 +66,31 @@ async fn visible_booking(
     }
 }
 
-/// The booking, if this caller may change it: inside the window.
-async fn changeable_booking(
+/// A command on a booking the caller may see. One that left the history window is still
+/// sent to the actor, which refuses it `not_found` unless it replays a keyed first
+/// answer (a retry of a change made just before the booking left the window gets that
+/// answer, as any retry does); the refusal is told as `booking_archived`.
+async fn change_booking(
     state: &AppState,
-    view: &View,
-    caller: &Caller,
+    id: EstablishmentId,
+    caller: Caller,
     booking_id: Uuid,
-) -> Result<(), ApiError> {
-    match visible_booking(state, view, caller, booking_id).await? {
-        Found::InWindow(_) => Ok(()),
-        Found::Archived(_) => Err(ApiError::new(
-            ErrorCode::BookingArchived,
-            "the booking ended before the establishment's history window and can no longer be changed",
-        )),
+    command: Command,
+    key: Option<String>,
+    view: &View,
+) -> Result<BookingDto, ApiError> {
+    let archived = match visible_booking(state, view, &caller, booking_id).await? {
+        Found::InWindow(_) => false,
+        Found::Archived(_) => true,
+    };
+    match booking_command(state, id, caller, command, key, view).await {
+        Err(refused) if archived && refused.code() == ErrorCode::NotFound => {
+            Err(ApiError::new(
+                ErrorCode::BookingArchived,
+                "the booking ended before the establishment's history window and can no longer be changed",
+            ))
+        }
+        answer => answer,
     }
 }
 
@@ -189,11 +201,10 @@ pub async fn cancel_booking(
     IdempotencyKey(key): IdempotencyKey,
 ) -> Result<Json<BookingDto>, ApiError> {
     let (view, caller) = resolve(&state, &auth, est(id)).await?;
-    changeable_booking(&state, &view, &caller, booking_id).await?;
     let command = Command::Cancel {
         booking_id: BookingId(booking_id),
     };
-    booking_command(&state, est(id), caller, command, key, &view)
+    change_booking(&state, est(id), caller, booking_id, command, key, &view)
         .await
         .map(Json)
 }
@@ -210,13 +221,12 @@ pub async fn reschedule_booking(
     ApiJson(body): ApiJson<RescheduleRequest>,
 ) -> Result<Json<BookingDto>, ApiError> {
     let (view, caller) = resolve(&state, &auth, est(id)).await?;
-    changeable_booking(&state, &view, &caller, booking_id).await?;
     let command = Command::Reschedule {
         booking_id: BookingId(booking_id),
         start: body.start,
         staff_id: body.staff_id.map(staff),
     };
-    booking_command(&state, est(id), caller, command, key, &view)
+    change_booking(&state, est(id), caller, booking_id, command, key, &view)
         .await
         .map(Json)
 }
