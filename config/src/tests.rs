@@ -202,7 +202,10 @@ fn a_pro_dir_without_an_index_is_refused_naming_the_key() {
 fn a_history_window_out_of_range_is_refused_naming_the_key() {
     Jail::expect_with(|jail| {
         let s = load_in(jail, None).unwrap();
-        assert_eq!(s.engine.history_days, None, "unset keeps the engine's default");
+        assert_eq!(
+            s.engine.history_days, None,
+            "unset keeps the engine's default"
+        );
         jail.set_env("NAVARO_ENGINE__HISTORY_DAYS", "30");
         assert_eq!(load_in(jail, None).unwrap().engine.history_days, Some(30));
         for bad in ["1", "0", "367"] {

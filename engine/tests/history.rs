@@ -71,7 +71,11 @@ async fn book(engine: &Engine, id: EstablishmentId, service: ServiceId, start: &
         staff_id: None,
         customer_id: None,
     };
-    match engine.execute(id, request(customer(1), command)).await.unwrap() {
+    match engine
+        .execute(id, request(customer(1), command))
+        .await
+        .unwrap()
+    {
         Reply::Booking(b) => b,
         other => panic!("{other:?}"),
     }
@@ -93,9 +97,10 @@ async fn eventually(mut check: impl AsyncFnMut() -> bool) {
 async fn bookings_that_end_before_the_window_leave_the_view_snapshots_and_recovery() {
     let clock = ManualClock::new(ts(NOW));
     let journal = MemoryJournal::new();
-    let engine = Engine::start_with_clock(Arc::new(journal.clone()), Arc::new(clock.clone()), config())
-        .await
-        .unwrap();
+    let engine =
+        Engine::start_with_clock(Arc::new(journal.clone()), Arc::new(clock.clone()), config())
+            .await
+            .unwrap();
     let (id, service) = open_shop(&engine).await;
     // Ends (buffer included) at 10:40 on the 1st; another on the 8th, one on the 20th.
     let old = book(&engine, id, service, "2026-12-01T10:00:00Z").await;
@@ -107,7 +112,10 @@ async fn bookings_that_end_before_the_window_leave_the_view_snapshots_and_recove
     // A minute before the old one's end leaves the window (7 days after it), it stays.
     clock.set(ts("2026-12-08T10:39:00Z"));
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(engine.view(id).await.unwrap().booking(old.id), Some(old.clone()));
+    assert_eq!(
+        engine.view(id).await.unwrap().booking(old.id),
+        Some(old.clone())
+    );
     // Once it has, the next tick evicts it; the rest stay.
     clock.set(ts("2026-12-08T10:41:00Z"));
     eventually(async || engine.view(id).await.unwrap().booking(old.id).is_none()).await;
@@ -131,7 +139,15 @@ async fn bookings_that_end_before_the_window_leave_the_view_snapshots_and_recove
         assert_eq!(refused.code, ErrorCode::NotFound);
     }
     let completed = engine
-        .execute(id, request(staff_member(), Command::MarkCompleted { booking_id: recent.id }))
+        .execute(
+            id,
+            request(
+                staff_member(),
+                Command::MarkCompleted {
+                    booking_id: recent.id,
+                },
+            ),
+        )
         .await
         .unwrap();
     assert!(matches!(completed, Reply::Booking(_)));
@@ -140,10 +156,14 @@ async fn bookings_that_end_before_the_window_leave_the_view_snapshots_and_recove
     // without the old booking, and the journal still has every event.
     engine.shutdown().await;
     let recovered = journal.load(id).await.unwrap().unwrap();
-    assert!(recovered.events.is_empty(), "the snapshot is the latest state");
-    let engine = Engine::start_with_clock(Arc::new(journal.clone()), Arc::new(clock.clone()), config())
-        .await
-        .unwrap();
+    assert!(
+        recovered.events.is_empty(),
+        "the snapshot is the latest state"
+    );
+    let engine =
+        Engine::start_with_clock(Arc::new(journal.clone()), Arc::new(clock.clone()), config())
+            .await
+            .unwrap();
     let view = engine.view(id).await.unwrap();
     assert_eq!(view.booking(old.id), None);
     assert_eq!(view.state().booking_count(), 2);
@@ -170,17 +190,22 @@ async fn an_establishment_asleep_past_the_window_wakes_without_its_old_bookings(
         snapshot_interval: Duration::from_secs(1_000_000),
         ..config()
     };
-    let engine = Engine::start_with_clock(Arc::new(journal.clone()), Arc::new(clock.clone()), config.clone())
-        .await
-        .unwrap();
+    let engine = Engine::start_with_clock(
+        Arc::new(journal.clone()),
+        Arc::new(clock.clone()),
+        config.clone(),
+    )
+    .await
+    .unwrap();
     let (id, service) = open_shop(&engine).await;
     let old = book(&engine, id, service, "2026-12-01T10:00:00Z").await;
     let later = book(&engine, id, service, "2026-12-29T10:00:00Z").await;
     drop(engine);
     clock.set(ts("2026-12-20T00:00:00Z"));
-    let engine = Engine::start_with_clock(Arc::new(journal.clone()), Arc::new(clock.clone()), config)
-        .await
-        .unwrap();
+    let engine =
+        Engine::start_with_clock(Arc::new(journal.clone()), Arc::new(clock.clone()), config)
+            .await
+            .unwrap();
     let view = engine.view(id).await.unwrap();
     assert_eq!(view.booking(old.id), None);
     assert_eq!(view.booking(later.id), Some(later));
@@ -196,9 +221,13 @@ async fn an_establishment_asleep_past_the_window_wakes_without_its_old_bookings(
 #[tokio::test]
 async fn a_retry_after_the_booking_left_the_window_gets_the_first_answer() {
     let clock = ManualClock::new(ts(NOW));
-    let engine = Engine::start_with_clock(Arc::new(MemoryJournal::new()), Arc::new(clock.clone()), config())
-        .await
-        .unwrap();
+    let engine = Engine::start_with_clock(
+        Arc::new(MemoryJournal::new()),
+        Arc::new(clock.clone()),
+        config(),
+    )
+    .await
+    .unwrap();
     let (id, service) = open_shop(&engine).await;
     let old = book(&engine, id, service, "2026-12-01T10:00:00Z").await;
     // A minute before it leaves the window, a member marks it completed, with a key.
@@ -214,7 +243,13 @@ async fn a_retry_after_the_booking_left_the_window_gets_the_first_answer() {
     assert_eq!(engine.execute(id, keyed()).await.unwrap(), first);
     // Without the key it is a new command on a booking the actor no longer has.
     let refused = engine
-        .execute(id, request(staff_member(), Command::MarkCompleted { booking_id: old.id }))
+        .execute(
+            id,
+            request(
+                staff_member(),
+                Command::MarkCompleted { booking_id: old.id },
+            ),
+        )
         .await
         .unwrap_err();
     assert_eq!(refused.code, ErrorCode::NotFound);

@@ -74,7 +74,10 @@ struct Month {
 /// a window of `window_days` (`None`: never), and measure it every 30 days.
 fn simulate(days: u32, window_days: Option<u32>) -> Vec<Month> {
     // Loading the zone's rules once (a cache for the process) is not the state's.
-    drop(Sim::new(settings("America/Sao_Paulo"), "2026-01-01T06:00:00Z"));
+    drop(Sim::new(
+        settings("America/Sao_Paulo"),
+        "2026-01-01T06:00:00Z",
+    ));
     let start_bytes = live_bytes();
     let mut sim = Sim::new(
         EstablishmentSettings {
@@ -141,7 +144,10 @@ use navaro_protocol::EstablishmentSettings;
 fn the_state_stays_flat_over_three_months() {
     let windowed = simulate(90, Some(DEFAULT_HISTORY_DAYS));
     let (first, last) = (windowed[0], windowed[windowed.len() - 1]);
-    assert!(last.bookings_taken >= 3 * first.bookings_taken - 40, "{windowed:?}");
+    assert!(
+        last.bookings_taken >= 3 * first.bookings_taken - 40,
+        "{windowed:?}"
+    );
     // The window holds the same bookings each month: 14 days ahead, 7 behind, today.
     assert_eq!(first.bookings_held, last.bookings_held, "{windowed:?}");
     assert!(
@@ -187,5 +193,8 @@ fn a_year_of_bookings_with_and_without_the_window() {
         );
     }
     let (first, last) = (windowed[0], windowed[windowed.len() - 1]);
-    assert!(last.state_bytes * 10 <= first.state_bytes * 12, "{windowed:?}");
+    assert!(
+        last.state_bytes * 10 <= first.state_bytes * 12,
+        "{windowed:?}"
+    );
 }

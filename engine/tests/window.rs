@@ -152,7 +152,11 @@ impl Pair {
 
     /// Decide `command` on both copies (the windowed one evicted first) and apply it to
     /// both; the decisions must be the same.
-    fn run(&mut self, caller: Caller, command: Command) -> Result<Reply, navaro_protocol::Rejection> {
+    fn run(
+        &mut self,
+        caller: Caller,
+        command: Command,
+    ) -> Result<Reply, navaro_protocol::Rejection> {
         self.next_id += 1;
         let ctx = Context {
             now: self.now,
@@ -167,7 +171,10 @@ impl Pair {
             Some(est) => domain::decide(est, &ctx, &caller, &command),
         };
         let (full, windowed) = (decide(&self.full), decide(&self.windowed));
-        assert_eq!(full, windowed, "the window changed a decision on {command:?}");
+        assert_eq!(
+            full, windowed,
+            "the window changed a decision on {command:?}"
+        );
         let events = full?;
         let after = self.full.as_ref().map_or(0, |e| e.seq);
         let records = domain::number(after, events, self.now, None);
@@ -211,7 +218,10 @@ impl Pair {
             let refused = domain::decide(self.windowed(), &ctx, &caller, &command).unwrap_err();
             assert_eq!(refused.code, ErrorCode::NotFound, "{command:?}");
             let busy_end = booking.end.as_second() / 60 + i64::from(booking.buffer_after_minutes);
-            assert!(busy_end <= self.windowed().history_from, "evicted inside the window");
+            assert!(
+                busy_end <= self.windowed().history_from,
+                "evicted inside the window"
+            );
             return;
         }
         let _ = self.run(caller, command);
@@ -243,7 +253,9 @@ impl Pair {
                 }
             }
             Op::Cancel { booking, by_member } => {
-                let Some((b, gone)) = self.pick(booking) else { return };
+                let Some((b, gone)) = self.pick(booking) else {
+                    return;
+                };
                 let caller = if by_member {
                     staff_member()
                 } else {
@@ -255,7 +267,9 @@ impl Pair {
                 booking,
                 offset_15min,
             } => {
-                let Some((b, gone)) = self.pick(booking) else { return };
+                let Some((b, gone)) = self.pick(booking) else {
+                    return;
+                };
                 let command = Command::Reschedule {
                     booking_id: b.id,
                     start: at(offset_15min),
@@ -264,7 +278,9 @@ impl Pair {
                 self.on_booking(staff_member(), &b, gone, command);
             }
             Op::Mark { booking, completed } => {
-                let Some((b, gone)) = self.pick(booking) else { return };
+                let Some((b, gone)) = self.pick(booking) else {
+                    return;
+                };
                 let command = if completed {
                     Command::MarkCompleted { booking_id: b.id }
                 } else {
@@ -286,7 +302,7 @@ impl Pair {
                 };
                 let _ = self.run(owner(), command);
             }
-            Op::Advance { hours } => self.now = self.now + i64::from(hours).hours(),
+            Op::Advance { hours } => self.now += i64::from(hours).hours(),
             Op::Restore => {
                 let w = self.windowed.as_mut().unwrap();
                 w.evict_history(window_start(self.now.as_second().div_euclid(60), DAYS));
@@ -304,11 +320,19 @@ impl Pair {
         let (full, windowed) = (self.full(), self.windowed());
         let from = windowed.history_from;
         let kept = |b: &Booking| b.end.as_second() / 60 + i64::from(b.buffer_after_minutes) > from;
-        let mut expected: Vec<_> = full.bookings.values().filter(|b| kept(b)).map(|b| b.id).collect();
+        let mut expected: Vec<_> = full
+            .bookings
+            .values()
+            .filter(|b| kept(b))
+            .map(|b| b.id)
+            .collect();
         let mut held: Vec<_> = windowed.bookings.keys().copied().collect();
         expected.sort();
         held.sort();
-        assert_eq!(held, expected, "the window holds the bookings ending after its start");
+        assert_eq!(
+            held, expected,
+            "the window holds the bookings ending after its start"
+        );
         for (f, w) in full.calendars.iter().zip(windowed.calendars.iter()) {
             let f: Vec<_> = f.iter().filter(|(_, o)| o.end > from).collect();
             let w: Vec<_> = w.iter().collect();
@@ -336,7 +360,10 @@ impl Pair {
                     staff_id: None,
                 };
                 let swept = availability_uncached(full, &query, self.now);
-                assert_eq!(availability(windowed, &query, self.now).map(|a| a.to_vec()), swept);
+                assert_eq!(
+                    availability(windowed, &query, self.now).map(|a| a.to_vec()),
+                    swept
+                );
                 assert_eq!(availability_uncached(windowed, &query, self.now), swept);
             }
         }
@@ -360,7 +387,7 @@ proptest! {
 fn a_month_of_bookings_leaves_a_window_of_them() {
     let mut pair = Pair::new();
     let mut taken = 0;
-    for day in 0..30u16 {
+    for _day in 0..30 {
         for slot in 0..8u16 {
             let op = Op::Book {
                 customer: (slot % 4) as u8,
@@ -374,13 +401,15 @@ fn a_month_of_bookings_leaves_a_window_of_them() {
         }
         pair.step(&Op::Advance { hours: 24 });
         pair.check();
-        let _ = day;
     }
     assert!(taken > 150, "the month took bookings: {taken}");
     let windowed = pair.windowed().booking_count();
     assert_eq!(pair.full().booking_count(), taken);
     // About a day of future bookings plus DAYS of past ones are left.
-    assert!(windowed <= 8 * (DAYS as usize + 2), "{windowed} bookings kept of {taken}");
+    assert!(
+        windowed <= 8 * (DAYS as usize + 2),
+        "{windowed} bookings kept of {taken}"
+    );
     // The last eviction ran at the last command, a day before the clock.
     assert_eq!(pair.windowed().history_from, pair.window_start() - 60 * 24);
 }
@@ -419,7 +448,9 @@ fn events_for_bookings_past_the_window_apply_as_nothing() {
         },
     };
     let mut state = w.clone();
-    state.apply(&cancelled(booking.clone())).expect("applies as nothing");
+    state
+        .apply(&cancelled(booking.clone()))
+        .expect("applies as nothing");
     assert_eq!(state.seq, seq);
     assert!(state.bookings.get(&id).is_none());
     assert_eq!(state.to_snapshot().bookings, w.to_snapshot().bookings);

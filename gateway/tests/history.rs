@@ -133,7 +133,9 @@ async fn a_booking_that_left_the_window_is_still_served(server: Server) {
         assert_eq!(ts_of(&body["start"]), old.start);
         assert_eq!(body["status"], "confirmed");
     }
-    let (status, _, body) = server.call(Method::GET, &old_path, Some(&other), None).await;
+    let (status, _, body) = server
+        .call(Method::GET, &old_path, Some(&other), None)
+        .await;
     assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
 
     // On its date's agenda, and in the customer's bookings.
@@ -146,12 +148,27 @@ async fn a_booking_that_left_the_window_is_still_served(server: Server) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{day}");
-    let listed: Vec<Uuid> = day["bookings"].as_array().unwrap().iter().map(|b| uuid(&b["id"])).collect();
+    let listed: Vec<Uuid> = day["bookings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| uuid(&b["id"]))
+        .collect();
     assert_eq!(listed, vec![old.id.0]);
-    let (status, _, mine) = server.call(Method::GET, "/v1/me/bookings", Some(&customer), None).await;
+    let (status, _, mine) = server
+        .call(Method::GET, "/v1/me/bookings", Some(&customer), None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{mine}");
-    let mine: Vec<Uuid> = mine["bookings"].as_array().unwrap().iter().map(|b| uuid(&b["id"])).collect();
-    assert!(mine.contains(&old.id.0) && mine.contains(&uuid(&recent["id"])), "{mine:?}");
+    let mine: Vec<Uuid> = mine["bookings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| uuid(&b["id"]))
+        .collect();
+    assert!(
+        mine.contains(&old.id.0) && mine.contains(&uuid(&recent["id"])),
+        "{mine:?}"
+    );
 
     // It can no longer be changed, by anyone; someone else still learns nothing of it.
     for (token, expected) in [
@@ -160,7 +177,12 @@ async fn a_booking_that_left_the_window_is_still_served(server: Server) {
         (&other, (StatusCode::NOT_FOUND, "not_found")),
     ] {
         let (status, _, body) = server
-            .call(Method::POST, &format!("{old_path}/cancel"), Some(token), None)
+            .call(
+                Method::POST,
+                &format!("{old_path}/cancel"),
+                Some(token),
+                None,
+            )
             .await;
         assert_eq!((status, code(&body)), expected, "{body}");
     }
@@ -172,7 +194,11 @@ async fn a_booking_that_left_the_window_is_still_served(server: Server) {
             Some(json!({"start": slot})),
         )
         .await;
-    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "booking_archived"), "{body}");
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::CONFLICT, "booking_archived"),
+        "{body}"
+    );
 
     // Inside the window, as before: listed from the actor's view, and cancelled.
     let recent_id = recent["id"].as_str().unwrap();

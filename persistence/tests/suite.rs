@@ -429,8 +429,22 @@ async fn check_projection(stores: &Stores) {
         stores.bookings.booking(est, b2).await.unwrap(),
         Some(moved.booking(b2, BookingStatus::Confirmed, 5))
     );
-    assert_eq!(stores.bookings.booking(new_establishment(), b1).await.unwrap(), None);
-    assert_eq!(stores.bookings.booking(est, BookingId(new_id())).await.unwrap(), None);
+    assert_eq!(
+        stores
+            .bookings
+            .booking(new_establishment(), b1)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        stores
+            .bookings
+            .booking(est, BookingId(new_id()))
+            .await
+            .unwrap(),
+        None
+    );
 
     // One batch that confirms and then moves the same booking: the row ends up moved.
     let b4 = BookingId(new_id());

@@ -86,7 +86,10 @@ impl View {
         let tz = &self.state.settings.zone;
         let day = LocalDay::new(tz, date);
         let next = LocalDay::from_epoch_day(tz, epoch_day(date) + 1);
-        (timestamp(day.instant(tz, 0)), timestamp(next.instant(tz, 0)))
+        (
+            timestamp(day.instant(tz, 0)),
+            timestamp(next.instant(tz, 0)),
+        )
     }
 
     /// Whether every booking starting on a local date is in this view: the date starts

@@ -84,12 +84,10 @@ async fn change_booking(
         Found::Archived(_) => true,
     };
     match booking_command(state, id, caller, command, key, view).await {
-        Err(refused) if archived && refused.code() == ErrorCode::NotFound => {
-            Err(ApiError::new(
-                ErrorCode::BookingArchived,
-                "the booking ended before the establishment's history window and can no longer be changed",
-            ))
-        }
+        Err(refused) if archived && refused.code() == ErrorCode::NotFound => Err(ApiError::new(
+            ErrorCode::BookingArchived,
+            "the booking ended before the establishment's history window and can no longer be changed",
+        )),
         answer => answer,
     }
 }
