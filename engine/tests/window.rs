@@ -464,3 +464,27 @@ fn events_for_bookings_past_the_window_apply_as_nothing() {
     let mut state = w.clone();
     assert!(state.apply(&cancelled(unknown)).is_err());
 }
+
+/// Time off that ended before the window's start leaves the state (and its snapshot);
+/// time off still running or to come stays.
+#[test]
+fn past_time_off_leaves_with_the_window() {
+    let mut pair = Pair::new();
+    for offset_15min in [96 + 40, 5 * 96 + 40] {
+        pair.step(&Op::TimeOff {
+            staff: 0,
+            offset_15min,
+            hours: 3,
+        });
+    }
+    let held = |pair: &Pair| pair.windowed().staff[0].time_off.len();
+    assert_eq!(held(&pair), 2);
+    pair.step(&Op::Advance { hours: 80 });
+    let w = pair.windowed.as_mut().unwrap();
+    let evicted = w.evict_history(window_start(pair.now.as_second().div_euclid(60), DAYS));
+    assert_eq!((evicted.bookings, evicted.time_off), (0, 1));
+    assert_eq!(held(&pair), 1);
+    assert_eq!(pair.windowed().to_snapshot().time_off.len(), 1);
+    assert_eq!(pair.full().staff[0].time_off.len(), 2);
+    pair.check();
+}
