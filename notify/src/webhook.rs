@@ -104,10 +104,12 @@ impl WebhookSender {
         })
     }
 
-    /// How long a claim is held: past the attempt's own timeout, so that a slow
-    /// attempt finishes before anyone else may take the row.
+    /// How long a claim is held: twice the attempt's own timeout (which bounds the whole
+    /// request) and a margin for recording the outcome, so a slow attempt finishes
+    /// before anyone else may take the row; a node killed mid-attempt delays its rows by
+    /// no more than this.
     fn lease(&self) -> Duration {
-        self.options.timeout + Duration::from_secs(60)
+        self.options.timeout * 2 + Duration::from_secs(5)
     }
 
     /// Claim up to `limit` due deliveries.
