@@ -410,24 +410,39 @@ impl Settings {
             })
         };
         let n = &self.notify;
-        if n.reminders_minutes.iter().any(|m| *m == 0 || *m > MAX_REMINDER_MINUTES) {
+        if n.reminders_minutes
+            .iter()
+            .any(|m| *m == 0 || *m > MAX_REMINDER_MINUTES)
+        {
             return out("notify.reminders_minutes", "each must be 1..=43200 minutes");
         }
         if n.reminders_minutes.len() > 5 {
             return out("notify.reminders_minutes", "at most 5 reminders");
         }
         if n.dev_clock_offset_seconds != 0 && !self.dev_mode {
-            return out("notify.dev_clock_offset_seconds", "allowed only in dev mode");
+            return out(
+                "notify.dev_clock_offset_seconds",
+                "allowed only in dev mode",
+            );
         }
         let positive: [(&'static str, u64); 8] = [
             ("notify.rescan_seconds", n.rescan_seconds),
             ("notify.poll_ms", n.poll_ms),
-            ("push.requests_per_second", u64::from(self.push.requests_per_second)),
+            (
+                "push.requests_per_second",
+                u64::from(self.push.requests_per_second),
+            ),
             ("push.timeout_ms", self.push.timeout_ms),
             ("webhooks.timeout_ms", self.webhooks.timeout_ms),
             ("webhooks.concurrency", self.webhooks.concurrency as u64),
-            ("webhooks.disable_after_hours", self.webhooks.disable_after_hours),
-            ("webhooks.rotation_overlap_hours", self.webhooks.rotation_overlap_hours),
+            (
+                "webhooks.disable_after_hours",
+                self.webhooks.disable_after_hours,
+            ),
+            (
+                "webhooks.rotation_overlap_hours",
+                self.webhooks.rotation_overlap_hours,
+            ),
         ];
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return out(field, "must be greater than zero");

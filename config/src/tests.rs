@@ -209,7 +209,10 @@ fn notify_settings_are_checked_naming_the_key() {
     Jail::expect_with(|jail| {
         let s = load_in(jail, None).unwrap();
         assert_eq!(s.notify.reminders_minutes, [1440, 120]);
-        assert!(!s.webhooks.allow_private_addresses, "SSRF guard on by default");
+        assert!(
+            !s.webhooks.allow_private_addresses,
+            "SSRF guard on by default"
+        );
         let refused_field = |jail: &mut Jail, key: &str, value: &str| {
             jail.set_env(key, value);
             let e = load_in(jail, None).unwrap_err();
