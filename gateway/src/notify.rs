@@ -28,6 +28,7 @@ pub fn options(settings: &Settings) -> NotifyOptions {
             allow_private_addresses: w.allow_private_addresses,
             concurrency: w.concurrency,
             rotation_overlap: Duration::from_secs(w.rotation_overlap_hours * 3600),
+            tell_owners: p.enabled,
         },
         push: p.enabled.then(|| PushOptions {
             base_url: p.base_url.clone(),

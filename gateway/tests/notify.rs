@@ -700,6 +700,75 @@ async fn reminders_fire_once_across_restarts_never_when_cancelled_and_move_with_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_tells_customers_their_turn_is_coming_up_and_called() {
+    let (expo, messages) = fake_expo().await;
+    let env = [
+        ("NAVARO_PUSH__BASE_URL", expo.as_str()),
+        ("NAVARO_NOTIFY__POLL_MS", "100"),
+    ];
+    let server = Server::start_with(&env).unwrap();
+    let (owner, id, staff, service) = setup(&server, 100).await;
+    let mut customers = Vec::new();
+    for n in 0..3 {
+        let (token, user) = server.register(&format!("walkin{n}")).await;
+        let (status, _, _) = server
+            .call(
+                Method::POST,
+                "/v1/me/devices",
+                Some(&token),
+                Some(json!({"token": format!("ExponentPushToken[c{n}]"), "platform": "android"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, _, ticket) = server
+            .call(
+                Method::POST,
+                &format!("/v1/establishments/{id}/queue"),
+                Some(&token),
+                Some(json!({"service_id": service})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{ticket}");
+        customers.push(user);
+    }
+    let (status, _, called) = server
+        .call(
+            Method::POST,
+            &format!("/v1/establishments/{id}/queue/call-next"),
+            Some(&owner),
+            Some(json!({"staff_id": staff})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{called}");
+    let of = |kind: &str| -> Vec<String> {
+        let mut v: Vec<String> = messages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m["data"]["type"] == kind)
+            .map(|m| m["to"].as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    eventually(Duration::from_secs(20), "the pushes", || {
+        of("queue_soon").len() >= 3 && of("queue_called").len() >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(of("queue_called"), ["ExponentPushToken[c0]"]);
+    assert_eq!(
+        of("queue_soon"),
+        [
+            "ExponentPushToken[c0]",
+            "ExponentPushToken[c1]",
+            "ExponentPushToken[c2]"
+        ],
+        "each once: the first two as they joined, the third when it moved up"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_receiver_does_not_slow_bookings() {
     let (slow, port) = Recorder::start(200, Duration::from_secs(10)).await;
     let server = Server::start_postgres_with(FAST);

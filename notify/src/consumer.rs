@@ -41,6 +41,12 @@ pub enum Effect {
     /// Cancel the pending reminders of a booking, except those listed (the ones this
     /// same batch schedules again).
     CancelReminders { booking_id: Uuid, keep: Vec<Uuid> },
+    /// Remember (or, with `None`, forget) which customer a waiting ticket is.
+    TicketCustomer {
+        establishment_id: Uuid,
+        ticket_id: Uuid,
+        customer_id: Option<Uuid>,
+    },
     /// Remember which user account a staff member has.
     StaffUser {
         establishment_id: Uuid,
@@ -294,6 +300,34 @@ impl ConsumerRunner {
                             .execute(&mut *tx)
                             .await?;
                         }
+                    }
+                    Effect::TicketCustomer {
+                        establishment_id,
+                        ticket_id,
+                        customer_id: Some(customer_id),
+                    } => {
+                        sqlx::query(
+                            "INSERT INTO notify_tickets (establishment_id, ticket_id, customer_id) \
+                             VALUES ($1, $2, $3) ON CONFLICT (establishment_id, ticket_id) DO NOTHING",
+                        )
+                        .bind(establishment_id)
+                        .bind(ticket_id)
+                        .bind(customer_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    Effect::TicketCustomer {
+                        establishment_id,
+                        ticket_id,
+                        customer_id: None,
+                    } => {
+                        sqlx::query(
+                            "DELETE FROM notify_tickets WHERE establishment_id = $1 AND ticket_id = $2",
+                        )
+                        .bind(establishment_id)
+                        .bind(ticket_id)
+                        .execute(&mut *tx)
+                        .await?;
                     }
                     Effect::StaffUser {
                         establishment_id,

@@ -34,10 +34,16 @@ pub const PUSH_KINDS: &[&str] = &[
     "booking_cancelled",
     "booking_rescheduled",
     "reminder",
+    "queue_soon",
     "queue_called",
     "staff_new_booking",
     "staff_booking_cancelled",
+    "webhook_disabled",
 ];
+
+/// A waiting customer is told their turn is coming up once their place is this or
+/// better (1: next), once per ticket.
+pub const QUEUE_SOON_POSITION: u32 = 2;
 
 /// The notify consumer.
 pub struct NotifyConsumer {
@@ -68,6 +74,8 @@ struct Context {
     establishment_id: Uuid,
     endpoints: Vec<Endpoint>,
     staff_users: HashMap<Uuid, Uuid>,
+    /// Waiting tickets' customers, as far as this batch needs them.
+    ticket_customers: HashMap<Uuid, Uuid>,
     reminders_minutes: Vec<u32>,
     now_us: i64,
     effects: Vec<Effect>,
@@ -90,7 +98,15 @@ impl NotifyConsumer {
                 .unwrap_or_else(|| self.default_reminders_minutes.clone()),
             now_us: self.clock.now_us(),
             effects: Vec::new(),
+            ticket_customers: HashMap::new(),
         };
+        if self.push {
+            for ticket in soon_tickets(records) {
+                if let Some(customer) = self.db.ticket_customer(establishment_id, ticket).await? {
+                    cx.ticket_customers.insert(ticket, customer);
+                }
+            }
+        }
         for record in records {
             webhooks(&mut cx, record);
             if self.push {
@@ -330,7 +346,30 @@ fn push(cx: &mut Context, record: &EventRecord) {
                 keep: Vec::new(),
             });
         }
-        Event::QueueCalled { ticket, .. } => {
+        Event::QueueJoined { ticket, queue } => {
+            if let Some(customer) = ticket.customer_id {
+                cx.ticket_customers.insert(ticket.id.0, customer.0);
+                cx.effects.push(Effect::TicketCustomer {
+                    establishment_id: cx.establishment_id,
+                    ticket_id: ticket.id.0,
+                    customer_id: Some(customer.0),
+                });
+            }
+            queue_soon(cx, queue);
+        }
+        Event::QueueMoved { queue, .. } | Event::QueueStarted { queue, .. } => {
+            queue_soon(cx, queue);
+        }
+        Event::QueueEstimates { queue } => queue_soon(cx, queue),
+        Event::QueueLeft { ticket, queue }
+        | Event::QueueNoShow { ticket, queue }
+        | Event::QueueFinished { ticket, queue } => {
+            forget_ticket(cx, ticket.id.0);
+            queue_soon(cx, queue);
+        }
+        Event::QueueCalled { ticket, queue } => {
+            forget_ticket(cx, ticket.id.0);
+            queue_soon(cx, queue);
             if let Some(customer) = ticket.customer_id {
                 let message = json!({
                     "title": "It's your turn",
@@ -348,7 +387,98 @@ fn push(cx: &mut Context, record: &EventRecord) {
     }
 }
 
+/// The tickets any queue event of the batch places at [`QUEUE_SOON_POSITION`] or better.
+fn soon_tickets(records: &[EventRecord]) -> std::collections::BTreeSet<Uuid> {
+    let mut out = std::collections::BTreeSet::new();
+    for record in records {
+        let queue = match &record.event {
+            Event::QueueJoined { queue, .. }
+            | Event::QueueCalled { queue, .. }
+            | Event::QueueStarted { queue, .. }
+            | Event::QueueFinished { queue, .. }
+            | Event::QueueNoShow { queue, .. }
+            | Event::QueueLeft { queue, .. }
+            | Event::QueueMoved { queue, .. }
+            | Event::QueueEstimates { queue } => queue,
+            _ => continue,
+        };
+        out.extend(
+            queue
+                .iter()
+                .filter(|p| p.position <= QUEUE_SOON_POSITION)
+                .map(|p| p.ticket_id.0),
+        );
+    }
+    out
+}
+
+fn forget_ticket(cx: &mut Context, ticket: Uuid) {
+    if cx.ticket_customers.remove(&ticket).is_some() {
+        cx.effects.push(Effect::TicketCustomer {
+            establishment_id: cx.establishment_id,
+            ticket_id: ticket,
+            customer_id: None,
+        });
+    }
+}
+
+/// Tell each waiting customer at [`QUEUE_SOON_POSITION`] or better, once per ticket (the
+/// id is the ticket's, so later events insert nothing new).
+fn queue_soon(cx: &mut Context, queue: &[navaro_protocol::QueuePosition]) {
+    for place in queue.iter().filter(|p| p.position <= QUEUE_SOON_POSITION) {
+        let ticket = place.ticket_id.0;
+        let Some(&customer) = cx.ticket_customers.get(&ticket) else {
+            continue;
+        };
+        let id = stable_id(&[
+            CONSUMER.as_bytes(),
+            cx.establishment_id.as_bytes(),
+            b"queue_soon",
+            ticket.as_bytes(),
+        ]);
+        let ahead = place.position - 1;
+        let message = json!({
+            "title": "Your turn is coming up",
+            "body": if ahead == 0 { "You are next.".to_owned() } else { format!("{ahead} ahead of you.") },
+            "data": {
+                "type": "queue_soon",
+                "establishment_id": cx.establishment_id,
+                "ticket_id": ticket,
+                "position": place.position,
+            },
+        });
+        cx.effects.push(Effect::Enqueue(NewDelivery {
+            id,
+            establishment_id: cx.establishment_id,
+            channel: Channel::Push,
+            target: customer,
+            event_type: "queue_soon".to_owned(),
+            payload: message.to_string(),
+            booking_id: None,
+            due_at_us: cx.now_us,
+        }));
+    }
+}
+
 impl Db {
+    /// The customer of a waiting ticket, if the consumer has seen them join.
+    pub async fn ticket_customer(
+        &self,
+        establishment_id: Uuid,
+        ticket_id: Uuid,
+    ) -> Result<Option<Uuid>, NotifyError> {
+        let row: Option<(Uuid,)> = on_db!(self, |pool, _b| {
+            sqlx::query_as(
+                "SELECT customer_id FROM notify_tickets WHERE establishment_id = $1 AND ticket_id = $2",
+            )
+            .bind(establishment_id)
+            .bind(ticket_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(|(c,)| c))
+    }
+
     /// Staff members' user accounts at an establishment, as learned from its events.
     pub async fn staff_users(
         &self,

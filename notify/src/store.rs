@@ -337,6 +337,43 @@ impl Db {
             .collect())
     }
 
+    /// Queue one delivery outside the consumer (nothing if its id exists).
+    pub async fn enqueue(&self, d: &crate::consumer::NewDelivery) -> Result<(), NotifyError> {
+        on_db!(self, |pool, _b| {
+            sqlx::query(
+                "INSERT INTO notify_outbox (id, establishment_id, channel, target, event_type, \
+                 payload, booking_id, due_at, status, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(d.id)
+            .bind(d.establishment_id)
+            .bind(d.channel.as_str())
+            .bind(d.target)
+            .bind(&d.event_type)
+            .bind(&d.payload)
+            .bind(d.booking_id)
+            .bind(d.due_at_us)
+            .bind(d.due_at_us)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The owners of an establishment (the accounts store's `memberships`).
+    pub async fn owners_of(&self, establishment_id: Uuid) -> Result<Vec<Uuid>, NotifyError> {
+        let rows: Vec<(Uuid,)> = on_db!(self, |pool, _b| {
+            sqlx::query_as(
+                "SELECT user_id FROM memberships WHERE establishment_id = $1 AND role = 'owner' \
+                 ORDER BY user_id",
+            )
+            .bind(establishment_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(|(u,)| u).collect())
+    }
+
     /// Send a delivery of `target` again now (same id, so a receiver that processed it
     /// already can tell). `false` if there is no such delivery.
     pub async fn replay(&self, id: Uuid, target: Uuid, now_us: i64) -> Result<bool, NotifyError> {

@@ -45,6 +45,9 @@ pub struct WebhookOptions {
     pub concurrency: usize,
     /// How long a rotated secret keeps signing beside the new one.
     pub rotation_overlap: Duration,
+    /// Tell the establishment's owners by push when an endpoint is disabled (set when
+    /// push is on).
+    pub tell_owners: bool,
 }
 
 impl Default for WebhookOptions {
@@ -55,6 +58,7 @@ impl Default for WebhookOptions {
             allow_private_addresses: false,
             concurrency: 32,
             rotation_overlap: Duration::from_secs(24 * 3600),
+            tell_owners: false,
         }
     }
 }
@@ -177,6 +181,8 @@ impl WebhookSender {
                     )
                     .await?;
                 tracing::warn!(endpoint_id = %endpoint.id, "webhook endpoint disabled: 410");
+                self.tell_owners(&endpoint, "the receiver answered 410 Gone", now)
+                    .await?;
                 metrics::counter!("navaro_notify_failed_total", "channel" => "webhook")
                     .increment(1);
                 metrics::counter!("navaro_notify_endpoints_disabled_total").increment(1);
@@ -221,8 +227,53 @@ impl WebhookSender {
                 self.options.disable_after.as_secs() / 3600
             );
             self.db.disable_endpoint(endpoint.id, &reason).await?;
+            self.tell_owners(endpoint, &reason, now).await?;
             tracing::warn!(endpoint_id = %endpoint.id, establishment_id = %endpoint.establishment_id, %reason, "webhook endpoint disabled");
             metrics::counter!("navaro_notify_endpoints_disabled_total").increment(1);
+        }
+        Ok(())
+    }
+
+    /// Queue a push to the establishment's owners saying the endpoint was disabled (once
+    /// per endpoint and disablement: the id is derived from both).
+    async fn tell_owners(
+        &self,
+        endpoint: &crate::endpoints::Endpoint,
+        reason: &str,
+        now: i64,
+    ) -> Result<(), NotifyError> {
+        if !self.options.tell_owners {
+            return Ok(());
+        }
+        let since = endpoint.failing_since_us.unwrap_or(now);
+        for owner in self.db.owners_of(endpoint.establishment_id).await? {
+            let id = crate::consumer::stable_id(&[
+                b"webhook_disabled",
+                endpoint.id.as_bytes(),
+                owner.as_bytes(),
+                &since.to_be_bytes(),
+            ]);
+            let message = serde_json::json!({
+                "title": "Webhook endpoint disabled",
+                "body": format!("{} was disabled: {reason}.", endpoint.url),
+                "data": {
+                    "type": "webhook_disabled",
+                    "establishment_id": endpoint.establishment_id,
+                    "webhook_id": endpoint.id,
+                },
+            });
+            self.db
+                .enqueue(&crate::consumer::NewDelivery {
+                    id,
+                    establishment_id: endpoint.establishment_id,
+                    channel: Channel::Push,
+                    target: owner,
+                    event_type: "webhook_disabled".to_owned(),
+                    payload: message.to_string(),
+                    booking_id: None,
+                    due_at_us: now,
+                })
+                .await?;
         }
         Ok(())
     }

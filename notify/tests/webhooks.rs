@@ -151,13 +151,43 @@ fn clock_now(clock: &ManualClock) -> i64 {
 }
 
 #[tokio::test]
-async fn an_endpoint_failing_for_days_is_disabled() {
+async fn an_endpoint_failing_for_days_is_disabled_and_the_owners_told() {
     let fresh = FreshDb::create().await;
     let db = fresh.db().await;
     let clock = ManualClock::new(T0);
-    let sender = WebhookSender::new(db.clone(), Arc::new(clock.clone()), options(true)).unwrap();
+    let tell = WebhookOptions {
+        tell_owners: true,
+        ..options(true)
+    };
+    let sender = WebhookSender::new(db.clone(), Arc::new(clock.clone()), tell).unwrap();
     let (down, _) = receiver(vec![(500, None)]).await;
-    let ep = endpoint(&db, &format!("http://{down}/")).await;
+    let establishment = Uuid::now_v7();
+    let owner = Uuid::now_v7();
+    let navaro_notify::Db::Pg(pool) = &db else {
+        panic!()
+    };
+    sqlx::query("INSERT INTO users VALUES ($1, 'o@example.com', 'o', 'x', now())")
+        .bind(owner)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO memberships VALUES ($1, $2, 'owner')")
+        .bind(owner)
+        .bind(establishment)
+        .execute(pool)
+        .await
+        .unwrap();
+    let ep = db
+        .create_endpoint(
+            establishment,
+            &format!("http://{down}/"),
+            &["booking.confirmed".into()],
+            T0,
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
     enqueue(&db, "webhook", ep, "booking.confirmed", "{}", T0).await;
     sender.run_once().await.unwrap();
     assert!(

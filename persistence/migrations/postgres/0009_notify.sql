@@ -87,6 +87,15 @@ CREATE TABLE notify_staff_users (
     PRIMARY KEY (establishment_id, staff_id)
 );
 
+-- Which customer each waiting remote ticket belongs to, learned from queue.joined (to
+-- tell them their turn is coming up); forgotten once the ticket leaves the queue.
+CREATE TABLE notify_tickets (
+    establishment_id uuid NOT NULL,
+    ticket_id        uuid NOT NULL,
+    customer_id      uuid NOT NULL,
+    PRIMARY KEY (establishment_id, ticket_id)
+);
+
 -- Per-establishment notification settings; no row: the server's defaults.
 CREATE TABLE notify_settings (
     establishment_id uuid PRIMARY KEY,
