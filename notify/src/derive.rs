@@ -197,14 +197,14 @@ impl Context {
 }
 
 fn reminder_text(minutes: u32) -> String {
-    if minutes % 1440 == 0 {
+    if minutes.is_multiple_of(1440) {
         let days = minutes / 1440;
         format!(
             "Your booking is in {} day{}.",
             days,
             if days == 1 { "" } else { "s" }
         )
-    } else if minutes % 60 == 0 {
+    } else if minutes.is_multiple_of(60) {
         let hours = minutes / 60;
         format!(
             "Your booking is in {} hour{}.",

@@ -334,7 +334,7 @@ impl PushSender {
         let mut messages = Vec::new();
         for (i, row) in rows.iter().enumerate() {
             let opt_outs = self.db.opt_outs(row.target).await?;
-            if opt_outs.iter().any(|k| *k == row.event_type) {
+            if opt_outs.contains(&row.event_type) {
                 self.db
                     .mark_attempt_failed(row.id, None, None, "the user turned this kind off", true)
                     .await?;

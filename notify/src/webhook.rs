@@ -330,7 +330,11 @@ impl WebhookSender {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
         let mut text = response.text().await.unwrap_or_default();
-        text.truncate(text.floor_char_boundary(MAX_ERROR_BYTES));
+        let mut cut = MAX_ERROR_BYTES.min(text.len());
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
         Outcome::Failed {
             status: Some(status),
             error: format!("HTTP {status}: {text}"),
