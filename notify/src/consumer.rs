@@ -33,6 +33,9 @@ use crate::store::{Channel, Db, on_db};
 /// memory a catching-up consumer holds and the length of its transaction.
 pub const BATCH_EVENTS: usize = 256;
 
+/// Checkpoints remembered at most; past it the memory starts over.
+const KNOWN_ENTRIES: usize = 100_000;
+
 /// What a consumer wants done, applied with the checkpoint in one transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
@@ -102,6 +105,9 @@ pub struct ConsumerRunner {
     journal: Arc<dyn Journal>,
     consumer: Arc<dyn EventConsumer>,
     dirty: Mutex<HashSet<Uuid>>,
+    /// Checkpoints this runner moved last: a read saved per batch. Safe because the
+    /// move is a compare-and-set: a stale entry fails it and is dropped.
+    known: Mutex<std::collections::HashMap<Uuid, u64>>,
     wake: tokio::sync::Notify,
     rescan_every: Duration,
     /// Told when effects were applied, so the deliverer looks for new rows at once.
@@ -121,6 +127,7 @@ impl ConsumerRunner {
             journal,
             consumer,
             dirty: Mutex::new(HashSet::new()),
+            known: Mutex::new(std::collections::HashMap::new()),
             wake: tokio::sync::Notify::new(),
             rescan_every,
             applied,
@@ -209,7 +216,9 @@ impl ConsumerRunner {
                 .iter()
                 .filter(|e| matches!(e, Effect::Enqueue(_)))
                 .count();
-            if self.apply(establishment_id, since, last, &effects).await? {
+            let moved = self.apply(establishment_id, since, last, &effects).await?;
+            self.remember(establishment_id, moved.then_some(last));
+            if moved {
                 consumed += records.len();
                 if queued > 0 {
                     metrics::counter!("navaro_notify_queued_total").increment(queued as u64);
@@ -222,7 +231,31 @@ impl ConsumerRunner {
         }
     }
 
+    fn remember(&self, establishment_id: Uuid, seq: Option<u64>) {
+        if let Ok(mut known) = self.known.lock() {
+            match seq {
+                Some(seq) => {
+                    if known.len() >= KNOWN_ENTRIES {
+                        known.clear();
+                    }
+                    known.insert(establishment_id, seq);
+                }
+                None => {
+                    known.remove(&establishment_id);
+                }
+            }
+        }
+    }
+
     async fn checkpoint(&self, establishment_id: Uuid) -> Result<u64, NotifyError> {
+        if let Some(seq) = self
+            .known
+            .lock()
+            .ok()
+            .and_then(|k| k.get(&establishment_id).copied())
+        {
+            return Ok(seq);
+        }
         let seq: Option<(i64,)> = on_db!(&self.db, |pool, _b| {
             sqlx::query_as(
                 "SELECT seq FROM consumer_checkpoints WHERE consumer = $1 AND establishment_id = $2",

@@ -11,7 +11,8 @@
 //!   reschedule cancels them and schedules new ones from the new start.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -45,6 +46,22 @@ pub const PUSH_KINDS: &[&str] = &[
 /// better (1: next), once per ticket.
 pub const QUEUE_SOON_POSITION: u32 = 2;
 
+/// How long an establishment's derivation context (endpoints, staff accounts, reminder
+/// offsets) is reused before it is read again. Saves three queries per batch on the
+/// write path's heels; changes made through this node invalidate it at once, changes
+/// made on another node are seen within this long.
+pub const CONTEXT_TTL: Duration = Duration::from_secs(5);
+/// Establishments whose context is kept at most; past it the cache starts over.
+const CONTEXT_ENTRIES: usize = 10_000;
+
+/// What derivation reads about an establishment.
+#[derive(Clone)]
+struct Shared {
+    endpoints: Vec<Endpoint>,
+    staff_users: HashMap<Uuid, Uuid>,
+    reminders_minutes: Vec<u32>,
+}
+
 /// The notify consumer.
 pub struct NotifyConsumer {
     pub db: Db,
@@ -53,6 +70,7 @@ pub struct NotifyConsumer {
     pub default_reminders_minutes: Vec<u32>,
     /// Whether push deliveries are derived at all (push configured).
     pub push: bool,
+    cache: Mutex<HashMap<Uuid, (Instant, Arc<Shared>)>>,
 }
 
 impl EventConsumer for NotifyConsumer {
@@ -82,13 +100,36 @@ struct Context {
 }
 
 impl NotifyConsumer {
-    async fn derive_now(
-        &self,
-        establishment_id: Uuid,
-        records: &[EventRecord],
-    ) -> Result<Vec<Effect>, NotifyError> {
-        let mut cx = Context {
-            establishment_id,
+    pub fn new(
+        db: Db,
+        clock: Arc<dyn Clock>,
+        default_reminders_minutes: Vec<u32>,
+        push: bool,
+    ) -> NotifyConsumer {
+        NotifyConsumer {
+            db,
+            clock,
+            default_reminders_minutes,
+            push,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Forget what is cached about an establishment (its endpoints or settings changed).
+    pub fn invalidate(&self, establishment_id: Uuid) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(&establishment_id);
+        }
+    }
+
+    async fn shared(&self, establishment_id: Uuid) -> Result<Arc<Shared>, NotifyError> {
+        if let Ok(cache) = self.cache.lock()
+            && let Some((at, shared)) = cache.get(&establishment_id)
+            && at.elapsed() < CONTEXT_TTL
+        {
+            return Ok(shared.clone());
+        }
+        let shared = Arc::new(Shared {
             endpoints: self.db.endpoints_of(establishment_id).await?,
             staff_users: self.db.staff_users(establishment_id).await?,
             reminders_minutes: self
@@ -96,6 +137,27 @@ impl NotifyConsumer {
                 .reminder_offsets(establishment_id)
                 .await?
                 .unwrap_or_else(|| self.default_reminders_minutes.clone()),
+        });
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CONTEXT_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(establishment_id, (Instant::now(), shared.clone()));
+        }
+        Ok(shared)
+    }
+
+    async fn derive_now(
+        &self,
+        establishment_id: Uuid,
+        records: &[EventRecord],
+    ) -> Result<Vec<Effect>, NotifyError> {
+        let shared = self.shared(establishment_id).await?;
+        let mut cx = Context {
+            establishment_id,
+            endpoints: shared.endpoints.clone(),
+            staff_users: shared.staff_users.clone(),
+            reminders_minutes: shared.reminders_minutes.clone(),
             now_us: self.clock.now_us(),
             effects: Vec::new(),
             ticket_customers: HashMap::new(),
@@ -116,6 +178,13 @@ impl NotifyConsumer {
             {
                 cx.staff_user(staff.id.0, user.0);
             }
+        }
+        if cx
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::StaffUser { .. }))
+        {
+            self.invalidate(establishment_id);
         }
         Ok(cx.effects)
     }

@@ -86,6 +86,7 @@ pub struct Notify {
     pub clock: Arc<dyn Clock>,
     pub options: Arc<NotifyOptions>,
     runner: Arc<ConsumerRunner>,
+    consumer: Arc<derive::NotifyConsumer>,
     stop: Arc<watch::Sender<bool>>,
 }
 
@@ -100,16 +101,16 @@ impl Notify {
     ) -> Result<Notify, NotifyError> {
         let db = Db::connect(url).await?;
         let applied = Arc::new(tokio::sync::Notify::new());
-        let consumer = Arc::new(derive::NotifyConsumer {
-            db: db.clone(),
-            clock: clock.clone(),
-            default_reminders_minutes: options.reminders_minutes.clone(),
-            push: options.push.is_some(),
-        });
+        let consumer = Arc::new(derive::NotifyConsumer::new(
+            db.clone(),
+            clock.clone(),
+            options.reminders_minutes.clone(),
+            options.push.is_some(),
+        ));
         let runner = Arc::new(ConsumerRunner::new(
             db.clone(),
             journal,
-            consumer,
+            consumer.clone(),
             options.rescan_every,
             applied.clone(),
         ));
@@ -141,6 +142,7 @@ impl Notify {
             clock,
             options: Arc::new(options),
             runner,
+            consumer,
             stop: Arc::new(stop),
         })
     }
@@ -148,6 +150,12 @@ impl Notify {
     /// An establishment's append is durable: look at its journal soon.
     pub fn touch(&self, establishment_id: Uuid) {
         self.runner.touch(establishment_id);
+    }
+
+    /// An establishment's endpoints or notification settings changed: derive its next
+    /// events with the new ones.
+    pub fn invalidate(&self, establishment_id: Uuid) {
+        self.consumer.invalidate(establishment_id);
     }
 
     pub fn now_us(&self) -> i64 {

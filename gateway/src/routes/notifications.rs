@@ -287,6 +287,7 @@ pub async fn set_notification_settings(
         .set_reminder_offsets(id, &minutes)
         .await
         .map_err(store_error)?;
+    notify.invalidate(id);
     Ok(Json(NotificationSettingsDto {
         reminders_minutes: minutes,
     }))
@@ -384,6 +385,7 @@ pub async fn create_webhook(
         .await
         .map_err(store_error)?
         .map_err(endpoint_error)?;
+    notify.invalidate(id);
     let dto = WebhookDto::new(created, view.timezone(), true);
     Ok((StatusCode::CREATED, Json(dto)))
 }
@@ -427,6 +429,7 @@ pub async fn delete_webhook(
         .delete_endpoint(webhook_id)
         .await
         .map_err(store_error)?;
+    notify.invalidate(id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -468,6 +471,7 @@ pub async fn enable_webhook(
         .enable_endpoint(webhook_id)
         .await
         .map_err(store_error)?;
+    notify.invalidate(id);
     let endpoint = endpoint_at(notify, id, webhook_id).await?;
     Ok(Json(WebhookDto::new(endpoint, view.timezone(), false)))
 }
