@@ -574,7 +574,7 @@ async fn reminders_fire_once_across_restarts_never_when_cancelled_and_move_with_
     };
     let first_env = env(0);
     let server = Server::start_postgres_with(&as_refs(&first_env));
-    let (_owner, id, _staff, service) = setup(&server, 100).await;
+    let (owner, id, _staff, service) = setup(&server, 100).await;
     let (customer, _) = server.register("customer").await;
     let (status, _, device) = server
         .call(
@@ -596,6 +596,102 @@ async fn reminders_fire_once_across_restarts_never_when_cancelled_and_move_with_
     assert_eq!(
         (status, bad["error"]["field"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("token"))
+    );
+    // A second device, listed then removed; a stranger cannot remove the first.
+    let spare = "ExponentPushToken[spare]";
+    let (status, _, _) = server
+        .call(
+            Method::POST,
+            "/v1/me/devices",
+            Some(&customer),
+            Some(json!({"token": spare, "platform": "android"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, _, list) = server
+        .call(Method::GET, "/v1/me/devices", Some(&customer), None)
+        .await;
+    assert_eq!(list["devices"].as_array().unwrap().len(), 2, "{list}");
+    let encoded = "ExponentPushToken%5Bspare%5D";
+    let (stranger, _) = server.register("stranger").await;
+    let (status, _, _) = server
+        .call(
+            Method::DELETE,
+            &format!("/v1/me/devices/{encoded}"),
+            Some(&stranger),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a user's tokens are theirs alone"
+    );
+    let (status, _, _) = server
+        .call(
+            Method::DELETE,
+            &format!("/v1/me/devices/{encoded}"),
+            Some(&customer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // Opt-outs: unknown kinds refused; turning one kind off.
+    let prefs = "/v1/me/notification-preferences";
+    let (status, _, e) = server
+        .call(
+            Method::PUT,
+            prefs,
+            Some(&customer),
+            Some(json!({"disabled": ["spam"]})),
+        )
+        .await;
+    assert_eq!(
+        (status, e["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("disabled"))
+    );
+    let (status, _, p) = server
+        .call(
+            Method::PUT,
+            prefs,
+            Some(&customer),
+            Some(json!({"disabled": ["queue_soon"]})),
+        )
+        .await;
+    assert_eq!(
+        (status, &p["disabled"]),
+        (StatusCode::OK, &json!(["queue_soon"]))
+    );
+    // Reminder offsets are a manager's, and checked.
+    let settings = format!("/v1/establishments/{id}/notification-settings");
+    let (status, _, _) = server
+        .call(
+            Method::PUT,
+            &settings,
+            Some(&customer),
+            Some(json!({"reminders_minutes": [60]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, e) = server
+        .call(
+            Method::PUT,
+            &settings,
+            Some(&owner),
+            Some(json!({"reminders_minutes": [0]})),
+        )
+        .await;
+    assert_eq!(
+        (status, e["error"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("reminders_minutes"))
+    );
+    let (_, _, current) = server
+        .call(Method::GET, &settings, Some(&owner), None)
+        .await;
+    assert_eq!(
+        current["reminders_minutes"],
+        json!([1440, 120]),
+        "the server's default"
     );
 
     let day2 = slots(&server, &id, &service, ahead(2)).await;
