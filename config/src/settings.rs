@@ -37,6 +37,9 @@ pub struct Settings {
     pub engine: EngineSettings,
     pub store: StoreSettings,
     pub web: WebSettings,
+    pub notify: NotifySettings,
+    pub push: PushSettings,
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for Settings {
@@ -53,6 +56,9 @@ impl Default for Settings {
             engine: EngineSettings::default(),
             store: StoreSettings::default(),
             web: WebSettings::default(),
+            notify: NotifySettings::default(),
+            push: PushSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -307,6 +313,155 @@ pub struct WebSettings {
     pub pro_dir: Option<PathBuf>,
 }
 
+/// The outbox and reminders (the notify crate). It runs on the SQL stores only.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifySettings {
+    /// Derive and deliver notifications at all.
+    pub enabled: bool,
+    /// Reminder offsets, minutes before a booking's start, for establishments that set
+    /// none (each at most 30 days).
+    pub reminders_minutes: Vec<u32>,
+    /// How often every journal is compared with the consumer's checkpoints (the live
+    /// path wakes the consumer at once; this catches up after a crash).
+    pub rescan_seconds: u64,
+    /// How often the deliverers look for rows come due by time (reminders, retries).
+    pub poll_ms: u64,
+    /// Development and tests only: shift the notify clock by this much, so reminders
+    /// due hours ahead fire now. Refused outside dev mode.
+    pub dev_clock_offset_seconds: i64,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        NotifySettings {
+            enabled: true,
+            reminders_minutes: vec![1440, 120],
+            rescan_seconds: 60,
+            poll_ms: 1000,
+            dev_clock_offset_seconds: 0,
+        }
+    }
+}
+
+/// Push through Expo.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushSettings {
+    /// Send push notifications (device tokens are accepted either way).
+    pub enabled: bool,
+    /// Expo's push service; tests point it at a fake.
+    pub base_url: String,
+    /// Expo access token, if the project enforces one.
+    pub access_token: Option<Secret>,
+    /// Requests per second to Expo at most (each up to 100 messages).
+    pub requests_per_second: u32,
+    /// Seconds after sending before the receipts are fetched.
+    pub receipt_delay_seconds: u64,
+    /// One request's timeout.
+    pub timeout_ms: u64,
+}
+
+impl Default for PushSettings {
+    fn default() -> Self {
+        PushSettings {
+            enabled: true,
+            base_url: "https://exp.host".to_owned(),
+            access_token: None,
+            requests_per_second: 6,
+            receipt_delay_seconds: 900,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Outbound webhooks.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// One attempt's timeout.
+    pub timeout_ms: u64,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// An endpoint failing without a success for this long is disabled.
+    pub disable_after_hours: u64,
+    /// How long a rotated secret keeps signing beside the new one.
+    pub rotation_overlap_hours: u64,
+    /// Allow receivers on loopback, private, link-local and metadata addresses. For
+    /// development and tests; keep it off in production (server-side request forgery).
+    pub allow_private_addresses: bool,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            timeout_ms: 10_000,
+            concurrency: 32,
+            disable_after_hours: 120,
+            rotation_overlap_hours: 24,
+            allow_private_addresses: false,
+        }
+    }
+}
+
+/// The longest reminder offset: 30 days.
+pub const MAX_REMINDER_MINUTES: u32 = 30 * 24 * 60;
+
+impl Settings {
+    /// Refuse notify, push and webhook settings that cannot work.
+    fn validate_notify(&self) -> Result<(), ConfigError> {
+        let out = |field: &'static str, reason: &str| {
+            Err(ConfigError::OutOfRange {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        let n = &self.notify;
+        if n.reminders_minutes
+            .iter()
+            .any(|m| *m == 0 || *m > MAX_REMINDER_MINUTES)
+        {
+            return out("notify.reminders_minutes", "each must be 1..=43200 minutes");
+        }
+        if n.reminders_minutes.len() > 5 {
+            return out("notify.reminders_minutes", "at most 5 reminders");
+        }
+        if n.dev_clock_offset_seconds != 0 && !self.dev_mode {
+            return out(
+                "notify.dev_clock_offset_seconds",
+                "allowed only in dev mode",
+            );
+        }
+        let positive: [(&'static str, u64); 8] = [
+            ("notify.rescan_seconds", n.rescan_seconds),
+            ("notify.poll_ms", n.poll_ms),
+            (
+                "push.requests_per_second",
+                u64::from(self.push.requests_per_second),
+            ),
+            ("push.timeout_ms", self.push.timeout_ms),
+            ("webhooks.timeout_ms", self.webhooks.timeout_ms),
+            ("webhooks.concurrency", self.webhooks.concurrency as u64),
+            (
+                "webhooks.disable_after_hours",
+                self.webhooks.disable_after_hours,
+            ),
+            (
+                "webhooks.rotation_overlap_hours",
+                self.webhooks.rotation_overlap_hours,
+            ),
+        ];
+        if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return out(field, "must be greater than zero");
+        }
+        let base = &self.push.base_url;
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            return out("push.base_url", "must be an http(s) URL");
+        }
+        Ok(())
+    }
+}
+
 impl Settings {
     /// The database URL: the configured one, or SQLite under `data_dir`.
     pub fn database_url(&self) -> Secret {
@@ -430,6 +585,7 @@ impl Settings {
                 ),
             });
         }
+        self.validate_notify()?;
         if let Some(dir) = &self.web.pro_dir
             && !dir.join("index.html").is_file()
         {

@@ -138,6 +138,12 @@ fn the_example_file_is_valid_and_matches_the_defaults() {
         assert_eq!(s.limits.login_burst, d.limits.login_burst);
         assert_eq!(s.websocket.max_lag_events, d.websocket.max_lag_events);
         assert_eq!(s.auth.signing_key.kid, d.auth.signing_key.kid);
+        assert_eq!(s.notify.reminders_minutes, d.notify.reminders_minutes);
+        assert_eq!(s.push.base_url, d.push.base_url);
+        assert_eq!(
+            s.webhooks.disable_after_hours,
+            d.webhooks.disable_after_hours
+        );
         Ok(())
     });
 }
@@ -223,6 +229,54 @@ fn a_history_window_out_of_range_is_refused_naming_the_key() {
             );
             assert!(refused.to_string().contains("engine.history_days"));
         }
+        Ok(())
+    });
+}
+
+#[test]
+fn notify_settings_are_checked_naming_the_key() {
+    Jail::expect_with(|jail| {
+        let s = load_in(jail, None).unwrap();
+        assert_eq!(s.notify.reminders_minutes, [1440, 120]);
+        assert!(
+            !s.webhooks.allow_private_addresses,
+            "SSRF guard on by default"
+        );
+        let refused_field = |jail: &mut Jail, key: &str, value: &str| {
+            jail.set_env(key, value);
+            let e = load_in(jail, None).unwrap_err();
+            jail.clear_env();
+            match e {
+                ConfigError::OutOfRange { field, .. } => field,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            refused_field(jail, "NAVARO_NOTIFY__REMINDERS_MINUTES", "[0]"),
+            "notify.reminders_minutes"
+        );
+        assert_eq!(
+            refused_field(jail, "NAVARO_WEBHOOKS__TIMEOUT_MS", "0"),
+            "webhooks.timeout_ms"
+        );
+        assert_eq!(
+            refused_field(jail, "NAVARO_PUSH__BASE_URL", "exp.host"),
+            "push.base_url"
+        );
+        jail.set_env("NAVARO_DEV_MODE", "false");
+        jail.set_env("NAVARO_AUTH__SIGNING_KEY__SECRET", "k".repeat(40));
+        jail.set_env("NAVARO_NOTIFY__DEV_CLOCK_OFFSET_SECONDS", "3600");
+        let e = load_in(jail, None).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::OutOfRange {
+                    field: "notify.dev_clock_offset_seconds",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         Ok(())
     });
 }

@@ -31,6 +31,7 @@ pub mod layers;
 pub mod limits;
 pub mod listener;
 pub mod live;
+pub mod notify;
 pub mod openapi;
 pub mod pro;
 pub mod routes;

@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 use crate::dto::*;
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::frames::LiveFrames;
-use crate::routes::{accounts, bookings, establishments, ops, queue};
+use crate::routes::{accounts, bookings, establishments, notifications, ops, queue};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,12 @@ use crate::routes::{accounts, bookings, establishments, ops, queue};
         bookings::cancel_booking, bookings::reschedule_booking,
         queue::join_queue, queue::list_queue, queue::get_ticket, queue::leave_queue,
         queue::call_next, queue::start_ticket, queue::finish_ticket, queue::no_show_ticket,
+        notifications::register_device, notifications::list_devices, notifications::remove_device,
+        notifications::get_preferences, notifications::set_preferences,
+        notifications::get_notification_settings, notifications::set_notification_settings,
+        notifications::create_webhook, notifications::list_webhooks, notifications::delete_webhook,
+        notifications::rotate_webhook_secret, notifications::enable_webhook,
+        notifications::list_deliveries, notifications::replay_delivery,
         crate::live::live,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),

@@ -46,6 +46,8 @@ pub enum StartupError {
     Auth(#[from] AuthError),
     #[error("cannot create the data directory: {0}")]
     DataDir(std::io::Error),
+    #[error("cannot start notifications: {0}")]
+    Notify(navaro_notify::NotifyError),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -70,14 +72,35 @@ impl Application {
             // The embedded SQLite file lives under the data directory.
             std::fs::create_dir_all(&settings.data_dir).map_err(StartupError::DataDir)?;
         }
-        let stores = stores::open(url.expose(), store_options(&settings)).await?;
-        Self::build_with_stores(settings, stores).await
+        let mut stores = stores::open(url.expose(), store_options(&settings)).await?;
+        let notify = if settings.notify.enabled {
+            let notify = crate::notify::start(&settings, url.expose(), stores.journal.clone())
+                .await
+                .map_err(StartupError::Notify)?;
+            stores.journal = Arc::new(crate::notify::Tapped {
+                inner: stores.journal.clone(),
+                notify: notify.clone(),
+            });
+            Some(notify)
+        } else {
+            None
+        };
+        Self::build_on(settings, stores, notify).await
     }
 
     /// Build the server on given stores (tests, `navaro demo`).
+    /// Notifications need the SQL stores' database and are off here.
     pub async fn build_with_stores(
         settings: Settings,
         stores: Stores,
+    ) -> Result<Application, StartupError> {
+        Self::build_on(settings, stores, None).await
+    }
+
+    async fn build_on(
+        settings: Settings,
+        stores: Stores,
+        notify: Option<navaro_notify::Notify>,
     ) -> Result<Application, StartupError> {
         telemetry::install_metrics();
         let stores = Stores {
@@ -108,6 +131,7 @@ impl Application {
             limits,
             shutdown: shutdown_rx,
             live: Arc::new(LiveRegistry::default()),
+            notify,
         });
         let router = router(state.clone());
         tracing::info!(addr = %local, "listening");
@@ -165,6 +189,9 @@ impl Application {
         }
         state.live.drain(LIVE_DRAIN_GRACE).await;
         state.engine.shutdown().await;
+        if let Some(notify) = &state.notify {
+            notify.stop();
+        }
         tracing::info!("stopped");
         Ok(())
     }

@@ -44,4 +44,6 @@ pub struct Shared {
     /// Flips to `true` when shutdown begins; live connections close with "going away".
     pub shutdown: watch::Receiver<bool>,
     pub live: Arc<LiveRegistry>,
+    /// Notifications (push, webhooks); `None` on the memory stores or when turned off.
+    pub notify: Option<navaro_notify::Notify>,
 }

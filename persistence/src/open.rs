@@ -93,6 +93,11 @@ fn postgres_migrator() -> Migrator {
             "event compression",
             include_str!("../migrations/postgres/0005_event_compression.sql"),
         ),
+        migration(
+            9,
+            "notify",
+            include_str!("../migrations/postgres/0009_notify.sql"),
+        ),
     ])
 }
 
@@ -108,6 +113,11 @@ fn sqlite_migrator() -> Migrator {
             2,
             "creation keys",
             include_str!("../migrations/sqlite/0002_creation_keys.sql"),
+        ),
+        migration(
+            6,
+            "notify",
+            include_str!("../migrations/sqlite/0006_notify.sql"),
         ),
     ])
 }

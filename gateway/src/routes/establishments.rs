@@ -51,7 +51,7 @@ pub async fn resolve(
 }
 
 /// The view and caller, refused unless the caller manages the establishment.
-async fn manager(
+pub(crate) async fn manager(
     state: &AppState,
     auth: &AuthUser,
     id: EstablishmentId,

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod bookings;
 pub mod establishments;
+pub mod notifications;
 pub mod ops;
 pub mod queue;
 
@@ -21,6 +22,47 @@ pub fn api() -> Router<AppState> {
         .route("/v1/auth/login", post(login))
         .route("/v1/me", get(me))
         .route("/v1/me/bookings", get(my_bookings))
+        .route(
+            "/v1/me/devices",
+            post(notifications::register_device).get(notifications::list_devices),
+        )
+        .route(
+            "/v1/me/devices/{token}",
+            axum::routing::delete(notifications::remove_device),
+        )
+        .route(
+            "/v1/me/notification-preferences",
+            get(notifications::get_preferences).put(notifications::set_preferences),
+        )
+        .route(
+            "/v1/establishments/{id}/notification-settings",
+            get(notifications::get_notification_settings)
+                .put(notifications::set_notification_settings),
+        )
+        .route(
+            "/v1/establishments/{id}/webhooks",
+            post(notifications::create_webhook).get(notifications::list_webhooks),
+        )
+        .route(
+            "/v1/establishments/{id}/webhooks/{webhook_id}",
+            axum::routing::delete(notifications::delete_webhook),
+        )
+        .route(
+            "/v1/establishments/{id}/webhooks/{webhook_id}/rotate-secret",
+            post(notifications::rotate_webhook_secret),
+        )
+        .route(
+            "/v1/establishments/{id}/webhooks/{webhook_id}/enable",
+            post(notifications::enable_webhook),
+        )
+        .route(
+            "/v1/establishments/{id}/webhooks/{webhook_id}/deliveries",
+            get(notifications::list_deliveries),
+        )
+        .route(
+            "/v1/establishments/{id}/webhooks/{webhook_id}/deliveries/{delivery_id}/replay",
+            post(notifications::replay_delivery),
+        )
         .route("/v1/establishments", post(create_establishment))
         .route(
             "/v1/establishments/{id}",

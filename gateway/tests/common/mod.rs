@@ -192,13 +192,18 @@ impl Server {
 
     /// Kill the process outright (SIGKILL: no shutdown, no snapshot) and start a new
     /// one on the same data directory and database.
-    pub fn crash_and_restart(mut self) -> anyhow::Result<Server> {
+    pub fn crash_and_restart(self) -> anyhow::Result<Server> {
+        self.crash_and_restart_with(&[])
+    }
+
+    /// [`Server::crash_and_restart`] with extra `NAVARO_*` variables for the new process.
+    pub fn crash_and_restart_with(mut self, env: &[(&str, &str)]) -> anyhow::Result<Server> {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let data_dir = std::mem::replace(&mut self._data_dir, tempfile::tempdir()?);
         let postgres = self.postgres.take();
         drop(self);
-        Self::spawn_on(&["serve"], &[], data_dir, postgres)
+        Self::spawn_on(&["serve"], env, data_dir, postgres)
     }
 
     fn spawn_on(
