@@ -143,6 +143,9 @@ impl Db {
         let options = StoreOptions {
             max_connections: 10,
             writer_shards,
+            // A measurement, not a server: on a busy box a seeding burst may wait for a
+            // connection longer than the server's 2 s default.
+            acquire_timeout: Duration::from_secs(30),
             ..StoreOptions::default()
         };
         navaro_persistence::open(&self.url, options)
