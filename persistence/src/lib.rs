@@ -18,9 +18,12 @@
 pub mod accounts;
 mod backend;
 mod breaker;
+pub mod directory;
+mod directory_sql;
 #[cfg(test)]
 mod fake;
 mod journal;
+pub mod listing;
 mod open;
 mod pg;
 mod read_model;
@@ -36,6 +39,9 @@ pub use accounts::{
     AccountError, AccountStore, CREATION_KEY_TTL_SECONDS, MemberRole, Membership, MemoryAccounts,
     User,
 };
+pub use directory::{AuditEntry, Directory, StoreCounters, UserSummary};
+pub use directory_sql::postgres_search_sql;
+pub use listing::{Cursor, ListingHit, ListingRecord, Near, SearchQuery, fold, haversine_m};
 pub use navaro_engine::store::{Journal, JournalError};
 pub use open::{migrate, open};
 pub use read_model::BookingReadModel;
@@ -46,6 +52,8 @@ pub struct Stores {
     pub journal: Arc<dyn Journal>,
     pub accounts: Arc<dyn AccountStore>,
     pub bookings: Arc<dyn BookingReadModel>,
+    /// Discovery's search and the platform admin's store.
+    pub directory: Arc<dyn Directory>,
 }
 
 /// How long a readiness probe may take before the store counts as not ready.
@@ -56,13 +64,16 @@ impl Stores {
     /// sees what the journal made durable.
     pub fn memory() -> Stores {
         let bookings = read_model::MemoryBookings::default();
+        let directory = directory::MemoryDirectory::default();
         Stores {
             journal: Arc::new(read_model::ProjectingJournal {
                 inner: navaro_engine::store::MemoryJournal::new(),
                 bookings: bookings.clone(),
+                directory: directory.clone(),
             }),
             accounts: Arc::new(MemoryAccounts::new()),
             bookings: Arc::new(bookings),
+            directory: Arc::new(directory),
         }
     }
 
