@@ -204,8 +204,14 @@ impl Establishment {
             }
             Event::EstablishmentSuspended { reason, .. } => {
                 self.suspended = Some(reason.clone());
+                // The establishment's rendered JSON shows the suspension; slots do not
+                // change (availability is what the staff could do, bookings are refused).
+                self.setup_rendered = Arc::default();
             }
-            Event::EstablishmentReinstated { .. } => self.suspended = None,
+            Event::EstablishmentReinstated { .. } => {
+                self.suspended = None;
+                self.setup_rendered = Arc::default();
+            }
             Event::StaffAdded { staff } => self.add_staff(seq, staff)?,
             Event::StaffHoursSet { staff_id, hours } => {
                 let index = self
