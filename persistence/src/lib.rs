@@ -17,6 +17,7 @@
 
 pub mod accounts;
 mod backend;
+mod backfill;
 mod breaker;
 pub mod directory;
 mod directory_sql;

@@ -225,6 +225,15 @@ pub async fn migrate(database_url: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+fn log_backfill(projected: usize) {
+    if projected > 0 {
+        tracing::info!(
+            establishments = projected,
+            "listings projected for establishments created before discovery"
+        );
+    }
+}
+
 /// Connect, migrate, start the journal writer and assemble the stores.
 pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, StoreError> {
     let target = parse(database_url)?;
@@ -239,6 +248,7 @@ pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, S
     let (database, directory): (Arc<dyn Backend>, Arc<dyn Directory>) = match target {
         Target::Postgres(o) => {
             let pool = pg_pool(o, &options).await?;
+            log_backfill(crate::backfill::pg(&pool).await?);
             (
                 Arc::new(PgBackend::new(pool.clone())),
                 Arc::new(PgDirectory { pool }),
@@ -246,6 +256,7 @@ pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, S
         }
         Target::Sqlite(o) => {
             let pool = sqlite_pool(o, &options).await?;
+            log_backfill(crate::backfill::sqlite(&pool).await?);
             (
                 Arc::new(SqliteBackend { pool: pool.clone() }),
                 Arc::new(SqliteDirectory { pool }),

@@ -74,3 +74,10 @@ CREATE TRIGGER admin_audit_no_change BEFORE UPDATE OR DELETE ON admin_audit
     FOR EACH ROW EXECUTE FUNCTION navaro_audit_append_only();
 CREATE TRIGGER admin_audit_no_truncate BEFORE TRUNCATE ON admin_audit
     FOR EACH STATEMENT EXECUTE FUNCTION navaro_audit_append_only();
+
+-- Establishments created before this migration have no listing yet. Their ids wait
+-- here and the server projects their listings from the journal when it opens the
+-- stores (the payloads are MessagePack, decoded in Rust), removing each id as it goes:
+-- this one scan of the journal happens once, here.
+CREATE TABLE listings_pending (establishment_id uuid PRIMARY KEY);
+INSERT INTO listings_pending SELECT establishment_id FROM events WHERE seq = 1;

@@ -50,3 +50,8 @@ CREATE TRIGGER admin_audit_no_delete BEFORE DELETE ON admin_audit
 BEGIN
     SELECT RAISE(ABORT, 'admin_audit is append-only');
 END;
+
+-- Establishments created before this migration: the server projects their listings
+-- from the journal when it opens the stores (see the Postgres migration 0007).
+CREATE TABLE listings_pending (establishment_id BLOB PRIMARY KEY);
+INSERT INTO listings_pending SELECT establishment_id FROM events WHERE seq = 1;
