@@ -354,12 +354,12 @@ impl Directory for PgDirectory {
     fn search(&self, query: SearchQuery) -> BoxFuture<'_, Result<Vec<ListingHit>, StoreError>> {
         async move {
             // A query that cannot match anything after the cursor (wrong kind) is empty.
-            let kind_ok = match (&query.after, query.near) {
-                (None, _) => true,
-                (Some(Cursor::Distance { .. }), Some(_)) => true,
-                (Some(Cursor::Name { .. }), None) => true,
-                _ => false,
-            };
+            let kind_ok = matches!(
+                (&query.after, query.near),
+                (None, _)
+                    | (Some(Cursor::Distance { .. }), Some(_))
+                    | (Some(Cursor::Name { .. }), None)
+            );
             if !kind_ok || query.limit == 0 {
                 return Ok(Vec::new());
             }
