@@ -12,8 +12,13 @@
 //! `writer`, a single group-commit task that gathers the batches of every actor, applies
 //! the gap and fencing rules, and writes each group with one statement and one commit
 //! through a `backend` (`pg` or `sqlite`). The read model (`bookings` table) is written
-//! in that same transaction. `sql_accounts` and `read_model` are the other two stores
-//! over the same backend; `open` connects, migrates and wires it all up.
+//! in that same transaction, and so is the establishments read model (`listing`: what
+//! discovery searches; its changes ride in the group as `ListingChange`s). `sql_accounts`
+//! and `read_model` are two more stores over the same backend; [`Directory`]
+//! (`directory`, `directory_sql`) is the platform-wide one: discovery's search, the
+//! admin's users, disabled accounts, counters and audit log, on the database's pool.
+//! `backfill` gives establishments older than the listings theirs. `open` connects,
+//! migrates and wires it all up.
 
 pub mod accounts;
 mod backend;
