@@ -50,6 +50,10 @@ macro_rules! suite {
                 super::listings_follow_the_journal_and_are_backfilled::<$db>().await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_audit_log_is_append_only() {
+                super::the_audit_log_is_append_only::<$db>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn corrupt_payload_is_reported() {
                 super::corrupt_payload_is_reported::<$db>().await
             }
@@ -459,6 +463,63 @@ async fn listings_follow_the_journal_and_are_backfilled<D: TestDb>() {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// Entries come back newest first with their ids; the database refuses to change or
+/// remove them, whoever asks.
+async fn the_audit_log_is_append_only<D: TestDb>() {
+    let db = D::create().await;
+    let stores = db.open().await;
+    let admin = new_id();
+    let mut ids = Vec::new();
+    for (i, action) in [
+        "establishment.suspend",
+        "user.disable",
+        "establishment.reinstate",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let entry = navaro_persistence::AuditEntry {
+            id: 0,
+            at: base_time(),
+            admin_id: admin,
+            action: action.to_owned(),
+            target_kind: "establishment".to_owned(),
+            target_id: Some(new_id()),
+            reason: format!("reason {i}"),
+            detail: "{}".to_owned(),
+        };
+        ids.push(stores.directory.append_audit(entry).await.unwrap().id);
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let newest_first = stores.directory.audit(None, 10).await.unwrap();
+    let actions: Vec<&str> = newest_first.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "establishment.reinstate",
+            "user.disable",
+            "establishment.suspend"
+        ]
+    );
+    let older = stores.directory.audit(Some(ids[2]), 1).await.unwrap();
+    assert_eq!(older[0].id, ids[1]);
+    let mut refused = vec![
+        "UPDATE admin_audit SET reason = 'nothing happened'",
+        "DELETE FROM admin_audit",
+    ];
+    if D::POSTGRES {
+        refused.push("TRUNCATE admin_audit");
+    }
+    for sql in refused {
+        let error = db.try_execute(sql).await.expect_err(sql);
+        assert!(error.contains("append-only"), "{sql}: {error}");
+    }
+    assert_eq!(
+        stores.directory.audit(None, 10).await.unwrap(),
+        newest_first
     );
 }
 

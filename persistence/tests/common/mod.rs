@@ -66,6 +66,8 @@ pub trait TestDb: Sized {
     async fn stored_seqs(&self, establishment: Uuid) -> Vec<i64>;
     /// Run a statement directly.
     async fn execute(&self, sql: &str);
+    /// Run a statement directly; its error as text.
+    async fn try_execute(&self, sql: &str) -> Result<(), String>;
     /// Run `{insert} (<id>)` with the id bound.
     async fn execute_with_id(&self, insert: &str, id: Uuid);
 }
@@ -89,6 +91,14 @@ impl PgDb {
 }
 
 impl TestDb for PgDb {
+    async fn try_execute(&self, sql: &str) -> Result<(), String> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut self.connect().await)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     async fn execute(&self, sql: &str) {
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
             .execute(&mut self.connect().await)
@@ -192,6 +202,14 @@ impl SqliteDb {
 }
 
 impl TestDb for SqliteDb {
+    async fn try_execute(&self, sql: &str) -> Result<(), String> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut self.connect().await)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     async fn execute(&self, sql: &str) {
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
             .execute(&mut self.connect().await)
