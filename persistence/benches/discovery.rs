@@ -3,6 +3,9 @@
 //!
 //! `cargo bench -p navaro-persistence --bench discovery`
 //!
+//! Under `cargo test --all-targets` it runs as a smoke test: 2,000 establishments, 50
+//! queries of each kind.
+//!
 //! Creates its own database (`NAVARO_TEST_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), migrates it, loads
 //! `DISCOVERY_ESTABLISHMENTS` (default 100,000) listings straight into the read model
@@ -280,8 +283,15 @@ fn bounding_box(near: Near) -> (f64, f64, f64, f64) {
 
 #[tokio::main]
 async fn main() {
-    let n = env_usize("DISCOVERY_ESTABLISHMENTS", 100_000);
-    let queries = env_usize("DISCOVERY_QUERIES", 2_000);
+    // Under `cargo test --all-targets` (no `--bench`), a smoke run that keeps CI short.
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let (n, queries) = if measuring {
+        (100_000, 2_000)
+    } else {
+        (2_000, 50)
+    };
+    let n = env_usize("DISCOVERY_ESTABLISHMENTS", n);
+    let queries = env_usize("DISCOVERY_QUERIES", queries);
     let base = pg_base();
     let name = format!("navaro_discovery_{}", uuid::Uuid::new_v4().simple());
     let mut admin = sqlx::PgConnection::connect(&base).await.expect("postgres");
