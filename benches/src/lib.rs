@@ -98,6 +98,7 @@ pub fn realistic_shop(staff_count: usize, fill: f64) -> Shop {
         max_future_bookings_per_customer: 1000,
         queue_max_length: 100,
         queue_no_show_grace_minutes: 5,
+        listing: Default::default(),
     };
     shop.exec(owner(), &Command::CreateEstablishment { settings });
     let mut hours = WeeklyHours::weekdays(&[("09:00", "12:00"), ("13:00", "19:00")]);
@@ -168,6 +169,7 @@ pub async fn open_shops(engine: &Engine, count: usize) -> Vec<(EstablishmentId, 
             max_future_bookings_per_customer: 1000,
             queue_max_length: 100,
             queue_no_show_grace_minutes: 5,
+            listing: Default::default(),
         };
         let exec = |command| {
             engine.execute(

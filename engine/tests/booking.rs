@@ -602,3 +602,95 @@ fn availability_reuses_the_days_no_event_or_expiry_touched() {
     assert_ne!(week(&sim), lapsed);
     assert_eq!((counts(&sim).reused, counts(&sim).computed), (23, 26));
 }
+
+fn admin() -> navaro_protocol::Caller {
+    navaro_protocol::Caller {
+        user_id: navaro_protocol::UserId(uuid::Uuid::from_u128(0xAD)),
+        role: navaro_protocol::Role::Admin,
+    }
+}
+
+#[test]
+fn a_suspension_refuses_new_bookings_holds_and_walk_ins_and_keeps_the_rest() {
+    let (mut sim, [ana, _], cut) = shop();
+    let kept = sim
+        .book(customer(1), cut, "2026-11-30T12:00:00Z", Some(ana))
+        .unwrap();
+    let suspend = Command::Suspend {
+        reason: "unpaid fees".into(),
+    };
+    // Only platform admins suspend, with a reason.
+    for caller in [owner(), staff_member(), customer(1)] {
+        let err = sim.exec(caller, suspend.clone()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Forbidden);
+    }
+    let err = sim
+        .exec(admin(), Command::Suspend { reason: " ".into() })
+        .unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("reason"));
+    sim.exec(admin(), suspend.clone()).unwrap();
+    assert_eq!(sim.est().suspended.as_deref(), Some("unpaid fees"));
+    assert_eq!(
+        sim.exec(admin(), suspend).unwrap_err().code,
+        ErrorCode::Conflict
+    );
+    let err = sim
+        .book(customer(2), cut, "2026-11-30T14:00:00Z", Some(ana))
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::EstablishmentSuspended);
+    assert!(err.message.contains("unpaid fees"));
+    let hold = Command::PlaceHold {
+        service_id: cut,
+        start: ts("2026-11-30T14:00:00Z"),
+        staff_id: None,
+        ttl_seconds: 300,
+    };
+    assert_eq!(
+        sim.exec(customer(2), hold.clone()).unwrap_err().code,
+        ErrorCode::EstablishmentSuspended
+    );
+    let join = Command::JoinQueue {
+        service_id: cut,
+        staff_id: None,
+        name: None,
+    };
+    assert_eq!(
+        sim.exec(customer(3), join.clone()).unwrap_err().code,
+        ErrorCode::EstablishmentSuspended
+    );
+    // The existing booking stays, and its customer may still cancel it.
+    assert!(sim.est().bookings.contains_key(&kept.id));
+    sim.exec(
+        customer(1),
+        Command::Cancel {
+            booking_id: kept.id,
+        },
+    )
+    .unwrap();
+    // Reinstated: all of it works again; reinstating twice is a conflict.
+    let reinstate = Command::Reinstate {
+        reason: "paid".into(),
+    };
+    sim.exec(admin(), reinstate.clone()).unwrap();
+    assert_eq!(
+        sim.exec(admin(), reinstate).unwrap_err().code,
+        ErrorCode::Conflict
+    );
+    sim.exec(customer(2), hold).unwrap();
+    sim.exec(customer(3), join).unwrap();
+}
+
+#[test]
+fn a_suspension_survives_a_snapshot() {
+    let (mut sim, _, _) = shop();
+    sim.exec(
+        admin(),
+        Command::Suspend {
+            reason: "review".into(),
+        },
+    )
+    .unwrap();
+    let snapshot = sim.est().to_snapshot();
+    let restored = navaro_engine::domain::state::Establishment::restore(&snapshot).unwrap();
+    assert_eq!(restored.suspended.as_deref(), Some("review"));
+}

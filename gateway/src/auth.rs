@@ -249,6 +249,12 @@ impl AuthUser {
             tracing::debug!(error = %e, "token refused");
             ApiError::unauthorized("invalid or expired token")
         })?;
+        if state.disabled.contains(UserId(claims.sub)) {
+            return Err(ApiError::from(navaro_protocol::Rejection::new(
+                navaro_protocol::ErrorCode::AccountDisabled,
+                "this account has been disabled by the platform",
+            )));
+        }
         let user = AuthUser {
             user_id: UserId(claims.sub),
             admin: state.settings.is_admin(claims.sub, &claims.email),

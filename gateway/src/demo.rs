@@ -95,6 +95,14 @@ pub async fn load(state: &AppState) -> Result<DemoSummary, DemoError> {
         max_future_bookings_per_customer: 5,
         queue_max_length: 30,
         queue_no_show_grace_minutes: 5,
+        listing: navaro_protocol::Listing {
+            category: Some("barbershop".to_owned()),
+            address: Some("Rua Augusta, 1500 - Consolação, São Paulo - SP".to_owned()),
+            latitude: Some(navaro_protocol::Degrees(-23.5587)),
+            longitude: Some(navaro_protocol::Degrees(-46.6600)),
+            photo_url: None,
+            description: Some("Cortes clássicos e barba desde 1998.".to_owned()),
+        },
     };
     run(
         state,

@@ -7,8 +7,8 @@
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use navaro_protocol::{
-    Alternative, Booking, BookingStatus, EstablishmentId, EstablishmentSettings, ServiceId,
-    SettingsPatch, StaffId, TimeOff, UserId, WeeklyHours,
+    Alternative, Booking, BookingStatus, Degrees, EstablishmentId, EstablishmentSettings, Listing,
+    ListingPatch, ServiceId, SettingsPatch, StaffId, TimeOff, UserId, WeeklyHours,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -87,6 +87,19 @@ pub struct CreateEstablishmentRequest {
     pub queue_max_length: Option<u16>,
     /// A called ticket not started within this long is marked no-show.
     pub queue_no_show_grace_minutes: Option<u16>,
+    /// One of `barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`, `tattoo`, `pet`,
+    /// `fitness`, `other`.
+    pub category: Option<String>,
+    /// Postal address, up to 300 characters.
+    pub address: Option<String>,
+    /// Degrees, -90 to 90; with `longitude`.
+    pub latitude: Option<f64>,
+    /// Degrees, -180 to 180; with `latitude`.
+    pub longitude: Option<f64>,
+    /// An http(s) URL of a photo, up to 2000 characters.
+    pub photo_url: Option<String>,
+    /// A short description, up to 1000 characters.
+    pub description: Option<String>,
 }
 
 impl CreateEstablishmentRequest {
@@ -108,6 +121,14 @@ impl CreateEstablishmentRequest {
             queue_no_show_grace_minutes: self
                 .queue_no_show_grace_minutes
                 .unwrap_or_else(defaults::queue_no_show_grace_minutes),
+            listing: Listing {
+                category: self.category,
+                address: self.address,
+                latitude: self.latitude.map(Degrees),
+                longitude: self.longitude.map(Degrees),
+                photo_url: self.photo_url,
+                description: self.description,
+            },
         }
     }
 }
@@ -127,6 +148,19 @@ pub struct PatchEstablishmentRequest {
     pub queue_max_length: Option<u16>,
     /// A called ticket not started within this long is marked no-show.
     pub queue_no_show_grace_minutes: Option<u16>,
+    /// One of `barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`, `tattoo`, `pet`,
+    /// `fitness`, `other`.
+    pub category: Option<String>,
+    /// Postal address, up to 300 characters.
+    pub address: Option<String>,
+    /// Degrees, -90 to 90; with `longitude`.
+    pub latitude: Option<f64>,
+    /// Degrees, -180 to 180; with `latitude`.
+    pub longitude: Option<f64>,
+    /// An http(s) URL of a photo, up to 2000 characters.
+    pub photo_url: Option<String>,
+    /// A short description, up to 1000 characters.
+    pub description: Option<String>,
 }
 
 impl PatchEstablishmentRequest {
@@ -141,6 +175,14 @@ impl PatchEstablishmentRequest {
             max_future_bookings_per_customer: self.max_future_bookings_per_customer,
             queue_max_length: self.queue_max_length,
             queue_no_show_grace_minutes: self.queue_no_show_grace_minutes,
+            listing: ListingPatch {
+                category: self.category,
+                address: self.address,
+                latitude: self.latitude.map(Degrees),
+                longitude: self.longitude.map(Degrees),
+                photo_url: self.photo_url,
+                description: self.description,
+            },
         }
     }
 }
@@ -250,6 +292,19 @@ pub struct EstablishmentDto {
     pub max_future_bookings_per_customer: u16,
     pub queue_max_length: u16,
     pub queue_no_show_grace_minutes: u16,
+    pub category: Option<String>,
+    pub address: Option<String>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub photo_url: Option<String>,
+    pub description: Option<String>,
+    /// Reserved for ratings: always null for now.
+    pub rating_average: Option<f64>,
+    /// Reserved for ratings: always 0 for now.
+    pub rating_count: u32,
+    /// Why the platform suspended the establishment (it then takes no new bookings,
+    /// holds or walk-ins); null while it is active.
+    pub suspended_reason: Option<String>,
     /// The establishment's latest event sequence number (for `live?since=`).
     pub seq: u64,
     pub staff: Vec<StaffDto>,

@@ -36,7 +36,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::CancelCutoffPassed
         | ErrorCode::HoldExpired
         | ErrorCode::BookingArchived
-        | ErrorCode::Conflict => StatusCode::CONFLICT,
+        | ErrorCode::Conflict
+        | ErrorCode::EstablishmentSuspended => StatusCode::CONFLICT,
+        ErrorCode::AccountDisabled => StatusCode::FORBIDDEN,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Overloaded | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

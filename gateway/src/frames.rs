@@ -21,9 +21,11 @@ use crate::dto::{BookingDto, ServiceDto, StaffDto, TimeOffDto};
 use crate::routes::queue::TicketDto;
 
 /// Every event type with the schema of its `data`, in `Event`'s order.
-pub const EVENT_DATA: [(&str, &str); 21] = [
+pub const EVENT_DATA: [(&str, &str); 23] = [
     ("establishment.created", "EstablishmentCreatedData"),
     ("establishment.updated", "EstablishmentUpdatedData"),
+    ("establishment.suspended", "SuspensionData"),
+    ("establishment.reinstated", "SuspensionData"),
     ("staff.added", "StaffAddedData"),
     ("staff.hours_set", "StaffHoursSetData"),
     ("staff.time_off_added", "TimeOffAddedData"),
@@ -57,6 +59,34 @@ pub struct SettingsData {
     pub max_future_bookings_per_customer: u16,
     pub queue_max_length: u16,
     pub queue_no_show_grace_minutes: u16,
+    /// The listing; absent when it has no field set.
+    #[schema(required = false)]
+    pub listing: ListingData,
+}
+
+/// An establishment's listing as events carry it: each field absent when not set.
+#[derive(ToSchema)]
+pub struct ListingData {
+    #[schema(required = false)]
+    pub category: String,
+    #[schema(required = false)]
+    pub address: String,
+    #[schema(required = false)]
+    pub latitude: f64,
+    #[schema(required = false)]
+    pub longitude: f64,
+    #[schema(required = false)]
+    pub photo_url: String,
+    #[schema(required = false)]
+    pub description: String,
+}
+
+/// `establishment.suspended` (the owner is told why) and `establishment.reinstated`:
+/// the admin's reason and who the admin was.
+#[derive(ToSchema)]
+pub struct SuspensionData {
+    pub reason: String,
+    pub by: Uuid,
 }
 
 /// `establishment.created`.
@@ -213,6 +243,8 @@ pub fn data_schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
     }
     add!(
         SettingsData,
+        ListingData,
+        SuspensionData,
         EstablishmentCreatedData,
         EstablishmentUpdatedData,
         StaffAddedData,
@@ -408,6 +440,18 @@ mod tests {
             max_future_bookings_per_customer: 10,
             queue_max_length: 100,
             queue_no_show_grace_minutes: 5,
+            listing: if full {
+                navaro_protocol::Listing {
+                    category: Some("barbershop".to_owned()),
+                    address: Some("Rua A, 1".to_owned()),
+                    latitude: Some(navaro_protocol::Degrees(-23.5)),
+                    longitude: Some(navaro_protocol::Degrees(-46.6)),
+                    photo_url: Some("https://example.com/a.jpg".to_owned()),
+                    description: Some("Cortes".to_owned()),
+                }
+            } else {
+                Default::default()
+            },
         };
         let booking = Booking {
             id: BookingId(id(1)),
@@ -462,6 +506,14 @@ mod tests {
                 settings: settings.clone(),
             },
             Event::SettingsUpdated { settings },
+            Event::EstablishmentSuspended {
+                reason: "unpaid fees".to_owned(),
+                by: UserId(id(13)),
+            },
+            Event::EstablishmentReinstated {
+                reason: "paid".to_owned(),
+                by: UserId(id(13)),
+            },
             Event::StaffAdded {
                 staff: Staff {
                     id: StaffId(id(4)),
@@ -559,6 +611,8 @@ mod tests {
         match event {
             Event::EstablishmentCreated { .. }
             | Event::SettingsUpdated { .. }
+            | Event::EstablishmentSuspended { .. }
+            | Event::EstablishmentReinstated { .. }
             | Event::StaffAdded { .. }
             | Event::StaffHoursSet { .. }
             | Event::TimeOffAdded { .. }

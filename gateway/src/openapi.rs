@@ -8,13 +8,16 @@ use utoipa::{Modify, OpenApi};
 use crate::dto::*;
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::frames::LiveFrames;
-use crate::routes::{accounts, bookings, establishments, notifications, ops, queue};
+use crate::routes::{
+    accounts, admin, bookings, discovery, establishments, notifications, ops, queue,
+};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Navaro API", version = "1", description = "Booking and live-queue platform. See shared/API.md."),
     paths(
         accounts::register, accounts::login, accounts::me, accounts::my_bookings,
+        discovery::search_establishments,
         establishments::create_establishment, establishments::get_establishment,
         establishments::update_establishment, establishments::add_member,
         establishments::add_staff, establishments::set_staff_hours,
@@ -31,6 +34,9 @@ use crate::routes::{accounts, bookings, establishments, notifications, ops, queu
         notifications::rotate_webhook_secret, notifications::enable_webhook,
         notifications::list_deliveries, notifications::replay_delivery,
         crate::live::live,
+        admin::list_establishments, admin::suspend_establishment,
+        admin::reinstate_establishment, admin::list_users, admin::disable_user,
+        admin::stats, admin::audit,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
     components(schemas(ErrorBody, ErrorDetail, AlternativeDto, AvailabilityForm)),

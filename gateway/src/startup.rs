@@ -112,6 +112,12 @@ impl Application {
             )),
             ..stores
         };
+        let disabled = stores
+            .directory
+            .disabled_users()
+            .await
+            .map_err(StartupError::Stores)?;
+        let disabled = crate::routes::admin::DisabledUsers::new(disabled);
         let engine = Engine::start(stores.journal.clone(), engine_config(&settings)).await?;
         let addr = settings.http.listen;
         let tcp = TcpListener::bind(addr)
@@ -132,6 +138,7 @@ impl Application {
             shutdown: shutdown_rx,
             live: Arc::new(LiveRegistry::default()),
             notify,
+            disabled,
         });
         let router = router(state.clone());
         tracing::info!(addr = %local, "listening");

@@ -46,4 +46,6 @@ pub struct Shared {
     pub live: Arc<LiveRegistry>,
     /// Notifications (push, webhooks); `None` on the memory stores or when turned off.
     pub notify: Option<navaro_notify::Notify>,
+    /// Accounts the platform disabled: their tokens are refused.
+    pub disabled: Arc<crate::routes::admin::DisabledUsers>,
 }

@@ -182,11 +182,23 @@ where
         let result = std::task::ready!(this.inner.poll(cx));
         if let (Ok(response), Some((method, route))) = (&result, this.labels.take()) {
             let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+            if response.status().is_server_error() {
+                SERVER_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             RequestMetrics::of(&method, route, response.status().as_u16())
                 .record(this.started.elapsed());
         }
         Poll::Ready(result)
     }
+}
+
+/// Answers with a 5xx status since this process started (the admin's "errors" counter;
+/// `/metrics` has them by route and status).
+static SERVER_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many answers had a 5xx status since this process started.
+pub fn server_errors() -> u64 {
+    SERVER_ERRORS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// `http_requests_total` and `http_request_duration_seconds` of one method, route and

@@ -523,6 +523,8 @@ async fn authorization_matrix() {
     // (method, path, body, who may: the rest must be refused)
     let manage = ["owner_a", "admin"];
     let sees_booking = ["owner_a", "staff_a", "admin", "c1"];
+    let only_admin = ["admin"];
+    let (_, victim) = server.register("victim").await;
     let endpoints: Vec<(Method, String, Option<Value>, &[&str])> = vec![
         (
             Method::PATCH,
@@ -570,6 +572,34 @@ async fn authorization_matrix() {
             format!("{b}/reschedule"),
             Some(json!({"start": free[6]["start"]})),
             &sees_booking,
+        ),
+        // The platform's admin routes: admins only, whatever else the caller is.
+        (
+            Method::GET,
+            "/v1/admin/establishments".into(),
+            None,
+            &only_admin,
+        ),
+        (Method::GET, "/v1/admin/users".into(), None, &only_admin),
+        (Method::GET, "/v1/admin/stats".into(), None, &only_admin),
+        (Method::GET, "/v1/admin/audit".into(), None, &only_admin),
+        (
+            Method::POST,
+            format!("/v1/admin/establishments/{id_a}/suspend"),
+            Some(json!({"reason": "matrix"})),
+            &only_admin,
+        ),
+        (
+            Method::POST,
+            format!("/v1/admin/establishments/{id_a}/reinstate"),
+            Some(json!({"reason": "matrix"})),
+            &only_admin,
+        ),
+        (
+            Method::POST,
+            format!("/v1/admin/users/{victim}/disable"),
+            Some(json!({"reason": "matrix"})),
+            &only_admin,
         ),
     ];
     for (method, path, body, allowed) in &endpoints {

@@ -20,6 +20,9 @@ pub(crate) struct Group {
     pub items: Vec<ItemRow>,
     /// Holds that became bookings in this group.
     pub converted_holds: Vec<(Uuid, Uuid)>,
+    /// Listing changes, in the order decided (rare: creations, settings, services,
+    /// suspensions). A group with none is written exactly as before they existed.
+    pub listings: Vec<crate::listing::ListingChange>,
 }
 
 impl Group {
@@ -31,6 +34,16 @@ impl Group {
         self.items
             .iter()
             .filter(|r| !losers.contains(&r.establishment_id))
+    }
+
+    /// The listing changes of the establishments not in `losers`.
+    pub fn listings_without<'a>(
+        &'a self,
+        losers: &'a HashSet<Uuid>,
+    ) -> impl Iterator<Item = &'a crate::listing::ListingChange> {
+        self.listings
+            .iter()
+            .filter(|c| !losers.contains(&c.establishment_id()))
     }
 
     pub fn converted_without(&self, losers: &HashSet<Uuid>) -> Vec<Uuid> {

@@ -12,15 +12,24 @@
 //! `writer`, a single group-commit task that gathers the batches of every actor, applies
 //! the gap and fencing rules, and writes each group with one statement and one commit
 //! through a `backend` (`pg` or `sqlite`). The read model (`bookings` table) is written
-//! in that same transaction. `sql_accounts` and `read_model` are the other two stores
-//! over the same backend; `open` connects, migrates and wires it all up.
+//! in that same transaction, and so is the establishments read model (`listing`: what
+//! discovery searches; its changes ride in the group as `ListingChange`s). `sql_accounts`
+//! and `read_model` are two more stores over the same backend; [`Directory`]
+//! (`directory`, `directory_sql`) is the platform-wide one: discovery's search, the
+//! admin's users, disabled accounts, counters and audit log, on the database's pool.
+//! `backfill` gives establishments older than the listings theirs. `open` connects,
+//! migrates and wires it all up.
 
 pub mod accounts;
 mod backend;
+mod backfill;
 mod breaker;
+pub mod directory;
+mod directory_sql;
 #[cfg(test)]
 mod fake;
 mod journal;
+pub mod listing;
 mod open;
 mod pg;
 mod read_model;
@@ -36,6 +45,9 @@ pub use accounts::{
     AccountError, AccountStore, CREATION_KEY_TTL_SECONDS, MemberRole, Membership, MemoryAccounts,
     User,
 };
+pub use directory::{AuditEntry, Directory, StoreCounters, UserSummary};
+pub use directory_sql::postgres_search_sql;
+pub use listing::{Cursor, ListingHit, ListingRecord, Near, SearchQuery, fold, haversine_m};
 pub use navaro_engine::store::{Journal, JournalError};
 pub use open::{migrate, open};
 pub use read_model::BookingReadModel;
@@ -46,6 +58,8 @@ pub struct Stores {
     pub journal: Arc<dyn Journal>,
     pub accounts: Arc<dyn AccountStore>,
     pub bookings: Arc<dyn BookingReadModel>,
+    /// Discovery's search and the platform admin's store.
+    pub directory: Arc<dyn Directory>,
 }
 
 /// How long a readiness probe may take before the store counts as not ready.
@@ -56,13 +70,16 @@ impl Stores {
     /// sees what the journal made durable.
     pub fn memory() -> Stores {
         let bookings = read_model::MemoryBookings::default();
+        let directory = directory::MemoryDirectory::default();
         Stores {
             journal: Arc::new(read_model::ProjectingJournal {
                 inner: navaro_engine::store::MemoryJournal::new(),
                 bookings: bookings.clone(),
+                directory: directory.clone(),
             }),
             accounts: Arc::new(MemoryAccounts::new()),
             bookings: Arc::new(bookings),
+            directory: Arc::new(directory),
         }
     }
 

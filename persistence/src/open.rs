@@ -11,8 +11,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, PgPool, Postgres, Sqlite, SqlitePool};
 use tokio::sync::mpsc;
 
+use crate::Directory;
 use crate::backend::Backend;
 use crate::breaker::{Breaker, Guarded};
+use crate::directory_sql::{PgDirectory, SqliteDirectory};
 use crate::journal::SqlJournal;
 use crate::pg::PgBackend;
 use crate::read_model::SqlBookings;
@@ -94,6 +96,11 @@ fn postgres_migrator() -> Migrator {
             include_str!("../migrations/postgres/0005_event_compression.sql"),
         ),
         migration(
+            7,
+            "discovery",
+            include_str!("../migrations/postgres/0007_discovery.sql"),
+        ),
+        migration(
             9,
             "notify",
             include_str!("../migrations/postgres/0009_notify.sql"),
@@ -113,6 +120,11 @@ fn sqlite_migrator() -> Migrator {
             2,
             "creation keys",
             include_str!("../migrations/sqlite/0002_creation_keys.sql"),
+        ),
+        migration(
+            4,
+            "discovery",
+            include_str!("../migrations/sqlite/0004_discovery.sql"),
         ),
         migration(
             6,
@@ -213,6 +225,15 @@ pub async fn migrate(database_url: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+fn log_backfill(projected: usize) {
+    if projected > 0 {
+        tracing::info!(
+            establishments = projected,
+            "listings projected for establishments created before discovery"
+        );
+    }
+}
+
 /// Connect, migrate, start the journal writer and assemble the stores.
 pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, StoreError> {
     let target = parse(database_url)?;
@@ -224,11 +245,23 @@ pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, S
     if matches!(target, Target::Postgres(_)) {
         check_pool_size(options.max_connections, writers, options.writer_shards == 0)?;
     }
-    let database: Arc<dyn Backend> = match target {
-        Target::Postgres(o) => Arc::new(PgBackend::new(pg_pool(o, &options).await?)),
-        Target::Sqlite(o) => Arc::new(SqliteBackend {
-            pool: sqlite_pool(o, &options).await?,
-        }),
+    let (database, directory): (Arc<dyn Backend>, Arc<dyn Directory>) = match target {
+        Target::Postgres(o) => {
+            let pool = pg_pool(o, &options).await?;
+            log_backfill(crate::backfill::pg(&pool).await?);
+            (
+                Arc::new(PgBackend::new(pool.clone())),
+                Arc::new(PgDirectory { pool }),
+            )
+        }
+        Target::Sqlite(o) => {
+            let pool = sqlite_pool(o, &options).await?;
+            log_backfill(crate::backfill::sqlite(&pool).await?);
+            (
+                Arc::new(SqliteBackend { pool: pool.clone() }),
+                Arc::new(SqliteDirectory { pool }),
+            )
+        }
     };
     let backend: Arc<dyn Backend> = Arc::new(Guarded::new(
         database,
@@ -274,5 +307,6 @@ pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, S
             backend: backend.clone(),
         }),
         bookings: Arc::new(SqlBookings { backend }),
+        directory,
     })
 }

@@ -73,7 +73,11 @@ impl PgBackend {
 
     async fn write_group_now(&self, group: &Group) -> Result<Losers, WriteError> {
         let mut conn = self.writer_connection().await?;
-        let written = write_group_on(&mut conn, group).await;
+        let written = if group.listings.is_empty() {
+            write_group_on(&mut conn, group).await
+        } else {
+            write_group_with_listings(&mut conn, group).await
+        };
         self.keep(conn, written.as_ref().err());
         Ok(written?.into_iter().collect())
     }
@@ -109,6 +113,26 @@ async fn write_group_on(conn: &mut sqlx::PgConnection, group: &Group) -> DbResul
         .bind(HOLD_CONVERTED)
         .fetch_one(conn)
         .await
+}
+
+/// A group that changes listings: the same call inside a transaction, then the listing
+/// statements of the establishments that did not lose a fencing race, then the commit
+/// (where the deferred overlap constraint is checked). Creations and settings changes
+/// are rare, so the extra round trips are paid by few groups; every other group is the
+/// one-statement call of [`write_group_on`].
+async fn write_group_with_listings(
+    conn: &mut sqlx::PgConnection,
+    group: &Group,
+) -> DbResult<Vec<Uuid>> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await?;
+    let losers = write_group_on(&mut tx, group).await?;
+    let lost: Losers = losers.iter().copied().collect();
+    for change in group.listings_without(&lost) {
+        crate::directory_sql::pg_apply(&mut tx, change).await?;
+    }
+    tx.commit().await?;
+    Ok(losers)
 }
 
 /// The claim of [`Backend::claim_creation_key`]: insert, or keep the row there unless it

@@ -177,16 +177,25 @@ impl BookingReadModel for MemoryBookings {
 pub(crate) struct ProjectingJournal {
     pub inner: MemoryJournal,
     pub bookings: MemoryBookings,
+    pub directory: crate::directory::MemoryDirectory,
 }
 
 impl Journal for ProjectingJournal {
     fn append(&self, batch: AppendBatch) -> BoxFuture<'static, Result<(), JournalError>> {
         let records = batch.records.clone();
+        let batch_establishment = batch.establishment_id.0;
         let done = self.inner.append(batch);
         let bookings = self.bookings.clone();
+        let directory = self.directory.clone();
+        let establishment = batch_establishment;
         async move {
             done.await?;
             bookings.apply(&records);
+            for record in &records {
+                if let Some(change) = crate::listing::listing_change(establishment, record) {
+                    directory.apply(&change);
+                }
+            }
             Ok(())
         }
         .boxed()

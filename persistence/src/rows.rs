@@ -58,6 +58,8 @@ pub(crate) enum Projection {
     Upsert(ItemRow),
     /// A hold became a booking: its row stops blocking the slot.
     HoldConverted(Uuid),
+    /// The establishment's listing changed (creation, settings, a service, suspension).
+    Listing(crate::listing::ListingChange),
 }
 
 /// A batch turned into rows, ready for the writer.
@@ -89,6 +91,9 @@ pub(crate) fn encode_batch(
             payload,
         });
         project(record, &mut out.projections)?;
+        if let Some(change) = crate::listing::listing_change(establishment_id.0, record) {
+            out.projections.push(Projection::Listing(change));
+        }
     }
     Ok(out)
 }

@@ -93,6 +93,9 @@ async fn project(tx: &mut Tx, group: &Group, losers: &Losers) -> DbResult<()> {
             .execute(&mut **tx)
             .await?;
     }
+    for change in group.listings_without(losers) {
+        crate::directory_sql::sqlite_apply(&mut *tx, change).await?;
+    }
     Ok(())
 }
 

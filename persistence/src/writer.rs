@@ -460,6 +460,7 @@ fn build_group(batches: &[Pending]) -> Group {
                 Projection::HoldConverted(hold) => {
                     group.converted_holds.push((p.establishment_id.0, *hold));
                 }
+                Projection::Listing(change) => group.listings.push(change.clone()),
             }
         }
     }

@@ -46,6 +46,14 @@ macro_rules! suite {
                 super::read_model_projection::<$db>().await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn listings_follow_the_journal_and_are_backfilled() {
+                super::listings_follow_the_journal_and_are_backfilled::<$db>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_audit_log_is_append_only() {
+                super::the_audit_log_is_append_only::<$db>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn corrupt_payload_is_reported() {
                 super::corrupt_payload_is_reported::<$db>().await
             }
@@ -320,6 +328,199 @@ async fn read_model_projection<D: TestDb>() {
         .await
         .unwrap();
     assert_eq!(db.item_status(ended.0).await.as_deref(), Some("ended"));
+}
+
+fn listed_settings(name: &str) -> EstablishmentSettings {
+    EstablishmentSettings {
+        name: name.to_owned(),
+        timezone: "America/Sao_Paulo".to_owned(),
+        slot_minutes: 15,
+        min_notice_minutes: 0,
+        horizon_days: 60,
+        cancel_cutoff_minutes: 0,
+        max_future_bookings_per_customer: 10,
+        queue_max_length: 100,
+        queue_no_show_grace_minutes: 5,
+        listing: Listing {
+            category: Some("salon".to_owned()),
+            latitude: Some(Degrees(-23.55)),
+            longitude: Some(Degrees(-46.63)),
+            ..Listing::default()
+        },
+    }
+}
+
+fn text_query(text: &str) -> navaro_persistence::SearchQuery {
+    navaro_persistence::SearchQuery {
+        words: navaro_persistence::fold(text)
+            .split(' ')
+            .map(str::to_owned)
+            .collect(),
+        limit: 10,
+        ..Default::default()
+    }
+}
+
+/// The listing follows creation, settings, services and suspension, in the append's
+/// transaction; a replayed change does nothing; an establishment created before the
+/// listings existed (its row missing, its id queued as the migration queues them) gets
+/// its listing from the journal when the stores open.
+async fn listings_follow_the_journal_and_are_backfilled<D: TestDb>() {
+    let db = D::create().await;
+    let stores = db.open().await;
+    let est = new_establishment();
+    let owner = UserId(new_id());
+    let service = Service {
+        id: ServiceId(new_id()),
+        name: "Escova Progressiva".to_owned(),
+        duration_minutes: 30,
+        price_cents: 100,
+        currency: "BRL".to_owned(),
+        buffer_after_minutes: 0,
+        staff_ids: vec![],
+    };
+    let events = vec![
+        record(
+            1,
+            Event::EstablishmentCreated {
+                id: est,
+                owner_id: owner,
+                settings: listed_settings("Salão Ágata"),
+            },
+        ),
+        record(2, Event::ServiceAdded { service }),
+        record(
+            3,
+            Event::SettingsUpdated {
+                settings: listed_settings("Salão Ágata Nova"),
+            },
+        ),
+    ];
+    stores
+        .journal
+        .append(AppendBatch {
+            establishment_id: est,
+            records: events,
+        })
+        .await
+        .unwrap();
+    let hits = stores
+        .directory
+        .search(text_query("agata nova escova"))
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    let listing = &hits[0].listing;
+    assert_eq!(listing.id, est.0);
+    assert_eq!(listing.name, "Salão Ágata Nova");
+    assert_eq!(listing.services, ["Escova Progressiva"]);
+    assert_eq!(listing.category.as_deref(), Some("salon"));
+    assert_eq!(listing.owner_id, owner);
+    let suspend = Event::EstablishmentSuspended {
+        reason: "fraud".to_owned(),
+        by: UserId(new_id()),
+    };
+    stores
+        .journal
+        .append(one(est, record(4, suspend)))
+        .await
+        .unwrap();
+    assert!(
+        stores
+            .directory
+            .search(text_query("agata"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut admin = text_query("agata");
+    admin.include_suspended = true;
+    let hits = stores.directory.search(admin.clone()).await.unwrap();
+    assert_eq!(hits[0].listing.suspended_reason.as_deref(), Some("fraud"));
+    drop(stores);
+
+    // As if the establishment predated the listings: no row, its id queued.
+    db.execute("DELETE FROM establishments").await;
+    db.execute_with_id(
+        "INSERT INTO listings_pending (establishment_id) VALUES",
+        est.0,
+    )
+    .await;
+    let reopened = db.open().await;
+    let hits = reopened.directory.search(admin).await.unwrap();
+    assert_eq!(hits.len(), 1, "backfilled: {hits:?}");
+    assert_eq!(hits[0].listing.name, "Salão Ágata Nova");
+    assert_eq!(hits[0].listing.services, ["Escova Progressiva"]);
+    assert_eq!(hits[0].listing.suspended_reason.as_deref(), Some("fraud"));
+    // Dequeued: the next open projects nothing again.
+    drop(reopened);
+    db.execute("DELETE FROM establishments").await;
+    let again = db.open().await;
+    assert!(
+        again
+            .directory
+            .search(text_query("agata"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Entries come back newest first with their ids; the database refuses to change or
+/// remove them, whoever asks.
+async fn the_audit_log_is_append_only<D: TestDb>() {
+    let db = D::create().await;
+    let stores = db.open().await;
+    let admin = new_id();
+    let mut ids = Vec::new();
+    for (i, action) in [
+        "establishment.suspend",
+        "user.disable",
+        "establishment.reinstate",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let entry = navaro_persistence::AuditEntry {
+            id: 0,
+            at: base_time(),
+            admin_id: admin,
+            action: action.to_owned(),
+            target_kind: "establishment".to_owned(),
+            target_id: Some(new_id()),
+            reason: format!("reason {i}"),
+            detail: "{}".to_owned(),
+        };
+        ids.push(stores.directory.append_audit(entry).await.unwrap().id);
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let newest_first = stores.directory.audit(None, 10).await.unwrap();
+    let actions: Vec<&str> = newest_first.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "establishment.reinstate",
+            "user.disable",
+            "establishment.suspend"
+        ]
+    );
+    let older = stores.directory.audit(Some(ids[2]), 1).await.unwrap();
+    assert_eq!(older[0].id, ids[1]);
+    let mut refused = vec![
+        "UPDATE admin_audit SET reason = 'nothing happened'",
+        "DELETE FROM admin_audit",
+    ];
+    if D::POSTGRES {
+        refused.push("TRUNCATE admin_audit");
+    }
+    for sql in refused {
+        let error = db.try_execute(sql).await.expect_err(sql);
+        assert!(error.contains("append-only"), "{sql}: {error}");
+    }
+    assert_eq!(
+        stores.directory.audit(None, 10).await.unwrap(),
+        newest_first
+    );
 }
 
 /// The read-model answers through the public trait; shared with the memory stores.

@@ -55,6 +55,15 @@ pub enum Command {
     UpdateSettings {
         patch: SettingsPatch,
     },
+    /// Platform admins only: stop taking bookings, holds and walk-ins, with a reason the
+    /// owner is told. Existing bookings stay.
+    Suspend {
+        reason: String,
+    },
+    /// Platform admins only: lift a suspension.
+    Reinstate {
+        reason: String,
+    },
     AddStaff {
         name: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,6 +171,8 @@ impl Command {
         match self {
             Command::CreateEstablishment { .. } => "create_establishment",
             Command::UpdateSettings { .. } => "update_settings",
+            Command::Suspend { .. } => "suspend",
+            Command::Reinstate { .. } => "reinstate",
             Command::AddStaff { .. } => "add_staff",
             Command::SetStaffHours { .. } => "set_staff_hours",
             Command::AddTimeOff { .. } => "add_time_off",

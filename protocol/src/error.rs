@@ -39,6 +39,11 @@ pub enum ErrorCode {
     IdempotencyKeyReused,
     /// The request conflicts with the item's current state (already cancelled, exists).
     Conflict,
+    /// The platform suspended this establishment: it takes no new bookings, holds or
+    /// walk-ins until reinstated (its existing bookings stay).
+    EstablishmentSuspended,
+    /// The platform disabled this account: its tokens no longer work.
+    AccountDisabled,
     PayloadTooLarge,
     RateLimited,
     /// Too many commands in flight for this establishment, or every store connection
@@ -70,6 +75,8 @@ impl ErrorCode {
             ErrorCode::BookingArchived => "booking_archived",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::EstablishmentSuspended => "establishment_suspended",
+            ErrorCode::AccountDisabled => "account_disabled",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Overloaded => "overloaded",

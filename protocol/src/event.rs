@@ -26,6 +26,14 @@ pub enum Event {
     },
     #[serde(rename = "establishment.updated")]
     SettingsUpdated { settings: EstablishmentSettings },
+    /// A platform admin suspended the establishment: it takes no new bookings, holds or
+    /// walk-ins, and disappears from discovery; existing bookings stay. `reason` is what
+    /// the owner is told (the event is on the live feed).
+    #[serde(rename = "establishment.suspended")]
+    EstablishmentSuspended { reason: String, by: UserId },
+    /// A platform admin lifted the suspension.
+    #[serde(rename = "establishment.reinstated")]
+    EstablishmentReinstated { reason: String, by: UserId },
     #[serde(rename = "staff.added")]
     StaffAdded { staff: Staff },
     #[serde(rename = "staff.hours_set")]
@@ -111,6 +119,8 @@ impl Event {
         match self {
             Event::EstablishmentCreated { .. } => "establishment.created",
             Event::SettingsUpdated { .. } => "establishment.updated",
+            Event::EstablishmentSuspended { .. } => "establishment.suspended",
+            Event::EstablishmentReinstated { .. } => "establishment.reinstated",
             Event::StaffAdded { .. } => "staff.added",
             Event::StaffHoursSet { .. } => "staff.hours_set",
             Event::TimeOffAdded { .. } => "staff.time_off_added",

@@ -38,6 +38,104 @@ pub struct EstablishmentSettings {
     /// A called ticket not started within this long is marked no-show.
     #[serde(default = "defaults::queue_no_show_grace_minutes")]
     pub queue_no_show_grace_minutes: u16,
+    /// What customers see in a search result (category, address, place, photo, blurb).
+    /// Every field is optional, so establishments created before listings existed
+    /// decode with an empty one.
+    #[serde(default, skip_serializing_if = "Listing::is_empty")]
+    pub listing: Listing,
+}
+
+/// An establishment's listing: the fields discovery searches and shows. Absent fields
+/// are left out of the encoding (old journals and snapshots have none of them).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listing {
+    /// One of the platform's categories (`barbershop`, `salon`, `clinic`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// A postal address, as the owner writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Where it is, for "near me" searches; both or neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latitude: Option<Degrees>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longitude: Option<Degrees>,
+    /// An https URL of the establishment's photo (stored elsewhere; we keep the link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo_url: Option<String>,
+    /// A short description shown under the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// The categories an establishment may list itself under. A fixed list, so that apps can
+/// show them as choices and a search by category is an exact match.
+pub const CATEGORIES: [&str; 10] = [
+    "barbershop",
+    "salon",
+    "clinic",
+    "spa",
+    "nails",
+    "beauty",
+    "tattoo",
+    "pet",
+    "fitness",
+    "other",
+];
+
+/// An angle in decimal degrees (a latitude or a longitude). `Eq` holds because the
+/// engine accepts only finite values in range (`rules::Settings::parse`), so no NaN is
+/// ever stored or compared.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Degrees(pub f64);
+
+impl Eq for Degrees {}
+
+/// A partial update of a [`Listing`]; absent fields stay as they are.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListingPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latitude: Option<Degrees>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longitude: Option<Degrees>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl Listing {
+    pub fn is_empty(&self) -> bool {
+        *self == Listing::default()
+    }
+}
+
+impl ListingPatch {
+    pub fn is_empty(&self) -> bool {
+        *self == ListingPatch::default()
+    }
+
+    /// The listing with this patch laid over it.
+    pub fn apply_to(&self, base: &Listing) -> Listing {
+        Listing {
+            category: self.category.clone().or_else(|| base.category.clone()),
+            address: self.address.clone().or_else(|| base.address.clone()),
+            latitude: self.latitude.or(base.latitude),
+            longitude: self.longitude.or(base.longitude),
+            photo_url: self.photo_url.clone().or_else(|| base.photo_url.clone()),
+            description: self
+                .description
+                .clone()
+                .or_else(|| base.description.clone()),
+        }
+    }
 }
 
 /// A partial update of [`EstablishmentSettings`]; absent fields stay as they are.
@@ -62,6 +160,8 @@ pub struct SettingsPatch {
     pub queue_max_length: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_no_show_grace_minutes: Option<u16>,
+    #[serde(default, skip_serializing_if = "ListingPatch::is_empty")]
+    pub listing: ListingPatch,
 }
 
 impl SettingsPatch {
@@ -86,6 +186,7 @@ impl SettingsPatch {
             queue_no_show_grace_minutes: self
                 .queue_no_show_grace_minutes
                 .unwrap_or(base.queue_no_show_grace_minutes),
+            listing: self.listing.apply_to(&base.listing),
         }
     }
 }

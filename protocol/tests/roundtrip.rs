@@ -36,6 +36,7 @@ fn settings() -> EstablishmentSettings {
         max_future_bookings_per_customer: 3,
         queue_max_length: 50,
         queue_no_show_grace_minutes: 5,
+        listing: Default::default(),
     }
 }
 

@@ -53,6 +53,9 @@ pub fn decide(
                 settings: settings.raw,
             }])
         }
+        Command::Suspend { reason } | Command::Reinstate { reason } => {
+            suspension(est, caller, command, reason)
+        }
         Command::AddStaff {
             name,
             user_id,
@@ -116,6 +119,7 @@ pub fn decide(
             staff_id,
             customer_id,
         } => {
+            require_active(est)?;
             let customer = customer_for(caller, *customer_id)?;
             let placed = place(est, ctx, customer, *service_id, *start, *staff_id)?;
             let booking = Booking {
@@ -152,6 +156,7 @@ pub fn decide(
                     ),
                 ));
             }
+            require_active(est)?;
             let placed = place(est, ctx, caller.user_id, *service_id, *start, *staff_id)?;
             let hold = Hold {
                 id: HoldId(ctx.new_id),
@@ -192,8 +197,11 @@ pub fn decide(
                 by: caller.user_id,
             }])
         }
-        Command::JoinQueue { .. }
-        | Command::CallNext { .. }
+        Command::JoinQueue { .. } => {
+            require_active(est)?;
+            super::queue::decide_queue(est, ctx, caller, command)
+        }
+        Command::CallNext { .. }
         | Command::StartTicket { .. }
         | Command::FinishTicket { .. }
         | Command::NoShowTicket { .. }
@@ -231,6 +239,61 @@ pub fn decide(
                 Event::BookingNoShow { booking }
             }])
         }
+    }
+}
+
+/// Longest reason an admin may give for a suspension or reinstatement (it is shown to
+/// the owner and kept in the journal forever).
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// Suspend or reinstate: platform admins only, with a reason; suspending a suspended
+/// establishment (or reinstating an active one) is a conflict, not a second event.
+fn suspension(
+    est: &Establishment,
+    caller: &Caller,
+    command: &Command,
+    reason: &str,
+) -> Result<Events, Rejection> {
+    if caller.role != Role::Admin {
+        return Err(Rejection::new(
+            ErrorCode::Forbidden,
+            "only platform admins suspend or reinstate establishments",
+        ));
+    }
+    let reason = reason.trim();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+        return Err(Rejection::invalid(
+            "reason",
+            format!("reason must be 1 to {MAX_REASON_CHARS} characters"),
+        ));
+    }
+    let reason = reason.to_owned();
+    let by = caller.user_id;
+    match (command, &est.suspended) {
+        (Command::Suspend { .. }, None) => Ok(vec![Event::EstablishmentSuspended { reason, by }]),
+        (Command::Reinstate { .. }, Some(_)) => {
+            Ok(vec![Event::EstablishmentReinstated { reason, by }])
+        }
+        (Command::Suspend { .. }, Some(_)) => Err(Rejection::new(
+            ErrorCode::Conflict,
+            "the establishment is already suspended",
+        )),
+        _ => Err(Rejection::new(
+            ErrorCode::Conflict,
+            "the establishment is not suspended",
+        )),
+    }
+}
+
+/// New bookings, holds and walk-ins are refused while the platform suspends the
+/// establishment; what it already has (bookings, tickets) goes on as before.
+fn require_active(est: &Establishment) -> Result<(), Rejection> {
+    match &est.suspended {
+        None => Ok(()),
+        Some(reason) => Err(Rejection::new(
+            ErrorCode::EstablishmentSuspended,
+            format!("the establishment is suspended: {reason}"),
+        )),
     }
 }
 

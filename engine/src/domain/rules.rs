@@ -4,7 +4,9 @@
 //! functions is valid for the rest of the engine; a value that does not becomes a
 //! [`Rejection`] naming the offending field.
 
-use navaro_protocol::{ErrorCode, EstablishmentSettings, Rejection, WeeklyHours};
+use navaro_protocol::{
+    CATEGORIES, ErrorCode, EstablishmentSettings, Listing, Rejection, WeeklyHours,
+};
 
 use super::time::{MINUTES_PER_DAY, Minute, Zone};
 
@@ -59,6 +61,7 @@ impl Settings {
     pub fn parse(raw: EstablishmentSettings) -> Result<Settings, Rejection> {
         let name = parse_name("name", &raw.name)?;
         let zone = parse_timezone(&raw.timezone)?;
+        let listing = parse_listing(raw.listing.clone())?;
         if !SLOT_MINUTES_ALLOWED.contains(&raw.slot_minutes) {
             return Err(Rejection::invalid(
                 "slot_minutes",
@@ -103,9 +106,95 @@ impl Settings {
             horizon_minutes: i64::from(raw.horizon_days) * MINUTES_PER_DAY,
             cancel_cutoff_minutes: i64::from(raw.cancel_cutoff_minutes),
             max_future_bookings: usize::from(raw.max_future_bookings_per_customer),
-            raw: EstablishmentSettings { name, ..raw },
+            raw: EstablishmentSettings {
+                name,
+                listing,
+                ..raw
+            },
         })
     }
+}
+
+/// Longest address and description: a listing line and a short paragraph.
+pub const MAX_ADDRESS_CHARS: usize = 300;
+pub const MAX_DESCRIPTION_CHARS: usize = 1000;
+/// Longest photo URL: URLs longer than this are not links an app should load.
+pub const MAX_URL_CHARS: usize = 2000;
+
+/// A listing with its text trimmed, checked: a known category, coordinates both or
+/// neither and in range (so never NaN), an https (or http) photo URL, bounded texts.
+pub fn parse_listing(raw: Listing) -> Result<Listing, Rejection> {
+    let text = |field: &str, value: Option<String>, max: usize| -> Result<_, Rejection> {
+        let Some(value) = value else { return Ok(None) };
+        let trimmed = value.trim();
+        if trimmed.is_empty() {
+            return Ok(None);
+        }
+        if trimmed.chars().count() > max || trimmed.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(Rejection::invalid(
+                field,
+                format!("{field} must be at most {max} printable characters"),
+            ));
+        }
+        Ok(Some(trimmed.to_owned()))
+    };
+    let category = match raw.category {
+        None => None,
+        Some(c) if CATEGORIES.contains(&c.as_str()) => Some(c),
+        Some(_) => {
+            return Err(Rejection::invalid(
+                "category",
+                format!("category must be one of {CATEGORIES:?}"),
+            ));
+        }
+    };
+    match (raw.latitude, raw.longitude) {
+        (None, None) => {}
+        (Some(lat), Some(lon)) => {
+            if !(-90.0..=90.0).contains(&lat.0) {
+                return Err(Rejection::invalid(
+                    "latitude",
+                    "latitude must be between -90 and 90",
+                ));
+            }
+            if !(-180.0..=180.0).contains(&lon.0) {
+                return Err(Rejection::invalid(
+                    "longitude",
+                    "longitude must be between -180 and 180",
+                ));
+            }
+        }
+        (None, Some(_)) => {
+            return Err(Rejection::invalid(
+                "latitude",
+                "latitude and longitude go together",
+            ));
+        }
+        (Some(_), None) => {
+            return Err(Rejection::invalid(
+                "longitude",
+                "latitude and longitude go together",
+            ));
+        }
+    }
+    let photo_url = text("photo_url", raw.photo_url, MAX_URL_CHARS)?;
+    if let Some(url) = &photo_url {
+        let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+        if !scheme_ok || url.chars().any(char::is_whitespace) {
+            return Err(Rejection::invalid(
+                "photo_url",
+                "photo_url must be an http(s) URL without spaces",
+            ));
+        }
+    }
+    Ok(Listing {
+        category,
+        address: text("address", raw.address, MAX_ADDRESS_CHARS)?,
+        latitude: raw.latitude,
+        longitude: raw.longitude,
+        photo_url,
+        description: text("description", raw.description, MAX_DESCRIPTION_CHARS)?,
+    })
 }
 
 fn check_range<T: PartialOrd + std::fmt::Display + Copy>(

@@ -108,6 +108,9 @@ pub struct Establishment {
     pub customer_items: OrdSet<(UserId, Minute, ItemRef)>,
     /// The walk-in queue.
     pub queue: super::queue::Queue,
+    /// Why the platform suspended this establishment, while it is suspended: it then
+    /// takes no new bookings, holds or walk-ins.
+    pub suspended: Option<String>,
     /// The seq of the last applied event.
     pub seq: u64,
     /// The history window's start as of the last eviction ([`super::window`]): every
@@ -156,6 +159,7 @@ impl Establishment {
             agenda: OrdSet::new(),
             customer_items: OrdSet::new(),
             queue: Default::default(),
+            suspended: None,
             seq: 1,
             history_from: Minute::MIN,
             stamps: Stamps::default(),
@@ -197,6 +201,16 @@ impl Establishment {
                     Settings::parse(settings.clone()).map_err(|r| corrupt(seq, r.message))?;
                 self.settings = Arc::new(parsed);
                 self.structure_changed();
+            }
+            Event::EstablishmentSuspended { reason, .. } => {
+                self.suspended = Some(reason.clone());
+                // The establishment's rendered JSON shows the suspension; slots do not
+                // change (availability is what the staff could do, bookings are refused).
+                self.setup_rendered = Arc::default();
+            }
+            Event::EstablishmentReinstated { .. } => {
+                self.suspended = None;
+                self.setup_rendered = Arc::default();
             }
             Event::StaffAdded { staff } => self.add_staff(seq, staff)?,
             Event::StaffHoursSet { staff_id, hours } => {
@@ -453,13 +467,14 @@ impl Establishment {
     /// after applying it. Used for first answers and for idempotent replays alike.
     pub fn reply_for(&self, event: &Event) -> Reply {
         match event {
-            Event::EstablishmentCreated { .. } | Event::SettingsUpdated { .. } => {
-                Reply::Establishment {
-                    id: self.id,
-                    owner_id: self.owner_id,
-                    settings: self.settings.raw.clone(),
-                }
-            }
+            Event::EstablishmentCreated { .. }
+            | Event::SettingsUpdated { .. }
+            | Event::EstablishmentSuspended { .. }
+            | Event::EstablishmentReinstated { .. } => Reply::Establishment {
+                id: self.id,
+                owner_id: self.owner_id,
+                settings: self.settings.raw.clone(),
+            },
             Event::StaffAdded { staff } => Reply::Staff(staff.clone()),
             Event::StaffHoursSet { staff_id, .. } => {
                 let staff = self
@@ -521,6 +536,7 @@ impl Establishment {
             queue_last_number: self.queue.last_number,
             published: self.queue.published.clone(),
             history_from: (self.history_from != Minute::MIN).then_some(self.history_from),
+            suspended: self.suspended.clone(),
         }
     }
 
@@ -572,6 +588,7 @@ impl Establishment {
         state.queue.last_number = snapshot.queue_last_number;
         state.queue.published.clone_from(&snapshot.published);
         state.history_from = snapshot.history_from.unwrap_or(Minute::MIN);
+        state.suspended.clone_from(&snapshot.suspended);
         state.seq = seq;
         Ok(state)
     }
@@ -647,4 +664,7 @@ pub struct SnapshotState {
     /// time off listed here are the ones inside the window.
     #[serde(default)]
     pub history_from: Option<Minute>,
+    /// Why the establishment is suspended, while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<String>,
 }

@@ -237,6 +237,16 @@ impl Engine {
         self.shared.registry.len()
     }
 
+    /// The read views of the establishments that have a running actor (the platform
+    /// admin's counters read them; nothing is activated).
+    pub fn active_views(&self) -> Vec<Arc<View>> {
+        self.shared
+            .registry
+            .iter()
+            .filter_map(|entry| entry.value().get().and_then(|h| h.view.load_full()))
+            .collect()
+    }
+
     /// Commands in flight for an establishment (0 when it is not active).
     pub fn in_flight(&self, id: EstablishmentId) -> usize {
         self.shared

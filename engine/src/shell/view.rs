@@ -42,6 +42,16 @@ impl View {
         &self.state.settings.zone.tz
     }
 
+    /// Why the platform suspended the establishment, while it is suspended.
+    pub fn suspended(&self) -> Option<&str> {
+        self.state.suspended.as_deref()
+    }
+
+    /// Tickets waiting in the walk-in queue.
+    pub fn waiting_tickets(&self) -> usize {
+        self.state.queue.waiting.len()
+    }
+
     /// The seq of the last event applied (possibly not yet durable).
     pub fn seq(&self) -> u64 {
         self.state.seq

@@ -30,6 +30,7 @@ pub fn settings(timezone: &str) -> EstablishmentSettings {
         max_future_bookings_per_customer: 1000,
         queue_max_length: 100,
         queue_no_show_grace_minutes: 5,
+        listing: Default::default(),
     }
 }
 

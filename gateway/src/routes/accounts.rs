@@ -173,6 +173,12 @@ pub async fn login(
     let password = body.password.chars().take(PASSWORD_MAX_CHARS).collect();
     let verified = state.passwords.verify(password, hash).await;
     match user {
+        Some(user) if verified && state.disabled.contains(user.id) => {
+            Err(ApiError::from(navaro_protocol::Rejection::new(
+                navaro_protocol::ErrorCode::AccountDisabled,
+                "this account has been disabled by the platform",
+            )))
+        }
         Some(user) if verified => {
             let (token, expires) = state.tokens.issue(user.id, &user.email, Timestamp::now());
             Ok(Json(LoginResponse {

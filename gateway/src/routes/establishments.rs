@@ -192,6 +192,15 @@ pub fn establishment_dto(view: &View) -> EstablishmentDto {
         max_future_bookings_per_customer: s.max_future_bookings_per_customer,
         queue_max_length: s.queue_max_length,
         queue_no_show_grace_minutes: s.queue_no_show_grace_minutes,
+        category: s.listing.category.clone(),
+        address: s.listing.address.clone(),
+        latitude: s.listing.latitude.map(|d| d.0),
+        longitude: s.listing.longitude.map(|d| d.0),
+        photo_url: s.listing.photo_url.clone(),
+        description: s.listing.description.clone(),
+        rating_average: None,
+        rating_count: 0,
+        suspended_reason: view.suspended().map(str::to_owned),
         seq: view.seq(),
         staff: view.staff().into_iter().map(StaffDto::from).collect(),
         services: view.services().into_iter().map(ServiceDto::from).collect(),
@@ -577,6 +586,7 @@ mod tests {
                 max_future_bookings_per_customer: 10,
                 queue_max_length: 100,
                 queue_no_show_grace_minutes: 5,
+                listing: Default::default(),
             };
             shop.run(OWNER, Command::CreateEstablishment { settings })
                 .await;

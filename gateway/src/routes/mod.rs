@@ -1,7 +1,9 @@
 //! The HTTP routes, one module per area of API.md.
 
 pub mod accounts;
+pub mod admin;
 pub mod bookings;
+pub mod discovery;
 pub mod establishments;
 pub mod notifications;
 pub mod ops;
@@ -63,7 +65,23 @@ pub fn api() -> Router<AppState> {
             "/v1/establishments/{id}/webhooks/{webhook_id}/deliveries/{delivery_id}/replay",
             post(notifications::replay_delivery),
         )
-        .route("/v1/establishments", post(create_establishment))
+        .route(
+            "/v1/establishments",
+            post(create_establishment).get(discovery::search_establishments),
+        )
+        .route("/v1/admin/establishments", get(admin::list_establishments))
+        .route(
+            "/v1/admin/establishments/{id}/suspend",
+            post(admin::suspend_establishment),
+        )
+        .route(
+            "/v1/admin/establishments/{id}/reinstate",
+            post(admin::reinstate_establishment),
+        )
+        .route("/v1/admin/users", get(admin::list_users))
+        .route("/v1/admin/users/{id}/disable", post(admin::disable_user))
+        .route("/v1/admin/stats", get(admin::stats))
+        .route("/v1/admin/audit", get(admin::audit))
         .route(
             "/v1/establishments/{id}",
             get(get_establishment).patch(update_establishment),

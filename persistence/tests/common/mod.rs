@@ -64,6 +64,12 @@ pub trait TestDb: Sized {
     async fn item_status(&self, id: Uuid) -> Option<String>;
     /// Every stored seq of an establishment, in order.
     async fn stored_seqs(&self, establishment: Uuid) -> Vec<i64>;
+    /// Run a statement directly.
+    async fn execute(&self, sql: &str);
+    /// Run a statement directly; its error as text.
+    async fn try_execute(&self, sql: &str) -> Result<(), String>;
+    /// Run `{insert} (<id>)` with the id bound.
+    async fn execute_with_id(&self, insert: &str, id: Uuid);
 }
 
 pub struct PgDb {
@@ -85,6 +91,29 @@ impl PgDb {
 }
 
 impl TestDb for PgDb {
+    async fn try_execute(&self, sql: &str) -> Result<(), String> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut self.connect().await)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn execute(&self, sql: &str) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut self.connect().await)
+            .await
+            .expect("execute");
+    }
+
+    async fn execute_with_id(&self, insert: &str, id: Uuid) {
+        sqlx::query(sqlx::AssertSqlSafe(format!("{insert} ($1)")))
+            .bind(id)
+            .execute(&mut self.connect().await)
+            .await
+            .expect("execute");
+    }
+
     const POSTGRES: bool = true;
 
     async fn create() -> Self {
@@ -173,6 +202,29 @@ impl SqliteDb {
 }
 
 impl TestDb for SqliteDb {
+    async fn try_execute(&self, sql: &str) -> Result<(), String> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut self.connect().await)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn execute(&self, sql: &str) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut self.connect().await)
+            .await
+            .expect("execute");
+    }
+
+    async fn execute_with_id(&self, insert: &str, id: Uuid) {
+        sqlx::query(sqlx::AssertSqlSafe(format!("{insert} (?1)")))
+            .bind(id)
+            .execute(&mut self.connect().await)
+            .await
+            .expect("execute");
+    }
+
     const POSTGRES: bool = false;
 
     async fn create() -> Self {

@@ -68,6 +68,118 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["audit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/establishments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_establishments"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/establishments/{id}/reinstate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["reinstate_establishment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/establishments/{id}/suspend": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["suspend_establishment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["stats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/users": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_users"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/users/{id}/disable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["disable_user"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/auth/login": {
         parameters: {
             query?: never;
@@ -107,7 +219,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        get: operations["search_establishments"];
         put?: never;
         post: operations["create_establishment"];
         delete?: never;
@@ -624,11 +736,83 @@ export interface components {
             /** Format: uuid */
             user_id?: string | null;
         };
+        /** @description What an admin action answers. */
+        AdminActionDto: {
+            /** @description `establishment.suspend`, `establishment.reinstate` or `user.disable`. */
+            action: string;
+            /**
+             * Format: int64
+             * @description The audit log entry that records the action.
+             */
+            audit_id: number;
+            reason: string;
+            /** Format: uuid */
+            target_id: string;
+        };
+        /** @description An establishment as the admin sees it. */
+        AdminEstablishmentDto: {
+            address?: string | null;
+            category?: string | null;
+            created_at: string;
+            /** Format: double */
+            distance_m?: number | null;
+            /** Format: uuid */
+            id: string;
+            /** Format: double */
+            latitude?: number | null;
+            /** Format: double */
+            longitude?: number | null;
+            name: string;
+            /** Format: uuid */
+            owner_id: string;
+            services: string[];
+            /** @description Why it is suspended; null while active. */
+            suspended_reason?: string | null;
+            timezone: string;
+        };
+        AdminEstablishmentPage: {
+            establishments: components["schemas"]["AdminEstablishmentDto"][];
+            next_cursor?: string | null;
+        };
+        AdminUserDto: {
+            created_at: string;
+            disabled: boolean;
+            disabled_reason?: string | null;
+            email: string;
+            /** Format: uuid */
+            id: string;
+            name: string;
+        };
+        AdminUserPage: {
+            next_cursor?: string | null;
+            /** @description By id. */
+            users: components["schemas"]["AdminUserDto"][];
+        };
         /** @description A free start near a requested one. */
         AlternativeDto: {
             /** Format: uuid */
             staff_id: string;
             start: string;
+        };
+        /** @description One audit log entry. */
+        AuditEntryDto: {
+            action: string;
+            /** Format: uuid */
+            admin_id: string;
+            at: string;
+            /** @description A JSON object (for a `.failed` entry: the entry that failed and the error code). */
+            detail: Record<string, never>;
+            /** Format: int64 */
+            id: number;
+            reason: string;
+            /** Format: uuid */
+            target_id?: string | null;
+            target_kind: string;
+        };
+        AuditPage: {
+            /** @description Newest first. */
+            entries: components["schemas"]["AuditEntryDto"][];
+            next_cursor?: string | null;
         };
         /** @description The availability answer in the form the query asked for. */
         AvailabilityAnswer: components["schemas"]["AvailabilityResponse"] | components["schemas"]["AvailabilityRunsResponse"];
@@ -836,15 +1020,36 @@ export interface components {
         };
         /** @description The create-establishment body; omitted fields take API.md's defaults. */
         CreateEstablishmentRequest: {
+            /** @description Postal address, up to 300 characters. */
+            address?: string | null;
             /** Format: int32 */
             cancel_cutoff_minutes?: number | null;
+            /**
+             * @description One of `barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`, `tattoo`, `pet`,
+             *     `fitness`, `other`.
+             */
+            category?: string | null;
+            /** @description A short description, up to 1000 characters. */
+            description?: string | null;
             /** Format: int32 */
             horizon_days?: number | null;
+            /**
+             * Format: double
+             * @description Degrees, -90 to 90; with `longitude`.
+             */
+            latitude?: number | null;
+            /**
+             * Format: double
+             * @description Degrees, -180 to 180; with `latitude`.
+             */
+            longitude?: number | null;
             /** Format: int32 */
             max_future_bookings_per_customer?: number | null;
             /** Format: int32 */
             min_notice_minutes?: number | null;
             name: string;
+            /** @description An http(s) URL of a photo, up to 2000 characters. */
+            photo_url?: string | null;
             /**
              * Format: int32
              * @description Most tickets waiting in the walk-in queue at once.
@@ -951,12 +1156,19 @@ export interface components {
         };
         /** @description An establishment with its staff and services (public). */
         EstablishmentDto: {
+            address?: string | null;
             /** Format: int32 */
             cancel_cutoff_minutes: number;
+            category?: string | null;
+            description?: string | null;
             /** Format: int32 */
             horizon_days: number;
             /** Format: uuid */
             id: string;
+            /** Format: double */
+            latitude?: number | null;
+            /** Format: double */
+            longitude?: number | null;
             /** Format: int32 */
             max_future_bookings_per_customer: number;
             /** Format: int32 */
@@ -964,10 +1176,21 @@ export interface components {
             name: string;
             /** Format: uuid */
             owner_id: string;
+            photo_url?: string | null;
             /** Format: int32 */
             queue_max_length: number;
             /** Format: int32 */
             queue_no_show_grace_minutes: number;
+            /**
+             * Format: double
+             * @description Reserved for ratings: always null for now.
+             */
+            rating_average?: number | null;
+            /**
+             * Format: int32
+             * @description Reserved for ratings: always 0 for now.
+             */
+            rating_count: number;
             /**
              * Format: int64
              * @description The establishment's latest event sequence number (for `live?since=`).
@@ -977,7 +1200,50 @@ export interface components {
             /** Format: int32 */
             slot_minutes: number;
             staff: components["schemas"]["StaffDto"][];
+            /**
+             * @description Why the platform suspended the establishment (it then takes no new bookings,
+             *     holds or walk-ins); null while it is active.
+             */
+            suspended_reason?: string | null;
             timezone: string;
+        };
+        /** @description A `establishment.reinstated` event. */
+        EstablishmentReinstatedFrame: {
+            /**
+             * Format: date-time
+             * @description When the establishment decided it.
+             */
+            at: string;
+            data: components["schemas"]["SuspensionData"];
+            /**
+             * Format: int64
+             * @description The event's number in its establishment.
+             */
+            seq: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "establishment.reinstated";
+        };
+        /** @description A `establishment.suspended` event. */
+        EstablishmentSuspendedFrame: {
+            /**
+             * Format: date-time
+             * @description When the establishment decided it.
+             */
+            at: string;
+            data: components["schemas"]["SuspensionData"];
+            /**
+             * Format: int64
+             * @description The event's number in its establishment.
+             */
+            seq: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "establishment.suspended";
         };
         /** @description `establishment.updated`: the settings after the change. */
         EstablishmentUpdatedData: {
@@ -1098,8 +1364,51 @@ export interface components {
              */
             staff_id?: string | null;
         };
+        /** @description An establishment's listing as events carry it: each field absent when not set. */
+        ListingData: {
+            address?: string;
+            category?: string;
+            description?: string;
+            /** Format: double */
+            latitude?: number;
+            /** Format: double */
+            longitude?: number;
+            photo_url?: string;
+        };
+        /** @description A result: what a listing shows. */
+        ListingDto: {
+            address?: string | null;
+            category?: string | null;
+            description?: string | null;
+            /**
+             * Format: double
+             * @description Metres from the searched point (only in a search near a point).
+             */
+            distance_m?: number | null;
+            /** Format: uuid */
+            id: string;
+            /** Format: double */
+            latitude?: number | null;
+            /** Format: double */
+            longitude?: number | null;
+            name: string;
+            photo_url?: string | null;
+            /**
+             * Format: double
+             * @description Reserved for ratings: always null for now.
+             */
+            rating_average?: number | null;
+            /**
+             * Format: int32
+             * @description Reserved for ratings: always 0 for now.
+             */
+            rating_count: number;
+            /** @description Service names. */
+            services: string[];
+            timezone: string;
+        };
         /** @description A frame of the live feed (`GET /v1/establishments/{id}/live`), by `type`. */
-        LiveFrame: components["schemas"]["HelloFrame"] | components["schemas"]["ReloadFrame"] | components["schemas"]["EstablishmentCreatedFrame"] | components["schemas"]["EstablishmentUpdatedFrame"] | components["schemas"]["StaffAddedFrame"] | components["schemas"]["StaffHoursSetFrame"] | components["schemas"]["StaffTimeOffAddedFrame"] | components["schemas"]["ServiceAddedFrame"] | components["schemas"]["BookingConfirmedFrame"] | components["schemas"]["BookingCancelledFrame"] | components["schemas"]["BookingRescheduledFrame"] | components["schemas"]["BookingCompletedFrame"] | components["schemas"]["BookingNoShowFrame"] | components["schemas"]["HoldPlacedFrame"] | components["schemas"]["HoldEndedFrame"] | components["schemas"]["QueueJoinedFrame"] | components["schemas"]["QueueCalledFrame"] | components["schemas"]["QueueStartedFrame"] | components["schemas"]["QueueFinishedFrame"] | components["schemas"]["QueueNoShowFrame"] | components["schemas"]["QueueLeftFrame"] | components["schemas"]["QueueMovedFrame"] | components["schemas"]["QueueEstimatesFrame"];
+        LiveFrame: components["schemas"]["HelloFrame"] | components["schemas"]["ReloadFrame"] | components["schemas"]["EstablishmentCreatedFrame"] | components["schemas"]["EstablishmentUpdatedFrame"] | components["schemas"]["EstablishmentSuspendedFrame"] | components["schemas"]["EstablishmentReinstatedFrame"] | components["schemas"]["StaffAddedFrame"] | components["schemas"]["StaffHoursSetFrame"] | components["schemas"]["StaffTimeOffAddedFrame"] | components["schemas"]["ServiceAddedFrame"] | components["schemas"]["BookingConfirmedFrame"] | components["schemas"]["BookingCancelledFrame"] | components["schemas"]["BookingRescheduledFrame"] | components["schemas"]["BookingCompletedFrame"] | components["schemas"]["BookingNoShowFrame"] | components["schemas"]["HoldPlacedFrame"] | components["schemas"]["HoldEndedFrame"] | components["schemas"]["QueueJoinedFrame"] | components["schemas"]["QueueCalledFrame"] | components["schemas"]["QueueStartedFrame"] | components["schemas"]["QueueFinishedFrame"] | components["schemas"]["QueueNoShowFrame"] | components["schemas"]["QueueLeftFrame"] | components["schemas"]["QueueMovedFrame"] | components["schemas"]["QueueEstimatesFrame"];
         LoginRequest: {
             email: string;
             password: string;
@@ -1138,15 +1447,36 @@ export interface components {
         };
         /** @description Any of the create fields. */
         PatchEstablishmentRequest: {
+            /** @description Postal address, up to 300 characters. */
+            address?: string | null;
             /** Format: int32 */
             cancel_cutoff_minutes?: number | null;
+            /**
+             * @description One of `barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`, `tattoo`, `pet`,
+             *     `fitness`, `other`.
+             */
+            category?: string | null;
+            /** @description A short description, up to 1000 characters. */
+            description?: string | null;
             /** Format: int32 */
             horizon_days?: number | null;
+            /**
+             * Format: double
+             * @description Degrees, -90 to 90; with `longitude`.
+             */
+            latitude?: number | null;
+            /**
+             * Format: double
+             * @description Degrees, -180 to 180; with `latitude`.
+             */
+            longitude?: number | null;
             /** Format: int32 */
             max_future_bookings_per_customer?: number | null;
             /** Format: int32 */
             min_notice_minutes?: number | null;
             name?: string | null;
+            /** @description An http(s) URL of a photo, up to 2000 characters. */
+            photo_url?: string | null;
             /**
              * Format: int32
              * @description Most tickets waiting in the walk-in queue at once.
@@ -1160,6 +1490,40 @@ export interface components {
             /** Format: int32 */
             slot_minutes?: number | null;
             timezone?: string | null;
+        };
+        /** @description The platform's counters. */
+        PlatformStats: {
+            /** Format: int64 */
+            active_establishments: number;
+            /**
+             * Format: int64
+             * @description Bookings (not cancelled) starting that day, across establishments.
+             */
+            bookings_today: number;
+            /** @description The UTC day the day counts are for, `YYYY-MM-DD`. */
+            day: string;
+            /** Format: int64 */
+            disabled_users: number;
+            /**
+             * Format: int64
+             * @description Establishments this node has in memory.
+             */
+            establishments_in_memory: number;
+            /**
+             * Format: int64
+             * @description Walk-in tickets waiting now, in the establishments this node has in memory
+             *     (an establishment idle long enough to be passivated has no ticket waiting).
+             */
+            queue_tickets_waiting: number;
+            /**
+             * Format: int64
+             * @description Answers with a 5xx status since this node started.
+             */
+            server_errors: number;
+            /** Format: int64 */
+            suspended_establishments: number;
+            /** Format: int64 */
+            users: number;
         };
         PreferencesAnswer: {
             /** @description The message kinds turned off. */
@@ -1360,6 +1724,11 @@ export interface components {
             queue: components["schemas"]["QueuePositionDto"][];
             ticket: null | components["schemas"]["TicketDto"];
         };
+        /** @description Why an admin acts; shown to whom it concerns and kept in the audit log. */
+        ReasonRequest: {
+            /** @description 1 to 500 characters. */
+            reason: string;
+        };
         RegisterDeviceRequest: {
             /** @description `ios`, `android` or `web`. */
             platform: string;
@@ -1407,6 +1776,13 @@ export interface components {
             staff: number[];
             start: string;
         };
+        /** @description A page of results. */
+        SearchPage: {
+            /** @description Nearest first near a point, else by name; ties by id. */
+            establishments: components["schemas"]["ListingDto"][];
+            /** @description Pass as `cursor` for the next page; null on the last. */
+            next_cursor?: string | null;
+        };
         /** @description `service.added`. */
         ServiceAddedData: {
             service: components["schemas"]["ServiceDto"];
@@ -1452,6 +1828,8 @@ export interface components {
             cancel_cutoff_minutes: number;
             /** Format: int32 */
             horizon_days: number;
+            /** @description The listing; absent when it has no field set. */
+            listing?: components["schemas"]["ListingData"];
             /** Format: int32 */
             max_future_bookings_per_customer: number;
             /** Format: int32 */
@@ -1549,6 +1927,15 @@ export interface components {
         /** @description `{"status": "ok"}` and friends. */
         StatusResponse: {
             status: string;
+        };
+        /**
+         * @description `establishment.suspended` (the owner is told why) and `establishment.reinstated`:
+         *     the admin's reason and who the admin was.
+         */
+        SuspensionData: {
+            /** Format: uuid */
+            by: string;
+            reason: string;
         };
         /** @description A ticket as API.md describes it. */
         TicketDto: {
@@ -1875,6 +2262,612 @@ export interface operations {
             };
         };
     };
+    audit: {
+        parameters: {
+            query?: {
+                /** @description From a previous page's `next_cursor`: entries older than it. */
+                cursor?: string;
+                /** @description Page size, 1 to 100 (default 50). */
+                limit?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the append-only log of admin actions; no route changes it */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditPage"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_establishments: {
+        parameters: {
+            query?: {
+                /**
+                 * @description One of the categories (`barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`,
+                 *     `tattoo`, `pet`, `fitness`, `other`).
+                 */
+                category?: string;
+                /** @description From a previous page's `next_cursor`. */
+                cursor?: string;
+                /**
+                 * @description `today` (each establishment's own local today) or `YYYY-MM-DD`: only
+                 *     establishments with a bookable slot that day.
+                 */
+                free_on?: string;
+                /** @description Latitude of the point to search around (-90 to 90); with `lon`. */
+                lat?: string;
+                /** @description Page size, 1 to 50 (default 20). */
+                limit?: string;
+                /** @description Longitude of the point to search around (-180 to 180); with `lat`. */
+                lon?: string;
+                /** @description `true`: only establishments where some staff member works right now. */
+                open_now?: string;
+                /**
+                 * @description Text matched against names and service names, ignoring accents and case; every
+                 *     word must occur (1 to 200 characters, at most 8 words).
+                 */
+                q?: string;
+                /** @description Radius around the point in km, more than 0 and at most 100 (default 10). */
+                radius_km?: string;
+                /** @description With `free_on`: only slots of services whose name contains this text. */
+                service?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the discovery search's parameters and order, suspended establishments included */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminEstablishmentPage"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    reinstate_establishment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReasonRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminActionDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not suspended */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    suspend_establishment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReasonRequest"];
+            };
+        };
+        responses: {
+            /** @description suspended: no new bookings, holds or walk-ins; hidden from search; the owner sees `establishment.suspended` with the reason on the live feed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminActionDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description already suspended */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    stats: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PlatformStats"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_users: {
+        parameters: {
+            query?: {
+                /** @description From a previous page's `next_cursor`. */
+                cursor?: string;
+                /** @description Page size, 1 to 100 (default 50). */
+                limit?: string;
+                /** @description Text the email or the name contains (case-insensitive), 1 to 200 characters. */
+                q?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminUserPage"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    disable_user: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReasonRequest"];
+            };
+        };
+        responses: {
+            /** @description disabled: the account's tokens stop working (403 `account_disabled`) and it cannot sign in */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminActionDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description already disabled, or an admin's own account */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     login: {
         parameters: {
             query?: never;
@@ -1998,6 +2991,90 @@ export interface operations {
                 };
             };
             /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    search_establishments: {
+        parameters: {
+            query?: {
+                /**
+                 * @description One of the categories (`barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`,
+                 *     `tattoo`, `pet`, `fitness`, `other`).
+                 */
+                category?: string;
+                /** @description From a previous page's `next_cursor`. */
+                cursor?: string;
+                /**
+                 * @description `today` (each establishment's own local today) or `YYYY-MM-DD`: only
+                 *     establishments with a bookable slot that day.
+                 */
+                free_on?: string;
+                /** @description Latitude of the point to search around (-90 to 90); with `lon`. */
+                lat?: string;
+                /** @description Page size, 1 to 50 (default 20). */
+                limit?: string;
+                /** @description Longitude of the point to search around (-180 to 180); with `lat`. */
+                lon?: string;
+                /** @description `true`: only establishments where some staff member works right now. */
+                open_now?: string;
+                /**
+                 * @description Text matched against names and service names, ignoring accents and case; every
+                 *     word must occur (1 to 200 characters, at most 8 words).
+                 */
+                q?: string;
+                /** @description Radius around the point in km, more than 0 and at most 100 (default 10). */
+                radius_km?: string;
+                /** @description With `free_on`: only slots of services whose name contains this text. */
+                service?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SearchPage"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description a parameter is out of range; `field` names it */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             503: {
                 headers: {
                     [name: string]: unknown;
