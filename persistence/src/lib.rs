@@ -20,6 +20,7 @@ mod backend;
 mod breaker;
 #[cfg(test)]
 mod fake;
+pub mod fence;
 mod journal;
 mod open;
 mod pg;
@@ -36,8 +37,9 @@ pub use accounts::{
     AccountError, AccountStore, CREATION_KEY_TTL_SECONDS, MemberRole, Membership, MemoryAccounts,
     User,
 };
+pub use fence::{ClusterFence, OwnershipGate};
 pub use navaro_engine::store::{Journal, JournalError};
-pub use open::{migrate, open};
+pub use open::{migrate, open, open_clustered};
 pub use read_model::BookingReadModel;
 
 /// The stores a server runs on.
