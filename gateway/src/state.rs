@@ -46,4 +46,7 @@ pub struct Shared {
     pub live: Arc<LiveRegistry>,
     /// Notifications (push, webhooks); `None` on the memory stores or when turned off.
     pub notify: Option<navaro_notify::Notify>,
+    /// This node's cluster, when `[cluster]` is enabled: who owns which establishment,
+    /// and the connections to forward to them.
+    pub cluster: Option<navaro_cluster::Cluster>,
 }
