@@ -82,6 +82,21 @@ impl Peers {
         }
     }
 
+    /// Close the connections to every address not in `live`: a node that stopped being
+    /// live (dead, or paused past its lease) may never answer what was sent to it, and
+    /// its callers are better told now (`Lost`: retry with the same key, which the
+    /// next owner serves) than at the timeout.
+    pub fn retain(&self, live: &[&str]) {
+        lock(&self.connections).retain(|addr, connection| {
+            let keep = live.contains(&addr.as_str());
+            if !keep {
+                connection.closed.store(true, Ordering::Release);
+                lock(&connection.waiting).clear();
+            }
+            keep
+        });
+    }
+
     async fn connection(&self, addr: &str) -> Result<Arc<Connection>, ForwardError> {
         if let Some(c) = lock(&self.connections).get(addr)
             && !c.closed.load(Ordering::Acquire)

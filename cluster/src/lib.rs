@@ -106,8 +106,10 @@ impl Cluster {
         let membership = Arc::new(Membership::new(conn.clone(), &config));
         membership.register().await?;
         let directory = Arc::new(Directory::new(conn, &config, membership.clone()));
-        membership.clone().spawn_renewal(directory.clone());
         let peers = Arc::new(Peers::new(config.forward_timeout));
+        membership
+            .clone()
+            .spawn_renewal(directory.clone(), peers.clone());
         tracing::info!(node = %config.node_id, advertise = %config.advertise, "joined the cluster");
         Ok(Cluster {
             membership,

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 
 use crate::directory::Directory;
+use crate::forward::Peers;
 use crate::{ClusterConfig, ClusterError};
 
 /// Most node keys read per SCAN step. A cluster has a handful of nodes; this only
@@ -203,7 +204,7 @@ impl Membership {
 
     /// Renew every third of the TTL until [`Membership::stop_renewing`], and read the
     /// members each time.
-    pub fn spawn_renewal(self: Arc<Self>, directory: Arc<Directory>) {
+    pub fn spawn_renewal(self: Arc<Self>, directory: Arc<Directory>, peers: Arc<Peers>) {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(self.ttl / 3);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -234,7 +235,11 @@ impl Membership {
                     }
                 }
                 match self.refresh_members().await {
-                    Ok(members) => directory.members_changed(&members),
+                    Ok(members) => {
+                        directory.members_changed(&members);
+                        let live: Vec<&str> = members.values().map(String::as_str).collect();
+                        peers.retain(&live);
+                    }
                     Err(e) => tracing::warn!(error = %e, "cannot read the cluster's members"),
                 }
             }

@@ -136,6 +136,8 @@ pub async fn route(State(state): State<AppState>, request: Request, next: Next) 
                 tracing::warn!(establishment_id = %id, node = %target.0, %addr, "owner unreachable; reading the members again");
                 if let Ok(members) = cluster.membership.refresh_members().await {
                     cluster.directory.members_changed(&members);
+                    let live: Vec<&str> = members.values().map(String::as_str).collect();
+                    cluster.peers.retain(&live);
                 }
                 true
             }

@@ -8,7 +8,10 @@
 //! - kill -9 of the owner of busy establishments under booking load from clients on the
 //!   other nodes: every acknowledged booking is there and confirmed, no two overlap,
 //!   every journal is gap-free, the establishments are owned again elsewhere (epoch
-//!   bumped), and the time until each took writes again is printed.
+//!   bumped), and the time until each took writes again is printed;
+//! - SIGSTOP of the owner for twice the lease TTL under load from every node, then
+//!   SIGCONT: the same three properties (its late commits are refused by the epoch
+//!   fence, so none was acknowledged), and it serves its clients by forwarding.
 //!
 //! `NAVARO_CLUSTER_LONG=1` runs the kill test longer (more establishments and load).
 
@@ -217,37 +220,37 @@ struct Acked {
     at: Instant,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_of_the_owner_under_load_loses_no_acknowledged_booking() {
-    let long = std::env::var("NAVARO_CLUSTER_LONG").is_ok();
-    let establishments = if long { 6 } else { 3 };
-    let db = SharedDatabase::create();
-    let prefix = prefix();
-    let mut nodes = vec![
-        start_node(&db, "n0", &prefix),
-        start_node(&db, "n1", &prefix),
-        start_node(&db, "n2", &prefix),
-    ];
-    // All created through n0, so n0 owns them all.
+type Shop = (String, String, String, Vec<Value>);
+
+/// `count` establishments, all created through `creator` (which so owns them all), each
+/// with two weeks of free starts.
+async fn shops(creator: &Server, reader: &Server, count: usize) -> Vec<Shop> {
     let mut shops = Vec::new();
-    for _ in 0..establishments {
-        let (owner, id, _staff, service) = setup(&nodes[0], 1000).await;
+    for _ in 0..count {
+        let (owner, id, _staff, service) = setup(creator, 1000).await;
         let mut free = Vec::new();
         for day in 2..16 {
-            free.extend(slots(&nodes[1], &id, &service, ahead(day)).await);
+            free.extend(slots(reader, &id, &service, ahead(day)).await);
         }
         shops.push((owner, id, service, free));
     }
-    for (_, id, _, _) in &shops {
-        assert_eq!(owner_in_postgres(&db, id).0, "n0");
-    }
+    shops
+}
+
+/// Booking clients: `lanes` per establishment, spread over `nodes`, each booking its
+/// own starts in turn (paced) until `run_for` has passed, retrying a 503 or a lost
+/// connection with the same Idempotency-Key, and recording every 201.
+async fn load(
+    nodes: &[&Server],
+    shops: &[Shop],
+    lanes: usize,
+    run_for: Duration,
+) -> (Arc<Mutex<Vec<Acked>>>, Vec<tokio::task::JoinHandle<()>>) {
     let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
     let mut tasks = Vec::new();
-    let lanes_per_shop = if long { 6 } else { 4 };
     for (e, (_, id, service, free)) in shops.iter().enumerate() {
-        for lane in 0..lanes_per_shop {
-            // Clients on n1 and n2 only (n0 is killed), spread over both.
-            let node = &nodes[1 + (lane % 2)];
+        for lane in 0..lanes {
+            let node = nodes[lane % nodes.len()];
             let (token, _) = node.register(&format!("c{e}-{lane}")).await;
             let (client, url) = (
                 node.client.clone(),
@@ -259,19 +262,18 @@ async fn kill_9_of_the_owner_under_load_loses_no_acknowledged_booking() {
             let starts: Vec<Value> = free
                 .iter()
                 .skip(lane * 2)
-                .step_by(lanes_per_shop * 2)
+                .step_by(lanes * 2)
                 .map(|s| s["start"].clone())
                 .collect();
             tasks.push(tokio::spawn(async move {
-                let deadline = Instant::now() + Duration::from_secs(if long { 30 } else { 9 });
+                let deadline = Instant::now() + run_for;
                 for (i, start) in starts.into_iter().enumerate() {
                     if Instant::now() > deadline {
                         return;
                     }
-                    // Paced, so the load spans the kill and the failover.
+                    // Paced, so the load spans the fault and the failover.
                     tokio::time::sleep(Duration::from_millis(40)).await;
-                    // Retried with the same key until it is answered for sure.
-                    for _attempt in 0..100 {
+                    for _attempt in 0..200 {
                         let sent = Instant::now();
                         let response = client
                             .post(&url)
@@ -281,7 +283,10 @@ async fn kill_9_of_the_owner_under_load_loses_no_acknowledged_booking() {
                             .timeout(Duration::from_secs(10))
                             .send()
                             .await;
-                        let Ok(response) = response else { continue };
+                        let Ok(response) = response else {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        };
                         let status = response.status();
                         if status == StatusCode::CREATED {
                             let booking = response.json::<Value>().await.unwrap();
@@ -298,7 +303,7 @@ async fn kill_9_of_the_owner_under_load_loses_no_acknowledged_booking() {
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
                         }
-                        // A 4xx (the slot went meanwhile): next start.
+                        // A 4xx (the slot went meanwhile): next start. Nothing else.
                         assert!(status.is_client_error(), "unexpected {status}");
                         break;
                     }
@@ -306,6 +311,74 @@ async fn kill_9_of_the_owner_under_load_loses_no_acknowledged_booking() {
             }));
         }
     }
+    (acked, tasks)
+}
+
+/// Per establishment, from `fault` to the first acknowledged write sent after it
+/// (answers already under way do not count); sorted.
+fn resumed_after(acked: &[Acked], establishments: usize, fault: Instant) -> Vec<Duration> {
+    let mut resumed: Vec<Duration> = (0..establishments)
+        .map(|e| {
+            acked
+                .iter()
+                .filter(|a| a.establishment == e && a.sent > fault)
+                .map(|a| a.at - fault)
+                .min()
+                .expect("every establishment takes writes again after the fault")
+        })
+        .collect();
+    resumed.sort();
+    resumed
+}
+
+/// The three properties, for every establishment, and that each moved off `from`.
+async fn check_all(
+    db: &SharedDatabase,
+    reader: &Server,
+    shops: &[Shop],
+    acked: &[Acked],
+    from: &str,
+) {
+    for (e, (owner, id, _, free)) in shops.iter().enumerate() {
+        let (node, epoch) = owner_in_postgres(db, id);
+        assert_ne!(node, from, "owned again elsewhere");
+        assert!(epoch >= 2, "the claim bumped the epoch");
+        check_bookings(
+            reader,
+            owner,
+            id,
+            free,
+            acked.iter().filter(|a| a.establishment == e),
+        )
+        .await;
+        check_journal(db, id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_owner_under_load_loses_no_acknowledged_booking() {
+    let long = std::env::var("NAVARO_CLUSTER_LONG").is_ok();
+    let establishments = if long { 6 } else { 3 };
+    let db = SharedDatabase::create();
+    let prefix = prefix();
+    let mut nodes = vec![
+        start_node(&db, "n0", &prefix),
+        start_node(&db, "n1", &prefix),
+        start_node(&db, "n2", &prefix),
+    ];
+    let shops = shops(&nodes[0], &nodes[1], establishments).await;
+    for (_, id, _, _) in &shops {
+        assert_eq!(owner_in_postgres(&db, id).0, "n0");
+    }
+    // Clients on n1 and n2 only (n0 is killed).
+    let run_for = Duration::from_secs(if long { 30 } else { 9 });
+    let (acked, tasks) = load(
+        &[&nodes[1], &nodes[2]],
+        &shops,
+        if long { 6 } else { 4 },
+        run_for,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let before = acked.lock().unwrap().len();
     assert!(before > 0, "bookings went through before the kill");
@@ -315,20 +388,7 @@ async fn kill_9_of_the_owner_under_load_loses_no_acknowledged_booking() {
         task.await.expect("a client lane panicked");
     }
     let acked = std::mem::take(&mut *acked.lock().unwrap());
-
-    // Failover: per establishment, the first acknowledged write sent after the kill
-    // (answers already under way when it came do not count).
-    let mut resumed: Vec<Duration> = (0..establishments)
-        .map(|e| {
-            acked
-                .iter()
-                .filter(|a| a.establishment == e && a.sent > killed_at)
-                .map(|a| a.at - killed_at)
-                .min()
-                .expect("every establishment takes writes again after its owner died")
-        })
-        .collect();
-    resumed.sort();
+    let resumed = resumed_after(&acked, establishments, killed_at);
     println!(
         "writes resumed after kill -9 of the owner (lease TTL {TTL_MS} ms): min {:?}, p50 {:?}, max {:?}; {} bookings acknowledged ({before} before the kill)",
         resumed[0],
@@ -336,21 +396,72 @@ async fn kill_9_of_the_owner_under_load_loses_no_acknowledged_booking() {
         resumed[resumed.len() - 1],
         acked.len()
     );
+    check_all(&db, &nodes[1], &shops, &acked, "n0").await;
+}
 
-    for (e, (owner, id, _, free)) in shops.iter().enumerate() {
-        let (node, epoch) = owner_in_postgres(&db, id);
-        assert_ne!(node, "n0", "owned again elsewhere");
-        assert!(epoch >= 2, "the claim bumped the epoch");
-        check_bookings(
-            &nodes[1],
-            owner,
-            id,
-            free,
-            acked.iter().filter(|a| a.establishment == e),
-        )
-        .await;
-        check_journal(&db, id);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_owner_is_fenced_and_never_acknowledges_a_late_commit() {
+    let db = SharedDatabase::create();
+    let prefix = prefix();
+    let nodes = [
+        start_node(&db, "n0", &prefix),
+        start_node(&db, "n1", &prefix),
+        start_node(&db, "n2", &prefix),
+    ];
+    let shops = shops(&nodes[0], &nodes[1], 2).await;
+    // Clients on every node, the paused one included: what it had in flight when it
+    // stopped is answered after it resumes, and must not be a 201 it cannot back.
+    let (acked, tasks) = load(
+        &[&nodes[0], &nodes[1], &nodes[2]],
+        &shops,
+        6,
+        Duration::from_secs(10),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let pid = nodes[0].pid().to_string();
+    let signal = |name: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {name}");
+    };
+    let paused_at = Instant::now();
+    signal("-STOP");
+    // Twice the lease TTL: its establishments are claimed elsewhere meanwhile.
+    tokio::time::sleep(Duration::from_millis(2 * TTL_MS.parse::<u64>().unwrap())).await;
+    signal("-CONT");
+    for task in tasks {
+        task.await.expect("a client lane panicked");
     }
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    let resumed = resumed_after(&acked, shops.len(), paused_at);
+    println!(
+        "writes resumed after SIGSTOP of the owner: min {:?}, max {:?}; {} bookings acknowledged",
+        resumed[0],
+        resumed[resumed.len() - 1],
+        acked.len()
+    );
+    check_all(&db, &nodes[1], &shops, &acked, "n0").await;
+    // The resumed node found its lease lapsed, and serves its clients by forwarding.
+    assert!(
+        nodes[0].log_text().contains("lease re-established"),
+        "{}",
+        nodes[0].log_text()
+    );
+    let n0 = nodes[0].metrics().await;
+    let logs = nodes[0].log_text();
+    println!(
+        "paused node afterwards: {} forwarded, {} batches refused by the epoch fence, {} refused for the lease, {} rejoins",
+        metric(&n0, "navaro_cluster_forwarded_total"),
+        logs.matches("journal append lost to another writer")
+            .count(),
+        logs.matches("cluster lease not current").count(),
+        metric(&n0, "navaro_cluster_rejoins_total"),
+    );
+    assert!(metric(&n0, "navaro_cluster_forwarded_total") > 0.0);
 }
 
 /// Every acknowledged booking is stored and confirmed; no two confirmed bookings of a
