@@ -9,6 +9,8 @@
 //!   other nodes: every acknowledged booking is there and confirmed, no two overlap,
 //!   every journal is gap-free, the establishments are owned again elsewhere (epoch
 //!   bumped), and the time until each took writes again is printed;
+//! - Redis losing every key of the cluster under load: the same three properties, and
+//!   every establishment and node is registered again;
 //! - SIGSTOP of the owner for twice the lease TTL under load from every node, then
 //!   SIGCONT: the same three properties (its late commits are refused by the epoch
 //!   fence, so none was acknowledged), and it serves its clients by forwarding.
@@ -528,4 +530,89 @@ fn check_journal(db: &SharedDatabase, id: &str) {
     let parts: Vec<&str> = counts.trim().split('|').collect();
     assert_eq!(parts[0], parts[1], "seqs have a gap ({counts})");
     assert_eq!(parts[2], "1");
+}
+
+/// Delete every key of this cluster in Redis, as a Redis restarted without persistence
+/// (or a FLUSHALL) would: only this test's prefix, so other tests sharing the Redis are
+/// not disturbed.
+fn lose_redis_data(prefix: &str) -> i64 {
+    let output = std::process::Command::new("redis-cli")
+        .args([
+            "-u",
+            REDIS_URL,
+            "EVAL",
+            "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) n = n + 1 end return n",
+            "0",
+            &format!("{prefix}:*"),
+        ])
+        .output()
+        .expect("redis-cli runs");
+    assert!(output.status.success());
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("a count of keys")
+}
+
+fn redis_get(key: &str) -> String {
+    let output = std::process::Command::new("redis-cli")
+        .args(["-u", REDIS_URL, "GET", key])
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_losing_its_data_under_load_loses_nothing_and_every_establishment_is_owned_again() {
+    let db = SharedDatabase::create();
+    let prefix = prefix();
+    let nodes = [
+        start_node(&db, "n0", &prefix),
+        start_node(&db, "n1", &prefix),
+        start_node(&db, "n2", &prefix),
+    ];
+    let shops = shops(&nodes[0], &nodes[1], 2).await;
+    let (acked, tasks) = load(
+        &[&nodes[0], &nodes[1], &nodes[2]],
+        &shops,
+        6,
+        Duration::from_secs(7),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let lost_at = Instant::now();
+    let deleted = lose_redis_data(&prefix);
+    assert!(deleted >= 5, "three node keys and two owners: {deleted}");
+    for task in tasks {
+        task.await.expect("a client lane panicked");
+    }
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    let resumed = resumed_after(&acked, shops.len(), lost_at);
+    println!(
+        "writes resumed after Redis lost its data: min {:?}, max {:?}; {} bookings acknowledged",
+        resumed[0],
+        resumed[resumed.len() - 1],
+        acked.len()
+    );
+    for (e, (owner, id, _, free)) in shops.iter().enumerate() {
+        // Owned again, in Redis and in Postgres, by the same node.
+        let (node, _epoch) = owner_in_postgres(&db, id);
+        assert_eq!(redis_get(&format!("{prefix}:owner:{id}")), node);
+        check_bookings(
+            &nodes[1],
+            owner,
+            id,
+            free,
+            acked.iter().filter(|a| a.establishment == e),
+        )
+        .await;
+        check_journal(&db, id);
+    }
+    // Every node is live again.
+    for n in ["n0", "n1", "n2"] {
+        assert!(
+            !redis_get(&format!("{prefix}:node:{n}")).is_empty(),
+            "{n} is live"
+        );
+    }
 }
