@@ -14,7 +14,7 @@
 //! - a rolling restart (SIGTERM, start again) of all three nodes under load: clients see
 //!   no error but retriable 503s with `Retry-After`, no key books twice, nothing
 //!   acknowledged is lost;
-//! - SIGSTOP of the owner for twice the lease TTL under load from every node, then
+//! - SIGSTOP of the owner for four times the lease TTL under load from every node, then
 //!   SIGCONT: the same three properties (its late commits are refused by the epoch
 //!   fence, so none was acknowledged), and it serves its clients by forwarding.
 //!
@@ -465,8 +465,10 @@ async fn a_paused_owner_is_fenced_and_never_acknowledges_a_late_commit() {
     };
     let paused_at = Instant::now();
     signal("-STOP");
-    // Twice the lease TTL: its establishments are claimed elsewhere meanwhile.
-    tokio::time::sleep(Duration::from_millis(2 * TTL_MS.parse::<u64>().unwrap())).await;
+    // Four times the lease TTL (the issue asks for at least twice; the slack is for a
+    // CI box running other tests at once): its establishments are claimed elsewhere
+    // meanwhile.
+    tokio::time::sleep(Duration::from_millis(4 * TTL_MS.parse::<u64>().unwrap())).await;
     signal("-CONT");
     for task in tasks {
         task.await.expect("a client lane panicked");
