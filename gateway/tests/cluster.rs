@@ -396,7 +396,7 @@ async fn kill_9_of_the_owner_under_load_loses_no_acknowledged_booking() {
     let establishments = if long { 6 } else { 3 };
     let db = SharedDatabase::create();
     let prefix = prefix();
-    let mut nodes = vec![
+    let mut nodes = [
         start_node(&db, "n0", &prefix),
         start_node(&db, "n1", &prefix),
         start_node(&db, "n2", &prefix),
@@ -701,6 +701,8 @@ async fn a_rolling_restart_under_load_answers_only_retriable_errors_and_books_on
             .expect("a client lane saw an error other than a retriable 503");
     }
     let acked = std::mem::take(&mut *acked.lock().unwrap());
+    let last = acked.iter().map(|a| a.at).max().unwrap();
+    assert!(last > restarted, "the load went on past the last restart");
     println!(
         "{} bookings acknowledged over a rolling restart",
         acked.len()
