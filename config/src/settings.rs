@@ -37,6 +37,7 @@ pub struct Settings {
     pub engine: EngineSettings,
     pub store: StoreSettings,
     pub web: WebSettings,
+    pub cluster: ClusterSettings,
     pub notify: NotifySettings,
     pub push: PushSettings,
     pub webhooks: WebhookSettings,
@@ -56,6 +57,7 @@ impl Default for Settings {
             engine: EngineSettings::default(),
             store: StoreSettings::default(),
             web: WebSettings::default(),
+            cluster: ClusterSettings::default(),
             notify: NotifySettings::default(),
             push: PushSettings::default(),
             webhooks: WebhookSettings::default(),
@@ -462,6 +464,131 @@ impl Settings {
     }
 }
 
+/// Several nodes on one Postgres and one Redis (docs/cluster.md). Off by default: one
+/// node serves everything, and nothing here is read.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// Run as a node of a cluster. Needs Postgres (`database_url`) and Redis.
+    pub enabled: bool,
+    /// This node's name, unique among the live nodes: 1-64 of `[A-Za-z0-9_.-]`. A node
+    /// whose id is already live refuses to start.
+    pub node_id: String,
+    /// Where this node takes forwarded requests from the other nodes (a persistent TCP
+    /// connection per peer, MessagePack frames); port 0 picks a free one.
+    pub internal_listen: SocketAddr,
+    /// The address the other nodes reach `internal_listen` at; unset: the bound address
+    /// (fine on one machine, not behind NAT or a wildcard bind).
+    pub advertise: Option<String>,
+    /// `redis://host:port/db`: liveness, the ownership directory. A Secret because it
+    /// may carry a password.
+    pub redis_url: Option<Secret>,
+    /// Prefix of every Redis key and channel of this cluster, so several clusters (or
+    /// test runs) can share one Redis.
+    pub redis_prefix: String,
+    /// How long a node's lease lasts without renewal: after this a dead node's
+    /// establishments are taken over (writes resume within about this plus the time to
+    /// load them). It renews every third of it and stops writing at
+    /// `lease_ttl_ms - lease_margin_ms` without a renewal, by the monotonic clock.
+    pub lease_ttl_ms: u64,
+    /// How long before its lease could expire elsewhere a node that could not renew it
+    /// stops committing: covers the clock-rate difference between this node and Redis,
+    /// and the time a commit already under way takes. Less than a third of the TTL.
+    pub lease_margin_ms: u64,
+    /// How long a forwarded request may take before the forwarding node answers 503
+    /// `unavailable` (the outcome is then unknown: retry with the same Idempotency-Key).
+    pub forward_timeout_ms: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            enabled: false,
+            node_id: String::new(),
+            internal_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            advertise: None,
+            redis_url: None,
+            redis_prefix: "navaro".to_owned(),
+            lease_ttl_ms: 3_000,
+            lease_margin_ms: 500,
+            forward_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Whether a node id is acceptable: short, and safe in a Redis key and a log line.
+fn valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+impl ClusterSettings {
+    /// Refuse a cluster that cannot work, naming the key.
+    fn validate(&self, uses_postgres: bool) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let bad = |field: &'static str, reason: &str| {
+            Err(ConfigError::OutOfRange {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if !uses_postgres {
+            return bad(
+                "cluster.enabled",
+                "a cluster needs Postgres: SQLite is single-node (set database_url to postgres://...)",
+            );
+        }
+        if !valid_node_id(&self.node_id) {
+            return bad(
+                "cluster.node_id",
+                "must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '-'",
+            );
+        }
+        match &self.redis_url {
+            None => {
+                return bad(
+                    "cluster.redis_url",
+                    "must be set when the cluster is enabled",
+                );
+            }
+            Some(url)
+                if !(url.expose().starts_with("redis://")
+                    || url.expose().starts_with("rediss://")) =>
+            {
+                return bad("cluster.redis_url", "must start with redis:// or rediss://");
+            }
+            Some(_) => {}
+        }
+        if self.redis_prefix.is_empty() || !self.redis_prefix.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return bad("cluster.redis_prefix", "must be non-empty visible ASCII");
+        }
+        if self.lease_ttl_ms < 300 {
+            return bad("cluster.lease_ttl_ms", "must be at least 300");
+        }
+        if self.lease_margin_ms == 0 || self.lease_margin_ms.saturating_mul(3) >= self.lease_ttl_ms
+        {
+            return bad(
+                "cluster.lease_margin_ms",
+                "must be greater than zero and less than a third of cluster.lease_ttl_ms",
+            );
+        }
+        if self.forward_timeout_ms == 0 {
+            return bad("cluster.forward_timeout_ms", "must be greater than zero");
+        }
+        if let Some(advertise) = &self.advertise
+            && advertise.parse::<SocketAddr>().is_err()
+        {
+            return bad("cluster.advertise", "must be an ip:port address");
+        }
+        Ok(())
+    }
+}
+
 impl Settings {
     /// The database URL: the configured one, or SQLite under `data_dir`.
     pub fn database_url(&self) -> Secret {
@@ -586,6 +713,7 @@ impl Settings {
             });
         }
         self.validate_notify()?;
+        self.cluster.validate(self.uses_postgres())?;
         if let Some(dir) = &self.web.pro_dir
             && !dir.join("index.html").is_file()
         {

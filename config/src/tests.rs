@@ -138,6 +138,12 @@ fn the_example_file_is_valid_and_matches_the_defaults() {
         assert_eq!(s.limits.login_burst, d.limits.login_burst);
         assert_eq!(s.websocket.max_lag_events, d.websocket.max_lag_events);
         assert_eq!(s.auth.signing_key.kid, d.auth.signing_key.kid);
+        assert_eq!(s.cluster.enabled, d.cluster.enabled);
+        assert_eq!(s.cluster.internal_listen, d.cluster.internal_listen);
+        assert_eq!(s.cluster.redis_prefix, d.cluster.redis_prefix);
+        assert_eq!(s.cluster.lease_ttl_ms, d.cluster.lease_ttl_ms);
+        assert_eq!(s.cluster.lease_margin_ms, d.cluster.lease_margin_ms);
+        assert_eq!(s.cluster.forward_timeout_ms, d.cluster.forward_timeout_ms);
         assert_eq!(s.notify.reminders_minutes, d.notify.reminders_minutes);
         assert_eq!(s.push.base_url, d.push.base_url);
         assert_eq!(
@@ -276,6 +282,96 @@ fn notify_settings_are_checked_naming_the_key() {
                 }
             ),
             "{e:?}"
+        );
+        Ok(())
+    });
+}
+
+/// The error text of loading with these environment variables (plus a Postgres URL
+/// unless `sqlite`).
+fn cluster_error(jail: &mut Jail, sqlite: bool, vars: &[(&str, &str)]) -> String {
+    if !sqlite {
+        jail.set_env("NAVARO_DATABASE_URL", "postgres://u@localhost/navaro");
+    }
+    for (k, v) in vars {
+        jail.set_env(k, v);
+    }
+    match load_in(jail, None) {
+        Ok(_) => String::new(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn the_cluster_is_off_by_default_and_each_bad_key_is_named() {
+    Jail::expect_with(|jail| {
+        let s = load_in(jail, None).unwrap();
+        assert!(!s.cluster.enabled);
+        let good: [(&str, &str); 3] = [
+            ("NAVARO_CLUSTER__ENABLED", "true"),
+            ("NAVARO_CLUSTER__NODE_ID", "node-1"),
+            ("NAVARO_CLUSTER__REDIS_URL", "redis://127.0.0.1:6379"),
+        ];
+        assert_eq!(cluster_error(jail, false, &good), "");
+        let cases: [(&str, &str, &str); 7] = [
+            ("NAVARO_CLUSTER__NODE_ID", "", "cluster.node_id"),
+            ("NAVARO_CLUSTER__NODE_ID", "a b", "cluster.node_id"),
+            ("NAVARO_CLUSTER__REDIS_URL", "http://x", "cluster.redis_url"),
+            (
+                "NAVARO_CLUSTER__LEASE_TTL_MS",
+                "100",
+                "cluster.lease_ttl_ms",
+            ),
+            (
+                "NAVARO_CLUSTER__LEASE_MARGIN_MS",
+                "1000",
+                "cluster.lease_margin_ms",
+            ),
+            (
+                "NAVARO_CLUSTER__FORWARD_TIMEOUT_MS",
+                "0",
+                "cluster.forward_timeout_ms",
+            ),
+            ("NAVARO_CLUSTER__ADVERTISE", "here", "cluster.advertise"),
+        ];
+        for (key, value, named) in cases {
+            let mut vars = good.to_vec();
+            vars.push((key, value));
+            let error = cluster_error(jail, false, &vars);
+            assert!(error.contains(named), "{key}={value}: {error}");
+            jail.set_env(key, default_of(key));
+        }
+        Ok(())
+    });
+}
+
+/// The value that puts a key of the case table back to a good one.
+fn default_of(key: &str) -> &'static str {
+    match key {
+        "NAVARO_CLUSTER__NODE_ID" => "node-1",
+        "NAVARO_CLUSTER__REDIS_URL" => "redis://127.0.0.1:6379",
+        "NAVARO_CLUSTER__LEASE_TTL_MS" => "3000",
+        "NAVARO_CLUSTER__LEASE_MARGIN_MS" => "500",
+        "NAVARO_CLUSTER__FORWARD_TIMEOUT_MS" => "10000",
+        _ => "127.0.0.1:7000",
+    }
+}
+
+#[test]
+fn a_cluster_on_sqlite_is_a_startup_error() {
+    Jail::expect_with(|jail| {
+        let error = cluster_error(
+            jail,
+            true,
+            &[
+                ("NAVARO_CLUSTER__ENABLED", "true"),
+                ("NAVARO_CLUSTER__NODE_ID", "n1"),
+                ("NAVARO_CLUSTER__REDIS_URL", "redis://127.0.0.1:6379"),
+            ],
+        );
+        assert!(
+            error.contains("cluster.enabled") && error.contains("SQLite"),
+            "{error}"
         );
         Ok(())
     });

@@ -16,11 +16,14 @@
 //! [`live`] serves the WebSocket feed, whose frames [`frames`] describes for the document;
 //! [`pro`] serves the Pro web board's files at `/pro`; [`stores`] names the persistence crate's stores;
 //! [`telemetry`] sets up logs and Prometheus metrics; [`openapi`] generates
-//! `/openapi.json`; [`listener`] caps open connections; [`demo`] loads demo data.
+//! `/openapi.json`; [`listener`] caps open connections; [`demo`] loads demo data;
+//! [`cluster`] forwards requests to their establishment's owning node when the node
+//! runs in a cluster (docs/cluster.md).
 
 pub mod auth;
 pub mod availability;
 pub mod body;
+pub mod cluster;
 pub mod demo;
 pub mod dto;
 pub mod engine_api;

@@ -119,6 +119,14 @@ pub fn client_ip(settings: &Settings, request_parts: &axum::http::request::Parts
 
 /// Middleware: the per-IP limit on every API request.
 pub async fn per_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // A request another node forwarded was counted there, against the client's IP.
+    if request
+        .extensions()
+        .get::<crate::cluster::Forwarded>()
+        .is_some()
+    {
+        return next.run(request).await;
+    }
     let (parts, body) = request.into_parts();
     let ip = client_ip(&state.settings, &parts);
     if let Err(e) = state.limits.check_ip(ip) {

@@ -50,6 +50,8 @@ pub enum StartupError {
     Notify(navaro_notify::NotifyError),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[from] navaro_cluster::ClusterError),
 }
 
 /// A built server, bound and ready to run.
@@ -72,7 +74,35 @@ impl Application {
             // The embedded SQLite file lives under the data directory.
             std::fs::create_dir_all(&settings.data_dir).map_err(StartupError::DataDir)?;
         }
-        let mut stores = stores::open(url.expose(), store_options(&settings)).await?;
+        let cluster = if settings.cluster.enabled {
+            Some(join_cluster(&settings).await?)
+        } else {
+            None
+        };
+        let opened = match &cluster {
+            None => stores::open(url.expose(), store_options(&settings)).await,
+            Some((node, _)) => {
+                let fence = navaro_persistence::ClusterFence {
+                    node_id: node.node_id().to_owned(),
+                    gate: Arc::new(node.clone()),
+                };
+                navaro_persistence::open_clustered(
+                    url.expose(),
+                    store_options(&settings),
+                    Some(fence),
+                )
+                .await
+            }
+        };
+        let mut stores = match opened {
+            Ok(stores) => stores,
+            Err(e) => {
+                if let Some((node, _)) = &cluster {
+                    node.leave().await;
+                }
+                return Err(e.into());
+            }
+        };
         let notify = if settings.notify.enabled {
             let notify = crate::notify::start(&settings, url.expose(), stores.journal.clone())
                 .await
@@ -85,7 +115,7 @@ impl Application {
         } else {
             None
         };
-        Self::build_on(settings, stores, notify).await
+        Self::build_on(settings, stores, notify, cluster).await
     }
 
     /// Build the server on given stores (tests, `navaro demo`).
@@ -94,13 +124,14 @@ impl Application {
         settings: Settings,
         stores: Stores,
     ) -> Result<Application, StartupError> {
-        Self::build_on(settings, stores, None).await
+        Self::build_on(settings, stores, None, None).await
     }
 
     async fn build_on(
         settings: Settings,
         stores: Stores,
         notify: Option<navaro_notify::Notify>,
+        cluster: Option<(navaro_cluster::Cluster, navaro_cluster::InternalServer)>,
     ) -> Result<Application, StartupError> {
         telemetry::install_metrics();
         let stores = Stores {
@@ -139,8 +170,13 @@ impl Application {
             live: Arc::new(LiveRegistry::default()),
             notify,
             disabled,
+            cluster: cluster.as_ref().map(|(c, _)| c.clone()),
         });
         let router = router(state.clone());
+        if let Some((_, internal)) = cluster {
+            // Forwarded requests go through the same router (and its layers) as any.
+            internal.spawn(crate::cluster::handler(router.clone()));
+        }
         tracing::info!(addr = %local, "listening");
         Ok(Application {
             listener,
@@ -199,9 +235,40 @@ impl Application {
         if let Some(notify) = &state.notify {
             notify.stop();
         }
+        if let Some(cluster) = &state.cluster {
+            // After the engine flushed and snapshotted everything: the establishments
+            // are released and the next request for each is served by another node.
+            cluster.leave().await;
+        }
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Bind the internal listener, then join the cluster (refusing to start when Redis
+/// cannot be reached or the node id is live already).
+async fn join_cluster(
+    settings: &Settings,
+) -> Result<(navaro_cluster::Cluster, navaro_cluster::InternalServer), StartupError> {
+    let c = &settings.cluster;
+    let internal = navaro_cluster::InternalServer::bind(c.internal_listen).await?;
+    let bound = internal.local_addr()?;
+    let config = navaro_cluster::ClusterConfig {
+        node_id: c.node_id.clone(),
+        advertise: c.advertise.clone().unwrap_or_else(|| bound.to_string()),
+        redis_url: c
+            .redis_url
+            .as_ref()
+            .map(|u| u.expose().to_owned())
+            .unwrap_or_default(),
+        prefix: c.redis_prefix.clone(),
+        lease_ttl: Duration::from_millis(c.lease_ttl_ms),
+        lease_margin: Duration::from_millis(c.lease_margin_ms),
+        forward_timeout: Duration::from_millis(c.forward_timeout_ms),
+    };
+    let cluster = navaro_cluster::Cluster::join(config).await?;
+    tracing::info!(node = %c.node_id, internal = %bound, "cluster node listening");
+    Ok((cluster, internal))
 }
 
 /// The engine's configuration: its defaults, overridden by what the settings name.
@@ -287,6 +354,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.http.body_limit_bytes;
     let limit = Duration::from_millis(state.settings.http.request_timeout_ms);
     let api = routes::api()
+        .layer(from_fn_with_state(state.clone(), crate::cluster::route))
         .layer(from_fn_with_state(state.clone(), limits::per_ip))
         .layer(layers::Admission::new(state.settings.http.max_in_flight));
     Router::new()

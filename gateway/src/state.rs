@@ -48,4 +48,7 @@ pub struct Shared {
     pub notify: Option<navaro_notify::Notify>,
     /// Accounts the platform disabled: their tokens are refused.
     pub disabled: Arc<crate::routes::admin::DisabledUsers>,
+    /// This node's cluster, when `[cluster]` is enabled: who owns which establishment,
+    /// and the connections to forward to them.
+    pub cluster: Option<navaro_cluster::Cluster>,
 }

@@ -23,6 +23,10 @@ pub(crate) struct Group {
     /// Listing changes, in the order decided (rare: creations, settings, services,
     /// suspensions). A group with none is written exactly as before they existed.
     pub listings: Vec<crate::listing::ListingChange>,
+    /// On a clustered node, the epoch held for each establishment of the group (one
+    /// entry each): the database keeps only the rows of those whose epoch is current
+    /// and returns the others as losers. Empty on a single node (no fence).
+    pub fence: Vec<(Uuid, i64)>,
 }
 
 impl Group {
@@ -253,6 +257,16 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> BoxFuture<'a, DbResult<Uuid>>;
     /// The cheapest round trip (`SELECT 1`): is the database there.
     fn ping(&self) -> BoxFuture<'_, DbResult<()>>;
+    /// Claim an establishment for `node`: bump its epoch in `owners` (migration 0010)
+    /// and return the new one. Only Postgres has the table; a cluster on SQLite is
+    /// refused before it gets here.
+    fn claim_owner<'a>(&'a self, _id: Uuid, _node: &'a str) -> BoxFuture<'a, DbResult<i64>> {
+        Box::pin(async {
+            Err(sqlx::Error::Configuration(
+                "the cluster's owners table needs Postgres".into(),
+            ))
+        })
+    }
     /// Every connection of the pool is checked out: a pool timeout now means "busy",
     /// not "gone" (the calls holding them answer for the database's reachability).
     fn saturated(&self) -> bool {

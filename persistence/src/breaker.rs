@@ -414,6 +414,10 @@ impl Backend for Guarded {
     fn ping(&self) -> BoxFuture<'_, DbResult<()>> {
         self.call(Kind::Read, || self.inner.ping())
     }
+
+    fn claim_owner<'a>(&'a self, id: Uuid, node: &'a str) -> BoxFuture<'a, DbResult<i64>> {
+        self.call(Kind::Write, || self.inner.claim_owner(id, node))
+    }
 }
 
 #[cfg(test)]
@@ -558,6 +562,7 @@ mod tests {
             streams: Default::default(),
             shards: Vec::new(),
             backlogs: Vec::new(),
+            cluster: None,
         };
         let loaded = navaro_engine::store::Journal::load(
             &journal,

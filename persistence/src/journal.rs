@@ -10,6 +10,7 @@ use navaro_protocol::{EstablishmentId, EventRecord};
 use tokio::sync::mpsc;
 
 use crate::backend::Backend;
+use crate::fence::{ClusterFence, Epochs};
 use crate::rows::{decode_events, encode_batch, seq_to_sql};
 use crate::writer::{Backlog, Pending, StreamState, Streams, pending};
 
@@ -25,6 +26,9 @@ pub(crate) struct SqlJournal {
     pub shards: Vec<mpsc::Sender<Pending>>,
     /// Each shard's writer's [`Backlog`], index-aligned with `shards`.
     pub backlogs: Vec<Arc<Backlog>>,
+    /// On a clustered node: the gate asked before an establishment is loaded, and the
+    /// epochs its claims got (shared with the writers).
+    pub cluster: Option<(ClusterFence, Epochs)>,
 }
 
 /// The shard of an establishment: from the id's random low bits (v7 ids begin with a
@@ -75,7 +79,32 @@ impl SqlJournal {
         Ok(rx)
     }
 
+    /// On a clustered node, take the establishment over before reading it: the gate
+    /// must admit it, then the claim bumps its epoch in Postgres. Everything another
+    /// node committed before the claim is read below; nothing it commits after is
+    /// accepted (migration 0010).
+    async fn claim(&self, id: EstablishmentId) -> Result<(), JournalError> {
+        let Some((fence, epochs)) = &self.cluster else {
+            return Ok(());
+        };
+        fence
+            .gate
+            .admit(id)
+            .await
+            .map_err(|why| JournalError::Unavailable(format!("not this node's to load: {why}")))?;
+        let epoch = self
+            .backend
+            .claim_owner(id.0, &fence.node_id)
+            .await
+            .map_err(store_error)?;
+        epochs.set(id, epoch);
+        tracing::info!(establishment_id = %id, epoch, node = %fence.node_id, "establishment claimed");
+        metrics::counter!("navaro_cluster_claims_total").increment(1);
+        Ok(())
+    }
+
     async fn load_now(&self, id: EstablishmentId) -> Result<Option<Recovered>, JournalError> {
+        self.claim(id).await?;
         let snapshot =
             self.backend
                 .snapshot(id.0)

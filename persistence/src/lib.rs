@@ -28,6 +28,7 @@ pub mod directory;
 mod directory_sql;
 #[cfg(test)]
 mod fake;
+pub mod fence;
 mod journal;
 pub mod listing;
 mod open;
@@ -48,8 +49,9 @@ pub use accounts::{
 pub use directory::{AuditEntry, Directory, StoreCounters, UserSummary};
 pub use directory_sql::postgres_search_sql;
 pub use listing::{Cursor, ListingHit, ListingRecord, Near, SearchQuery, fold, haversine_m};
+pub use fence::{ClusterFence, OwnershipGate};
 pub use navaro_engine::store::{Journal, JournalError};
-pub use open::{migrate, open};
+pub use open::{migrate, open, open_clustered};
 pub use read_model::BookingReadModel;
 
 /// The stores a server runs on.

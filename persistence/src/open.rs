@@ -15,6 +15,7 @@ use crate::Directory;
 use crate::backend::Backend;
 use crate::breaker::{Breaker, Guarded};
 use crate::directory_sql::{PgDirectory, SqliteDirectory};
+use crate::fence::{ClusterFence, Epochs, WriterFence};
 use crate::journal::SqlJournal;
 use crate::pg::PgBackend;
 use crate::read_model::SqlBookings;
@@ -104,6 +105,11 @@ fn postgres_migrator() -> Migrator {
             9,
             "notify",
             include_str!("../migrations/postgres/0009_notify.sql"),
+        ),
+        migration(
+            10,
+            "owners",
+            include_str!("../migrations/postgres/0010_owners.sql"),
         ),
     ])
 }
@@ -236,7 +242,28 @@ fn log_backfill(projected: usize) {
 
 /// Connect, migrate, start the journal writer and assemble the stores.
 pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, StoreError> {
+    open_clustered(database_url, options, None).await
+}
+
+/// [`open`], for a node of a cluster when `cluster` is given: the journal claims each
+/// establishment in Postgres before loading it, and every group commit goes through the
+/// epoch fence (`crate::fence`). A cluster needs Postgres: SQLite is refused.
+pub async fn open_clustered(
+    database_url: &str,
+    options: StoreOptions,
+    cluster: Option<ClusterFence>,
+) -> Result<Stores, StoreError> {
     let target = parse(database_url)?;
+    if cluster.is_some() && matches!(target, Target::Sqlite(_)) {
+        return Err(StoreError::Settings(
+            "a cluster needs Postgres: SQLite is single-node (unset [cluster] or set database_url to postgres://...)".into(),
+        ));
+    }
+    let epochs = Epochs::default();
+    let writer_fence = cluster.as_ref().map(|c| WriterFence {
+        epochs: epochs.clone(),
+        gate: c.gate.clone(),
+    });
     let writers = match (options.writer_shards, &target) {
         (0, Target::Postgres(_)) => POSTGRES_WRITERS,
         (0, Target::Sqlite(_)) => 1,
@@ -282,6 +309,7 @@ pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, S
                 streams: streams.clone(),
                 limits,
                 backlog: backlog.clone(),
+                fence: writer_fence.clone(),
             };
             tokio::spawn(writer.run(rx));
             tx
@@ -302,6 +330,7 @@ pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, S
             streams,
             shards,
             backlogs,
+            cluster: cluster.map(|c| (c, epochs)),
         }),
         accounts: Arc::new(SqlAccounts {
             backend: backend.clone(),

@@ -34,6 +34,20 @@ pub(crate) struct PgBackend {
 const WRITE_GROUP: &str = "SELECT navaro_write_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
                            $11, $12, $13, $14, $15, $16, $17, $18)";
 
+/// The same behind the cluster's epoch fence (migration 0010): the first two arguments
+/// are the epochs held for the group's establishments.
+const WRITE_GROUP_FENCED: &str = "SELECT navaro_write_group_fenced($1, $2, $3, $4, $5, $6, \
+                                  $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+                                  $19, $20)";
+
+/// Claim an establishment (see [`Backend::claim_owner`]): the row is created at epoch 1
+/// or its epoch bumped, under the row's lock, so concurrent claims get distinct epochs
+/// and the last to commit holds the current one.
+const CLAIM_OWNER: &str = "INSERT INTO owners (establishment_id, epoch, node) VALUES ($1, 1, $2)
+    ON CONFLICT (establishment_id) DO UPDATE
+    SET epoch = owners.epoch + 1, node = excluded.node, claimed_at = now()
+    RETURNING epoch";
+
 impl PgBackend {
     pub fn new(pool: PgPool) -> Self {
         PgBackend {
@@ -92,7 +106,20 @@ async fn write_group_on(conn: &mut sqlx::PgConnection, group: &Group) -> DbResul
     let ev = &group.events;
     let it = &group.items;
     let cv = &group.converted_holds;
-    sqlx::query_scalar(WRITE_GROUP)
+    let query = if group.fence.is_empty() {
+        sqlx::query_scalar(WRITE_GROUP)
+    } else {
+        sqlx::query_scalar(WRITE_GROUP_FENCED)
+            .bind(group.fence.iter().map(|(est, _)| *est).collect::<Vec<_>>())
+            .bind(
+                group
+                    .fence
+                    .iter()
+                    .map(|(_, epoch)| *epoch)
+                    .collect::<Vec<_>>(),
+            )
+    };
+    query
         .bind(ev.iter().map(|r| r.establishment_id).collect::<Vec<_>>())
         .bind(ev.iter().map(|r| r.seq).collect::<Vec<_>>())
         .bind(ev.iter().map(|r| r.kind).collect::<Vec<_>>())
@@ -355,5 +382,13 @@ impl Backend for PgBackend {
 
     fn saturated(&self) -> bool {
         pool_saturated(&self.pool)
+    }
+
+    fn claim_owner<'a>(&'a self, id: Uuid, node: &'a str) -> BoxFuture<'a, DbResult<i64>> {
+        sqlx::query_scalar(CLAIM_OWNER)
+            .bind(id)
+            .bind(node)
+            .fetch_one(&self.pool)
+            .boxed()
     }
 }

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::backend::{Backend, Group, Losers, WriteError};
+use crate::fence::WriterFence;
 use crate::rows::{EncodedBatch, ItemRow, Projection};
 
 /// One batch on its way to the writer.
@@ -160,6 +161,9 @@ pub(crate) struct Writer {
     pub streams: Streams,
     pub limits: GroupLimits,
     pub backlog: Arc<Backlog>,
+    /// On a clustered node, the epochs to name in each commit and the lease to check
+    /// before it; `None` on a single node.
+    pub fence: Option<WriterFence>,
 }
 
 impl Writer {
@@ -192,7 +196,11 @@ impl Writer {
             Some(accepted) => accepted,
             None => return,
         };
-        let group = build_group(&accepted);
+        let accepted = self.check_fence(accepted);
+        if accepted.is_empty() {
+            return;
+        }
+        let group = self.group_of(&accepted);
         let (written, started) = self.write_group(&group).await;
         // Exported by the gateway's Prometheus endpoint: how big groups get and what a
         // commit costs, the two numbers that explain durable throughput.
@@ -270,7 +278,7 @@ impl Writer {
                 tracing::warn!(establishment_id = %p.establishment_id, seq = p.first_seq, ?state, "journal append fenced");
                 known.insert(p.establishment_id, StreamState::Fenced);
                 self.streams.set(p.establishment_id, StreamState::Fenced);
-                fence(p);
+                fence_batch(p);
             }
         }
         Some(accepted)
@@ -288,13 +296,69 @@ impl Writer {
             .collect()
     }
 
-    /// The group committed: losers are fenced, every other batch is durable.
+    /// On a clustered node: refuse everything while the node's lease is not safely
+    /// current (its callers get `unavailable`, retriable; the actors restart and ask
+    /// the gate again), and fence the batches of establishments it holds no epoch for.
+    fn check_fence(&self, accepted: Vec<Pending>) -> Vec<Pending> {
+        let Some(fence) = &self.fence else {
+            return accepted;
+        };
+        if !fence.gate.writable() {
+            tracing::warn!(
+                batches = accepted.len(),
+                "cluster lease not current; nothing committed"
+            );
+            metrics::counter!("navaro_cluster_writes_refused_total", "reason" => "lease")
+                .increment(1);
+            fail_all(
+                accepted,
+                &JournalError::Unavailable("this node's cluster lease is not current".into()),
+            );
+            return Vec::new();
+        }
+        let mut kept = Vec::with_capacity(accepted.len());
+        for p in accepted {
+            if fence.epochs.get(p.establishment_id).is_some() {
+                kept.push(p);
+            } else {
+                tracing::warn!(establishment_id = %p.establishment_id, "no ownership epoch held; append fenced");
+                self.streams.set(p.establishment_id, StreamState::Fenced);
+                fence_batch(p);
+            }
+        }
+        kept
+    }
+
+    /// The group of these batches, with the epochs held for their establishments on a
+    /// clustered node.
+    fn group_of(&self, batches: &[Pending]) -> Group {
+        let mut group = build_group(batches);
+        if let Some(fence) = &self.fence {
+            let mut seen = HashSet::new();
+            group.fence = batches
+                .iter()
+                .filter(|p| seen.insert(p.establishment_id))
+                .filter_map(|p| {
+                    let epoch = fence.epochs.get(p.establishment_id)?;
+                    Some((p.establishment_id.0, epoch))
+                })
+                .collect();
+        }
+        group
+    }
+
+    /// The group committed: losers are fenced, every other batch is durable. On a
+    /// clustered node a loser may have lost its epoch (another node claimed it): its
+    /// epoch is forgotten, so nothing more is written for it until it is claimed again.
     fn settle(&self, accepted: Vec<Pending>, losers: &Losers) {
         for p in accepted {
             if losers.contains(&p.establishment_id.0) {
+                if let Some(fence) = &self.fence {
+                    fence.epochs.forget(p.establishment_id);
+                }
                 tracing::warn!(establishment_id = %p.establishment_id, seq = p.first_seq, "journal append lost to another writer");
                 self.streams.set(p.establishment_id, StreamState::Fenced);
-                fence(p);
+                fence_batch(p);
             } else {
                 self.streams.mark_durable(p.establishment_id, p.last_seq);
                 let _ = p.reply.send(Ok(()));
@@ -314,13 +378,13 @@ impl Writer {
             }
         }
         for (id, batches) in by_est {
-            let group = build_group(&batches);
+            let group = self.group_of(&batches);
             match self.write_group(&group).await.0 {
                 Ok(losers) => self.settle(batches, &losers),
                 Err(WriteError::Overlap(reason)) => {
                     tracing::error!(establishment_id = %id, error = %reason, "establishment's bookings overlap stored ones; fenced");
                     self.streams.set(id, StreamState::Fenced);
-                    batches.into_iter().for_each(fence);
+                    batches.into_iter().for_each(fence_batch);
                 }
                 Err(failure) => fail_all(batches, &not_committed(failure)),
             }
@@ -328,7 +392,7 @@ impl Writer {
     }
 }
 
-fn fence(p: Pending) {
+fn fence_batch(p: Pending) {
     let _ = p.reply.send(Err(JournalError::Fenced {
         establishment_id: p.establishment_id,
         seq: p.first_seq,
@@ -569,6 +633,7 @@ mod tests {
                 max_wait: Duration::ZERO,
             },
             backlog: Arc::default(),
+            fence: None,
         };
         let (tx, rx) = mpsc::channel(4);
         let running = tokio::spawn(writer.run(rx));

@@ -61,6 +61,20 @@ impl FreshDatabase {
     }
 }
 
+/// A fresh Postgres database that several servers share (the nodes of a cluster),
+/// dropped when this is.
+pub struct SharedDatabase(FreshDatabase);
+
+impl SharedDatabase {
+    pub fn create() -> SharedDatabase {
+        SharedDatabase(FreshDatabase::create(&postgres_admin_url()).expect("Postgres is reachable"))
+    }
+
+    pub fn url(&self) -> &str {
+        &self.0.url
+    }
+}
+
 impl Drop for FreshDatabase {
     fn drop(&mut self) {
         let _ = psql(
@@ -272,6 +286,28 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGKILL the process and wait for it (no shutdown, nothing flushed).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The value of `key=` in the first log line that has it (`internal=` of a cluster
+    /// node, for instance).
+    pub fn logged(&self, key: &str) -> Option<String> {
+        let needle = format!("{key}=");
+        self.logs.lock().unwrap().iter().find_map(|line| {
+            let at = line.find(&needle)? + needle.len();
+            Some(
+                line[at..]
+                    .split_whitespace()
+                    .next()?
+                    .trim_matches('"')
+                    .to_owned(),
+            )
+        })
     }
 
     /// The URL of this server's own Postgres database, when it runs on one.
