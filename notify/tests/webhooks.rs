@@ -267,3 +267,54 @@ async fn internal_addresses_are_refused_unless_allowed() {
     assert_eq!(row(&db, id).await.0, "delivered", "allowed by the setting");
     let _ = webhook_id;
 }
+
+/// Two deliverers on their own pools over one database, as two nodes of a cluster are:
+/// every delivery goes out exactly once (the claim's `FOR UPDATE SKIP LOCKED` and lease),
+/// though both claim at the same instants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deliverers_on_one_database_send_each_delivery_once() {
+    let fresh = FreshDb::create().await;
+    let (a, b) = (fresh.db().await, fresh.db().await);
+    let clock = ManualClock::new(T0);
+    let sender = |db: &navaro_notify::Db| {
+        WebhookSender::new(db.clone(), Arc::new(clock.clone()), options(true)).unwrap()
+    };
+    let (sa, sb) = (sender(&a), sender(&b));
+    let (addr, seen) = receiver(vec![(200, None)]).await;
+    let ep = endpoint(&a, &format!("http://{addr}/hook")).await;
+    let mut ids = Vec::new();
+    for n in 0..120 {
+        let body = format!(r#"{{"type":"booking.confirmed","n":{n}}}"#);
+        ids.push(enqueue(&a, "webhook", ep, "booking.confirmed", &body, T0).await);
+    }
+    // Each deliverer in its own loop, as on two nodes: their claims interleave with the
+    // other's deliveries in flight.
+    let run = |sender: WebhookSender| {
+        tokio::spawn(async move {
+            let (mut sent, mut idle) = (0, 0);
+            while idle < 3 {
+                let n = sender.run_once().await.unwrap();
+                sent += n;
+                idle = if n == 0 { idle + 1 } else { 0 };
+                tokio::task::yield_now().await;
+            }
+            sent
+        })
+    };
+    let (x, y) = tokio::join!(run(sa), run(sb));
+    let sent = x.unwrap() + y.unwrap();
+    assert_eq!(sent, ids.len(), "claimed once each between the two");
+    let mut delivered: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(h, _)| h["webhook-id"].to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(delivered.len(), ids.len(), "one request per delivery");
+    delivered.sort_unstable();
+    delivered.dedup();
+    assert_eq!(delivered.len(), ids.len(), "no webhook-id twice");
+    for id in ids {
+        assert_eq!(row(&a, id).await.0, "delivered");
+    }
+}

@@ -48,8 +48,8 @@ pub use accounts::{
 };
 pub use directory::{AuditEntry, Directory, StoreCounters, UserSummary};
 pub use directory_sql::postgres_search_sql;
-pub use listing::{Cursor, ListingHit, ListingRecord, Near, SearchQuery, fold, haversine_m};
 pub use fence::{ClusterFence, OwnershipGate};
+pub use listing::{Cursor, ListingHit, ListingRecord, Near, SearchQuery, fold, haversine_m};
 pub use navaro_engine::store::{Journal, JournalError};
 pub use open::{migrate, open, open_clustered};
 pub use read_model::BookingReadModel;
