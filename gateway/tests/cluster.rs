@@ -29,6 +29,9 @@ use common::{Server, SharedDatabase, ahead, psql_rows, setup, slots};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+/// The tests of this file run one at a time (see each test's first line).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Short leases so a failover takes about 2 s here (the default is 3 s).
 const TTL_MS: &str = "1500";
@@ -80,6 +83,9 @@ fn refused_start(env: &[(&str, &str)]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_refuses_to_start_without_redis_with_a_live_id_or_on_sqlite() {
+    // Three nodes under load each: one such test at a time, or a busy box starves
+    // the leases' renewals and claims of every test at once.
+    let _serial = SERIAL.lock().await;
     let db = SharedDatabase::create();
     let prefix = prefix();
 
@@ -133,6 +139,9 @@ fn metric(text: &str, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_node_serves_any_establishment_and_a_forward_never_hops_twice() {
+    // Three nodes under load each: one such test at a time, or a busy box starves
+    // the leases' renewals and claims of every test at once.
+    let _serial = SERIAL.lock().await;
     let db = SharedDatabase::create();
     let prefix = prefix();
     let nodes = [
@@ -392,6 +401,9 @@ async fn check_all(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_owner_under_load_loses_no_acknowledged_booking() {
+    // Three nodes under load each: one such test at a time, or a busy box starves
+    // the leases' renewals and claims of every test at once.
+    let _serial = SERIAL.lock().await;
     let long = std::env::var("NAVARO_CLUSTER_LONG").is_ok();
     let establishments = if long { 6 } else { 3 };
     let db = SharedDatabase::create();
@@ -436,6 +448,9 @@ async fn kill_9_of_the_owner_under_load_loses_no_acknowledged_booking() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_owner_is_fenced_and_never_acknowledges_a_late_commit() {
+    // Three nodes under load each: one such test at a time, or a busy box starves
+    // the leases' renewals and claims of every test at once.
+    let _serial = SERIAL.lock().await;
     let db = SharedDatabase::create();
     let prefix = prefix();
     let nodes = [
@@ -599,6 +614,9 @@ fn redis_get(key: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_losing_its_data_under_load_loses_nothing_and_every_establishment_is_owned_again() {
+    // Three nodes under load each: one such test at a time, or a busy box starves
+    // the leases' renewals and claims of every test at once.
+    let _serial = SERIAL.lock().await;
     let db = SharedDatabase::create();
     let prefix = prefix();
     let nodes = [
@@ -654,6 +672,9 @@ async fn redis_losing_its_data_under_load_loses_nothing_and_every_establishment_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_under_load_answers_only_retriable_errors_and_books_once() {
+    // Three nodes under load each: one such test at a time, or a busy box starves
+    // the leases' renewals and claims of every test at once.
+    let _serial = SERIAL.lock().await;
     let db = SharedDatabase::create();
     let prefix = prefix();
     let mut nodes: Vec<Option<Server>> = ["n0", "n1", "n2"]

@@ -144,8 +144,9 @@ impl Db {
             max_connections: 10,
             writer_shards,
             // A measurement, not a server: on a busy box a seeding burst may wait for a
-            // connection longer than the server's 2 s default.
+            // connection, and for an answer, longer than the server's 2 s defaults.
             acquire_timeout: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(30),
             ..StoreOptions::default()
         };
         navaro_persistence::open(&self.url, options)
