@@ -16,11 +16,13 @@
 //! [`live`] serves the WebSocket feed, whose frames [`frames`] describes for the document;
 //! [`pro`] serves the Pro web board's files at `/pro`; [`stores`] names the persistence crate's stores;
 //! [`telemetry`] sets up logs and Prometheus metrics; [`openapi`] generates
-//! `/openapi.json`; [`listener`] caps open connections; [`demo`] loads demo data.
+//! `/openapi.json`; [`listener`] caps open connections and [`connections`] serves
+//! them (slow request heads dropped, idle connections closed); [`demo`] loads demo data.
 
 pub mod auth;
 pub mod availability;
 pub mod body;
+pub mod connections;
 pub mod demo;
 pub mod dto;
 pub mod engine_api;
