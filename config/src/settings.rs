@@ -145,8 +145,12 @@ pub struct AuthSettings {
     pub issuer: String,
     /// `aud` of issued tokens; tokens for another audience are refused.
     pub audience: String,
-    /// Lifetime of an access token.
+    /// Lifetime of an access token. Short: a client renews it with its refresh token
+    /// (`POST /v1/auth/refresh`), and a stolen one is good for this long at most.
     pub token_ttl_minutes: u32,
+    /// Lifetime of a refresh token; each refresh issues a new one with a new lifetime,
+    /// so a device used within this many days stays signed in.
+    pub refresh_ttl_days: u32,
     /// The key new tokens are signed with.
     pub signing_key: KeySettings,
     /// Further keys still accepted for verification (the previous signing keys during a
@@ -163,7 +167,8 @@ impl Default for AuthSettings {
         AuthSettings {
             issuer: "navaro".to_owned(),
             audience: "navaro-api".to_owned(),
-            token_ttl_minutes: 60,
+            token_ttl_minutes: 15,
+            refresh_ttl_days: 30,
             signing_key: KeySettings {
                 kid: "dev".to_owned(),
                 secret: Secret::new(DEV_SIGNING_KEY),
@@ -548,7 +553,8 @@ impl Settings {
                 u64::from(self.limits.bookings_per_minute),
             ),
         ];
-        let more: [(&'static str, u64); 6] = [
+        let more: [(&'static str, u64); 7] = [
+            ("auth.refresh_ttl_days", u64::from(auth.refresh_ttl_days)),
             (
                 "http.header_read_timeout_ms",
                 self.http.header_read_timeout_ms,

@@ -147,6 +147,8 @@ fn the_example_file_is_valid_and_matches_the_defaults() {
             s.webhooks.disable_after_hours,
             d.webhooks.disable_after_hours
         );
+        assert_eq!(s.auth.token_ttl_minutes, d.auth.token_ttl_minutes);
+        assert_eq!(s.auth.refresh_ttl_days, d.auth.refresh_ttl_days);
         Ok(())
     });
 }

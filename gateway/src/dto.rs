@@ -47,12 +47,52 @@ pub struct RegisterResponse {
     pub user: UserDto,
     pub token: String,
     pub expires_at: String,
+    /// Trade it at `POST /v1/auth/refresh` for a new access token (and a new refresh
+    /// token: each is good once).
+    pub refresh_token: String,
+    pub refresh_expires_at: String,
+    /// The sign-in session (this device) the tokens belong to.
+    pub session_id: Uuid,
 }
 
+/// A sign-in's tokens: login, refresh, password change.
 #[derive(Serialize, ToSchema)]
 pub struct LoginResponse {
+    /// The access token (`Authorization: Bearer`), short-lived.
     pub token: String,
     pub expires_at: String,
+    /// Good once, at `POST /v1/auth/refresh`; using it twice revokes the session.
+    pub refresh_token: String,
+    pub refresh_expires_at: String,
+    /// The sign-in session (this device) the tokens belong to.
+    pub session_id: Uuid,
+}
+
+impl From<crate::sessions::Issued> for LoginResponse {
+    fn from(issued: crate::sessions::Issued) -> LoginResponse {
+        LoginResponse {
+            token: issued.access_token,
+            expires_at: issued.expires_at.to_string(),
+            refresh_token: issued.refresh_token,
+            refresh_expires_at: issued.refresh_expires_at.to_string(),
+            session_id: issued.session_id,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The current refresh token of the session.
+    pub refresh_token: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChangeRequest {
+    pub current_password: String,
+    /// 8 to 128 characters.
+    pub new_password: String,
 }
 
 #[derive(Serialize, ToSchema)]

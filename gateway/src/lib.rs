@@ -6,7 +6,8 @@
 //! error shape, a timeout, the body limit, and on `/v1` the per-IP rate limit of
 //! [`limits`] ([`layers`] holds the request id and the timeout, [`telemetry`] the
 //! per-route metrics). [`routes`] holds the handlers by area of API.md; they authenticate with
-//! [`auth`] (argon2id passwords, JWTs with `kid` rotation), authorize against the
+//! [`auth`] (argon2id passwords, JWTs with `kid` rotation; [`sessions`] for refresh
+//! tokens and revocation), authorize against the
 //! caller's membership of the establishment in the path, and send commands to the
 //! engine through [`engine_api`].
 //! [`dto`] holds the request and response bodies, which render instants in the
@@ -37,6 +38,7 @@ pub mod notify;
 pub mod openapi;
 pub mod pro;
 pub mod routes;
+pub mod sessions;
 pub mod startup;
 pub mod state;
 pub mod stores;

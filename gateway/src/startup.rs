@@ -24,6 +24,7 @@ use crate::limits::{self, Limiters};
 use crate::listener::CappedListener;
 use crate::live::LiveRegistry;
 use crate::routes;
+use crate::sessions::Sessions;
 use crate::state::{AppState, Shared};
 use crate::stores::{self, StoreError, StoreOptions, Stores};
 use crate::{layers, telemetry, wire};
@@ -129,6 +130,11 @@ impl Application {
         let limits = Arc::new(Limiters::new(&settings.limits));
         limits.spawn_sweeper();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let sessions = Arc::new(Sessions::new(
+            stores.sessions.clone(),
+            settings.auth.refresh_ttl_days,
+        ));
+        sessions.spawn_sweeper();
         let state = AppState::new(Shared {
             tokens: Arc::new(TokenKeys::from_settings(&settings)),
             passwords: Arc::new(Passwords::new()?),
@@ -140,6 +146,7 @@ impl Application {
             live: Arc::new(LiveRegistry::default()),
             notify,
             disabled,
+            sessions,
         });
         let router = router(state.clone());
         tracing::info!(addr = %local, "listening");

@@ -9,6 +9,7 @@ use crate::auth::{Passwords, TokenKeys};
 use crate::engine_api::Engine;
 use crate::limits::Limiters;
 use crate::live::LiveRegistry;
+use crate::sessions::Sessions;
 use crate::stores::Stores;
 
 /// The application state, shared by every request: one `Arc`, so that the per-request
@@ -48,4 +49,6 @@ pub struct Shared {
     pub notify: Option<navaro_notify::Notify>,
     /// Accounts the platform disabled: their tokens are refused.
     pub disabled: Arc<crate::routes::admin::DisabledUsers>,
+    /// Sign-in sessions: refresh tokens and the revocation check of access tokens.
+    pub sessions: Arc<Sessions>,
 }

@@ -115,6 +115,17 @@ impl MemoryAccounts {
         Self::default()
     }
 
+    /// Replace a user's password hash; false when there is no such user.
+    pub fn set_password_hash(&self, user_id: UserId, password_hash: String) -> bool {
+        match self.lock().users.get_mut(&user_id) {
+            Some(user) => {
+                user.password_hash = password_hash;
+                true
+            }
+            None => false,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryAccountsInner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -18,6 +18,7 @@ use crate::directory_sql::{PgDirectory, SqliteDirectory};
 use crate::journal::SqlJournal;
 use crate::pg::PgBackend;
 use crate::read_model::SqlBookings;
+use crate::sessions::{SessionPool, SqlSessions};
 use crate::sql_accounts::SqlAccounts;
 use crate::sqlite::SqliteBackend;
 use crate::writer::{Backlog, GroupLimits, Streams, Writer};
@@ -96,6 +97,11 @@ fn postgres_migrator() -> Migrator {
             include_str!("../migrations/postgres/0005_event_compression.sql"),
         ),
         migration(
+            6,
+            "sessions",
+            include_str!("../migrations/postgres/0006_sessions.sql"),
+        ),
+        migration(
             7,
             "discovery",
             include_str!("../migrations/postgres/0007_discovery.sql"),
@@ -120,6 +126,11 @@ fn sqlite_migrator() -> Migrator {
             2,
             "creation keys",
             include_str!("../migrations/sqlite/0002_creation_keys.sql"),
+        ),
+        migration(
+            3,
+            "sessions",
+            include_str!("../migrations/sqlite/0003_sessions.sql"),
         ),
         migration(
             4,
@@ -245,13 +256,14 @@ pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, S
     if matches!(target, Target::Postgres(_)) {
         check_pool_size(options.max_connections, writers, options.writer_shards == 0)?;
     }
-    let (database, directory): (Arc<dyn Backend>, Arc<dyn Directory>) = match target {
+    let (database, directory, session_pool): (Arc<dyn Backend>, Arc<dyn Directory>, SessionPool) = match target {
         Target::Postgres(o) => {
             let pool = pg_pool(o, &options).await?;
             log_backfill(crate::backfill::pg(&pool).await?);
             (
                 Arc::new(PgBackend::new(pool.clone())),
-                Arc::new(PgDirectory { pool }),
+                Arc::new(PgDirectory { pool: pool.clone() }),
+                SessionPool::Postgres(pool),
             )
         }
         Target::Sqlite(o) => {
@@ -259,7 +271,8 @@ pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, S
             log_backfill(crate::backfill::sqlite(&pool).await?);
             (
                 Arc::new(SqliteBackend { pool: pool.clone() }),
-                Arc::new(SqliteDirectory { pool }),
+                Arc::new(SqliteDirectory { pool: pool.clone() }),
+                SessionPool::Sqlite(pool),
             )
         }
     };
@@ -308,5 +321,9 @@ pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, S
         }),
         bookings: Arc::new(SqlBookings { backend }),
         directory,
+        sessions: Arc::new(SqlSessions {
+            pool: session_pool,
+            call_timeout: options.call_timeout,
+        }),
     })
 }

@@ -68,118 +68,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/admin/audit": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get: operations["audit"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/admin/establishments": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get: operations["list_establishments"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/admin/establishments/{id}/reinstate": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post: operations["reinstate_establishment"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/admin/establishments/{id}/suspend": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post: operations["suspend_establishment"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/admin/stats": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get: operations["stats"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/admin/users": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get: operations["list_users"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/admin/users/{id}/disable": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post: operations["disable_user"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/v1/auth/login": {
         parameters: {
             query?: never;
@@ -190,6 +78,54 @@ export interface paths {
         get?: never;
         put?: never;
         post: operations["login"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/logout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["logout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/logout-all": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["logout_all"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/refresh": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["refresh"];
         delete?: never;
         options?: never;
         head?: never;
@@ -219,7 +155,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["search_establishments"];
+        get?: never;
         put?: never;
         post: operations["create_establishment"];
         delete?: never;
@@ -350,22 +286,6 @@ export interface paths {
         get?: never;
         put?: never;
         post: operations["add_member"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/establishments/{id}/notification-settings": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get: operations["get_notification_settings"];
-        put: operations["set_notification_settings"];
-        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -532,102 +452,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/establishments/{id}/webhooks": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get: operations["list_webhooks"];
-        put?: never;
-        post: operations["create_webhook"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/establishments/{id}/webhooks/{webhook_id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post?: never;
-        delete: operations["delete_webhook"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/establishments/{id}/webhooks/{webhook_id}/deliveries": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get: operations["list_deliveries"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/establishments/{id}/webhooks/{webhook_id}/deliveries/{delivery_id}/replay": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post: operations["replay_delivery"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/establishments/{id}/webhooks/{webhook_id}/enable": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post: operations["enable_webhook"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/establishments/{id}/webhooks/{webhook_id}/rotate-secret": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post: operations["rotate_webhook_secret"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/v1/me": {
         parameters: {
             query?: never;
@@ -660,23 +484,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/me/devices": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get: operations["list_devices"];
-        put?: never;
-        post: operations["register_device"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/me/devices/{token}": {
+    "/v1/me/password": {
         parameters: {
             query?: never;
             header?: never;
@@ -685,23 +493,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        post?: never;
-        delete: operations["remove_device"];
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/me/notification-preferences": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get: operations["get_preferences"];
-        put: operations["set_preferences"];
-        post?: never;
+        post: operations["change_password"];
         delete?: never;
         options?: never;
         head?: never;
@@ -736,83 +528,11 @@ export interface components {
             /** Format: uuid */
             user_id?: string | null;
         };
-        /** @description What an admin action answers. */
-        AdminActionDto: {
-            /** @description `establishment.suspend`, `establishment.reinstate` or `user.disable`. */
-            action: string;
-            /**
-             * Format: int64
-             * @description The audit log entry that records the action.
-             */
-            audit_id: number;
-            reason: string;
-            /** Format: uuid */
-            target_id: string;
-        };
-        /** @description An establishment as the admin sees it. */
-        AdminEstablishmentDto: {
-            address?: string | null;
-            category?: string | null;
-            created_at: string;
-            /** Format: double */
-            distance_m?: number | null;
-            /** Format: uuid */
-            id: string;
-            /** Format: double */
-            latitude?: number | null;
-            /** Format: double */
-            longitude?: number | null;
-            name: string;
-            /** Format: uuid */
-            owner_id: string;
-            services: string[];
-            /** @description Why it is suspended; null while active. */
-            suspended_reason?: string | null;
-            timezone: string;
-        };
-        AdminEstablishmentPage: {
-            establishments: components["schemas"]["AdminEstablishmentDto"][];
-            next_cursor?: string | null;
-        };
-        AdminUserDto: {
-            created_at: string;
-            disabled: boolean;
-            disabled_reason?: string | null;
-            email: string;
-            /** Format: uuid */
-            id: string;
-            name: string;
-        };
-        AdminUserPage: {
-            next_cursor?: string | null;
-            /** @description By id. */
-            users: components["schemas"]["AdminUserDto"][];
-        };
         /** @description A free start near a requested one. */
         AlternativeDto: {
             /** Format: uuid */
             staff_id: string;
             start: string;
-        };
-        /** @description One audit log entry. */
-        AuditEntryDto: {
-            action: string;
-            /** Format: uuid */
-            admin_id: string;
-            at: string;
-            /** @description A JSON object (for a `.failed` entry: the entry that failed and the error code). */
-            detail: Record<string, never>;
-            /** Format: int64 */
-            id: number;
-            reason: string;
-            /** Format: uuid */
-            target_id?: string | null;
-            target_kind: string;
-        };
-        AuditPage: {
-            /** @description Newest first. */
-            entries: components["schemas"]["AuditEntryDto"][];
-            next_cursor?: string | null;
         };
         /** @description The availability answer in the form the query asked for. */
         AvailabilityAnswer: components["schemas"]["AvailabilityResponse"] | components["schemas"]["AvailabilityRunsResponse"];
@@ -1020,36 +740,15 @@ export interface components {
         };
         /** @description The create-establishment body; omitted fields take API.md's defaults. */
         CreateEstablishmentRequest: {
-            /** @description Postal address, up to 300 characters. */
-            address?: string | null;
             /** Format: int32 */
             cancel_cutoff_minutes?: number | null;
-            /**
-             * @description One of `barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`, `tattoo`, `pet`,
-             *     `fitness`, `other`.
-             */
-            category?: string | null;
-            /** @description A short description, up to 1000 characters. */
-            description?: string | null;
             /** Format: int32 */
             horizon_days?: number | null;
-            /**
-             * Format: double
-             * @description Degrees, -90 to 90; with `longitude`.
-             */
-            latitude?: number | null;
-            /**
-             * Format: double
-             * @description Degrees, -180 to 180; with `latitude`.
-             */
-            longitude?: number | null;
             /** Format: int32 */
             max_future_bookings_per_customer?: number | null;
             /** Format: int32 */
             min_notice_minutes?: number | null;
             name: string;
-            /** @description An http(s) URL of a photo, up to 2000 characters. */
-            photo_url?: string | null;
             /**
              * Format: int32
              * @description Most tickets waiting in the walk-in queue at once.
@@ -1064,48 +763,6 @@ export interface components {
             slot_minutes?: number | null;
             /** @description IANA time zone, e.g. `America/Sao_Paulo`. */
             timezone: string;
-        };
-        CreateWebhookRequest: {
-            /** @description The event types wanted (`booking.confirmed`, `queue.called`, ...). */
-            event_types: string[];
-            /** @description Where deliveries are POSTed (http or https). */
-            url: string;
-        };
-        DeliveriesDto: {
-            deliveries: components["schemas"]["DeliveryDto"][];
-        };
-        DeliveryDto: {
-            /** Format: int32 */
-            attempts: number;
-            created_at: string;
-            delivered_at?: string | null;
-            event_type: string;
-            /**
-             * Format: uuid
-             * @description Also the `webhook-id` header, without its `msg_` prefix.
-             */
-            id: string;
-            last_error?: string | null;
-            /**
-             * Format: int32
-             * @description The receiver's last HTTP status.
-             */
-            last_status?: number | null;
-            /** @description When the next attempt goes (pending deliveries). */
-            next_attempt_at?: string | null;
-            /** @description `pending`, `delivered`, `failed` or `cancelled`. */
-            status: string;
-            webhook_id: string;
-        };
-        DeviceDto: {
-            /** @description False once Expo said the token is no longer registered. */
-            active: boolean;
-            created_at: string;
-            platform: string;
-            token: string;
-        };
-        DevicesDto: {
-            devices: components["schemas"]["DeviceDto"][];
         };
         /** @description `{"error": {...}}`, the body of every error answer. */
         ErrorBody: {
@@ -1156,19 +813,12 @@ export interface components {
         };
         /** @description An establishment with its staff and services (public). */
         EstablishmentDto: {
-            address?: string | null;
             /** Format: int32 */
             cancel_cutoff_minutes: number;
-            category?: string | null;
-            description?: string | null;
             /** Format: int32 */
             horizon_days: number;
             /** Format: uuid */
             id: string;
-            /** Format: double */
-            latitude?: number | null;
-            /** Format: double */
-            longitude?: number | null;
             /** Format: int32 */
             max_future_bookings_per_customer: number;
             /** Format: int32 */
@@ -1176,21 +826,10 @@ export interface components {
             name: string;
             /** Format: uuid */
             owner_id: string;
-            photo_url?: string | null;
             /** Format: int32 */
             queue_max_length: number;
             /** Format: int32 */
             queue_no_show_grace_minutes: number;
-            /**
-             * Format: double
-             * @description Reserved for ratings: always null for now.
-             */
-            rating_average?: number | null;
-            /**
-             * Format: int32
-             * @description Reserved for ratings: always 0 for now.
-             */
-            rating_count: number;
             /**
              * Format: int64
              * @description The establishment's latest event sequence number (for `live?since=`).
@@ -1200,50 +839,7 @@ export interface components {
             /** Format: int32 */
             slot_minutes: number;
             staff: components["schemas"]["StaffDto"][];
-            /**
-             * @description Why the platform suspended the establishment (it then takes no new bookings,
-             *     holds or walk-ins); null while it is active.
-             */
-            suspended_reason?: string | null;
             timezone: string;
-        };
-        /** @description A `establishment.reinstated` event. */
-        EstablishmentReinstatedFrame: {
-            /**
-             * Format: date-time
-             * @description When the establishment decided it.
-             */
-            at: string;
-            data: components["schemas"]["SuspensionData"];
-            /**
-             * Format: int64
-             * @description The event's number in its establishment.
-             */
-            seq: number;
-            /**
-             * @description discriminator enum property added by openapi-typescript
-             * @enum {string}
-             */
-            type: "establishment.reinstated";
-        };
-        /** @description A `establishment.suspended` event. */
-        EstablishmentSuspendedFrame: {
-            /**
-             * Format: date-time
-             * @description When the establishment decided it.
-             */
-            at: string;
-            data: components["schemas"]["SuspensionData"];
-            /**
-             * Format: int64
-             * @description The event's number in its establishment.
-             */
-            seq: number;
-            /**
-             * @description discriminator enum property added by openapi-typescript
-             * @enum {string}
-             */
-            type: "establishment.suspended";
         };
         /** @description `establishment.updated`: the settings after the change. */
         EstablishmentUpdatedData: {
@@ -1364,57 +960,24 @@ export interface components {
              */
             staff_id?: string | null;
         };
-        /** @description An establishment's listing as events carry it: each field absent when not set. */
-        ListingData: {
-            address?: string;
-            category?: string;
-            description?: string;
-            /** Format: double */
-            latitude?: number;
-            /** Format: double */
-            longitude?: number;
-            photo_url?: string;
-        };
-        /** @description A result: what a listing shows. */
-        ListingDto: {
-            address?: string | null;
-            category?: string | null;
-            description?: string | null;
-            /**
-             * Format: double
-             * @description Metres from the searched point (only in a search near a point).
-             */
-            distance_m?: number | null;
-            /** Format: uuid */
-            id: string;
-            /** Format: double */
-            latitude?: number | null;
-            /** Format: double */
-            longitude?: number | null;
-            name: string;
-            photo_url?: string | null;
-            /**
-             * Format: double
-             * @description Reserved for ratings: always null for now.
-             */
-            rating_average?: number | null;
-            /**
-             * Format: int32
-             * @description Reserved for ratings: always 0 for now.
-             */
-            rating_count: number;
-            /** @description Service names. */
-            services: string[];
-            timezone: string;
-        };
         /** @description A frame of the live feed (`GET /v1/establishments/{id}/live`), by `type`. */
-        LiveFrame: components["schemas"]["HelloFrame"] | components["schemas"]["ReloadFrame"] | components["schemas"]["EstablishmentCreatedFrame"] | components["schemas"]["EstablishmentUpdatedFrame"] | components["schemas"]["EstablishmentSuspendedFrame"] | components["schemas"]["EstablishmentReinstatedFrame"] | components["schemas"]["StaffAddedFrame"] | components["schemas"]["StaffHoursSetFrame"] | components["schemas"]["StaffTimeOffAddedFrame"] | components["schemas"]["ServiceAddedFrame"] | components["schemas"]["BookingConfirmedFrame"] | components["schemas"]["BookingCancelledFrame"] | components["schemas"]["BookingRescheduledFrame"] | components["schemas"]["BookingCompletedFrame"] | components["schemas"]["BookingNoShowFrame"] | components["schemas"]["HoldPlacedFrame"] | components["schemas"]["HoldEndedFrame"] | components["schemas"]["QueueJoinedFrame"] | components["schemas"]["QueueCalledFrame"] | components["schemas"]["QueueStartedFrame"] | components["schemas"]["QueueFinishedFrame"] | components["schemas"]["QueueNoShowFrame"] | components["schemas"]["QueueLeftFrame"] | components["schemas"]["QueueMovedFrame"] | components["schemas"]["QueueEstimatesFrame"];
+        LiveFrame: components["schemas"]["HelloFrame"] | components["schemas"]["ReloadFrame"] | components["schemas"]["EstablishmentCreatedFrame"] | components["schemas"]["EstablishmentUpdatedFrame"] | components["schemas"]["StaffAddedFrame"] | components["schemas"]["StaffHoursSetFrame"] | components["schemas"]["StaffTimeOffAddedFrame"] | components["schemas"]["ServiceAddedFrame"] | components["schemas"]["BookingConfirmedFrame"] | components["schemas"]["BookingCancelledFrame"] | components["schemas"]["BookingRescheduledFrame"] | components["schemas"]["BookingCompletedFrame"] | components["schemas"]["BookingNoShowFrame"] | components["schemas"]["HoldPlacedFrame"] | components["schemas"]["HoldEndedFrame"] | components["schemas"]["QueueJoinedFrame"] | components["schemas"]["QueueCalledFrame"] | components["schemas"]["QueueStartedFrame"] | components["schemas"]["QueueFinishedFrame"] | components["schemas"]["QueueNoShowFrame"] | components["schemas"]["QueueLeftFrame"] | components["schemas"]["QueueMovedFrame"] | components["schemas"]["QueueEstimatesFrame"];
         LoginRequest: {
             email: string;
             password: string;
         };
+        /** @description A sign-in's tokens: login, refresh, password change. */
         LoginResponse: {
             expires_at: string;
+            refresh_expires_at: string;
+            /** @description Good once, at `POST /v1/auth/refresh`; using it twice revokes the session. */
+            refresh_token: string;
+            /**
+             * Format: uuid
+             * @description The sign-in session (this device) the tokens belong to.
+             */
+            session_id: string;
+            /** @description The access token (`Authorization: Bearer`), short-lived. */
             token: string;
         };
         MemberDto: {
@@ -1438,45 +1001,22 @@ export interface components {
             memberships: components["schemas"]["MembershipDto"][];
             name: string;
         };
-        NotificationSettingsDto: {
-            /**
-             * @description Reminders, in minutes before a booking's start (at most 5, each 1..=43200); an
-             *     empty list sends none. Applies to bookings confirmed or moved from now on.
-             */
-            reminders_minutes: number[];
+        PasswordChangeRequest: {
+            current_password: string;
+            /** @description 8 to 128 characters. */
+            new_password: string;
         };
         /** @description Any of the create fields. */
         PatchEstablishmentRequest: {
-            /** @description Postal address, up to 300 characters. */
-            address?: string | null;
             /** Format: int32 */
             cancel_cutoff_minutes?: number | null;
-            /**
-             * @description One of `barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`, `tattoo`, `pet`,
-             *     `fitness`, `other`.
-             */
-            category?: string | null;
-            /** @description A short description, up to 1000 characters. */
-            description?: string | null;
             /** Format: int32 */
             horizon_days?: number | null;
-            /**
-             * Format: double
-             * @description Degrees, -90 to 90; with `longitude`.
-             */
-            latitude?: number | null;
-            /**
-             * Format: double
-             * @description Degrees, -180 to 180; with `latitude`.
-             */
-            longitude?: number | null;
             /** Format: int32 */
             max_future_bookings_per_customer?: number | null;
             /** Format: int32 */
             min_notice_minutes?: number | null;
             name?: string | null;
-            /** @description An http(s) URL of a photo, up to 2000 characters. */
-            photo_url?: string | null;
             /**
              * Format: int32
              * @description Most tickets waiting in the walk-in queue at once.
@@ -1490,50 +1030,6 @@ export interface components {
             /** Format: int32 */
             slot_minutes?: number | null;
             timezone?: string | null;
-        };
-        /** @description The platform's counters. */
-        PlatformStats: {
-            /** Format: int64 */
-            active_establishments: number;
-            /**
-             * Format: int64
-             * @description Bookings (not cancelled) starting that day, across establishments.
-             */
-            bookings_today: number;
-            /** @description The UTC day the day counts are for, `YYYY-MM-DD`. */
-            day: string;
-            /** Format: int64 */
-            disabled_users: number;
-            /**
-             * Format: int64
-             * @description Establishments this node has in memory.
-             */
-            establishments_in_memory: number;
-            /**
-             * Format: int64
-             * @description Walk-in tickets waiting now, in the establishments this node has in memory
-             *     (an establishment idle long enough to be passivated has no ticket waiting).
-             */
-            queue_tickets_waiting: number;
-            /**
-             * Format: int64
-             * @description Answers with a 5xx status since this node started.
-             */
-            server_errors: number;
-            /** Format: int64 */
-            suspended_establishments: number;
-            /** Format: int64 */
-            users: number;
-        };
-        PreferencesAnswer: {
-            /** @description The message kinds turned off. */
-            disabled: string[];
-            /** @description Every kind there is. */
-            kinds: string[];
-        };
-        PreferencesDto: {
-            /** @description The message kinds turned off. */
-            disabled: string[];
         };
         /** @description A `queue.called` event. */
         QueueCalledFrame: {
@@ -1724,16 +1220,9 @@ export interface components {
             queue: components["schemas"]["QueuePositionDto"][];
             ticket: null | components["schemas"]["TicketDto"];
         };
-        /** @description Why an admin acts; shown to whom it concerns and kept in the audit log. */
-        ReasonRequest: {
-            /** @description 1 to 500 characters. */
-            reason: string;
-        };
-        RegisterDeviceRequest: {
-            /** @description `ios`, `android` or `web`. */
-            platform: string;
-            /** @description The Expo push token (`ExponentPushToken[...]`). */
-            token: string;
+        RefreshRequest: {
+            /** @description The current refresh token of the session. */
+            refresh_token: string;
         };
         RegisterRequest: {
             email: string;
@@ -1743,6 +1232,17 @@ export interface components {
         };
         RegisterResponse: {
             expires_at: string;
+            refresh_expires_at: string;
+            /**
+             * @description Trade it at `POST /v1/auth/refresh` for a new access token (and a new refresh
+             *     token: each is good once).
+             */
+            refresh_token: string;
+            /**
+             * Format: uuid
+             * @description The sign-in session (this device) the tokens belong to.
+             */
+            session_id: string;
             token: string;
             user: components["schemas"]["UserDto"];
         };
@@ -1775,13 +1275,6 @@ export interface components {
             /** @description Indexes into the answer's `staff_ids`. */
             staff: number[];
             start: string;
-        };
-        /** @description A page of results. */
-        SearchPage: {
-            /** @description Nearest first near a point, else by name; ties by id. */
-            establishments: components["schemas"]["ListingDto"][];
-            /** @description Pass as `cursor` for the next page; null on the last. */
-            next_cursor?: string | null;
         };
         /** @description `service.added`. */
         ServiceAddedData: {
@@ -1828,8 +1321,6 @@ export interface components {
             cancel_cutoff_minutes: number;
             /** Format: int32 */
             horizon_days: number;
-            /** @description The listing; absent when it has no field set. */
-            listing?: components["schemas"]["ListingData"];
             /** Format: int32 */
             max_future_bookings_per_customer: number;
             /** Format: int32 */
@@ -1928,15 +1419,6 @@ export interface components {
         StatusResponse: {
             status: string;
         };
-        /**
-         * @description `establishment.suspended` (the owner is told why) and `establishment.reinstated`:
-         *     the admin's reason and who the admin was.
-         */
-        SuspensionData: {
-            /** Format: uuid */
-            by: string;
-            reason: string;
-        };
         /** @description A ticket as API.md describes it. */
         TicketDto: {
             called_at?: string | null;
@@ -1997,29 +1479,6 @@ export interface components {
             /** Format: uuid */
             id: string;
             name: string;
-        };
-        WebhookDto: {
-            created_at: string;
-            disabled_reason?: string | null;
-            /** @description False once disabled (410, or failing too long); `disabled_reason` says why. */
-            enabled: boolean;
-            /** Format: uuid */
-            establishment_id: string;
-            event_types: string[];
-            /** @description Since when deliveries have failed without a success, if they have. */
-            failing_since?: string | null;
-            /** Format: uuid */
-            id: string;
-            /** @description After a rotation: until when the previous secret also signs. */
-            previous_secret_expires_at?: string | null;
-            /** @description The signing secret (`whsec_...`): only in the answers to create and rotate. */
-            secret?: string | null;
-            url: string;
-        };
-        WebhooksDto: {
-            endpoints: components["schemas"]["WebhookDto"][];
-            /** @description The event types an endpoint may subscribe to. */
-            event_types: string[];
         };
         /** @description Working hours per weekday; a missing day is a day off. */
         WeeklyHours: {
@@ -2262,612 +1721,6 @@ export interface operations {
             };
         };
     };
-    audit: {
-        parameters: {
-            query?: {
-                /** @description From a previous page's `next_cursor`: entries older than it. */
-                cursor?: string;
-                /** @description Page size, 1 to 100 (default 50). */
-                limit?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description the append-only log of admin actions; no route changes it */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["AuditPage"];
-                };
-            };
-            /** @description invalid_request: the request is malformed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description rate_limited, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description overloaded (with Retry-After) or unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    list_establishments: {
-        parameters: {
-            query?: {
-                /**
-                 * @description One of the categories (`barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`,
-                 *     `tattoo`, `pet`, `fitness`, `other`).
-                 */
-                category?: string;
-                /** @description From a previous page's `next_cursor`. */
-                cursor?: string;
-                /**
-                 * @description `today` (each establishment's own local today) or `YYYY-MM-DD`: only
-                 *     establishments with a bookable slot that day.
-                 */
-                free_on?: string;
-                /** @description Latitude of the point to search around (-90 to 90); with `lon`. */
-                lat?: string;
-                /** @description Page size, 1 to 50 (default 20). */
-                limit?: string;
-                /** @description Longitude of the point to search around (-180 to 180); with `lat`. */
-                lon?: string;
-                /** @description `true`: only establishments where some staff member works right now. */
-                open_now?: string;
-                /**
-                 * @description Text matched against names and service names, ignoring accents and case; every
-                 *     word must occur (1 to 200 characters, at most 8 words).
-                 */
-                q?: string;
-                /** @description Radius around the point in km, more than 0 and at most 100 (default 10). */
-                radius_km?: string;
-                /** @description With `free_on`: only slots of services whose name contains this text. */
-                service?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description the discovery search's parameters and order, suspended establishments included */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["AdminEstablishmentPage"];
-                };
-            };
-            /** @description invalid_request: the request is malformed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description rate_limited, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description overloaded (with Retry-After) or unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    reinstate_establishment: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["ReasonRequest"];
-            };
-        };
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["AdminActionDto"];
-                };
-            };
-            /** @description invalid_request: the request is malformed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description not suspended */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description rate_limited, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description overloaded (with Retry-After) or unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    suspend_establishment: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["ReasonRequest"];
-            };
-        };
-        responses: {
-            /** @description suspended: no new bookings, holds or walk-ins; hidden from search; the owner sees `establishment.suspended` with the reason on the live feed */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["AdminActionDto"];
-                };
-            };
-            /** @description invalid_request: the request is malformed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description already suspended */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description rate_limited, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description overloaded (with Retry-After) or unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    stats: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["PlatformStats"];
-                };
-            };
-            /** @description invalid_request: the request is malformed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description invalid_request: a field is out of range */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description rate_limited, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description overloaded (with Retry-After) or unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    list_users: {
-        parameters: {
-            query?: {
-                /** @description From a previous page's `next_cursor`. */
-                cursor?: string;
-                /** @description Page size, 1 to 100 (default 50). */
-                limit?: string;
-                /** @description Text the email or the name contains (case-insensitive), 1 to 200 characters. */
-                q?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["AdminUserPage"];
-                };
-            };
-            /** @description invalid_request: the request is malformed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description rate_limited, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description overloaded (with Retry-After) or unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    disable_user: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["ReasonRequest"];
-            };
-        };
-        responses: {
-            /** @description disabled: the account's tokens stop working (403 `account_disabled`) and it cannot sign in */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["AdminActionDto"];
-                };
-            };
-            /** @description invalid_request: the request is malformed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description already disabled, or an admin's own account */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description rate_limited, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description overloaded (with Retry-After) or unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
     login: {
         parameters: {
             query?: never;
@@ -2906,6 +1759,24 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description invalid_request: a field is out of range */
             422: {
                 headers: {
@@ -2915,6 +1786,219 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    logout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description this device's session is revoked: its access and refresh tokens no longer work */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    logout_all: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description every session of the caller is revoked (sign out everywhere), this one included */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    refresh: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RefreshRequest"];
+            };
+        };
+        responses: {
+            /** @description a new access token and a new refresh token; the one sent is retired */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LoginResponse"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unknown, expired or revoked refresh token; a retired one (used before) also revokes its session */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2965,8 +2049,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description email taken */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2991,90 +2093,6 @@ export interface operations {
                 };
             };
             /** @description overloaded (with Retry-After) or unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    search_establishments: {
-        parameters: {
-            query?: {
-                /**
-                 * @description One of the categories (`barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`,
-                 *     `tattoo`, `pet`, `fitness`, `other`).
-                 */
-                category?: string;
-                /** @description From a previous page's `next_cursor`. */
-                cursor?: string;
-                /**
-                 * @description `today` (each establishment's own local today) or `YYYY-MM-DD`: only
-                 *     establishments with a bookable slot that day.
-                 */
-                free_on?: string;
-                /** @description Latitude of the point to search around (-90 to 90); with `lon`. */
-                lat?: string;
-                /** @description Page size, 1 to 50 (default 20). */
-                limit?: string;
-                /** @description Longitude of the point to search around (-180 to 180); with `lat`. */
-                lon?: string;
-                /** @description `true`: only establishments where some staff member works right now. */
-                open_now?: string;
-                /**
-                 * @description Text matched against names and service names, ignoring accents and case; every
-                 *     word must occur (1 to 200 characters, at most 8 words).
-                 */
-                q?: string;
-                /** @description Radius around the point in km, more than 0 and at most 100 (default 10). */
-                radius_km?: string;
-                /** @description With `free_on`: only slots of services whose name contains this text. */
-                service?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["SearchPage"];
-                };
-            };
-            /** @description invalid_request: the request is malformed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description a parameter is out of range; `field` names it */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description rate_limited, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3117,6 +2135,24 @@ export interface operations {
                 };
             };
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3267,6 +2303,24 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3506,8 +2560,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description slot_unavailable, with alternatives */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3662,7 +2734,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description already cancelled, past the cancellation cutoff, or booking_archived (ended before the history window) */
+            /** @description already cancelled, or past the cancellation cutoff */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3750,8 +2822,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description slot_unavailable: the booking is unchanged; booking_archived: it ended before the history window */
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description slot_unavailable: the booking is unchanged */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3934,8 +3024,8 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description invalid_request: a field is out of range */
-            422: {
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3943,160 +3033,8 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description rate_limited, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description overloaded (with Retry-After) or unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    get_notification_settings: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["NotificationSettingsDto"];
-                };
-            };
-            /** @description invalid_request: the request is malformed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description unauthorized: missing, expired or invalid token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description not_found: no such item, or not one this caller may see */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description invalid_request: a field is out of range */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description rate_limited, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description overloaded (with Retry-After) or unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    set_notification_settings: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["NotificationSettingsDto"];
-            };
-        };
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["NotificationSettingsDto"];
-                };
-            };
-            /** @description invalid_request: the request is malformed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description unauthorized: missing, expired or invalid token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description not_found: no such item, or not one this caller may see */
-            404: {
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4256,8 +3194,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description already in the queue (conflict), or the queue is full (limit_reached) */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4786,8 +3742,26 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description the staff member is already serving */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4882,6 +3856,24 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4968,6 +3960,24 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -5047,6 +4057,24 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5141,8 +4169,8 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description invalid_request: a field is out of range */
-            422: {
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5150,595 +4178,8 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description rate_limited, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description overloaded (with Retry-After) or unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    list_webhooks: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WebhooksDto"];
-                };
-            };
-            /** @description invalid_request: the request is malformed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description unauthorized: missing, expired or invalid token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description not_found: no such item, or not one this caller may see */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description invalid_request: a field is out of range */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description rate_limited, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description overloaded (with Retry-After) or unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    create_webhook: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["CreateWebhookRequest"];
-            };
-        };
-        responses: {
-            /** @description with its secret */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WebhookDto"];
-                };
-            };
-            /** @description invalid_request: the request is malformed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description unauthorized: missing, expired or invalid token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description not_found: no such item, or not one this caller may see */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description limit_reached: too many endpoints */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description invalid_request: a field is out of range */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description rate_limited, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description overloaded (with Retry-After) or unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    delete_webhook: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-                webhook_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description removed; its pending deliveries are dropped */
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description invalid_request: the request is malformed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description unauthorized: missing, expired or invalid token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description not_found: no such item, or not one this caller may see */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description invalid_request: a field is out of range */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description rate_limited, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description overloaded (with Retry-After) or unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    list_deliveries: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-                /** @description At most this many, newest first (default 50, at most 100). */
-                limit: number | null;
-                webhook_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["DeliveriesDto"];
-                };
-            };
-            /** @description invalid_request: the request is malformed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description unauthorized: missing, expired or invalid token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description not_found: no such item, or not one this caller may see */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description invalid_request: a field is out of range */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description rate_limited, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description overloaded (with Retry-After) or unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    replay_delivery: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                delivery_id: string;
-                id: string;
-                webhook_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description queued again now, with the same webhook-id */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["DeliveryDto"];
-                };
-            };
-            /** @description invalid_request: the request is malformed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description unauthorized: missing, expired or invalid token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description not_found: no such item, or not one this caller may see */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description invalid_request: a field is out of range */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description rate_limited, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description overloaded (with Retry-After) or unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    enable_webhook: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-                webhook_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description enabled again */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WebhookDto"];
-                };
-            };
-            /** @description invalid_request: the request is malformed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description unauthorized: missing, expired or invalid token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description not_found: no such item, or not one this caller may see */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description invalid_request: a field is out of range */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description rate_limited, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description overloaded (with Retry-After) or unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    rotate_webhook_secret: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                id: string;
-                webhook_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description with the new secret; the old one signs too until previous_secret_expires_at */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["WebhookDto"];
-                };
-            };
-            /** @description invalid_request: the request is malformed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description unauthorized: missing, expired or invalid token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description not_found: no such item, or not one this caller may see */
-            404: {
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5901,71 +4342,7 @@ export interface operations {
             };
         };
     };
-    list_devices: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["DevicesDto"];
-                };
-            };
-            /** @description invalid_request: the request is malformed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description unauthorized: missing, expired or invalid token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description invalid_request: a field is out of range */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description rate_limited, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description overloaded (with Retry-After) or unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    register_device: {
+    change_password: {
         parameters: {
             query?: never;
             header?: never;
@@ -5974,163 +4351,17 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["RegisterDeviceRequest"];
+                "application/json": components["schemas"]["PasswordChangeRequest"];
             };
         };
         responses: {
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["DeviceDto"];
-                };
-            };
-            /** @description invalid_request: the request is malformed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description unauthorized: missing, expired or invalid token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description limit_reached: too many devices */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description invalid_request: a field is out of range */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description rate_limited, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description overloaded (with Retry-After) or unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    remove_device: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description the Expo push token, URL-encoded */
-                token: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description removed */
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description invalid_request: the request is malformed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description unauthorized: missing, expired or invalid token */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description invalid_request: a field is out of range */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description rate_limited, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description overloaded (with Retry-After) or unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    get_preferences: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
+            /** @description changed: every session is revoked, and a new one starts for this device */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["PreferencesAnswer"];
+                    "application/json": components["schemas"]["LoginResponse"];
                 };
             };
             /** @description invalid_request: the request is malformed */
@@ -6142,7 +4373,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description unauthorized: missing, expired or invalid token */
+            /** @description the current password is wrong, or the token is not good */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6151,8 +4382,8 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description invalid_request: a field is out of range */
-            422: {
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6160,58 +4391,8 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description rate_limited, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description overloaded (with Retry-After) or unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-        };
-    };
-    set_preferences: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["PreferencesDto"];
-            };
-        };
-        responses: {
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["PreferencesAnswer"];
-                };
-            };
-            /** @description invalid_request: the request is malformed */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorBody"];
-                };
-            };
-            /** @description unauthorized: missing, expired or invalid token */
-            401: {
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
