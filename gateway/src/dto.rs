@@ -87,6 +87,26 @@ pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
+/// Everything Navaro holds about the caller (`GET /v1/me/export`).
+#[derive(Serialize, ToSchema)]
+pub struct ExportResponse {
+    pub user_id: Uuid,
+    pub exported_at: String,
+    /// One entry per kind of data: `account` (profile and memberships), `sessions`
+    /// (signed-in devices), `bookings` (as a customer, instants in UTC); more as modules
+    /// add their own.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAccountRequest {
+    /// The account's password: deletion cannot be undone, so a stolen access token
+    /// alone does not suffice.
+    pub password: String,
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChangeRequest {

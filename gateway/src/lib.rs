@@ -15,6 +15,7 @@
 //! [`body`] sends bodies made of shared bytes (availability's kept days, the
 //! establishment's kept rendering) without copying them.
 //! [`live`] serves the WebSocket feed, whose frames [`frames`] describes for the document;
+//! [`personal`] exports and erases a person's own data (LGPD);
 //! [`pro`] serves the Pro web board's files at `/pro`; [`stores`] names the persistence crate's stores;
 //! [`telemetry`] sets up logs and Prometheus metrics; [`openapi`] generates
 //! `/openapi.json`; [`listener`] caps open connections and [`connections`] serves
@@ -36,6 +37,7 @@ pub mod listener;
 pub mod live;
 pub mod notify;
 pub mod openapi;
+pub mod personal;
 pub mod pro;
 pub mod routes;
 pub mod sessions;

@@ -19,6 +19,7 @@ use crate::routes::{
         accounts::register, accounts::login, accounts::refresh, accounts::logout,
         accounts::logout_all, accounts::change_password, accounts::me, accounts::my_bookings,
         discovery::search_establishments,
+        accounts::export_me, accounts::delete_me,
         establishments::create_establishment, establishments::get_establishment,
         establishments::update_establishment, establishments::add_member,
         establishments::add_staff, establishments::set_staff_hours,

@@ -70,6 +70,17 @@ pub trait SessionStore: Send + Sync + 'static {
         password_hash: String,
         now_s: i64,
     ) -> BoxFuture<'_, Result<Vec<Uuid>, AccountError>>;
+    /// Erase an account's personal data (LGPD Art. 18), in one transaction: its
+    /// sessions, memberships and creation keys are deleted, and the `users` row becomes
+    /// a tombstone: email `tombstone_email` (unique, so the real address is free to
+    /// register again), no name, and a password hash no password matches. The row
+    /// itself stays so that the opaque id in journal payloads and the bookings read
+    /// model stays an id of nobody. `NoSuchUser` when there is none.
+    fn erase_account(
+        &self,
+        user_id: UserId,
+        tombstone_email: String,
+    ) -> BoxFuture<'_, Result<(), AccountError>>;
 }
 
 /// Sessions in process memory, for tests; passwords are changed in `accounts`.
@@ -179,6 +190,22 @@ impl SessionStore for MemorySessions {
                 return Err(AccountError::NoSuchUser);
             }
             self.revoke_sessions_of(user_id, now_s).await
+        })
+    }
+
+    fn erase_account(
+        &self,
+        user_id: UserId,
+        tombstone_email: String,
+    ) -> BoxFuture<'_, Result<(), AccountError>> {
+        self.lock().retain(|_, s| s.user_id != user_id);
+        let erased = self.accounts.erase(user_id, tombstone_email);
+        Box::pin(async move {
+            if erased {
+                Ok(())
+            } else {
+                Err(AccountError::NoSuchUser)
+            }
         })
     }
 }
@@ -396,6 +423,42 @@ impl SessionStore for SqlSessions {
                 .await
             })?;
             outcome.ok_or(AccountError::NoSuchUser)
+        })
+    }
+
+    fn erase_account(
+        &self,
+        user_id: UserId,
+        tombstone_email: String,
+    ) -> BoxFuture<'_, Result<(), AccountError>> {
+        Box::pin(async move {
+            let found = on_pool!(self, |pool| {
+                async {
+                    let mut tx = pool.begin().await?;
+                    for sql in [
+                        "DELETE FROM sessions WHERE user_id = $1",
+                        "DELETE FROM memberships WHERE user_id = $1",
+                        "DELETE FROM creation_keys WHERE user_id = $1",
+                    ] {
+                        sqlx::query(sql).bind(user_id.0).execute(&mut *tx).await?;
+                    }
+                    let found = sqlx::query(
+                        "UPDATE users SET email = $1, name = '', password_hash = '!' WHERE id = $2",
+                    )
+                    .bind(&tombstone_email)
+                    .bind(user_id.0)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    tx.commit().await?;
+                    Ok(found)
+                }
+                .await
+            })?;
+            if found == 0 {
+                return Err(AccountError::NoSuchUser);
+            }
+            Ok(())
         })
     }
 

@@ -355,3 +355,56 @@ pub async fn my_bookings(
     }
     Ok(Json(BookingsResponse { bookings: out }))
 }
+
+#[utoipa::path(get, path = "/v1/me/export", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = ExportResponse, description = "everything Navaro holds about the caller (LGPD Art. 18)")))]
+pub async fn export_me(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<Json<ExportResponse>, ApiError> {
+    Ok(Json(crate::personal::export(&state, auth.user_id).await?))
+}
+
+#[utoipa::path(delete, path = "/v1/me", tag = "auth", security(("bearer" = [])),
+    request_body = DeleteAccountRequest,
+    responses((status = 204, description = "the account is erased: every session ends, the email and name are gone, and bookings stay with their establishments under an id that no longer names anyone"),
+        (status = 401, body = ErrorBody, description = "wrong password"),
+        (status = 409, body = ErrorBody, description = "conflict: the caller owns an establishment; close it or hand it over first")))]
+pub async fn delete_me(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<DeleteAccountRequest>,
+) -> Result<StatusCode, ApiError> {
+    state.limits.check_login(ip)?;
+    let accounts = &state.stores.accounts;
+    let user = accounts
+        .user_by_id(auth.user_id)
+        .await
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::unauthorized("account no longer exists"))?;
+    let password = body.password.chars().take(PASSWORD_MAX_CHARS).collect();
+    if !state
+        .passwords
+        .verify(password, Some(user.password_hash.clone()))
+        .await
+    {
+        return Err(ApiError::unauthorized("wrong password"));
+    }
+    let memberships = accounts
+        .memberships_of(auth.user_id)
+        .await
+        .map_err(ApiError::store)?;
+    if memberships
+        .iter()
+        .any(|m| m.role == navaro_persistence::MemberRole::Owner)
+    {
+        return Err(ApiError::from(navaro_protocol::Rejection::new(
+            ErrorCode::Conflict,
+            "you own an establishment: close it or hand it over before deleting your account",
+        )));
+    }
+    crate::personal::erase(&state, auth.user_id).await?;
+    tracing::info!(user_id = %auth.user_id, "account erased");
+    Ok(StatusCode::NO_CONTENT)
+}

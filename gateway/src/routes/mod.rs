@@ -25,7 +25,8 @@ pub fn api() -> Router<AppState> {
         .route("/v1/auth/refresh", post(refresh))
         .route("/v1/auth/logout", post(logout))
         .route("/v1/auth/logout-all", post(logout_all))
-        .route("/v1/me", get(me))
+        .route("/v1/me", get(me).delete(delete_me))
+        .route("/v1/me/export", get(export_me))
         .route("/v1/me/password", post(change_password))
         .route("/v1/me/bookings", get(my_bookings))
         .route(
