@@ -22,9 +22,14 @@ pub fn render(ts: Timestamp, tz: &TimeZone) -> String {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    /// Compared without regard to case or surrounding spaces.
+    #[schema(format = Email, min_length = 3, max_length = 254)]
     pub email: String,
     /// 8 to 128 characters.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
+    /// 1 to 100 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: String,
 }
 
@@ -112,6 +117,7 @@ pub struct DeleteAccountRequest {
 pub struct PasswordChangeRequest {
     pub current_password: String,
     /// 8 to 128 characters.
+    #[schema(min_length = 8, max_length = 128)]
     pub new_password: String,
 }
 
@@ -376,6 +382,7 @@ pub struct EstablishmentDto {
 pub struct AddMemberRequest {
     pub user_id: Uuid,
     /// `owner` or `staff`.
+    #[schema(pattern = "^(owner|staff)$")]
     pub role: String,
 }
 

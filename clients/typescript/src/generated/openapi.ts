@@ -1260,7 +1260,12 @@ export interface components {
             refresh_token: string;
         };
         RegisterRequest: {
+            /**
+             * Format: email
+             * @description Compared without regard to case or surrounding spaces.
+             */
             email: string;
+            /** @description 1 to 100 characters, not only spaces. */
             name: string;
             /** @description 8 to 128 characters. */
             password: string;
