@@ -256,26 +256,27 @@ pub async fn open(database_url: &str, options: StoreOptions) -> Result<Stores, S
     if matches!(target, Target::Postgres(_)) {
         check_pool_size(options.max_connections, writers, options.writer_shards == 0)?;
     }
-    let (database, directory, session_pool): (Arc<dyn Backend>, Arc<dyn Directory>, SessionPool) = match target {
-        Target::Postgres(o) => {
-            let pool = pg_pool(o, &options).await?;
-            log_backfill(crate::backfill::pg(&pool).await?);
-            (
-                Arc::new(PgBackend::new(pool.clone())),
-                Arc::new(PgDirectory { pool: pool.clone() }),
-                SessionPool::Postgres(pool),
-            )
-        }
-        Target::Sqlite(o) => {
-            let pool = sqlite_pool(o, &options).await?;
-            log_backfill(crate::backfill::sqlite(&pool).await?);
-            (
-                Arc::new(SqliteBackend { pool: pool.clone() }),
-                Arc::new(SqliteDirectory { pool: pool.clone() }),
-                SessionPool::Sqlite(pool),
-            )
-        }
-    };
+    let (database, directory, session_pool): (Arc<dyn Backend>, Arc<dyn Directory>, SessionPool) =
+        match target {
+            Target::Postgres(o) => {
+                let pool = pg_pool(o, &options).await?;
+                log_backfill(crate::backfill::pg(&pool).await?);
+                (
+                    Arc::new(PgBackend::new(pool.clone())),
+                    Arc::new(PgDirectory { pool: pool.clone() }),
+                    SessionPool::Postgres(pool),
+                )
+            }
+            Target::Sqlite(o) => {
+                let pool = sqlite_pool(o, &options).await?;
+                log_backfill(crate::backfill::sqlite(&pool).await?);
+                (
+                    Arc::new(SqliteBackend { pool: pool.clone() }),
+                    Arc::new(SqliteDirectory { pool: pool.clone() }),
+                    SessionPool::Sqlite(pool),
+                )
+            }
+        };
     let backend: Arc<dyn Backend> = Arc::new(Guarded::new(
         database,
         Breaker::new(options.probe_every, options.call_timeout),

@@ -68,6 +68,118 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["audit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/establishments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_establishments"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/establishments/{id}/reinstate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["reinstate_establishment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/establishments/{id}/suspend": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["suspend_establishment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["stats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/users": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_users"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/users/{id}/disable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["disable_user"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/auth/login": {
         parameters: {
             query?: never;
@@ -155,7 +267,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        get: operations["search_establishments"];
         put?: never;
         post: operations["create_establishment"];
         delete?: never;
@@ -704,11 +816,83 @@ export interface components {
             /** Format: uuid */
             user_id?: string | null;
         };
+        /** @description What an admin action answers. */
+        AdminActionDto: {
+            /** @description `establishment.suspend`, `establishment.reinstate` or `user.disable`. */
+            action: string;
+            /**
+             * Format: int64
+             * @description The audit log entry that records the action.
+             */
+            audit_id: number;
+            reason: string;
+            /** Format: uuid */
+            target_id: string;
+        };
+        /** @description An establishment as the admin sees it. */
+        AdminEstablishmentDto: {
+            address?: string | null;
+            category?: string | null;
+            created_at: string;
+            /** Format: double */
+            distance_m?: number | null;
+            /** Format: uuid */
+            id: string;
+            /** Format: double */
+            latitude?: number | null;
+            /** Format: double */
+            longitude?: number | null;
+            name: string;
+            /** Format: uuid */
+            owner_id: string;
+            services: string[];
+            /** @description Why it is suspended; null while active. */
+            suspended_reason?: string | null;
+            timezone: string;
+        };
+        AdminEstablishmentPage: {
+            establishments: components["schemas"]["AdminEstablishmentDto"][];
+            next_cursor?: string | null;
+        };
+        AdminUserDto: {
+            created_at: string;
+            disabled: boolean;
+            disabled_reason?: string | null;
+            email: string;
+            /** Format: uuid */
+            id: string;
+            name: string;
+        };
+        AdminUserPage: {
+            next_cursor?: string | null;
+            /** @description By id. */
+            users: components["schemas"]["AdminUserDto"][];
+        };
         /** @description A free start near a requested one. */
         AlternativeDto: {
             /** Format: uuid */
             staff_id: string;
             start: string;
+        };
+        /** @description One audit log entry. */
+        AuditEntryDto: {
+            action: string;
+            /** Format: uuid */
+            admin_id: string;
+            at: string;
+            /** @description A JSON object (for a `.failed` entry: the entry that failed and the error code). */
+            detail: Record<string, never>;
+            /** Format: int64 */
+            id: number;
+            reason: string;
+            /** Format: uuid */
+            target_id?: string | null;
+            target_kind: string;
+        };
+        AuditPage: {
+            /** @description Newest first. */
+            entries: components["schemas"]["AuditEntryDto"][];
+            next_cursor?: string | null;
         };
         /** @description The availability answer in the form the query asked for. */
         AvailabilityAnswer: components["schemas"]["AvailabilityResponse"] | components["schemas"]["AvailabilityRunsResponse"];
@@ -916,16 +1100,37 @@ export interface components {
         };
         /** @description The create-establishment body; omitted fields take API.md's defaults. */
         CreateEstablishmentRequest: {
+            /** @description Postal address, up to 300 characters. */
+            address?: string | null;
             /** Format: int32 */
             cancel_cutoff_minutes?: number | null;
+            /**
+             * @description One of `barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`, `tattoo`, `pet`,
+             *     `fitness`, `other`.
+             */
+            category?: string | null;
+            /** @description A short description, up to 1000 characters. */
+            description?: string | null;
             /** Format: int32 */
             horizon_days?: number | null;
+            /**
+             * Format: double
+             * @description Degrees, -90 to 90; with `longitude`.
+             */
+            latitude?: number | null;
+            /**
+             * Format: double
+             * @description Degrees, -180 to 180; with `latitude`.
+             */
+            longitude?: number | null;
             /** Format: int32 */
             max_future_bookings_per_customer?: number | null;
             /** Format: int32 */
             min_notice_minutes?: number | null;
             /** @description 1 to 200 printable characters, not only spaces. */
             name: string;
+            /** @description An http(s) URL of a photo, up to 2000 characters. */
+            photo_url?: string | null;
             /**
              * Format: int32
              * @description Most tickets waiting in the walk-in queue at once.
@@ -1039,12 +1244,19 @@ export interface components {
         };
         /** @description An establishment with its staff and services (public). */
         EstablishmentDto: {
+            address?: string | null;
             /** Format: int32 */
             cancel_cutoff_minutes: number;
+            category?: string | null;
+            description?: string | null;
             /** Format: int32 */
             horizon_days: number;
             /** Format: uuid */
             id: string;
+            /** Format: double */
+            latitude?: number | null;
+            /** Format: double */
+            longitude?: number | null;
             /** Format: int32 */
             max_future_bookings_per_customer: number;
             /** Format: int32 */
@@ -1052,10 +1264,21 @@ export interface components {
             name: string;
             /** Format: uuid */
             owner_id: string;
+            photo_url?: string | null;
             /** Format: int32 */
             queue_max_length: number;
             /** Format: int32 */
             queue_no_show_grace_minutes: number;
+            /**
+             * Format: double
+             * @description Reserved for ratings: always null for now.
+             */
+            rating_average?: number | null;
+            /**
+             * Format: int32
+             * @description Reserved for ratings: always 0 for now.
+             */
+            rating_count: number;
             /**
              * Format: int64
              * @description The establishment's latest event sequence number (for `live?since=`).
@@ -1065,7 +1288,50 @@ export interface components {
             /** Format: int32 */
             slot_minutes: number;
             staff: components["schemas"]["StaffDto"][];
+            /**
+             * @description Why the platform suspended the establishment (it then takes no new bookings,
+             *     holds or walk-ins); null while it is active.
+             */
+            suspended_reason?: string | null;
             timezone: string;
+        };
+        /** @description A `establishment.reinstated` event. */
+        EstablishmentReinstatedFrame: {
+            /**
+             * Format: date-time
+             * @description When the establishment decided it.
+             */
+            at: string;
+            data: components["schemas"]["SuspensionData"];
+            /**
+             * Format: int64
+             * @description The event's number in its establishment.
+             */
+            seq: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "establishment.reinstated";
+        };
+        /** @description A `establishment.suspended` event. */
+        EstablishmentSuspendedFrame: {
+            /**
+             * Format: date-time
+             * @description When the establishment decided it.
+             */
+            at: string;
+            data: components["schemas"]["SuspensionData"];
+            /**
+             * Format: int64
+             * @description The event's number in its establishment.
+             */
+            seq: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "establishment.suspended";
         };
         /** @description `establishment.updated`: the settings after the change. */
         EstablishmentUpdatedData: {
@@ -1198,8 +1464,51 @@ export interface components {
              */
             staff_id?: string | null;
         };
+        /** @description An establishment's listing as events carry it: each field absent when not set. */
+        ListingData: {
+            address?: string;
+            category?: string;
+            description?: string;
+            /** Format: double */
+            latitude?: number;
+            /** Format: double */
+            longitude?: number;
+            photo_url?: string;
+        };
+        /** @description A result: what a listing shows. */
+        ListingDto: {
+            address?: string | null;
+            category?: string | null;
+            description?: string | null;
+            /**
+             * Format: double
+             * @description Metres from the searched point (only in a search near a point).
+             */
+            distance_m?: number | null;
+            /** Format: uuid */
+            id: string;
+            /** Format: double */
+            latitude?: number | null;
+            /** Format: double */
+            longitude?: number | null;
+            name: string;
+            photo_url?: string | null;
+            /**
+             * Format: double
+             * @description Reserved for ratings: always null for now.
+             */
+            rating_average?: number | null;
+            /**
+             * Format: int32
+             * @description Reserved for ratings: always 0 for now.
+             */
+            rating_count: number;
+            /** @description Service names. */
+            services: string[];
+            timezone: string;
+        };
         /** @description A frame of the live feed (`GET /v1/establishments/{id}/live`), by `type`. */
-        LiveFrame: components["schemas"]["HelloFrame"] | components["schemas"]["ReloadFrame"] | components["schemas"]["EstablishmentCreatedFrame"] | components["schemas"]["EstablishmentUpdatedFrame"] | components["schemas"]["StaffAddedFrame"] | components["schemas"]["StaffHoursSetFrame"] | components["schemas"]["StaffTimeOffAddedFrame"] | components["schemas"]["ServiceAddedFrame"] | components["schemas"]["BookingConfirmedFrame"] | components["schemas"]["BookingCancelledFrame"] | components["schemas"]["BookingRescheduledFrame"] | components["schemas"]["BookingCompletedFrame"] | components["schemas"]["BookingNoShowFrame"] | components["schemas"]["HoldPlacedFrame"] | components["schemas"]["HoldEndedFrame"] | components["schemas"]["QueueJoinedFrame"] | components["schemas"]["QueueCalledFrame"] | components["schemas"]["QueueStartedFrame"] | components["schemas"]["QueueFinishedFrame"] | components["schemas"]["QueueNoShowFrame"] | components["schemas"]["QueueLeftFrame"] | components["schemas"]["QueueMovedFrame"] | components["schemas"]["QueueEstimatesFrame"];
+        LiveFrame: components["schemas"]["HelloFrame"] | components["schemas"]["ReloadFrame"] | components["schemas"]["EstablishmentCreatedFrame"] | components["schemas"]["EstablishmentUpdatedFrame"] | components["schemas"]["EstablishmentSuspendedFrame"] | components["schemas"]["EstablishmentReinstatedFrame"] | components["schemas"]["StaffAddedFrame"] | components["schemas"]["StaffHoursSetFrame"] | components["schemas"]["StaffTimeOffAddedFrame"] | components["schemas"]["ServiceAddedFrame"] | components["schemas"]["BookingConfirmedFrame"] | components["schemas"]["BookingCancelledFrame"] | components["schemas"]["BookingRescheduledFrame"] | components["schemas"]["BookingCompletedFrame"] | components["schemas"]["BookingNoShowFrame"] | components["schemas"]["HoldPlacedFrame"] | components["schemas"]["HoldEndedFrame"] | components["schemas"]["QueueJoinedFrame"] | components["schemas"]["QueueCalledFrame"] | components["schemas"]["QueueStartedFrame"] | components["schemas"]["QueueFinishedFrame"] | components["schemas"]["QueueNoShowFrame"] | components["schemas"]["QueueLeftFrame"] | components["schemas"]["QueueMovedFrame"] | components["schemas"]["QueueEstimatesFrame"];
         LoginRequest: {
             email: string;
             password: string;
@@ -1253,16 +1562,37 @@ export interface components {
         };
         /** @description Any of the create fields. */
         PatchEstablishmentRequest: {
+            /** @description Postal address, up to 300 characters. */
+            address?: string | null;
             /** Format: int32 */
             cancel_cutoff_minutes?: number | null;
+            /**
+             * @description One of `barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`, `tattoo`, `pet`,
+             *     `fitness`, `other`.
+             */
+            category?: string | null;
+            /** @description A short description, up to 1000 characters. */
+            description?: string | null;
             /** Format: int32 */
             horizon_days?: number | null;
+            /**
+             * Format: double
+             * @description Degrees, -90 to 90; with `longitude`.
+             */
+            latitude?: number | null;
+            /**
+             * Format: double
+             * @description Degrees, -180 to 180; with `latitude`.
+             */
+            longitude?: number | null;
             /** Format: int32 */
             max_future_bookings_per_customer?: number | null;
             /** Format: int32 */
             min_notice_minutes?: number | null;
             /** @description 1 to 200 printable characters, not only spaces. */
             name?: string | null;
+            /** @description An http(s) URL of a photo, up to 2000 characters. */
+            photo_url?: string | null;
             /**
              * Format: int32
              * @description Most tickets waiting in the walk-in queue at once.
@@ -1277,6 +1607,40 @@ export interface components {
             slot_minutes?: 5 | 10 | 12 | 15 | 20 | 30 | 60 | null;
             /** @enum {string|null} */
             timezone?: "Africa/Abidjan" | "Africa/Accra" | "Africa/Addis_Ababa" | "Africa/Algiers" | "Africa/Asmara" | "Africa/Asmera" | "Africa/Bamako" | "Africa/Bangui" | "Africa/Banjul" | "Africa/Bissau" | "Africa/Blantyre" | "Africa/Brazzaville" | "Africa/Bujumbura" | "Africa/Cairo" | "Africa/Casablanca" | "Africa/Ceuta" | "Africa/Conakry" | "Africa/Dakar" | "Africa/Dar_es_Salaam" | "Africa/Djibouti" | "Africa/Douala" | "Africa/El_Aaiun" | "Africa/Freetown" | "Africa/Gaborone" | "Africa/Harare" | "Africa/Johannesburg" | "Africa/Juba" | "Africa/Kampala" | "Africa/Khartoum" | "Africa/Kigali" | "Africa/Kinshasa" | "Africa/Lagos" | "Africa/Libreville" | "Africa/Lome" | "Africa/Luanda" | "Africa/Lubumbashi" | "Africa/Lusaka" | "Africa/Malabo" | "Africa/Maputo" | "Africa/Maseru" | "Africa/Mbabane" | "Africa/Mogadishu" | "Africa/Monrovia" | "Africa/Nairobi" | "Africa/Ndjamena" | "Africa/Niamey" | "Africa/Nouakchott" | "Africa/Ouagadougou" | "Africa/Porto-Novo" | "Africa/Sao_Tome" | "Africa/Timbuktu" | "Africa/Tripoli" | "Africa/Tunis" | "Africa/Windhoek" | "America/Adak" | "America/Anchorage" | "America/Anguilla" | "America/Antigua" | "America/Araguaina" | "America/Argentina/Buenos_Aires" | "America/Argentina/Catamarca" | "America/Argentina/ComodRivadavia" | "America/Argentina/Cordoba" | "America/Argentina/Jujuy" | "America/Argentina/La_Rioja" | "America/Argentina/Mendoza" | "America/Argentina/Rio_Gallegos" | "America/Argentina/Salta" | "America/Argentina/San_Juan" | "America/Argentina/San_Luis" | "America/Argentina/Tucuman" | "America/Argentina/Ushuaia" | "America/Aruba" | "America/Asuncion" | "America/Atikokan" | "America/Atka" | "America/Bahia" | "America/Bahia_Banderas" | "America/Barbados" | "America/Belem" | "America/Belize" | "America/Blanc-Sablon" | "America/Boa_Vista" | "America/Bogota" | "America/Boise" | "America/Buenos_Aires" | "America/Cambridge_Bay" | "America/Campo_Grande" | "America/Cancun" | "America/Caracas" | "America/Catamarca" | "America/Cayenne" | "America/Cayman" | "America/Chicago" | "America/Chihuahua" | "America/Ciudad_Juarez" | "America/Coral_Harbour" | "America/Cordoba" | "America/Costa_Rica" | "America/Coyhaique" | "America/Creston" | "America/Cuiaba" | "America/Curacao" | "America/Danmarkshavn" | "America/Dawson" | "America/Dawson_Creek" | "America/Denver" | "America/Detroit" | "America/Dominica" | "America/Edmonton" | "America/Eirunepe" | "America/El_Salvador" | "America/Ensenada" | "America/Fort_Nelson" | "America/Fort_Wayne" | "America/Fortaleza" | "America/Glace_Bay" | "America/Godthab" | "America/Goose_Bay" | "America/Grand_Turk" | "America/Grenada" | "America/Guadeloupe" | "America/Guatemala" | "America/Guayaquil" | "America/Guyana" | "America/Halifax" | "America/Havana" | "America/Hermosillo" | "America/Indiana/Indianapolis" | "America/Indiana/Knox" | "America/Indiana/Marengo" | "America/Indiana/Petersburg" | "America/Indiana/Tell_City" | "America/Indiana/Vevay" | "America/Indiana/Vincennes" | "America/Indiana/Winamac" | "America/Indianapolis" | "America/Inuvik" | "America/Iqaluit" | "America/Jamaica" | "America/Jujuy" | "America/Juneau" | "America/Kentucky/Louisville" | "America/Kentucky/Monticello" | "America/Knox_IN" | "America/Kralendijk" | "America/La_Paz" | "America/Lima" | "America/Los_Angeles" | "America/Louisville" | "America/Lower_Princes" | "America/Maceio" | "America/Managua" | "America/Manaus" | "America/Marigot" | "America/Martinique" | "America/Matamoros" | "America/Mazatlan" | "America/Mendoza" | "America/Menominee" | "America/Merida" | "America/Metlakatla" | "America/Mexico_City" | "America/Miquelon" | "America/Moncton" | "America/Monterrey" | "America/Montevideo" | "America/Montreal" | "America/Montserrat" | "America/Nassau" | "America/New_York" | "America/Nipigon" | "America/Nome" | "America/Noronha" | "America/North_Dakota/Beulah" | "America/North_Dakota/Center" | "America/North_Dakota/New_Salem" | "America/Nuuk" | "America/Ojinaga" | "America/Panama" | "America/Pangnirtung" | "America/Paramaribo" | "America/Phoenix" | "America/Port-au-Prince" | "America/Port_of_Spain" | "America/Porto_Acre" | "America/Porto_Velho" | "America/Puerto_Rico" | "America/Punta_Arenas" | "America/Rainy_River" | "America/Rankin_Inlet" | "America/Recife" | "America/Regina" | "America/Resolute" | "America/Rio_Branco" | "America/Rosario" | "America/Santa_Isabel" | "America/Santarem" | "America/Santiago" | "America/Santo_Domingo" | "America/Sao_Paulo" | "America/Scoresbysund" | "America/Shiprock" | "America/Sitka" | "America/St_Barthelemy" | "America/St_Johns" | "America/St_Kitts" | "America/St_Lucia" | "America/St_Thomas" | "America/St_Vincent" | "America/Swift_Current" | "America/Tegucigalpa" | "America/Thule" | "America/Thunder_Bay" | "America/Tijuana" | "America/Toronto" | "America/Tortola" | "America/Vancouver" | "America/Virgin" | "America/Whitehorse" | "America/Winnipeg" | "America/Yakutat" | "America/Yellowknife" | "Antarctica/Casey" | "Antarctica/Davis" | "Antarctica/DumontDUrville" | "Antarctica/Macquarie" | "Antarctica/Mawson" | "Antarctica/McMurdo" | "Antarctica/Palmer" | "Antarctica/Rothera" | "Antarctica/South_Pole" | "Antarctica/Syowa" | "Antarctica/Troll" | "Antarctica/Vostok" | "Arctic/Longyearbyen" | "Asia/Aden" | "Asia/Almaty" | "Asia/Amman" | "Asia/Anadyr" | "Asia/Aqtau" | "Asia/Aqtobe" | "Asia/Ashgabat" | "Asia/Ashkhabad" | "Asia/Atyrau" | "Asia/Baghdad" | "Asia/Bahrain" | "Asia/Baku" | "Asia/Bangkok" | "Asia/Barnaul" | "Asia/Beirut" | "Asia/Bishkek" | "Asia/Brunei" | "Asia/Calcutta" | "Asia/Chita" | "Asia/Choibalsan" | "Asia/Chongqing" | "Asia/Chungking" | "Asia/Colombo" | "Asia/Dacca" | "Asia/Damascus" | "Asia/Dhaka" | "Asia/Dili" | "Asia/Dubai" | "Asia/Dushanbe" | "Asia/Famagusta" | "Asia/Gaza" | "Asia/Harbin" | "Asia/Hebron" | "Asia/Ho_Chi_Minh" | "Asia/Hong_Kong" | "Asia/Hovd" | "Asia/Irkutsk" | "Asia/Istanbul" | "Asia/Jakarta" | "Asia/Jayapura" | "Asia/Jerusalem" | "Asia/Kabul" | "Asia/Kamchatka" | "Asia/Karachi" | "Asia/Kashgar" | "Asia/Kathmandu" | "Asia/Katmandu" | "Asia/Khandyga" | "Asia/Kolkata" | "Asia/Krasnoyarsk" | "Asia/Kuala_Lumpur" | "Asia/Kuching" | "Asia/Kuwait" | "Asia/Macao" | "Asia/Macau" | "Asia/Magadan" | "Asia/Makassar" | "Asia/Manila" | "Asia/Muscat" | "Asia/Nicosia" | "Asia/Novokuznetsk" | "Asia/Novosibirsk" | "Asia/Omsk" | "Asia/Oral" | "Asia/Phnom_Penh" | "Asia/Pontianak" | "Asia/Pyongyang" | "Asia/Qatar" | "Asia/Qostanay" | "Asia/Qyzylorda" | "Asia/Rangoon" | "Asia/Riyadh" | "Asia/Saigon" | "Asia/Sakhalin" | "Asia/Samarkand" | "Asia/Seoul" | "Asia/Shanghai" | "Asia/Singapore" | "Asia/Srednekolymsk" | "Asia/Taipei" | "Asia/Tashkent" | "Asia/Tbilisi" | "Asia/Tehran" | "Asia/Tel_Aviv" | "Asia/Thimbu" | "Asia/Thimphu" | "Asia/Tokyo" | "Asia/Tomsk" | "Asia/Ujung_Pandang" | "Asia/Ulaanbaatar" | "Asia/Ulan_Bator" | "Asia/Urumqi" | "Asia/Ust-Nera" | "Asia/Vientiane" | "Asia/Vladivostok" | "Asia/Yakutsk" | "Asia/Yangon" | "Asia/Yekaterinburg" | "Asia/Yerevan" | "Atlantic/Azores" | "Atlantic/Bermuda" | "Atlantic/Canary" | "Atlantic/Cape_Verde" | "Atlantic/Faeroe" | "Atlantic/Faroe" | "Atlantic/Jan_Mayen" | "Atlantic/Madeira" | "Atlantic/Reykjavik" | "Atlantic/South_Georgia" | "Atlantic/St_Helena" | "Atlantic/Stanley" | "Australia/ACT" | "Australia/Adelaide" | "Australia/Brisbane" | "Australia/Broken_Hill" | "Australia/Canberra" | "Australia/Currie" | "Australia/Darwin" | "Australia/Eucla" | "Australia/Hobart" | "Australia/LHI" | "Australia/Lindeman" | "Australia/Lord_Howe" | "Australia/Melbourne" | "Australia/NSW" | "Australia/North" | "Australia/Perth" | "Australia/Queensland" | "Australia/South" | "Australia/Sydney" | "Australia/Tasmania" | "Australia/Victoria" | "Australia/West" | "Australia/Yancowinna" | "Brazil/Acre" | "Brazil/DeNoronha" | "Brazil/East" | "Brazil/West" | "CET" | "CST6CDT" | "Canada/Atlantic" | "Canada/Central" | "Canada/Eastern" | "Canada/Mountain" | "Canada/Newfoundland" | "Canada/Pacific" | "Canada/Saskatchewan" | "Canada/Yukon" | "Chile/Continental" | "Chile/EasterIsland" | "Cuba" | "EET" | "EST" | "EST5EDT" | "Egypt" | "Eire" | "Etc/GMT" | "Etc/GMT+0" | "Etc/GMT+1" | "Etc/GMT+10" | "Etc/GMT+11" | "Etc/GMT+12" | "Etc/GMT+2" | "Etc/GMT+3" | "Etc/GMT+4" | "Etc/GMT+5" | "Etc/GMT+6" | "Etc/GMT+7" | "Etc/GMT+8" | "Etc/GMT+9" | "Etc/GMT-0" | "Etc/GMT-1" | "Etc/GMT-10" | "Etc/GMT-11" | "Etc/GMT-12" | "Etc/GMT-13" | "Etc/GMT-14" | "Etc/GMT-2" | "Etc/GMT-3" | "Etc/GMT-4" | "Etc/GMT-5" | "Etc/GMT-6" | "Etc/GMT-7" | "Etc/GMT-8" | "Etc/GMT-9" | "Etc/GMT0" | "Etc/Greenwich" | "Etc/UCT" | "Etc/UTC" | "Etc/Universal" | "Etc/Zulu" | "Europe/Amsterdam" | "Europe/Andorra" | "Europe/Astrakhan" | "Europe/Athens" | "Europe/Belfast" | "Europe/Belgrade" | "Europe/Berlin" | "Europe/Bratislava" | "Europe/Brussels" | "Europe/Bucharest" | "Europe/Budapest" | "Europe/Busingen" | "Europe/Chisinau" | "Europe/Copenhagen" | "Europe/Dublin" | "Europe/Gibraltar" | "Europe/Guernsey" | "Europe/Helsinki" | "Europe/Isle_of_Man" | "Europe/Istanbul" | "Europe/Jersey" | "Europe/Kaliningrad" | "Europe/Kiev" | "Europe/Kirov" | "Europe/Kyiv" | "Europe/Lisbon" | "Europe/Ljubljana" | "Europe/London" | "Europe/Luxembourg" | "Europe/Madrid" | "Europe/Malta" | "Europe/Mariehamn" | "Europe/Minsk" | "Europe/Monaco" | "Europe/Moscow" | "Europe/Nicosia" | "Europe/Oslo" | "Europe/Paris" | "Europe/Podgorica" | "Europe/Prague" | "Europe/Riga" | "Europe/Rome" | "Europe/Samara" | "Europe/San_Marino" | "Europe/Sarajevo" | "Europe/Saratov" | "Europe/Simferopol" | "Europe/Skopje" | "Europe/Sofia" | "Europe/Stockholm" | "Europe/Tallinn" | "Europe/Tirane" | "Europe/Tiraspol" | "Europe/Ulyanovsk" | "Europe/Uzhgorod" | "Europe/Vaduz" | "Europe/Vatican" | "Europe/Vienna" | "Europe/Vilnius" | "Europe/Volgograd" | "Europe/Warsaw" | "Europe/Zagreb" | "Europe/Zaporozhye" | "Europe/Zurich" | "Factory" | "GB" | "GB-Eire" | "GMT" | "GMT+0" | "GMT-0" | "GMT0" | "Greenwich" | "HST" | "Hongkong" | "Iceland" | "Indian/Antananarivo" | "Indian/Chagos" | "Indian/Christmas" | "Indian/Cocos" | "Indian/Comoro" | "Indian/Kerguelen" | "Indian/Mahe" | "Indian/Maldives" | "Indian/Mauritius" | "Indian/Mayotte" | "Indian/Reunion" | "Iran" | "Israel" | "Jamaica" | "Japan" | "Kwajalein" | "Libya" | "MET" | "MST" | "MST7MDT" | "Mexico/BajaNorte" | "Mexico/BajaSur" | "Mexico/General" | "NZ" | "NZ-CHAT" | "Navajo" | "PRC" | "PST8PDT" | "Pacific/Apia" | "Pacific/Auckland" | "Pacific/Bougainville" | "Pacific/Chatham" | "Pacific/Chuuk" | "Pacific/Easter" | "Pacific/Efate" | "Pacific/Enderbury" | "Pacific/Fakaofo" | "Pacific/Fiji" | "Pacific/Funafuti" | "Pacific/Galapagos" | "Pacific/Gambier" | "Pacific/Guadalcanal" | "Pacific/Guam" | "Pacific/Honolulu" | "Pacific/Johnston" | "Pacific/Kanton" | "Pacific/Kiritimati" | "Pacific/Kosrae" | "Pacific/Kwajalein" | "Pacific/Majuro" | "Pacific/Marquesas" | "Pacific/Midway" | "Pacific/Nauru" | "Pacific/Niue" | "Pacific/Norfolk" | "Pacific/Noumea" | "Pacific/Pago_Pago" | "Pacific/Palau" | "Pacific/Pitcairn" | "Pacific/Pohnpei" | "Pacific/Ponape" | "Pacific/Port_Moresby" | "Pacific/Rarotonga" | "Pacific/Saipan" | "Pacific/Samoa" | "Pacific/Tahiti" | "Pacific/Tarawa" | "Pacific/Tongatapu" | "Pacific/Truk" | "Pacific/Wake" | "Pacific/Wallis" | "Pacific/Yap" | "Poland" | "Portugal" | "ROC" | "ROK" | "Singapore" | "Turkey" | "UCT" | "US/Alaska" | "US/Aleutian" | "US/Arizona" | "US/Central" | "US/East-Indiana" | "US/Eastern" | "US/Hawaii" | "US/Indiana-Starke" | "US/Michigan" | "US/Mountain" | "US/Pacific" | "US/Samoa" | "UTC" | "Universal" | "W-SU" | "WET" | "Zulu" | "localtime" | "posixrules" | null;
+        };
+        /** @description The platform's counters. */
+        PlatformStats: {
+            /** Format: int64 */
+            active_establishments: number;
+            /**
+             * Format: int64
+             * @description Bookings (not cancelled) starting that day, across establishments.
+             */
+            bookings_today: number;
+            /** @description The UTC day the day counts are for, `YYYY-MM-DD`. */
+            day: string;
+            /** Format: int64 */
+            disabled_users: number;
+            /**
+             * Format: int64
+             * @description Establishments this node has in memory.
+             */
+            establishments_in_memory: number;
+            /**
+             * Format: int64
+             * @description Walk-in tickets waiting now, in the establishments this node has in memory
+             *     (an establishment idle long enough to be passivated has no ticket waiting).
+             */
+            queue_tickets_waiting: number;
+            /**
+             * Format: int64
+             * @description Answers with a 5xx status since this node started.
+             */
+            server_errors: number;
+            /** Format: int64 */
+            suspended_establishments: number;
+            /** Format: int64 */
+            users: number;
         };
         PreferencesAnswer: {
             /** @description The message kinds turned off. */
@@ -1477,6 +1841,11 @@ export interface components {
             queue: components["schemas"]["QueuePositionDto"][];
             ticket: null | components["schemas"]["TicketDto"];
         };
+        /** @description Why an admin acts; shown to whom it concerns and kept in the audit log. */
+        ReasonRequest: {
+            /** @description 1 to 500 characters. */
+            reason: string;
+        };
         RefreshRequest: {
             /** @description The current refresh token of the session. */
             refresh_token: string;
@@ -1544,6 +1913,13 @@ export interface components {
             staff: number[];
             start: string;
         };
+        /** @description A page of results. */
+        SearchPage: {
+            /** @description Nearest first near a point, else by name; ties by id. */
+            establishments: components["schemas"]["ListingDto"][];
+            /** @description Pass as `cursor` for the next page; null on the last. */
+            next_cursor?: string | null;
+        };
         /** @description `service.added`. */
         ServiceAddedData: {
             service: components["schemas"]["ServiceDto"];
@@ -1589,6 +1965,8 @@ export interface components {
             cancel_cutoff_minutes: number;
             /** Format: int32 */
             horizon_days: number;
+            /** @description The listing; absent when it has no field set. */
+            listing?: components["schemas"]["ListingData"];
             /** Format: int32 */
             max_future_bookings_per_customer: number;
             /** Format: int32 */
@@ -1686,6 +2064,15 @@ export interface components {
         /** @description `{"status": "ok"}` and friends. */
         StatusResponse: {
             status: string;
+        };
+        /**
+         * @description `establishment.suspended` (the owner is told why) and `establishment.reinstated`:
+         *     the admin's reason and who the admin was.
+         */
+        SuspensionData: {
+            /** Format: uuid */
+            by: string;
+            reason: string;
         };
         /** @description A ticket as API.md describes it. */
         TicketDto: {
@@ -2008,6 +2395,666 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["StatusResponse"];
+                };
+            };
+        };
+    };
+    audit: {
+        parameters: {
+            query?: {
+                /** @description From a previous page's `next_cursor`: entries older than it. */
+                cursor?: string;
+                /** @description Page size, 1 to 100 (default 50). */
+                limit?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the append-only log of admin actions; no route changes it */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditPage"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_establishments: {
+        parameters: {
+            query?: {
+                /**
+                 * @description One of the categories (`barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`,
+                 *     `tattoo`, `pet`, `fitness`, `other`).
+                 */
+                category?: string;
+                /** @description From a previous page's `next_cursor`. */
+                cursor?: string;
+                /**
+                 * @description `today` (each establishment's own local today) or `YYYY-MM-DD`: only
+                 *     establishments with a bookable slot that day.
+                 */
+                free_on?: string;
+                /** @description Latitude of the point to search around (-90 to 90); with `lon`. */
+                lat?: string;
+                /** @description Page size, 1 to 50 (default 20). */
+                limit?: string;
+                /** @description Longitude of the point to search around (-180 to 180); with `lat`. */
+                lon?: string;
+                /** @description `true`: only establishments where some staff member works right now. */
+                open_now?: string;
+                /**
+                 * @description Text matched against names and service names, ignoring accents and case; every
+                 *     word must occur (1 to 200 characters, at most 8 words).
+                 */
+                q?: string;
+                /** @description Radius around the point in km, more than 0 and at most 100 (default 10). */
+                radius_km?: string;
+                /** @description With `free_on`: only slots of services whose name contains this text. */
+                service?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the discovery search's parameters and order, suspended establishments included */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminEstablishmentPage"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    reinstate_establishment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReasonRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminActionDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not suspended */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    suspend_establishment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReasonRequest"];
+            };
+        };
+        responses: {
+            /** @description suspended: no new bookings, holds or walk-ins; hidden from search; the owner sees `establishment.suspended` with the reason on the live feed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminActionDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description already suspended */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    stats: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PlatformStats"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_users: {
+        parameters: {
+            query?: {
+                /** @description From a previous page's `next_cursor`. */
+                cursor?: string;
+                /** @description Page size, 1 to 100 (default 50). */
+                limit?: string;
+                /** @description Text the email or the name contains (case-insensitive), 1 to 200 characters. */
+                q?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminUserPage"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    disable_user: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReasonRequest"];
+            };
+        };
+        responses: {
+            /** @description disabled: the account's tokens stop working (403 `account_disabled`) and it cannot sign in */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminActionDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description already disabled, or an admin's own account */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -2384,6 +3431,90 @@ export interface operations {
                 };
             };
             /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    search_establishments: {
+        parameters: {
+            query?: {
+                /**
+                 * @description One of the categories (`barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`,
+                 *     `tattoo`, `pet`, `fitness`, `other`).
+                 */
+                category?: string;
+                /** @description From a previous page's `next_cursor`. */
+                cursor?: string;
+                /**
+                 * @description `today` (each establishment's own local today) or `YYYY-MM-DD`: only
+                 *     establishments with a bookable slot that day.
+                 */
+                free_on?: string;
+                /** @description Latitude of the point to search around (-90 to 90); with `lon`. */
+                lat?: string;
+                /** @description Page size, 1 to 50 (default 20). */
+                limit?: string;
+                /** @description Longitude of the point to search around (-180 to 180); with `lat`. */
+                lon?: string;
+                /** @description `true`: only establishments where some staff member works right now. */
+                open_now?: string;
+                /**
+                 * @description Text matched against names and service names, ignoring accents and case; every
+                 *     word must occur (1 to 200 characters, at most 8 words).
+                 */
+                q?: string;
+                /** @description Radius around the point in km, more than 0 and at most 100 (default 10). */
+                radius_km?: string;
+                /** @description With `free_on`: only slots of services whose name contains this text. */
+                service?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SearchPage"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description a parameter is out of range; `field` names it */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
             503: {
                 headers: {
                     [name: string]: unknown;
