@@ -300,7 +300,7 @@ async fn bad_input_gets_clear_errors() {
         .call(Method::GET, "/v1/nothing-here", None, None)
         .await;
     assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
-    let (status, headers, body) = server.call(Method::DELETE, "/v1/me", None, None).await;
+    let (status, headers, body) = server.call(Method::PUT, "/v1/me", None, None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(code(&body), "invalid_request");
     let allow = headers.get("allow").map(|v| v.to_str().unwrap().to_owned());

@@ -3,12 +3,13 @@
 //! be a server error or disagree with the document. Fixed seed and a CI-sized number of
 //! examples; `SCHEMATHESIS_EXAMPLES=N` runs more.
 //!
-//! Scope, for now: register, login, refresh, the caller's account and export,
-//! establishments (create, read, change) and availability, whose constraints the
-//! document states. The rest of the document is not yet as strict as the server
-//! (issue 26: the hours' shape, services, bookings, the queue, members, the live
-//! route's upgrade) and has no OpenAPI links for the routes behind an id; they join
-//! this test as they are tightened. The operations that end the caller's session
+//! Scope, for now: register, login, refresh, the caller's account and export, reading
+//! an establishment and availability. Creating and changing an establishment state
+//! their constraints too, but discovery's listing fields (merged since) do not yet, so
+//! they are left out with the rest of the document that is not yet as strict as the
+//! server (issue 26: search, the hours' shape, services, bookings, the queue, members,
+//! devices, preferences, the live route's upgrade), nor has OpenAPI links for the
+//! routes behind an id; they join this test as they are tightened. The operations that end the caller's session
 //! (logout, logout-all, password change, account deletion) are left out: they would
 //! sign the fuzzer out halfway; tests/sessions.rs and tests/personal.rs cover them.
 
@@ -39,11 +40,13 @@ async fn schema_valid_requests_are_accepted_and_answers_match_the_document() {
             &examples,
             "--no-color",
             "--include-path-regex",
-            "^/v1/(auth|me)|^/v1/establishments(/\\{id\\})?$|/availability$",
+            "^/v1/auth/|^/v1/me(/export)?$|^/v1/establishments/\\{id\\}$|/availability$",
             "--exclude-path-regex",
             "^/v1/auth/logout|^/v1/me/password$",
             "--exclude-method",
             "DELETE",
+            "--exclude-method",
+            "PATCH",
             "-H",
             &format!("Authorization: Bearer {token}"),
         ])
