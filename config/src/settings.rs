@@ -92,6 +92,19 @@ pub struct HttpSettings {
     /// Take the client IP for per-IP limits from the first `X-Forwarded-For` entry. Only
     /// behind a proxy that sets it; otherwise clients could pick their own IP.
     pub trust_forwarded_for: bool,
+    /// A request's head (request line and headers) must be complete this long after its
+    /// first byte, or the connection is closed: a client that sends part of its headers
+    /// and then nothing would otherwise hold a connection (and its slot of
+    /// `max_connections`) forever. Real clients send a head in one packet.
+    pub header_read_timeout_ms: u64,
+    /// A request's body must be complete this long after its head, or it is answered
+    /// 408 `request_timeout` and the connection closed. Below `request_timeout_ms`, so a
+    /// slow upload is told what happened (not 503 "retry"). 5 s admits a 64 KiB body at
+    /// 13 KB/s.
+    pub body_read_timeout_ms: u64,
+    /// An HTTP connection with no request in progress is closed after this long (a new
+    /// request's first byte restarts it). Live feeds are not affected once upgraded.
+    pub keep_alive_idle_ms: u64,
 }
 
 impl Default for HttpSettings {
@@ -105,6 +118,9 @@ impl Default for HttpSettings {
             allowed_origins: Vec::new(),
             shutdown_grace_ms: 10_000,
             trust_forwarded_for: false,
+            header_read_timeout_ms: 5_000,
+            body_read_timeout_ms: 5_000,
+            keep_alive_idle_ms: 60_000,
         }
     }
 }
@@ -131,8 +147,12 @@ pub struct AuthSettings {
     pub issuer: String,
     /// `aud` of issued tokens; tokens for another audience are refused.
     pub audience: String,
-    /// Lifetime of an access token.
+    /// Lifetime of an access token. Short: a client renews it with its refresh token
+    /// (`POST /v1/auth/refresh`), and a stolen one is good for this long at most.
     pub token_ttl_minutes: u32,
+    /// Lifetime of a refresh token; each refresh issues a new one with a new lifetime,
+    /// so a device used within this many days stays signed in.
+    pub refresh_ttl_days: u32,
     /// The key new tokens are signed with.
     pub signing_key: KeySettings,
     /// Further keys still accepted for verification (the previous signing keys during a
@@ -149,7 +169,8 @@ impl Default for AuthSettings {
         AuthSettings {
             issuer: "navaro".to_owned(),
             audience: "navaro-api".to_owned(),
-            token_ttl_minutes: 60,
+            token_ttl_minutes: 15,
+            refresh_ttl_days: 30,
             signing_key: KeySettings {
                 kid: "dev".to_owned(),
                 secret: Secret::new(DEV_SIGNING_KEY),
@@ -659,7 +680,14 @@ impl Settings {
                 u64::from(self.limits.bookings_per_minute),
             ),
         ];
-        let more: [(&'static str, u64); 3] = [
+        let more: [(&'static str, u64); 7] = [
+            ("auth.refresh_ttl_days", u64::from(auth.refresh_ttl_days)),
+            (
+                "http.header_read_timeout_ms",
+                self.http.header_read_timeout_ms,
+            ),
+            ("http.body_read_timeout_ms", self.http.body_read_timeout_ms),
+            ("http.keep_alive_idle_ms", self.http.keep_alive_idle_ms),
             ("limits.login_burst", u64::from(self.limits.login_burst)),
             (
                 "limits.bookings_burst",
@@ -714,6 +742,12 @@ impl Settings {
         }
         self.validate_notify()?;
         self.cluster.validate(self.uses_postgres())?;
+        if self.http.body_read_timeout_ms >= self.http.request_timeout_ms {
+            return Err(ConfigError::OutOfRange {
+                field: "http.body_read_timeout_ms",
+                reason: "must be below http.request_timeout_ms, so a slow body gets 408".to_owned(),
+            });
+        }
         if let Some(dir) = &self.web.pro_dir
             && !dir.join("index.html").is_file()
         {

@@ -135,6 +135,9 @@ fn the_example_file_is_valid_and_matches_the_defaults() {
         let d = Settings::default();
         assert_eq!(s.http.listen, d.http.listen);
         assert_eq!(s.http.body_limit_bytes, d.http.body_limit_bytes);
+        assert_eq!(s.http.header_read_timeout_ms, d.http.header_read_timeout_ms);
+        assert_eq!(s.http.body_read_timeout_ms, d.http.body_read_timeout_ms);
+        assert_eq!(s.http.keep_alive_idle_ms, d.http.keep_alive_idle_ms);
         assert_eq!(s.limits.login_burst, d.limits.login_burst);
         assert_eq!(s.websocket.max_lag_events, d.websocket.max_lag_events);
         assert_eq!(s.auth.signing_key.kid, d.auth.signing_key.kid);
@@ -150,6 +153,8 @@ fn the_example_file_is_valid_and_matches_the_defaults() {
             s.webhooks.disable_after_hours,
             d.webhooks.disable_after_hours
         );
+        assert_eq!(s.auth.token_ttl_minutes, d.auth.token_ttl_minutes);
+        assert_eq!(s.auth.refresh_ttl_days, d.auth.refresh_ttl_days);
         Ok(())
     });
 }
@@ -373,6 +378,39 @@ fn a_cluster_on_sqlite_is_a_startup_error() {
             error.contains("cluster.enabled") && error.contains("SQLite"),
             "{error}"
         );
+        Ok(())
+    });
+}
+
+#[test]
+fn connection_timeouts_are_settings_and_a_body_timeout_past_the_request_timeout_is_refused() {
+    Jail::expect_with(|jail| {
+        let s = load_in(jail, None).unwrap();
+        assert_eq!(s.http.header_read_timeout_ms, 5_000);
+        assert_eq!(s.http.keep_alive_idle_ms, 60_000);
+        jail.set_env("NAVARO_HTTP__KEEP_ALIVE_IDLE_MS", "0");
+        let refused = load_in(jail, None).unwrap_err();
+        assert!(
+            refused.to_string().contains("http.keep_alive_idle_ms"),
+            "{refused}"
+        );
+        jail.set_env("NAVARO_HTTP__KEEP_ALIVE_IDLE_MS", "1000");
+        jail.set_env("NAVARO_HTTP__BODY_READ_TIMEOUT_MS", "10000");
+        let refused = load_in(jail, None).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                ConfigError::OutOfRange {
+                    field: "http.body_read_timeout_ms",
+                    ..
+                }
+            ),
+            "{refused:?}"
+        );
+        jail.set_env("NAVARO_HTTP__BODY_READ_TIMEOUT_MS", "2000");
+        let s = load_in(jail, None).unwrap();
+        assert_eq!(s.http.keep_alive_idle_ms, 1_000);
+        assert_eq!(s.http.body_read_timeout_ms, 2_000);
         Ok(())
     });
 }

@@ -17,6 +17,7 @@ fn verify(c: &mut Criterion) {
         keys.issue(
             UserId(Uuid::now_v7()),
             "customer@example.com",
+            Some(Uuid::now_v7()),
             Timestamp::now(),
         )
         .0

@@ -124,6 +124,11 @@ pub struct Claims {
     pub aud: String,
     pub iat: i64,
     pub exp: i64,
+    /// The sign-in session the token belongs to (see [`crate::sessions`]): revoking it
+    /// revokes the token. Absent from tokens issued before sessions existed, which
+    /// stay good until they expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
 }
 
 /// Verified tokens remembered, each with its claims: a few hundred bytes apiece, so a
@@ -146,7 +151,7 @@ pub struct TokenKeys {
     ttl_seconds: i64,
     /// Tokens that passed [`TokenKeys::verify`], by their whole text. The keys, issuer
     /// and audience are fixed for the process, so a remembered token stays good until
-    /// it expires; nothing revokes one earlier (there is no logout).
+    /// it expires; its session is checked on every use (see [`crate::sessions`]).
     verified: quick_cache::sync::Cache<String, Arc<Claims>>,
 }
 
@@ -179,8 +184,14 @@ impl TokenKeys {
         }
     }
 
-    /// Issue a token for a user; returns it with its expiry.
-    pub fn issue(&self, user_id: UserId, email: &str, now: Timestamp) -> (String, Timestamp) {
+    /// Issue a token for a user's session; returns it with its expiry.
+    pub fn issue(
+        &self,
+        user_id: UserId,
+        email: &str,
+        sid: Option<Uuid>,
+        now: Timestamp,
+    ) -> (String, Timestamp) {
         let iat = now.as_second();
         let exp = iat + self.ttl_seconds;
         let claims = Claims {
@@ -190,6 +201,7 @@ impl TokenKeys {
             aud: self.audience.clone(),
             iat,
             exp,
+            sid,
         };
         let header = Header {
             kid: Some(self.signing_kid.clone()),
@@ -240,11 +252,14 @@ pub struct AuthUser {
     pub email: String,
     /// A platform admin, by configuration.
     pub admin: bool,
+    /// The token's sign-in session (`None` for tokens from before sessions).
+    pub session_id: Option<Uuid>,
 }
 
 impl AuthUser {
-    /// Authenticate a bearer token and apply the per-user rate limit.
-    pub fn from_token(state: &AppState, token: &str) -> Result<AuthUser, ApiError> {
+    /// Authenticate a bearer token (its signature, expiry and session) and apply the
+    /// per-user rate limit.
+    pub async fn from_token(state: &AppState, token: &str) -> Result<AuthUser, ApiError> {
         let claims = state.tokens.verify(token).map_err(|e| {
             tracing::debug!(error = %e, "token refused");
             ApiError::unauthorized("invalid or expired token")
@@ -259,7 +274,15 @@ impl AuthUser {
             user_id: UserId(claims.sub),
             admin: state.settings.is_admin(claims.sub, &claims.email),
             email: claims.email.clone(),
+            session_id: claims.sid,
         };
+        if let Some(sid) = user.session_id
+            && !state.sessions.is_live(sid, user.user_id).await
+        {
+            return Err(ApiError::unauthorized(
+                "signed out: the session was revoked",
+            ));
+        }
         state.limits.check_user(user.user_id)?;
         Ok(user)
     }
@@ -310,7 +333,7 @@ impl FromRequestParts<AppState> for AuthUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or_else(|| ApiError::unauthorized("bearer token required"))?;
-        AuthUser::from_token(state, token)
+        AuthUser::from_token(state, token).await
     }
 }
 
@@ -323,7 +346,9 @@ impl FromRequestParts<AppState> for MaybeAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match bearer(parts) {
-            Some(token) => AuthUser::from_token(state, token).map(|u| MaybeAuth(Some(u))),
+            Some(token) => AuthUser::from_token(state, token)
+                .await
+                .map(|u| MaybeAuth(Some(u))),
             None => Ok(MaybeAuth(None)),
         }
     }
@@ -347,7 +372,7 @@ mod tests {
     fn round_trip_and_rotation() {
         let old =
             TokenKeys::from_settings(&settings_with("k1", "old-secret-old-secret-old-secret!"));
-        let (token, _) = old.issue(UserId(Uuid::now_v7()), "a@b.c", Timestamp::now());
+        let (token, _) = old.issue(UserId(Uuid::now_v7()), "a@b.c", None, Timestamp::now());
         assert!(old.verify(&token).is_ok());
 
         // Rotated: k2 signs, k1 still verifies.
@@ -367,19 +392,19 @@ mod tests {
     #[test]
     fn a_verified_token_is_remembered_until_it_expires_and_only_whole() {
         let keys = TokenKeys::from_settings(&Settings::default());
-        let (token, expires) = keys.issue(UserId(Uuid::now_v7()), "a@b.c", Timestamp::now());
+        let (token, expires) = keys.issue(UserId(Uuid::now_v7()), "a@b.c", None, Timestamp::now());
         let first = keys.verify(&token).unwrap();
         assert!(Arc::ptr_eq(&first, &keys.verify(&token).unwrap()));
 
         // Another token's signature on this token's header and claims: not a hit.
-        let (other, _) = keys.issue(UserId(Uuid::now_v7()), "d@e.f", Timestamp::now());
+        let (other, _) = keys.issue(UserId(Uuid::now_v7()), "d@e.f", None, Timestamp::now());
         let (signed, _) = token.rsplit_once('.').unwrap();
         let (_, other_signature) = other.rsplit_once('.').unwrap();
         assert!(keys.verify(&format!("{signed}.{other_signature}")).is_err());
 
         // Refused tokens take no room.
         let long_ago = Timestamp::from_second(1_000_000_000).unwrap();
-        let (expired, _) = keys.issue(UserId(Uuid::now_v7()), "a@b.c", long_ago);
+        let (expired, _) = keys.issue(UserId(Uuid::now_v7()), "a@b.c", None, long_ago);
         assert!(keys.verify(&expired).is_err());
         assert_eq!(keys.verified.len(), 1);
 
@@ -398,7 +423,7 @@ mod tests {
     fn expired_wrong_audience_wrong_issuer_and_alg_none_are_refused() {
         let keys = TokenKeys::from_settings(&Settings::default());
         let long_ago = Timestamp::from_second(1_000_000_000).unwrap();
-        let (expired, _) = keys.issue(UserId(Uuid::now_v7()), "a@b.c", long_ago);
+        let (expired, _) = keys.issue(UserId(Uuid::now_v7()), "a@b.c", None, long_ago);
         assert!(keys.verify(&expired).is_err());
 
         let mut other = Settings::default();
@@ -406,6 +431,7 @@ mod tests {
         let (token, _) = TokenKeys::from_settings(&other).issue(
             UserId(Uuid::now_v7()),
             "a@b.c",
+            None,
             Timestamp::now(),
         );
         assert!(keys.verify(&token).is_err());
@@ -415,12 +441,13 @@ mod tests {
         let (token, _) = TokenKeys::from_settings(&other).issue(
             UserId(Uuid::now_v7()),
             "a@b.c",
+            None,
             Timestamp::now(),
         );
         assert!(keys.verify(&token).is_err());
 
         // alg=none with our kid: the header names an algorithm we do not accept.
-        let (good, _) = keys.issue(UserId(Uuid::now_v7()), "a@b.c", Timestamp::now());
+        let (good, _) = keys.issue(UserId(Uuid::now_v7()), "a@b.c", None, Timestamp::now());
         let payload = good.split('.').nth(1).unwrap();
         let none_header = "eyJhbGciOiJub25lIiwia2lkIjoiZGV2In0"; // {"alg":"none","kid":"dev"}
         assert!(keys.verify(&format!("{none_header}.{payload}.")).is_err());

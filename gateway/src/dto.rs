@@ -22,9 +22,14 @@ pub fn render(ts: Timestamp, tz: &TimeZone) -> String {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    /// Compared without regard to case or surrounding spaces.
+    #[schema(format = Email, min_length = 3, max_length = 254)]
     pub email: String,
     /// 8 to 128 characters.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
+    /// 1 to 100 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: String,
 }
 
@@ -47,12 +52,73 @@ pub struct RegisterResponse {
     pub user: UserDto,
     pub token: String,
     pub expires_at: String,
+    /// Trade it at `POST /v1/auth/refresh` for a new access token (and a new refresh
+    /// token: each is good once).
+    pub refresh_token: String,
+    pub refresh_expires_at: String,
+    /// The sign-in session (this device) the tokens belong to.
+    pub session_id: Uuid,
 }
 
+/// A sign-in's tokens: login, refresh, password change.
 #[derive(Serialize, ToSchema)]
 pub struct LoginResponse {
+    /// The access token (`Authorization: Bearer`), short-lived.
     pub token: String,
     pub expires_at: String,
+    /// Good once, at `POST /v1/auth/refresh`; using it twice revokes the session.
+    pub refresh_token: String,
+    pub refresh_expires_at: String,
+    /// The sign-in session (this device) the tokens belong to.
+    pub session_id: Uuid,
+}
+
+impl From<crate::sessions::Issued> for LoginResponse {
+    fn from(issued: crate::sessions::Issued) -> LoginResponse {
+        LoginResponse {
+            token: issued.access_token,
+            expires_at: issued.expires_at.to_string(),
+            refresh_token: issued.refresh_token,
+            refresh_expires_at: issued.refresh_expires_at.to_string(),
+            session_id: issued.session_id,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The current refresh token of the session.
+    pub refresh_token: String,
+}
+
+/// Everything Navaro holds about the caller (`GET /v1/me/export`).
+#[derive(Serialize, ToSchema)]
+pub struct ExportResponse {
+    pub user_id: Uuid,
+    pub exported_at: String,
+    /// One entry per kind of data: `account` (profile and memberships), `sessions`
+    /// (signed-in devices), `bookings` (as a customer, instants in UTC); more as modules
+    /// add their own.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAccountRequest {
+    /// The account's password: deletion cannot be undone, so a stolen access token
+    /// alone does not suffice.
+    pub password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChangeRequest {
+    pub current_password: String,
+    /// 8 to 128 characters.
+    #[schema(min_length = 8, max_length = 128)]
+    pub new_password: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -75,17 +141,39 @@ pub struct MeResponse {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEstablishmentRequest {
+    /// 1 to 200 printable characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
     /// IANA time zone, e.g. `America/Sao_Paulo`.
+    #[schema(schema_with = timezone_schema)]
     pub timezone: String,
+    /// Divides the hour.
+    #[schema(schema_with = slot_minutes_schema)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub slot_minutes: Option<u16>,
+    #[schema(minimum = 0, maximum = 43200)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub min_notice_minutes: Option<u32>,
+    #[schema(minimum = 1, maximum = 366)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub horizon_days: Option<u16>,
+    #[schema(minimum = 0, maximum = 43200)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub cancel_cutoff_minutes: Option<u32>,
+    #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub max_future_bookings_per_customer: Option<u16>,
     /// Most tickets waiting in the walk-in queue at once.
+    #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub queue_max_length: Option<u16>,
     /// A called ticket not started within this long is marked no-show.
+    #[schema(minimum = 1, maximum = 120)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub queue_no_show_grace_minutes: Option<u16>,
     /// One of `barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`, `tattoo`, `pet`,
     /// `fitness`, `other`.
@@ -137,16 +225,39 @@ impl CreateEstablishmentRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchEstablishmentRequest {
+    /// 1 to 200 printable characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: Option<String>,
+    /// IANA time zone, e.g. `America/Sao_Paulo`.
+    #[schema(schema_with = optional_timezone_schema)]
     pub timezone: Option<String>,
+    /// Divides the hour.
+    #[schema(schema_with = slot_minutes_schema)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub slot_minutes: Option<u16>,
+    #[schema(minimum = 0, maximum = 43200)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub min_notice_minutes: Option<u32>,
+    #[schema(minimum = 1, maximum = 366)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub horizon_days: Option<u16>,
+    #[schema(minimum = 0, maximum = 43200)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub cancel_cutoff_minutes: Option<u32>,
+    #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub max_future_bookings_per_customer: Option<u16>,
     /// Most tickets waiting in the walk-in queue at once.
+    #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub queue_max_length: Option<u16>,
     /// A called ticket not started within this long is marked no-show.
+    #[schema(minimum = 1, maximum = 120)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub queue_no_show_grace_minutes: Option<u16>,
     /// One of `barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`, `tattoo`, `pet`,
     /// `fitness`, `other`.
@@ -316,6 +427,7 @@ pub struct EstablishmentDto {
 pub struct AddMemberRequest {
     pub user_id: Uuid,
     /// `owner` or `staff`.
+    #[schema(pattern = "^(owner|staff)$")]
     pub role: String,
 }
 
@@ -480,9 +592,13 @@ impl AlternativeDto {
 #[serde(deny_unknown_fields)]
 pub struct AvailabilityParams {
     pub service_id: Uuid,
-    /// First local date, `YYYY-MM-DD`.
+    /// First local date, `YYYY-MM-DD`, in the years 1970 to 2199. (The pattern admits
+    /// days 01-28 of every month, which every month has; the server also takes the
+    /// 29th to the 31st where the month has them.)
+    #[param(pattern = r"^(19[7-9][0-9]|2[01][0-9][0-9])-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])$")]
     pub from: String,
     /// Number of days, 1 to 31.
+    #[param(minimum = 1, maximum = 31)]
     pub days: Option<u16>,
     pub staff_id: Option<Uuid>,
     /// `slots` (the default): one entry per start. `runs`: the same starts,
@@ -589,4 +705,77 @@ pub fn service(id: Uuid) -> ServiceId {
 
 pub fn user(id: Uuid) -> UserId {
     UserId(id)
+}
+
+/// The time zones the server knows (its bundled IANA database), as an enum.
+fn timezone_names() -> Vec<String> {
+    let mut names: Vec<String> = jiff::tz::db()
+        .available()
+        .map(|name| name.as_str().to_owned())
+        .filter(|name| name.len() <= 64 && TimeZone::get(name).is_ok())
+        .collect();
+    names.sort();
+    names
+}
+
+fn timezone_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(timezone_names()))
+        .build()
+}
+
+fn optional_timezone_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            utoipa::openapi::schema::Type::String,
+            utoipa::openapi::schema::Type::Null,
+        ]))
+        .enum_values(Some(
+            timezone_names()
+                .into_iter()
+                .map(serde_json::Value::from)
+                .chain([serde_json::Value::Null]),
+        ))
+        .build()
+}
+
+/// The slot grids the engine accepts (`rules::SLOT_MINUTES_ALLOWED`), or none.
+fn slot_minutes_schema() -> utoipa::openapi::schema::Object {
+    use navaro_engine::domain::rules::SLOT_MINUTES_ALLOWED;
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            utoipa::openapi::schema::Type::Integer,
+            utoipa::openapi::schema::Type::Null,
+        ]))
+        .enum_values(Some(
+            SLOT_MINUTES_ALLOWED
+                .iter()
+                .map(|&m| serde_json::Value::from(m))
+                .chain([serde_json::Value::Null]),
+        ))
+        .build()
+}
+
+/// An optional whole number that JSON may write as `15` or `15.0` (both are integers to
+/// JSON Schema, so a client generated from the document may send either).
+fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(f))
+            .map(|f| f as u64)
+    });
+    let whole = whole.ok_or_else(|| D::Error::custom("expected a non-negative whole number"))?;
+    T::try_from(whole)
+        .map(Some)
+        .map_err(|_| D::Error::custom("number out of range"))
 }

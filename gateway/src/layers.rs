@@ -1,4 +1,4 @@
-//! The request id, the timeout and the admission limit as tower layers: each answers without boxing a
+//! The request id, the timeout, the body guard and the admission limit as tower layers: each answers without boxing a
 //! future or cloning the services below it, which an axum `from_fn` middleware does on
 //! every request. With the per-route metrics (`telemetry::Track`) they replaced two
 //! `from_fn` middlewares and tower-http's two request-id layers: about 3 µs of a 42 µs
@@ -6,7 +6,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -290,6 +290,182 @@ where
                 Poll::Ready(Ok(refused.into_response()))
             }
         }
+    }
+}
+
+/// Guards request bodies: a request whose `Content-Length` is over `limit_bytes` is
+/// answered 413 `payload_too_large` at once, without reading a byte of its body (else a
+/// client declaring 4 MiB and sending it slowly would hold the request until the
+/// timeout); a body still incomplete `read_timeout` after the head is answered 408
+/// `request_timeout`. Both answers close the connection (`Connection: close`): the rest
+/// of the body is never read, so the connection cannot carry another request, and a
+/// 503 "retry" would only invite the same body again. Bodies without a declared length
+/// (chunked) are held to `limit_bytes` by axum's `DefaultBodyLimit` as they are read.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyGuard {
+    /// The largest body accepted (`http.body_limit_bytes`).
+    pub limit_bytes: usize,
+    /// How long after its head a body may take to arrive (`http.body_read_timeout_ms`).
+    pub read_timeout: Duration,
+}
+
+impl<S> Layer<S> for BodyGuard {
+    type Service = Guarding<S>;
+
+    fn layer(&self, inner: S) -> Guarding<S> {
+        Guarding {
+            inner,
+            guard: *self,
+        }
+    }
+}
+
+/// The service [`BodyGuard`] wraps around the rest.
+#[derive(Clone, Debug)]
+pub struct Guarding<S> {
+    inner: S,
+    guard: BodyGuard,
+}
+
+/// An answer that ends the connection after it is written.
+fn closing(error: ApiError) -> Response {
+    let mut response = error.into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        HeaderValue::from_static("close"),
+    );
+    response
+}
+
+fn declared_length(request: &Request) -> Option<u64> {
+    request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+impl<S> Service<Request> for Guarding<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = GuardedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        if declared_length(&request).is_some_and(|n| n > self.guard.limit_bytes as u64) {
+            metrics::counter!("navaro_http_body_refused_total", "reason" => "too_large")
+                .increment(1);
+            let refused = ApiError::new(ErrorCode::PayloadTooLarge, "request body too large");
+            return GuardedFuture {
+                inner: None,
+                refused: Some(closing(refused)),
+                timed_out: None,
+            };
+        }
+        let (request, timed_out) = if http_body::Body::is_end_stream(request.body()) {
+            (request, None)
+        } else {
+            let timed_out = Arc::new(AtomicBool::new(false));
+            let request = request.map(|body| {
+                axum::body::Body::new(DeadlineBody {
+                    inner: body,
+                    deadline: Box::pin(tokio::time::sleep(self.guard.read_timeout)),
+                    timed_out: timed_out.clone(),
+                })
+            });
+            (request, Some(timed_out))
+        };
+        GuardedFuture {
+            inner: Some(self.inner.call(request)),
+            refused: None,
+            timed_out,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner answer, replaced by 408 when the body timed out; or a refusal at once.
+    pub struct GuardedFuture<F> {
+        #[pin]
+        inner: Option<F>,
+        refused: Option<Response>,
+        timed_out: Option<Arc<AtomicBool>>,
+    }
+}
+
+impl<F, E> Future for GuardedFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            let refused = this.refused.take().expect("polled after completion");
+            return Poll::Ready(Ok(refused));
+        };
+        let answer = ready!(inner.poll(cx));
+        if this
+            .timed_out
+            .as_ref()
+            .is_some_and(|t| t.load(Ordering::Relaxed))
+        {
+            metrics::counter!("navaro_http_body_refused_total", "reason" => "too_slow")
+                .increment(1);
+            let slow = ApiError::new(
+                ErrorCode::RequestTimeout,
+                "the request body did not arrive in time",
+            );
+            return Poll::Ready(Ok(closing(slow)));
+        }
+        Poll::Ready(answer)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request body that fails once its deadline passes before its end, and says so
+    /// in `timed_out` (whoever reads it maps the read error as they like; [`BodyGuard`]
+    /// then answers 408 whatever they answered).
+    struct DeadlineBody {
+        #[pin]
+        inner: axum::body::Body,
+        deadline: Pin<Box<Sleep>>,
+        timed_out: Arc<AtomicBool>,
+    }
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        let this = self.project();
+        if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        ready!(this.deadline.as_mut().poll(cx));
+        this.timed_out.store(true, Ordering::Relaxed);
+        Poll::Ready(Some(Err(axum::Error::new("request body read timed out"))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

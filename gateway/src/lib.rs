@@ -6,7 +6,8 @@
 //! error shape, a timeout, the body limit, and on `/v1` the per-IP rate limit of
 //! [`limits`] ([`layers`] holds the request id and the timeout, [`telemetry`] the
 //! per-route metrics). [`routes`] holds the handlers by area of API.md; they authenticate with
-//! [`auth`] (argon2id passwords, JWTs with `kid` rotation), authorize against the
+//! [`auth`] (argon2id passwords, JWTs with `kid` rotation; [`sessions`] for refresh
+//! tokens and revocation), authorize against the
 //! caller's membership of the establishment in the path, and send commands to the
 //! engine through [`engine_api`].
 //! [`dto`] holds the request and response bodies, which render instants in the
@@ -14,9 +15,11 @@
 //! [`body`] sends bodies made of shared bytes (availability's kept days, the
 //! establishment's kept rendering) without copying them.
 //! [`live`] serves the WebSocket feed, whose frames [`frames`] describes for the document;
+//! [`personal`] exports and erases a person's own data (LGPD);
 //! [`pro`] serves the Pro web board's files at `/pro`; [`stores`] names the persistence crate's stores;
 //! [`telemetry`] sets up logs and Prometheus metrics; [`openapi`] generates
-//! `/openapi.json`; [`listener`] caps open connections; [`demo`] loads demo data;
+//! `/openapi.json`; [`listener`] caps open connections and [`connections`] serves
+//! them (slow request heads dropped, idle connections closed); [`demo`] loads demo data;
 //! [`cluster`] forwards requests to their establishment's owning node when the node
 //! runs in a cluster (docs/cluster.md).
 
@@ -24,6 +27,7 @@ pub mod auth;
 pub mod availability;
 pub mod body;
 pub mod cluster;
+pub mod connections;
 pub mod demo;
 pub mod dto;
 pub mod engine_api;
@@ -36,8 +40,10 @@ pub mod listener;
 pub mod live;
 pub mod notify;
 pub mod openapi;
+pub mod personal;
 pub mod pro;
 pub mod routes;
+pub mod sessions;
 pub mod startup;
 pub mod state;
 pub mod stores;

@@ -244,7 +244,7 @@ pub async fn live(
     let token = crate::auth::bearer_in(&headers)
         .or(params.access_token.as_deref())
         .ok_or_else(|| ApiError::unauthorized("bearer token or access_token required"))?;
-    let auth = AuthUser::from_token(&state, token)?;
+    let auth = AuthUser::from_token(&state, token).await?;
     let (view, caller) = resolve(&state, &auth, est(id)).await?;
     let since = params.since.unwrap_or_else(|| view.seq());
     let subscription = state

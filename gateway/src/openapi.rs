@@ -16,8 +16,10 @@ use crate::routes::{
 #[openapi(
     info(title = "Navaro API", version = "1", description = "Booking and live-queue platform. See shared/API.md."),
     paths(
-        accounts::register, accounts::login, accounts::me, accounts::my_bookings,
+        accounts::register, accounts::login, accounts::refresh, accounts::logout,
+        accounts::logout_all, accounts::change_password, accounts::me, accounts::my_bookings,
         discovery::search_establishments,
+        accounts::export_me, accounts::delete_me,
         establishments::create_establishment, establishments::get_establishment,
         establishments::update_establishment, establishments::add_member,
         establishments::add_staff, establishments::set_staff_hours,
@@ -109,6 +111,16 @@ impl Modify for CommonErrors {
                 add("422", "invalid_request: a field is out of range");
                 add("429", "rate_limited, with Retry-After");
                 add("503", "overloaded (with Retry-After) or unavailable");
+                if operation.request_body.is_some() {
+                    add(
+                        "408",
+                        "request_timeout: the body did not arrive in time (connection closed)",
+                    );
+                    add(
+                        "413",
+                        "payload_too_large: the body is over 64 KiB (refused at once when declared)",
+                    );
+                }
                 if secured {
                     add("401", "unauthorized: missing, expired or invalid token");
                 }

@@ -18,11 +18,13 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{AuthError, Passwords, TokenKeys};
+use crate::connections::{self, ConnectionTimeouts};
 use crate::engine_api::{Engine, EngineConfig, EngineError};
 use crate::limits::{self, Limiters};
-use crate::listener::{CappedListener, ClientAddr};
+use crate::listener::CappedListener;
 use crate::live::LiveRegistry;
 use crate::routes;
+use crate::sessions::Sessions;
 use crate::state::{AppState, Shared};
 use crate::stores::{self, StoreError, StoreOptions, Stores};
 use crate::{layers, telemetry, wire};
@@ -159,6 +161,11 @@ impl Application {
         let limits = Arc::new(Limiters::new(&settings.limits));
         limits.spawn_sweeper();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let sessions = Arc::new(Sessions::new(
+            stores.sessions.clone(),
+            settings.auth.refresh_ttl_days,
+        ));
+        sessions.spawn_sweeper();
         let state = AppState::new(Shared {
             tokens: Arc::new(TokenKeys::from_settings(&settings)),
             passwords: Arc::new(Passwords::new()?),
@@ -171,6 +178,7 @@ impl Application {
             notify,
             disabled,
             cluster: cluster.as_ref().map(|(c, _)| c.clone()),
+            sessions,
         });
         let router = router(state.clone());
         if let Some((_, internal)) = cluster {
@@ -216,8 +224,12 @@ impl Application {
         } = self;
         let grace = Duration::from_millis(state.settings.http.shutdown_grace_ms);
         let mut stopping = shutdown_tx.subscribe();
-        let service = router.into_make_service_with_connect_info::<ClientAddr>();
-        let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
+        let http = &state.settings.http;
+        let timeouts = ConnectionTimeouts {
+            header_read: Duration::from_millis(http.header_read_timeout_ms),
+            keep_alive_idle: Duration::from_millis(http.keep_alive_idle_ms),
+        };
+        let serve = connections::serve(listener, router, timeouts, async move {
             stop.await;
             tracing::info!("shutting down: no new connections, closing live feeds");
             let _ = shutdown_tx.send(true);
@@ -227,7 +239,7 @@ impl Application {
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
-            result = serve.into_future() => result?,
+            () = serve => {}
             () = grace_expired => tracing::warn!("grace period over; dropping in-flight requests"),
         }
         state.live.drain(LIVE_DRAIN_GRACE).await;
@@ -346,8 +358,9 @@ async fn shutdown_signal() {
     }
 }
 
-/// The whole HTTP surface with its layers, outermost last: request id, trace span,
-/// content negotiation and error shape, panic catcher, timeout, body limit, then the
+/// The whole HTTP surface with its layers, outermost last: request id, trace span, the
+/// body guard (413 at once over the declared limit, 408 for a slow body), content
+/// negotiation and error shape, panic catcher, timeout, body limit, then the
 /// routes (API routes also pass the admission limit, then the per-IP rate limit). Negotiation (it reads bodies)
 /// and the per-IP limit are axum `from_fn` middlewares; the others are tower layers.
 pub fn router(state: AppState) -> Router {
@@ -366,6 +379,10 @@ pub fn router(state: AppState) -> Router {
         .layer(layers::Timeout { limit })
         .layer(CatchPanicLayer::new())
         .layer(from_fn_with_state(state.clone(), wire::negotiate))
+        .layer(layers::BodyGuard {
+            limit_bytes: body_limit,
+            read_timeout: Duration::from_millis(state.settings.http.body_read_timeout_ms),
+        })
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 let request_id = request

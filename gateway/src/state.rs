@@ -9,6 +9,7 @@ use crate::auth::{Passwords, TokenKeys};
 use crate::engine_api::Engine;
 use crate::limits::Limiters;
 use crate::live::LiveRegistry;
+use crate::sessions::Sessions;
 use crate::stores::Stores;
 
 /// The application state, shared by every request: one `Arc`, so that the per-request
@@ -51,4 +52,6 @@ pub struct Shared {
     /// This node's cluster, when `[cluster]` is enabled: who owns which establishment,
     /// and the connections to forward to them.
     pub cluster: Option<navaro_cluster::Cluster>,
+    /// Sign-in sessions: refresh tokens and the revocation check of access tokens.
+    pub sessions: Arc<Sessions>,
 }

@@ -177,6 +177,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 ApiError::bad_request(None, "could not read the request body")
             }
         })?;
+        // Every body is a JSON object; serde would also take a struct written as an
+        // array of its fields in order (`[null, null]`), which the document does not allow.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_request(
+                None,
+                "the body must be a JSON object",
+            ));
+        }
         serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
             let message = e.to_string();
             ApiError::bad_request(field_of(&message), message)

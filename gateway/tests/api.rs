@@ -300,7 +300,7 @@ async fn bad_input_gets_clear_errors() {
         .call(Method::GET, "/v1/nothing-here", None, None)
         .await;
     assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "not_found"));
-    let (status, headers, body) = server.call(Method::DELETE, "/v1/me", None, None).await;
+    let (status, headers, body) = server.call(Method::PUT, "/v1/me", None, None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(code(&body), "invalid_request");
     let allow = headers.get("allow").map(|v| v.to_str().unwrap().to_owned());
@@ -690,8 +690,13 @@ async fn connection_cap_holds_further_clients_back() {
 
 #[tokio::test]
 async fn a_request_over_the_timeout_is_503() {
-    // Registering hashes a password (tens of milliseconds): over a 1 ms budget.
-    let server = Server::start_with(&[("NAVARO_HTTP__REQUEST_TIMEOUT_MS", "1")]).unwrap();
+    // Registering hashes a password (tens of milliseconds): over a 2 ms budget. (The
+    // body's own clock must be shorter than the request's; its body is in at once.)
+    let server = Server::start_with(&[
+        ("NAVARO_HTTP__REQUEST_TIMEOUT_MS", "2"),
+        ("NAVARO_HTTP__BODY_READ_TIMEOUT_MS", "1"),
+    ])
+    .unwrap();
     let (status, headers, body) = server
         .call(
             Method::POST,

@@ -115,6 +115,34 @@ impl MemoryAccounts {
         Self::default()
     }
 
+    /// Replace a user's password hash; false when there is no such user.
+    pub fn set_password_hash(&self, user_id: UserId, password_hash: String) -> bool {
+        match self.lock().users.get_mut(&user_id) {
+            Some(user) => {
+                user.password_hash = password_hash;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Make a user a tombstone (see `SessionStore::erase_account`); false when there is
+    /// no such user.
+    pub fn erase(&self, user_id: UserId, tombstone_email: String) -> bool {
+        let mut inner = self.lock();
+        let Some(user) = inner.users.get_mut(&user_id) else {
+            return false;
+        };
+        let old_email = std::mem::replace(&mut user.email, tombstone_email.clone());
+        user.name = String::new();
+        user.password_hash = "!".to_owned();
+        inner.by_email.remove(&old_email);
+        inner.by_email.insert(tombstone_email, user_id);
+        inner.memberships.retain(|(user, _), _| *user != user_id);
+        inner.creation_keys.retain(|(user, _), _| *user != user_id);
+        true
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryAccountsInner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }

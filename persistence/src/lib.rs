@@ -17,7 +17,8 @@
 //! and `read_model` are two more stores over the same backend; [`Directory`]
 //! (`directory`, `directory_sql`) is the platform-wide one: discovery's search, the
 //! admin's users, disabled accounts, counters and audit log, on the database's pool.
-//! `backfill` gives establishments older than the listings theirs. `open` connects,
+//! `sessions` keeps sign-in sessions (refresh-token families). `backfill` gives
+//! establishments older than the listings theirs. `open` connects,
 //! migrates and wires it all up.
 
 pub mod accounts;
@@ -35,6 +36,7 @@ mod open;
 mod pg;
 mod read_model;
 mod rows;
+pub mod sessions;
 mod sql_accounts;
 mod sqlite;
 mod writer;
@@ -53,6 +55,7 @@ pub use listing::{Cursor, ListingHit, ListingRecord, Near, SearchQuery, fold, ha
 pub use navaro_engine::store::{Journal, JournalError};
 pub use open::{migrate, open, open_clustered};
 pub use read_model::BookingReadModel;
+pub use sessions::{MemorySessions, Session, SessionStore};
 
 /// The stores a server runs on.
 #[derive(Clone)]
@@ -62,6 +65,8 @@ pub struct Stores {
     pub bookings: Arc<dyn BookingReadModel>,
     /// Discovery's search and the platform admin's store.
     pub directory: Arc<dyn Directory>,
+    /// Sign-in sessions (refresh-token families), see [`sessions`].
+    pub sessions: Arc<dyn SessionStore>,
 }
 
 /// How long a readiness probe may take before the store counts as not ready.
@@ -73,15 +78,17 @@ impl Stores {
     pub fn memory() -> Stores {
         let bookings = read_model::MemoryBookings::default();
         let directory = directory::MemoryDirectory::default();
+        let accounts = MemoryAccounts::new();
         Stores {
             journal: Arc::new(read_model::ProjectingJournal {
                 inner: navaro_engine::store::MemoryJournal::new(),
                 bookings: bookings.clone(),
                 directory: directory.clone(),
             }),
-            accounts: Arc::new(MemoryAccounts::new()),
+            accounts: Arc::new(accounts.clone()),
             bookings: Arc::new(bookings),
             directory: Arc::new(directory),
+            sessions: Arc::new(MemorySessions::new(accounts)),
         }
     }
 

@@ -19,6 +19,7 @@ use crate::fence::{ClusterFence, Epochs, WriterFence};
 use crate::journal::SqlJournal;
 use crate::pg::PgBackend;
 use crate::read_model::SqlBookings;
+use crate::sessions::{SessionPool, SqlSessions};
 use crate::sql_accounts::SqlAccounts;
 use crate::sqlite::SqliteBackend;
 use crate::writer::{Backlog, GroupLimits, Streams, Writer};
@@ -97,6 +98,11 @@ fn postgres_migrator() -> Migrator {
             include_str!("../migrations/postgres/0005_event_compression.sql"),
         ),
         migration(
+            6,
+            "sessions",
+            include_str!("../migrations/postgres/0006_sessions.sql"),
+        ),
+        migration(
             7,
             "discovery",
             include_str!("../migrations/postgres/0007_discovery.sql"),
@@ -126,6 +132,11 @@ fn sqlite_migrator() -> Migrator {
             2,
             "creation keys",
             include_str!("../migrations/sqlite/0002_creation_keys.sql"),
+        ),
+        migration(
+            3,
+            "sessions",
+            include_str!("../migrations/sqlite/0003_sessions.sql"),
         ),
         migration(
             4,
@@ -272,24 +283,27 @@ pub async fn open_clustered(
     if matches!(target, Target::Postgres(_)) {
         check_pool_size(options.max_connections, writers, options.writer_shards == 0)?;
     }
-    let (database, directory): (Arc<dyn Backend>, Arc<dyn Directory>) = match target {
-        Target::Postgres(o) => {
-            let pool = pg_pool(o, &options).await?;
-            log_backfill(crate::backfill::pg(&pool).await?);
-            (
-                Arc::new(PgBackend::new(pool.clone())),
-                Arc::new(PgDirectory { pool }),
-            )
-        }
-        Target::Sqlite(o) => {
-            let pool = sqlite_pool(o, &options).await?;
-            log_backfill(crate::backfill::sqlite(&pool).await?);
-            (
-                Arc::new(SqliteBackend { pool: pool.clone() }),
-                Arc::new(SqliteDirectory { pool }),
-            )
-        }
-    };
+    let (database, directory, session_pool): (Arc<dyn Backend>, Arc<dyn Directory>, SessionPool) =
+        match target {
+            Target::Postgres(o) => {
+                let pool = pg_pool(o, &options).await?;
+                log_backfill(crate::backfill::pg(&pool).await?);
+                (
+                    Arc::new(PgBackend::new(pool.clone())),
+                    Arc::new(PgDirectory { pool: pool.clone() }),
+                    SessionPool::Postgres(pool),
+                )
+            }
+            Target::Sqlite(o) => {
+                let pool = sqlite_pool(o, &options).await?;
+                log_backfill(crate::backfill::sqlite(&pool).await?);
+                (
+                    Arc::new(SqliteBackend { pool: pool.clone() }),
+                    Arc::new(SqliteDirectory { pool: pool.clone() }),
+                    SessionPool::Sqlite(pool),
+                )
+            }
+        };
     let backend: Arc<dyn Backend> = Arc::new(Guarded::new(
         database,
         Breaker::new(options.probe_every, options.call_timeout),
@@ -337,5 +351,9 @@ pub async fn open_clustered(
         }),
         bookings: Arc::new(SqlBookings { backend }),
         directory,
+        sessions: Arc::new(SqlSessions {
+            pool: session_pool,
+            call_timeout: options.call_timeout,
+        }),
     })
 }

@@ -45,6 +45,10 @@ pub enum ErrorCode {
     /// The platform disabled this account: its tokens no longer work.
     AccountDisabled,
     PayloadTooLarge,
+    /// The request's body did not arrive within the server's body read timeout; the
+    /// connection is closed. Not retried blindly: a client on a slow link should send a
+    /// smaller body or retry when the link is better.
+    RequestTimeout,
     RateLimited,
     /// Too many commands in flight for this establishment, or every store connection
     /// busy; retry after a moment.
@@ -78,6 +82,7 @@ impl ErrorCode {
             ErrorCode::EstablishmentSuspended => "establishment_suspended",
             ErrorCode::AccountDisabled => "account_disabled",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Unavailable => "unavailable",

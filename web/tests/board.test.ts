@@ -14,7 +14,14 @@ import { type Browser, type Page, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
 import { createNavaroClient, ok } from '@navaro/client';
-import { NavaroServer, type Shop, eventually, register, setupShop } from '../../clients/typescript/test/harness';
+import {
+  NavaroServer,
+  type Shop,
+  type TimeZoneName,
+  eventually,
+  register,
+  setupShop,
+} from '../../clients/typescript/test/harness';
 
 /** Debian's chromium (`apt-get install chromium`; `.ci/run` installs it). */
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -99,9 +106,10 @@ async function tabTo(page: Page, name: string, limit = 40): Promise<void> {
 }
 
 /** A fixed-offset zone (`Etc/GMT-3` is UTC+3) where it is about midday now. */
-function middayZone(): string {
+function middayZone(): TimeZoneName {
   const offset = 12 - new Date().getUTCHours(); // -11 ..= 12
-  return offset === 0 ? 'Etc/GMT' : `Etc/GMT${offset > 0 ? '-' : '+'}${Math.abs(offset)}`;
+  // Etc/GMT-12 to Etc/GMT+12 are all in the server's list of zones.
+  return (offset === 0 ? 'Etc/GMT' : `Etc/GMT${offset > 0 ? '-' : '+'}${Math.abs(offset)}`) as TimeZoneName;
 }
 
 describe('the Pro board in Chromium', () => {

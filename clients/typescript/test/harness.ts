@@ -16,7 +16,10 @@ import { fileURLToPath } from 'node:url';
 
 import WebSocket from 'ws';
 
-import { type NavaroClient, type WebSocketConstructor, createNavaroClient, ok } from '../src/index.js';
+import { type NavaroClient, type WebSocketConstructor, type components, createNavaroClient, ok } from '../src/index.js';
+
+/** A time zone the server knows (the document lists them). */
+export type TimeZoneName = components['schemas']['CreateEstablishmentRequest']['timezone'];
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
@@ -170,7 +173,7 @@ export interface Shop {
 }
 
 /** An establishment open every day 00:00-24:00 with one barber and a 30-minute cut. */
-export async function setupShop(server: NavaroServer, timezone = 'America/Sao_Paulo'): Promise<Shop> {
+export async function setupShop(server: NavaroServer, timezone: TimeZoneName = 'America/Sao_Paulo'): Promise<Shop> {
   const owner = await register(server, 'Owner');
   const api = server.client(owner.token);
   const shop = await ok(

@@ -112,7 +112,7 @@ pub async fn register(
         }
         Err(e) => return Err(ApiError::store(e)),
     };
-    let (token, expires) = state.tokens.issue(user.id, &user.email, now);
+    let issued = state.sessions.start(&state.tokens, &user, now).await?;
     tracing::info!(user_id = %user.id, "user registered");
     Ok((
         StatusCode::CREATED,
@@ -122,8 +122,11 @@ pub async fn register(
                 email: user.email,
                 name: user.name,
             },
-            token,
-            expires_at: expires.to_string(),
+            token: issued.access_token,
+            expires_at: issued.expires_at.to_string(),
+            refresh_token: issued.refresh_token,
+            refresh_expires_at: issued.refresh_expires_at.to_string(),
+            session_id: issued.session_id,
         }),
     ))
 }
@@ -180,14 +183,114 @@ pub async fn login(
             )))
         }
         Some(user) if verified => {
-            let (token, expires) = state.tokens.issue(user.id, &user.email, Timestamp::now());
-            Ok(Json(LoginResponse {
-                token,
-                expires_at: expires.to_string(),
-            }))
+            let issued = state
+                .sessions
+                .start(&state.tokens, &user, Timestamp::now())
+                .await?;
+            Ok(Json(issued.into()))
         }
         _ => Err(ApiError::unauthorized("invalid email or password")),
     }
+}
+
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth",
+    request_body = RefreshRequest,
+    responses((status = 200, body = LoginResponse, description = "a new access token and a new refresh token; the one sent is retired"),
+        (status = 401, body = ErrorBody, description = "unknown, expired or revoked refresh token; a retired one (used before) also revokes its session")))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let issued = state
+        .sessions
+        .refresh(
+            &state.tokens,
+            state.stores.accounts.as_ref(),
+            &body.refresh_token,
+            Timestamp::now(),
+        )
+        .await?;
+    Ok(Json(issued.into()))
+}
+
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204, description = "this device's session is revoked: its access and refresh tokens no longer work")))]
+pub async fn logout(State(state): State<AppState>, auth: AuthUser) -> Result<StatusCode, ApiError> {
+    if let Some(sid) = auth.session_id {
+        state
+            .sessions
+            .revoke(sid, auth.user_id, Timestamp::now())
+            .await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/auth/logout-all", tag = "auth", security(("bearer" = [])),
+    responses((status = 204, description = "every session of the caller is revoked (sign out everywhere), this one included")))]
+pub async fn logout_all(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<StatusCode, ApiError> {
+    state
+        .sessions
+        .revoke_all(auth.user_id, Timestamp::now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/me/password", tag = "auth", security(("bearer" = [])),
+    request_body = PasswordChangeRequest,
+    responses((status = 200, body = LoginResponse, description = "changed: every session is revoked, and a new one starts for this device"),
+        (status = 401, body = ErrorBody, description = "the current password is wrong, or the token is not good")))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<PasswordChangeRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    // Guessing the current password from a stolen token is a login attempt.
+    state.limits.check_login(ip)?;
+    parse_password(&body.new_password).map_err(|_| {
+        ApiError::invalid(
+            "new_password",
+            format!("must be {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters"),
+        )
+    })?;
+    let user = state
+        .stores
+        .accounts
+        .user_by_id(auth.user_id)
+        .await
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::unauthorized("account no longer exists"))?;
+    let current = body
+        .current_password
+        .chars()
+        .take(PASSWORD_MAX_CHARS)
+        .collect();
+    if !state
+        .passwords
+        .verify(current, Some(user.password_hash.clone()))
+        .await
+    {
+        return Err(ApiError::unauthorized("the current password is wrong"));
+    }
+    let hash = state
+        .passwords
+        .hash(body.new_password)
+        .await
+        .map_err(ApiError::internal)?;
+    let now = Timestamp::now();
+    state
+        .stores
+        .sessions
+        .change_password(auth.user_id, hash, now.as_second())
+        .await
+        .map_err(ApiError::store)?;
+    state.sessions.forget_user(auth.user_id);
+    tracing::info!(user_id = %auth.user_id, "password changed; every session revoked");
+    let issued = state.sessions.start(&state.tokens, &user, now).await?;
+    Ok(Json(issued.into()))
 }
 
 #[utoipa::path(get, path = "/v1/me", tag = "auth", security(("bearer" = [])),
@@ -251,4 +354,57 @@ pub async fn my_bookings(
         out.push(BookingDto::new(booking, &tz));
     }
     Ok(Json(BookingsResponse { bookings: out }))
+}
+
+#[utoipa::path(get, path = "/v1/me/export", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = ExportResponse, description = "everything Navaro holds about the caller (LGPD Art. 18)")))]
+pub async fn export_me(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<Json<ExportResponse>, ApiError> {
+    Ok(Json(crate::personal::export(&state, auth.user_id).await?))
+}
+
+#[utoipa::path(delete, path = "/v1/me", tag = "auth", security(("bearer" = [])),
+    request_body = DeleteAccountRequest,
+    responses((status = 204, description = "the account is erased: every session ends, the email and name are gone, and bookings stay with their establishments under an id that no longer names anyone"),
+        (status = 401, body = ErrorBody, description = "wrong password"),
+        (status = 409, body = ErrorBody, description = "conflict: the caller owns an establishment; close it or hand it over first")))]
+pub async fn delete_me(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    auth: AuthUser,
+    ApiJson(body): ApiJson<DeleteAccountRequest>,
+) -> Result<StatusCode, ApiError> {
+    state.limits.check_login(ip)?;
+    let accounts = &state.stores.accounts;
+    let user = accounts
+        .user_by_id(auth.user_id)
+        .await
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::unauthorized("account no longer exists"))?;
+    let password = body.password.chars().take(PASSWORD_MAX_CHARS).collect();
+    if !state
+        .passwords
+        .verify(password, Some(user.password_hash.clone()))
+        .await
+    {
+        return Err(ApiError::unauthorized("wrong password"));
+    }
+    let memberships = accounts
+        .memberships_of(auth.user_id)
+        .await
+        .map_err(ApiError::store)?;
+    if memberships
+        .iter()
+        .any(|m| m.role == navaro_persistence::MemberRole::Owner)
+    {
+        return Err(ApiError::from(navaro_protocol::Rejection::new(
+            ErrorCode::Conflict,
+            "you own an establishment: close it or hand it over before deleting your account",
+        )));
+    }
+    crate::personal::erase(&state, auth.user_id).await?;
+    tracing::info!(user_id = %auth.user_id, "account erased");
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -22,7 +22,12 @@ pub fn api() -> Router<AppState> {
     Router::new()
         .route("/v1/auth/register", post(register))
         .route("/v1/auth/login", post(login))
-        .route("/v1/me", get(me))
+        .route("/v1/auth/refresh", post(refresh))
+        .route("/v1/auth/logout", post(logout))
+        .route("/v1/auth/logout-all", post(logout_all))
+        .route("/v1/me", get(me).delete(delete_me))
+        .route("/v1/me/export", get(export_me))
+        .route("/v1/me/password", post(change_password))
         .route("/v1/me/bookings", get(my_bookings))
         .route(
             "/v1/me/devices",
