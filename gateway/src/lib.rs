@@ -36,6 +36,7 @@ pub mod listener;
 pub mod live;
 pub mod notify;
 pub mod openapi;
+pub mod payments;
 pub mod pro;
 pub mod routes;
 pub mod startup;

@@ -51,4 +51,7 @@ pub struct Shared {
     /// This node's cluster, when `[cluster]` is enabled: who owns which establishment,
     /// and the connections to forward to them.
     pub cluster: Option<navaro_cluster::Cluster>,
+    /// The payment provider and its bookkeeping; `None` when `payments.provider` is
+    /// `none` (checkouts are refused).
+    pub payments: Option<Arc<crate::payments::PaymentService>>,
 }
