@@ -529,6 +529,9 @@ mod tests {
                 mode: PaymentMode::Deposit,
                 deposit_percent: Some(30),
                 deposit_cents: None,
+                cancel_window_minutes: 1440,
+                late_cancel_fee_percent: Some(10),
+                late_cancel_fee_cents: None,
             }
         } else {
             PaymentPolicy::default()
@@ -550,6 +553,7 @@ mod tests {
             provider: "stripe".to_owned(),
             provider_ref: full.then(|| "pi_123".to_owned()),
             refunded_cents: 0,
+            refund_due_cents: 0,
             refund_refs: if full {
                 vec!["re_1".to_owned()]
             } else {

@@ -210,15 +210,16 @@ impl PaymentService {
         self.refund_if_due(est, payment).await
     }
 
-    /// A payment that succeeded with no booking (its slot was taken first) is refunded
-    /// in full, with the key `navaro-{payment}-refund-lost`, and the refund recorded.
-    async fn refund_if_due(
+    /// Refund what a payment is due (`refund_due_cents`: all of it when its slot was
+    /// taken first, or what the policy gives back on a cancellation), with the key
+    /// `navaro-{payment}-refund`, and record the refund.
+    pub async fn refund_if_due(
         &self,
         est: EstablishmentId,
         payment: Payment,
     ) -> Result<Payment, ApiError> {
-        let left = payment.amount_cents - payment.refunded_cents;
-        if payment.status != PaymentStatus::Succeeded || payment.booking_id.is_some() || left <= 0 {
+        let left = payment.refund_due_cents - payment.refunded_cents;
+        if payment.status != PaymentStatus::Succeeded || left <= 0 {
             return Ok(payment);
         }
         let Some(reference) = payment.provider_ref.clone() else {
@@ -226,10 +227,10 @@ impl PaymentService {
         };
         let refund = self
             .provider
-            .refund(&reference, left, &provider_key(payment.id, "refund-lost"))
+            .refund(&reference, left, &provider_key(payment.id, "refund"))
             .await
             .map_err(provider_error)?;
-        info!(payment_id = %payment.id, refund = %refund.id, amount_cents = refund.amount_cents, "refunded a payment whose slot was taken");
+        info!(payment_id = %payment.id, refund = %refund.id, amount_cents = refund.amount_cents, "payment refunded");
         let record = Command::SettlePayment {
             payment_id: payment.id,
             outcome: PaymentOutcome::Refunded {
@@ -242,6 +243,30 @@ impl PaymentService {
             Err(r) if r.code == ErrorCode::Conflict => self.current(est, payment.id).await,
             Ok(_) => Err(ApiError::internal("unexpected reply to settle_payment")),
             Err(r) => Err(r.into()),
+        }
+    }
+
+    /// After a booking was cancelled: refund its payment what the policy gives back. A
+    /// provider failure is left to the sweeper, which retries the refund.
+    pub async fn refund_cancelled(
+        &self,
+        est: EstablishmentId,
+        booking: navaro_protocol::BookingId,
+    ) {
+        let payment = match self.engine.view(est).await {
+            Ok(view) => view
+                .state()
+                .booking_payments
+                .get(&booking)
+                .and_then(|id| view.state().payments.get(id))
+                .map(|p| (**p).clone()),
+            Err(_) => None,
+        };
+        if let Some(payment) = payment {
+            let id = payment.id;
+            if let Err(e) = self.refund_if_due(est, payment).await {
+                warn!(establishment_id = %est, payment_id = %id, error = %e.rejection.message, "refund after a cancellation failed; the sweeper retries it");
+            }
         }
     }
 
@@ -286,7 +311,8 @@ impl PaymentService {
                     .values()
                     .filter(|p| {
                         (p.status == PaymentStatus::RequiresPayment && p.expires_at <= now)
-                            || (p.status == PaymentStatus::Succeeded && p.booking_id.is_none())
+                            || (p.status == PaymentStatus::Succeeded
+                                && p.refund_due_cents > p.refunded_cents)
                     })
                     .map(|p| (est, (**p).clone())),
             );

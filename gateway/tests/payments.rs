@@ -198,7 +198,7 @@ async fn a_deposit_confirms_the_booking_only_on_the_signed_webhook_and_the_pro_f
     assert_eq!(pay["customer_id"], customer_id.as_str());
     assert_eq!(
         pay["policy"],
-        json!({"mode": "deposit", "deposit_percent": 30})
+        json!({"mode": "deposit", "deposit_percent": 30, "cancel_window_minutes": 0})
     );
     let secret = opened["client_secret"].as_str().expect("a client secret");
     let intent = pay["provider_ref"].as_str().unwrap().to_owned();
@@ -486,5 +486,161 @@ async fn payments_are_private_and_only_the_provider_settles_them() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, json!({"mode": "deposit", "deposit_cents": 2000}));
+    assert_eq!(
+        body,
+        json!({"mode": "deposit", "deposit_cents": 2000, "cancel_window_minutes": 0})
+    );
+}
+
+/// Pay a checkout at localstripe and have the server re-read it (no webhook needed).
+async fn paid_booking(
+    stripe: &LocalStripe,
+    server: &Server,
+    id: &str,
+    token: &str,
+    service: &str,
+    start: &Value,
+) -> (String, String) {
+    let opened = checkout(server, id, token, service, start).await;
+    let intent = opened["payment"]["provider_ref"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let payment_id = opened["payment"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(stripe.pay(&intent, "pm_card_visa").await, 200);
+    let (status, _, body) = server
+        .call(
+            Method::POST,
+            &format!("/v1/establishments/{id}/payments/{payment_id}/refresh"),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("succeeded")),
+        "{body}"
+    );
+    (payment_id, body["booking_id"].as_str().unwrap().to_owned())
+}
+
+async fn refunds_at_stripe(
+    stripe: &LocalStripe,
+    server: &Server,
+    id: &str,
+    token: &str,
+    payment_id: &str,
+) -> Vec<i64> {
+    let (_, body) = payment(server, id, token, payment_id).await;
+    let intent = body["provider_ref"].as_str().unwrap();
+    stripe
+        .get(&format!("/v1/refunds?payment_intent={intent}"))
+        .await["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["amount"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn cancellations_refund_by_the_policy_agreed_to_outside_and_inside_the_window() {
+    let (stripe, server) = start().await;
+    let (owner, id, _staff, service) = setup(&server, 10).await;
+    let (customer, _) = server.register("fabio").await;
+    let free = slots(&server, &id, &service, ahead(2)).await;
+    let cancel = |booking: String| {
+        let (server, id, customer) = (&server, &id, &customer);
+        async move {
+            let (status, _, body) = server
+                .call(
+                    Method::POST,
+                    &format!("/v1/establishments/{id}/bookings/{booking}/cancel"),
+                    Some(customer),
+                    None,
+                )
+                .await;
+            assert_eq!(
+                (status, body["status"].as_str()),
+                (StatusCode::OK, Some("cancelled")),
+                "{body}"
+            );
+        }
+    };
+
+    // A 30% deposit (15.00 of 50.00), a 10-day window and a 5.00 late fee: two days
+    // ahead is inside the window.
+    let policy = json!({"mode": "deposit", "deposit_percent": 30, "cancel_window_minutes": 14400,
+                        "late_cancel_fee_cents": 500});
+    assert_eq!(
+        set_policy(&server, &id, &owner, policy).await.0,
+        StatusCode::OK
+    );
+    let (late_payment, late_booking) = paid_booking(
+        &stripe,
+        &server,
+        &id,
+        &customer,
+        &service,
+        &free[0]["start"],
+    )
+    .await;
+    // The policy changes; the first payment keeps what was agreed: a 1-hour window.
+    let policy = json!({"mode": "deposit", "deposit_percent": 30, "cancel_window_minutes": 60,
+                        "late_cancel_fee_percent": 100});
+    assert_eq!(
+        set_policy(&server, &id, &owner, policy).await.0,
+        StatusCode::OK
+    );
+    let (early_payment, early_booking) = paid_booking(
+        &stripe,
+        &server,
+        &id,
+        &customer,
+        &service,
+        &free[4]["start"],
+    )
+    .await;
+
+    cancel(late_booking).await;
+    let (_, late) = payment(&server, &id, &customer, &late_payment).await;
+    assert_eq!(
+        late["refund_due_cents"], 1000,
+        "15.00 minus the 5.00 fee: {late}"
+    );
+    assert_eq!(late["refunded_cents"], 1000, "{late}");
+    assert_eq!(late["status"], "succeeded", "the fee is kept: {late}");
+    assert_eq!(
+        refunds_at_stripe(&stripe, &server, &id, &customer, &late_payment).await,
+        [1000]
+    );
+
+    cancel(early_booking).await;
+    let (_, early) = payment(&server, &id, &customer, &early_payment).await;
+    assert_eq!(
+        early["refunded_cents"], 1500,
+        "outside its window: in full: {early}"
+    );
+    assert_eq!(early["status"], "refunded", "{early}");
+    assert_eq!(
+        refunds_at_stripe(&stripe, &server, &id, &customer, &early_payment).await,
+        [1500]
+    );
+    // A second cancellation is refused and refunds nothing more.
+    let (status, _, _) = server
+        .call(
+            Method::POST,
+            &format!(
+                "/v1/establishments/{id}/bookings/{}/cancel",
+                early["booking_id"].as_str().unwrap()
+            ),
+            Some(&customer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        refunds_at_stripe(&stripe, &server, &id, &customer, &early_payment).await,
+        [1500]
+    );
 }

@@ -101,6 +101,7 @@ async fn shop(engine: &Engine, owner: Caller) -> (EstablishmentId, ServiceId) {
         mode: PaymentMode::Deposit,
         deposit_percent: Some(50),
         deposit_cents: None,
+        ..PaymentPolicy::default()
     };
     run(engine, est, owner, Command::SetPaymentPolicy { policy }).await;
     (est, service.id)

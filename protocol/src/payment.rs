@@ -36,6 +36,16 @@ pub struct PaymentPolicy {
     /// For `deposit`: this fixed amount, or the price when the price is lower.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deposit_cents: Option<i64>,
+    /// A customer who cancels less than this long before the start pays the
+    /// late-cancellation fee out of what they paid (0: never late).
+    #[serde(default)]
+    pub cancel_window_minutes: u32,
+    /// The late-cancellation fee: this percent of the price (1 to 100)...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_cancel_fee_percent: Option<u8>,
+    /// ... or this fixed amount; never more than what was paid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_cancel_fee_cents: Option<i64>,
 }
 
 impl PaymentPolicy {
@@ -53,6 +63,17 @@ impl PaymentPolicy {
             },
         };
         due.clamp(0, price)
+    }
+
+    /// The late-cancellation fee on a service at `price_cents`, before the cap at what was
+    /// paid.
+    pub fn late_cancel_fee(&self, price_cents: i64) -> i64 {
+        let price = price_cents.max(0);
+        match (self.late_cancel_fee_percent, self.late_cancel_fee_cents) {
+            (Some(pct), _) => (price * i64::from(pct) + 50) / 100,
+            (None, Some(cents)) => cents.max(0),
+            (None, None) => 0,
+        }
     }
 
     /// The kind of payment this policy asks for, when it asks for one.
@@ -131,6 +152,10 @@ pub struct Payment {
     /// Refunded so far; never more than `amount_cents`.
     #[serde(default)]
     pub refunded_cents: i64,
+    /// What is to be refunded in all (a cancellation by policy, or the whole payment when
+    /// its slot was lost); `refunded_cents` catches up with it when the provider refunds.
+    #[serde(default)]
+    pub refund_due_cents: i64,
     /// The provider's refund objects, so that one refund is never recorded twice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refund_refs: Vec<String>,

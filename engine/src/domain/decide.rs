@@ -188,15 +188,19 @@ pub fn decide(
             let booking = own_booking(est, caller, *booking_id)?;
             require_confirmed(&booking)?;
             require_before_cutoff(est, ctx, caller, &booking)?;
+            // The refund its payment is due by the policy copied onto it, first, so that
+            // the booking stays the command's answer.
+            let mut events = super::payments::refund_on_cancel(est, ctx, caller, &booking);
             let booking = Booking {
                 status: BookingStatus::Cancelled,
-                seq: est.seq + 1,
+                seq: est.seq + events.len() as u64 + 1,
                 ..booking
             };
-            Ok(vec![Event::BookingCancelled {
+            events.push(Event::BookingCancelled {
                 booking,
                 by: caller.user_id,
-            }])
+            });
+            Ok(events)
         }
         Command::SetPaymentPolicy { .. }
         | Command::Checkout { .. }

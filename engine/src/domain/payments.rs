@@ -20,6 +20,9 @@ use super::rules::{MAX_HOLD_SECONDS, MIN_HOLD_SECONDS};
 use super::state::Establishment;
 use super::time::timestamp;
 
+/// The longest cancellation window: 30 days, past any booking horizon worth a deposit.
+const MAX_CANCEL_WINDOW_MINUTES: u32 = 30 * 24 * 60;
+
 /// The longest provider name or provider object id recorded (Stripe's ids are ~30).
 const MAX_PROVIDER_TEXT: usize = 255;
 
@@ -118,6 +121,48 @@ pub(crate) fn require_no_payment(
     }
 }
 
+/// When a paid booking is cancelled: the refund its payment is due. In full when the
+/// establishment cancels or the customer cancels before the policy's window; otherwise
+/// minus the late-cancellation fee, which never exceeds what was paid.
+pub(crate) fn refund_on_cancel(
+    est: &Establishment,
+    ctx: &Context,
+    caller: &Caller,
+    booking: &Booking,
+) -> Events {
+    let Some(payment) = est
+        .booking_payments
+        .get(&booking.id)
+        .and_then(|id| est.payments.get(id))
+        .filter(|p| p.status == PaymentStatus::Succeeded)
+    else {
+        return Events::new();
+    };
+    let paid = payment.amount_cents;
+    let window_s = i64::from(payment.policy.cancel_window_minutes) * 60;
+    let late =
+        caller.role == Role::Customer && ctx.now.as_second() > booking.start.as_second() - window_s;
+    let fee = if late {
+        payment
+            .policy
+            .late_cancel_fee(payment.price_cents)
+            .min(paid)
+    } else {
+        0
+    };
+    let refund_due_cents = paid - fee;
+    if refund_due_cents <= payment.refund_due_cents {
+        return Events::new();
+    }
+    vec![Event::PaymentUpdated {
+        payment: Payment {
+            refund_due_cents,
+            seq: est.seq + 1,
+            ..(**payment).clone()
+        },
+    }]
+}
+
 /// Whether the hold is a checkout's whose payment has not settled.
 pub fn awaits_payment(est: &Establishment, hold_id: HoldId) -> bool {
     est.payments
@@ -130,13 +175,40 @@ pub fn awaits_payment(est: &Establishment, hold_id: HoldId) -> bool {
 pub fn has_open_payments(est: &Establishment) -> bool {
     est.payments.values().any(|p| {
         p.status == PaymentStatus::RequiresPayment
-            || (p.status == PaymentStatus::Succeeded
-                && p.booking_id.is_none()
-                && p.refunded_cents < p.amount_cents)
+            || (p.status == PaymentStatus::Succeeded && p.refund_due_cents > p.refunded_cents)
     })
 }
 
 fn validate_policy(policy: &PaymentPolicy) -> Result<(), Rejection> {
+    validate_deposit(policy)?;
+    match (policy.late_cancel_fee_percent, policy.late_cancel_fee_cents) {
+        (Some(_), Some(_)) => Err(Rejection::invalid(
+            "late_cancel_fee_percent",
+            "a late-cancellation fee is one of late_cancel_fee_percent and late_cancel_fee_cents",
+        )),
+        (Some(pct), None) if !(1..=100).contains(&pct) => Err(Rejection::invalid(
+            "late_cancel_fee_percent",
+            "late_cancel_fee_percent must be between 1 and 100",
+        )),
+        (None, Some(cents)) if cents <= 0 => Err(Rejection::invalid(
+            "late_cancel_fee_cents",
+            "late_cancel_fee_cents must be more than 0",
+        )),
+        (Some(_), None) | (None, Some(_)) if policy.mode == PaymentMode::None => {
+            Err(Rejection::invalid(
+                "late_cancel_fee_percent",
+                "a late-cancellation fee needs a deposit or prepayment to take it from",
+            ))
+        }
+        _ if policy.cancel_window_minutes > MAX_CANCEL_WINDOW_MINUTES => Err(Rejection::invalid(
+            "cancel_window_minutes",
+            format!("cancel_window_minutes is at most {MAX_CANCEL_WINDOW_MINUTES} (30 days)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn validate_deposit(policy: &PaymentPolicy) -> Result<(), Rejection> {
     match (policy.mode, policy.deposit_percent, policy.deposit_cents) {
         (PaymentMode::Deposit, Some(pct), None) if (1..=100).contains(&pct) => Ok(()),
         (PaymentMode::Deposit, Some(_), None) => Err(Rejection::invalid(
@@ -249,6 +321,7 @@ fn checkout(
         provider: provider.to_owned(),
         provider_ref: None,
         refunded_cents: 0,
+        refund_due_cents: 0,
         refund_refs: Vec::new(),
         failure: None,
         policy,
@@ -327,7 +400,7 @@ fn settle(
             if payment.status != PaymentStatus::Succeeded {
                 return Err(already(&payment));
             }
-            let left = payment.amount_cents - payment.refunded_cents;
+            let left = payment.refund_due_cents - payment.refunded_cents;
             if *amount_cents <= 0 || *amount_cents > left {
                 return Err(Rejection::invalid(
                     "amount_cents",
@@ -452,6 +525,7 @@ fn succeeded(
             booking_id: booked.then_some(booking_id),
             provider_ref: Some(provider_ref.to_owned()),
             failure: (!booked).then(|| "the slot was taken before the payment arrived".into()),
+            refund_due_cents: if booked { 0 } else { payment.amount_cents },
             seq: est.seq + events.len() as u64 + 1,
             ..payment
         },

@@ -115,6 +115,8 @@ pub struct Establishment {
     pub payment_policy: Arc<PaymentPolicy>,
     /// Every payment, by id; a checkout's payment has its hold's UUID.
     pub payments: PMap<PaymentId, Arc<Payment>>,
+    /// The payment that confirmed each paid booking.
+    pub booking_payments: PMap<BookingId, PaymentId>,
     /// The seq of the last applied event.
     pub seq: u64,
     /// The history window's start as of the last eviction ([`super::window`]): every
@@ -166,6 +168,7 @@ impl Establishment {
             suspended: None,
             payment_policy: Arc::default(),
             payments: PMap::new(),
+            booking_payments: PMap::new(),
             seq: 1,
             history_from: Minute::MIN,
             stamps: Stamps::default(),
@@ -247,9 +250,7 @@ impl Establishment {
             Event::PaymentPolicySet { policy } => {
                 self.payment_policy = Arc::new(policy.clone());
             }
-            Event::PaymentUpdated { payment } => {
-                self.payments.insert(payment.id, Arc::new(payment.clone()));
-            }
+            Event::PaymentUpdated { payment } => self.put_payment(payment),
             Event::QueueJoined { .. }
             | Event::QueueCalled { .. }
             | Event::QueueStarted { .. }
@@ -475,6 +476,13 @@ impl Establishment {
         Ok(())
     }
 
+    fn put_payment(&mut self, payment: &Payment) {
+        if let Some(booking) = payment.booking_id {
+            self.booking_payments.insert(booking, payment.id);
+        }
+        self.payments.insert(payment.id, Arc::new(payment.clone()));
+    }
+
     /// The answer a command gets, derived from the last event it produced and the state
     /// after applying it. Used for first answers and for idempotent replays alike.
     pub fn reply_for(&self, event: &Event) -> Reply {
@@ -608,7 +616,7 @@ impl Establishment {
         state.suspended.clone_from(&snapshot.suspended);
         state.payment_policy = Arc::new(snapshot.payment_policy.clone());
         for payment in &snapshot.payments {
-            state.payments.insert(payment.id, Arc::new(payment.clone()));
+            state.put_payment(payment);
         }
         state.seq = seq;
         Ok(state)

@@ -44,6 +44,16 @@ pub struct PaymentPolicyDto {
     /// For `deposit`: this fixed amount in minor units (the price, if lower).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deposit_cents: Option<i64>,
+    /// A customer who cancels less than this long before the start pays the
+    /// late-cancellation fee out of what they paid (0: never late; at most 30 days).
+    #[serde(default)]
+    pub cancel_window_minutes: u32,
+    /// The late-cancellation fee as a percent of the price (1 to 100)...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_cancel_fee_percent: Option<u8>,
+    /// ... or as a fixed amount in minor units; never more than what was paid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_cancel_fee_cents: Option<i64>,
 }
 
 /// The payment modes.
@@ -82,6 +92,9 @@ impl From<PaymentPolicy> for PaymentPolicyDto {
             mode: p.mode,
             deposit_percent: p.deposit_percent,
             deposit_cents: p.deposit_cents,
+            cancel_window_minutes: p.cancel_window_minutes,
+            late_cancel_fee_percent: p.late_cancel_fee_percent,
+            late_cancel_fee_cents: p.late_cancel_fee_cents,
         }
     }
 }
@@ -92,6 +105,9 @@ impl From<PaymentPolicyDto> for PaymentPolicy {
             mode: p.mode,
             deposit_percent: p.deposit_percent,
             deposit_cents: p.deposit_cents,
+            cancel_window_minutes: p.cancel_window_minutes,
+            late_cancel_fee_percent: p.late_cancel_fee_percent,
+            late_cancel_fee_cents: p.late_cancel_fee_cents,
         }
     }
 }
@@ -125,6 +141,9 @@ pub struct PaymentDto {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider_ref: Option<String>,
     pub refunded_cents: i64,
+    /// What is to be refunded in all: the whole payment when its slot was lost, or what
+    /// the policy gives back when the booking was cancelled.
+    pub refund_due_cents: i64,
     /// The provider's refund objects.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub refund_refs: Vec<String>,
@@ -158,6 +177,7 @@ impl PaymentDto {
             provider: p.provider,
             provider_ref: p.provider_ref,
             refunded_cents: p.refunded_cents,
+            refund_due_cents: p.refund_due_cents,
             refund_refs: p.refund_refs,
             failure: p.failure,
             policy: p.policy.into(),
