@@ -644,3 +644,95 @@ async fn cancellations_refund_by_the_policy_agreed_to_outside_and_inside_the_win
         [1500]
     );
 }
+
+#[tokio::test]
+async fn checkouts_and_payments_survive_kill_9_on_postgres() {
+    let stripe = LocalStripe::start().await.expect("localstripe starts");
+    let env = stripe.server_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let server = Server::start_postgres_with(&env);
+    let (owner, id, _staff, service) = setup(&server, 10).await;
+    let (customer, _) = server.register("gabi").await;
+    set_policy(&server, &id, &owner, json!({"mode": "prepayment"})).await;
+    let free = slots(&server, &id, &service, ahead(2)).await;
+    let a = checkout(&server, &id, &customer, &service, &free[0]["start"]).await;
+    let b = checkout(&server, &id, &customer, &service, &free[2]["start"]).await;
+    let (a_id, b_id) = (
+        a["payment"]["id"].as_str().unwrap(),
+        b["payment"]["id"].as_str().unwrap(),
+    );
+    // A is paid while the server is down (no webhook reaches it).
+    let server = server.crash_and_restart_with(&env).expect("restarts");
+    assert_eq!(
+        stripe
+            .pay(
+                a["payment"]["provider_ref"].as_str().unwrap(),
+                "pm_card_visa"
+            )
+            .await,
+        200
+    );
+    // Both payments and their holds came back from the journal.
+    for p in [a_id, b_id] {
+        let (status, body) = payment(&server, &id, &customer, p).await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (StatusCode::OK, Some("requires_payment")),
+            "{body}"
+        );
+    }
+    let free_now = slots(&server, &id, &service, ahead(2)).await;
+    assert!(
+        !free_now.iter().any(|s| s["start"] == free[2]["start"]),
+        "B's slot is still held"
+    );
+    // The server's own re-read confirms A; B confirms through localstripe's webhook.
+    let (status, _, body) = server
+        .call(
+            Method::POST,
+            &format!("/v1/establishments/{id}/payments/{a_id}/refresh"),
+            Some(&customer),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("succeeded")),
+        "{body}"
+    );
+    stripe
+        .register_webhook(&server.url("/v1/payments/stripe/webhook"), WEBHOOK_SECRET)
+        .await;
+    assert_eq!(
+        stripe
+            .pay(
+                b["payment"]["provider_ref"].as_str().unwrap(),
+                "pm_card_visa"
+            )
+            .await,
+        200
+    );
+    let paid = until(&server, &id, &customer, b_id, |p| {
+        p["status"] != "requires_payment"
+    })
+    .await;
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    // Durable: another kill -9, and both bookings are there.
+    let server = server.crash_and_restart_with(&env).expect("restarts");
+    for p in [a_id, b_id] {
+        let (_, body) = payment(&server, &id, &customer, p).await;
+        let booking = body["booking_id"].as_str().expect("booked");
+        let (status, _, booking) = server
+            .call(
+                Method::GET,
+                &format!("/v1/establishments/{id}/bookings/{booking}"),
+                Some(&customer),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (status, booking["status"].as_str()),
+            (StatusCode::OK, Some("confirmed"))
+        );
+    }
+}
