@@ -309,6 +309,7 @@ fn cancellations_refund_by_the_copied_policy_and_snapshots_keep_payments() {
     let restored = Establishment::restore(&snapshot).unwrap();
     assert_eq!(restored.payments, sim.est().payments);
     assert_eq!(restored.booking_payments, sim.est().booking_payments);
+    assert_eq!(restored.open_payments, sim.est().open_payments);
     assert_eq!(restored.payment_policy, sim.est().payment_policy);
     let mut again = sim.with_state(restored);
     assert_eq!(cancel(&mut sim, customer(1), &late).refund_due_cents, 500);

@@ -149,6 +149,22 @@ impl PaymentService {
         Ok((payment, intent.client_secret))
     }
 
+    /// Fail a checkout whose payment the provider could not open, releasing its hold.
+    pub async fn give_up(&self, est: EstablishmentId, payment: &Payment, reason: &str) {
+        if payment.status != PaymentStatus::RequiresPayment || payment.provider_ref.is_some() {
+            return;
+        }
+        let fail = Command::SettlePayment {
+            payment_id: payment.id,
+            outcome: PaymentOutcome::Failed {
+                reason: format!("the payment could not be opened: {reason}"),
+            },
+        };
+        if let Err(r) = self.command(est, fail).await {
+            warn!(establishment_id = %est, payment_id = %payment.id, error = %r.message, "could not release a checkout the provider refused; it lapses at its expiry");
+        }
+    }
+
     /// Re-read the payment at the provider and record what it says.
     pub async fn sync(&self, est: EstablishmentId, id: PaymentId) -> Result<Payment, ApiError> {
         let payment = self.current(est, id).await?;
@@ -305,10 +321,12 @@ impl PaymentService {
             let Ok(view) = self.engine.view(est).await else {
                 continue;
             };
+            let state = view.state();
             due.extend(
-                view.state()
-                    .payments
-                    .values()
+                state
+                    .open_payments
+                    .iter()
+                    .filter_map(|id| state.payments.get(id))
                     .filter(|p| {
                         (p.status == PaymentStatus::RequiresPayment && p.expires_at <= now)
                             || (p.status == PaymentStatus::Succeeded

@@ -736,3 +736,45 @@ async fn checkouts_and_payments_survive_kill_9_on_postgres() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_checkout_the_provider_cannot_open_gives_the_slot_back_at_once() {
+    // A provider that is not there: nothing listens on this port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let server = Server::start_with(&[
+        ("NAVARO_PAYMENTS__PROVIDER", "stripe"),
+        ("NAVARO_PAYMENTS__STRIPE__BASE_URL", base.as_str()),
+        ("NAVARO_PAYMENTS__STRIPE__API_KEY", "sk_test_navaro"),
+        ("NAVARO_PAYMENTS__STRIPE__WEBHOOK_SECRETS", "[\"whsec_x\"]"),
+        ("NAVARO_PAYMENTS__STRIPE__TIMEOUT_MS", "2000"),
+    ])
+    .expect("server starts");
+    let (owner, id, _staff, service) = setup(&server, 10).await;
+    let (customer, _) = server.register("hana").await;
+    set_policy(&server, &id, &owner, json!({"mode": "prepayment"})).await;
+    let start = slots(&server, &id, &service, ahead(2)).await[0]["start"].clone();
+    let (status, headers, body) = server
+        .call(
+            Method::POST,
+            &format!("/v1/establishments/{id}/checkouts"),
+            Some(&customer),
+            Some(json!({"service_id": service, "start": start})),
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        "{body}"
+    );
+    assert!(headers.contains_key("retry-after"));
+    let free = slots(&server, &id, &service, ahead(2)).await;
+    assert!(
+        free.iter().any(|s| s["start"] == start),
+        "the slot was given back"
+    );
+}

@@ -173,10 +173,13 @@ pub fn awaits_payment(est: &Establishment, hold_id: HoldId) -> bool {
 /// Whether some payment still needs the server: a checkout awaiting payment, or a
 /// payment that succeeded without a booking (a refund is due).
 pub fn has_open_payments(est: &Establishment) -> bool {
-    est.payments.values().any(|p| {
-        p.status == PaymentStatus::RequiresPayment
-            || (p.status == PaymentStatus::Succeeded && p.refund_due_cents > p.refunded_cents)
-    })
+    !est.open_payments.is_empty()
+}
+
+/// Whether this payment still needs the server: awaiting payment, or a refund due.
+pub fn is_open(p: &Payment) -> bool {
+    p.status == PaymentStatus::RequiresPayment
+        || (p.status == PaymentStatus::Succeeded && p.refund_due_cents > p.refunded_cents)
 }
 
 fn validate_policy(policy: &PaymentPolicy) -> Result<(), Rejection> {

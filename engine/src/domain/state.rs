@@ -117,6 +117,9 @@ pub struct Establishment {
     pub payments: PMap<PaymentId, Arc<Payment>>,
     /// The payment that confirmed each paid booking.
     pub booking_payments: PMap<BookingId, PaymentId>,
+    /// The payments that still need the server (awaiting payment, or a refund due), so
+    /// that the sweeper and the passivation check do not walk every payment.
+    pub open_payments: OrdSet<PaymentId>,
     /// The seq of the last applied event.
     pub seq: u64,
     /// The history window's start as of the last eviction ([`super::window`]): every
@@ -169,6 +172,7 @@ impl Establishment {
             payment_policy: Arc::default(),
             payments: PMap::new(),
             booking_payments: PMap::new(),
+            open_payments: OrdSet::new(),
             seq: 1,
             history_from: Minute::MIN,
             stamps: Stamps::default(),
@@ -479,6 +483,11 @@ impl Establishment {
     fn put_payment(&mut self, payment: &Payment) {
         if let Some(booking) = payment.booking_id {
             self.booking_payments.insert(booking, payment.id);
+        }
+        if super::payments::is_open(payment) {
+            self.open_payments.insert(payment.id);
+        } else {
+            self.open_payments.remove(&payment.id);
         }
         self.payments.insert(payment.id, Arc::new(payment.clone()));
     }

@@ -319,7 +319,18 @@ pub async fn create_checkout(
         .await?;
     // A retry (same key) answers the first payment: take it as it is now.
     let payment = payments.current(est(id), payment.id).await?;
-    let (payment, secret) = payments.open_intent(est(id), &payment).await?;
+    let (payment, secret) = match payments.open_intent(est(id), &payment).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            // The provider could not open the payment: give the slot back now rather
+            // than at the hold's expiry (nobody can have paid: the app never got a
+            // client secret), and let the customer try again.
+            payments
+                .give_up(est(id), &payment, &e.rejection.message)
+                .await;
+            return Err(e);
+        }
+    };
     let client_secret = secret.filter(|_| payment.status == PaymentStatus::RequiresPayment);
     let tz = view.timezone();
     Ok((
