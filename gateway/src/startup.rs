@@ -277,6 +277,8 @@ async fn join_cluster(
     let cluster = navaro_cluster::Cluster::join(config).await?;
     tracing::info!(node = %c.node_id, internal = %bound, "cluster node listening");
     Ok((cluster, internal))
+}
+
 /// The payment provider the settings name, with its bookkeeping (`None`: no provider).
 fn payment_service(
     settings: &Settings,

@@ -58,6 +58,7 @@ async fn shop(engine: &Engine, owner: Caller) -> (EstablishmentId, ServiceId) {
         max_future_bookings_per_customer: 10,
         queue_max_length: 100,
         queue_no_show_grace_minutes: 5,
+        listing: Default::default(),
     };
     run(
         engine,

@@ -324,6 +324,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/establishments/{id}/checkouts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["create_checkout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/establishments/{id}/live": {
         parameters: {
             query?: never;
@@ -366,6 +382,54 @@ export interface paths {
         get: operations["get_notification_settings"];
         put: operations["set_notification_settings"];
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/establishments/{id}/payment-policy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_payment_policy"];
+        put: operations["set_payment_policy"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/establishments/{id}/payments/{payment_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_payment"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/establishments/{id}/payments/{payment_id}/refresh": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["refresh_payment"];
         delete?: never;
         options?: never;
         head?: never;
@@ -708,6 +772,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/payments/stripe/webhook": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["stripe_webhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1017,6 +1097,32 @@ export interface components {
         CallNextRequest: {
             /** Format: uuid */
             staff_id: string;
+        };
+        /**
+         * @description A checkout: the payment (its hold keeps the slot until `expires_at`) and what the
+         *     app pays with.
+         */
+        CheckoutDto: {
+            /**
+             * @description The provider's client secret (Stripe: the PaymentIntent's), for the app's payment
+             *     sheet. Absent once the payment is no longer payable.
+             */
+            client_secret?: string | null;
+            payment: components["schemas"]["PaymentDto"];
+        };
+        CheckoutRequest: {
+            /** Format: uuid */
+            service_id: string;
+            /**
+             * Format: uuid
+             * @description Omitted: any free staff member.
+             */
+            staff_id?: string | null;
+            /**
+             * Format: date-time
+             * @description RFC 3339, any offset.
+             */
+            start: string;
         };
         /** @description The create-establishment body; omitted fields take API.md's defaults. */
         CreateEstablishmentRequest: {
@@ -1408,7 +1514,7 @@ export interface components {
             timezone: string;
         };
         /** @description A frame of the live feed (`GET /v1/establishments/{id}/live`), by `type`. */
-        LiveFrame: components["schemas"]["HelloFrame"] | components["schemas"]["ReloadFrame"] | components["schemas"]["EstablishmentCreatedFrame"] | components["schemas"]["EstablishmentUpdatedFrame"] | components["schemas"]["EstablishmentSuspendedFrame"] | components["schemas"]["EstablishmentReinstatedFrame"] | components["schemas"]["StaffAddedFrame"] | components["schemas"]["StaffHoursSetFrame"] | components["schemas"]["StaffTimeOffAddedFrame"] | components["schemas"]["ServiceAddedFrame"] | components["schemas"]["BookingConfirmedFrame"] | components["schemas"]["BookingCancelledFrame"] | components["schemas"]["BookingRescheduledFrame"] | components["schemas"]["BookingCompletedFrame"] | components["schemas"]["BookingNoShowFrame"] | components["schemas"]["HoldPlacedFrame"] | components["schemas"]["HoldEndedFrame"] | components["schemas"]["QueueJoinedFrame"] | components["schemas"]["QueueCalledFrame"] | components["schemas"]["QueueStartedFrame"] | components["schemas"]["QueueFinishedFrame"] | components["schemas"]["QueueNoShowFrame"] | components["schemas"]["QueueLeftFrame"] | components["schemas"]["QueueMovedFrame"] | components["schemas"]["QueueEstimatesFrame"];
+        LiveFrame: components["schemas"]["HelloFrame"] | components["schemas"]["ReloadFrame"] | components["schemas"]["EstablishmentCreatedFrame"] | components["schemas"]["EstablishmentUpdatedFrame"] | components["schemas"]["EstablishmentSuspendedFrame"] | components["schemas"]["EstablishmentReinstatedFrame"] | components["schemas"]["StaffAddedFrame"] | components["schemas"]["StaffHoursSetFrame"] | components["schemas"]["StaffTimeOffAddedFrame"] | components["schemas"]["ServiceAddedFrame"] | components["schemas"]["BookingConfirmedFrame"] | components["schemas"]["BookingCancelledFrame"] | components["schemas"]["BookingRescheduledFrame"] | components["schemas"]["BookingCompletedFrame"] | components["schemas"]["BookingNoShowFrame"] | components["schemas"]["HoldPlacedFrame"] | components["schemas"]["HoldEndedFrame"] | components["schemas"]["PaymentPolicySetFrame"] | components["schemas"]["PaymentUpdatedFrame"] | components["schemas"]["QueueJoinedFrame"] | components["schemas"]["QueueCalledFrame"] | components["schemas"]["QueueStartedFrame"] | components["schemas"]["QueueFinishedFrame"] | components["schemas"]["QueueNoShowFrame"] | components["schemas"]["QueueLeftFrame"] | components["schemas"]["QueueMovedFrame"] | components["schemas"]["QueueEstimatesFrame"];
         LoginRequest: {
             email: string;
             password: string;
@@ -1490,6 +1596,162 @@ export interface components {
             /** Format: int32 */
             slot_minutes?: number | null;
             timezone?: string | null;
+        };
+        /** @description A payment, as answers and `payment.updated` frames carry it. */
+        PaymentDto: {
+            /**
+             * Format: int64
+             * @description Integer minor units of `currency`.
+             */
+            amount_cents: number;
+            /**
+             * Format: uuid
+             * @description The booking, once the payment confirmed it.
+             */
+            booking_id?: string | null;
+            created_at: string;
+            currency: string;
+            /** Format: uuid */
+            customer_id: string;
+            /** Format: uuid */
+            establishment_id: string;
+            /** @description When the held slot is given up if the payment has not succeeded. */
+            expires_at: string;
+            /** @description Why it failed, or why a succeeded payment has no booking. */
+            failure?: string | null;
+            /**
+             * Format: uuid
+             * @description The hold keeping the slot while the customer pays.
+             */
+            hold_id: string;
+            /** Format: uuid */
+            id: string;
+            kind: components["schemas"]["PaymentKindName"];
+            /** @description The payment policy in force when the payment was made. */
+            policy: components["schemas"]["PaymentPolicyDto"];
+            /**
+             * Format: int64
+             * @description The service's price when the payment was made.
+             */
+            price_cents: number;
+            /** @description `stripe`. */
+            provider: string;
+            /** @description The provider's object (a Stripe PaymentIntent id), once created. */
+            provider_ref?: string | null;
+            /**
+             * Format: int64
+             * @description What is to be refunded in all: the whole payment when its slot was lost, or what
+             *     the policy gives back when the booking was cancelled.
+             */
+            refund_due_cents: number;
+            /** @description The provider's refund objects. */
+            refund_refs?: string[];
+            /** Format: int64 */
+            refunded_cents: number;
+            /** Format: int64 */
+            seq: number;
+            /** Format: uuid */
+            service_id: string;
+            /** Format: uuid */
+            staff_id: string;
+            start: string;
+            status: components["schemas"]["PaymentStatusName"];
+        };
+        /**
+         * @description What a payment is for.
+         * @enum {string}
+         */
+        PaymentKindName: "deposit" | "prepayment";
+        /**
+         * @description The payment modes.
+         * @enum {string}
+         */
+        PaymentModeName: "none" | "deposit" | "prepayment";
+        /**
+         * @description What customers pay when they book. `deposit` takes exactly one of `deposit_percent`
+         *     and `deposit_cents`.
+         */
+        PaymentPolicyDto: {
+            /**
+             * Format: int32
+             * @description A customer who cancels less than this long before the start pays the
+             *     late-cancellation fee out of what they paid (0: never late; at most 30 days).
+             */
+            cancel_window_minutes?: number;
+            /**
+             * Format: int64
+             * @description For `deposit`: this fixed amount in minor units (the price, if lower).
+             */
+            deposit_cents?: number | null;
+            /**
+             * Format: int32
+             * @description For `deposit`: this percent of the price (1 to 100), rounded to the minor unit.
+             */
+            deposit_percent?: number | null;
+            /**
+             * Format: int64
+             * @description ... or as a fixed amount in minor units; never more than what was paid.
+             */
+            late_cancel_fee_cents?: number | null;
+            /**
+             * Format: int32
+             * @description The late-cancellation fee as a percent of the price (1 to 100)...
+             */
+            late_cancel_fee_percent?: number | null;
+            mode: components["schemas"]["PaymentModeName"];
+        };
+        /** @description `payment.policy_set`: the establishment's payment policy after the change. */
+        PaymentPolicySetData: {
+            policy: components["schemas"]["PaymentPolicyDto"];
+        };
+        /** @description A `payment.policy_set` event. */
+        PaymentPolicySetFrame: {
+            /**
+             * Format: date-time
+             * @description When the establishment decided it.
+             */
+            at: string;
+            data: components["schemas"]["PaymentPolicySetData"];
+            /**
+             * Format: int64
+             * @description The event's number in its establishment.
+             */
+            seq: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "payment.policy_set";
+        };
+        /**
+         * @description Where a payment stands: `requires_payment` until the provider reports it
+         *     `succeeded` (the booking is confirmed), `failed` (declined: the slot is free again)
+         *     or `expired` (the hold lapsed unpaid); `refunded` when refunded in full.
+         * @enum {string}
+         */
+        PaymentStatusName: "requires_payment" | "succeeded" | "failed" | "expired" | "refunded";
+        /** @description `payment.updated`: a payment after it was opened or changed. */
+        PaymentUpdatedData: {
+            payment: components["schemas"]["PaymentDto"];
+        };
+        /** @description A `payment.updated` event. */
+        PaymentUpdatedFrame: {
+            /**
+             * Format: date-time
+             * @description When the establishment decided it.
+             */
+            at: string;
+            data: components["schemas"]["PaymentUpdatedData"];
+            /**
+             * Format: int64
+             * @description The event's number in its establishment.
+             */
+            seq: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "payment.updated";
         };
         /** @description The platform's counters. */
         PlatformStats: {
@@ -1997,6 +2259,10 @@ export interface components {
             /** Format: uuid */
             id: string;
             name: string;
+        };
+        /** @description The webhook's answer. */
+        WebhookAck: {
+            received: boolean;
         };
         WebhookDto: {
             created_at: string;
@@ -3788,6 +4054,103 @@ export interface operations {
             };
         };
     };
+    create_checkout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CheckoutRequest"];
+            };
+        };
+        responses: {
+            /** @description the slot is held and the payment opened; the booking is confirmed when the provider reports the payment succeeded */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckoutDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not_found: no such item, or not one this caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description slot_unavailable (with alternatives), or conflict: no payment is asked for this service */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payment_provider: the provider refused, or payments are not configured */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     live: {
         parameters: {
             query?: {
@@ -4115,6 +4478,316 @@ export interface operations {
             };
             /** @description rate_limited, with Retry-After */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_payment_policy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentPolicyDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    set_payment_policy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PaymentPolicyDto"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentPolicyDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not_found: no such item, or not one this caller may see */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_payment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                payment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    refresh_payment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                payment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the payment after the server re-read it at the provider (the app calls this when its payment sheet says done; the client's word alone changes nothing) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6238,6 +6911,76 @@ export interface operations {
                 };
             };
             /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    stripe_webhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description a Stripe event, signed in `Stripe-Signature` */
+        requestBody: {
+            content: {
+                "application/json": string;
+            };
+        };
+        responses: {
+            /** @description the event's effect is durable (or it needs none) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookAck"];
+                };
+            };
+            /** @description the signature is missing, does not match a configured secret, or its timestamp is outside the tolerance; or the body is not a Stripe event */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Stripe is not this server's provider */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the effect could not be made durable now; Stripe retries */
             503: {
                 headers: {
                     [name: string]: unknown;
