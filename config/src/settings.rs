@@ -41,6 +41,7 @@ pub struct Settings {
     pub notify: NotifySettings,
     pub push: PushSettings,
     pub webhooks: WebhookSettings,
+    pub payments: PaymentSettings,
 }
 
 impl Default for Settings {
@@ -61,6 +62,73 @@ impl Default for Settings {
             notify: NotifySettings::default(),
             push: PushSettings::default(),
             webhooks: WebhookSettings::default(),
+            payments: PaymentSettings::default(),
+        }
+    }
+}
+
+/// Which payment provider takes establishments' deposits and prepayments.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentProviderKind {
+    /// No provider: checkouts are refused (`payment_provider`), the webhook answers 404.
+    #[default]
+    None,
+    Stripe,
+}
+
+/// Payments (`docs/payments.md`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaymentSettings {
+    pub provider: PaymentProviderKind,
+    /// How long a checkout keeps its slot while the customer pays: long enough to type
+    /// a card and pass 3-D Secure, short enough that an abandoned checkout frees the
+    /// slot soon. 30 to 1800 (the engine's hold bounds).
+    pub hold_seconds: u32,
+    /// How often the sweeper looks for lapsed checkouts (asking the provider once more
+    /// before it frees them) and succeeded payments that lost their slot (refunded).
+    pub sweep_interval_ms: u64,
+    pub stripe: StripeSettings,
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        PaymentSettings {
+            provider: PaymentProviderKind::None,
+            hold_seconds: 600,
+            sweep_interval_ms: 5_000,
+            stripe: StripeSettings::default(),
+        }
+    }
+}
+
+/// Stripe's API and webhook.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StripeSettings {
+    /// Stripe's API; tests point it at localstripe.
+    pub base_url: String,
+    /// The secret API key (`sk_...`).
+    pub api_key: Option<Secret>,
+    /// The webhook endpoint's signing secrets (`whsec_...`): more than one during a
+    /// rotation, a signature by any of them is accepted.
+    pub webhook_secrets: Vec<Secret>,
+    /// A webhook whose signed timestamp is further than this from now is refused, so a
+    /// captured delivery cannot be replayed later (Stripe's libraries use 300 s).
+    pub webhook_tolerance_seconds: u32,
+    /// One call to Stripe may take this long before it counts as failed.
+    pub timeout_ms: u64,
+}
+
+impl Default for StripeSettings {
+    fn default() -> Self {
+        StripeSettings {
+            base_url: "https://api.stripe.com".to_owned(),
+            api_key: None,
+            webhook_secrets: Vec::new(),
+            webhook_tolerance_seconds: 300,
+            timeout_ms: 10_000,
         }
     }
 }
@@ -748,6 +816,7 @@ impl Settings {
                 reason: "must be below http.request_timeout_ms, so a slow body gets 408".to_owned(),
             });
         }
+        self.validate_payments()?;
         if let Some(dir) = &self.web.pro_dir
             && !dir.join("index.html").is_file()
         {
@@ -755,6 +824,59 @@ impl Settings {
                 field: "web.pro_dir",
                 reason: format!("{} has no index.html", dir.display()),
             });
+        }
+        Ok(())
+    }
+
+    fn validate_payments(&self) -> Result<(), ConfigError> {
+        let p = &self.payments;
+        let out = |field: &'static str, reason: &str| {
+            Err(ConfigError::OutOfRange {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if !(30..=1800).contains(&p.hold_seconds) {
+            return out("payments.hold_seconds", "must be between 30 and 1800");
+        }
+        if p.sweep_interval_ms == 0 {
+            return out("payments.sweep_interval_ms", "must be greater than zero");
+        }
+        if p.stripe.timeout_ms == 0 {
+            return out("payments.stripe.timeout_ms", "must be greater than zero");
+        }
+        if p.stripe.webhook_tolerance_seconds == 0 {
+            return out(
+                "payments.stripe.webhook_tolerance_seconds",
+                "must be greater than zero",
+            );
+        }
+        if p.provider == PaymentProviderKind::Stripe {
+            let url = &p.stripe.base_url;
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return out("payments.stripe.base_url", "must be an http(s) URL");
+            }
+            if p.stripe
+                .api_key
+                .as_ref()
+                .is_none_or(|k| k.expose().is_empty())
+            {
+                return out(
+                    "payments.stripe.api_key",
+                    "is required with provider stripe",
+                );
+            }
+            if p.stripe.webhook_secrets.is_empty()
+                || p.stripe
+                    .webhook_secrets
+                    .iter()
+                    .any(|s| s.expose().is_empty())
+            {
+                return out(
+                    "payments.stripe.webhook_secrets",
+                    "needs at least one non-empty secret with provider stripe",
+                );
+            }
         }
         Ok(())
     }

@@ -414,3 +414,46 @@ fn connection_timeouts_are_settings_and_a_body_timeout_past_the_request_timeout_
         Ok(())
     });
 }
+
+#[test]
+fn stripe_needs_its_key_and_a_webhook_secret_and_bad_payment_settings_name_their_key() {
+    Jail::expect_with(|jail| {
+        let s = load_in(jail, None).unwrap();
+        assert_eq!(s.payments.provider, PaymentProviderKind::None);
+        assert_eq!(s.payments.hold_seconds, 600);
+        jail.set_env("NAVARO_PAYMENTS__PROVIDER", "stripe");
+        let refused = load_in(jail, None).unwrap_err();
+        assert!(
+            refused.to_string().contains("payments.stripe.api_key"),
+            "{refused}"
+        );
+        jail.set_env("NAVARO_PAYMENTS__STRIPE__API_KEY", "sk_test_x");
+        let refused = load_in(jail, None).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("payments.stripe.webhook_secrets"),
+            "{refused}"
+        );
+        jail.set_env(
+            "NAVARO_PAYMENTS__STRIPE__WEBHOOK_SECRETS",
+            "[\"whsec_old\", \"whsec_new\"]",
+        );
+        let s = load_in(jail, None).unwrap();
+        assert_eq!(s.payments.stripe.webhook_secrets.len(), 2);
+        jail.set_env("NAVARO_PAYMENTS__HOLD_SECONDS", "5");
+        let refused = load_in(jail, None).unwrap_err();
+        assert!(
+            refused.to_string().contains("payments.hold_seconds"),
+            "{refused}"
+        );
+        jail.set_env("NAVARO_PAYMENTS__HOLD_SECONDS", "600");
+        jail.set_env("NAVARO_PAYMENTS__PROVIDER", "paypal");
+        let refused = load_in(jail, None).unwrap_err();
+        assert!(
+            refused.to_string().contains("PAYMENTS.PROVIDER"),
+            "{refused}"
+        );
+        Ok(())
+    });
+}

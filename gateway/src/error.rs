@@ -39,6 +39,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::Conflict
         | ErrorCode::EstablishmentSuspended => StatusCode::CONFLICT,
         ErrorCode::AccountDisabled => StatusCode::FORBIDDEN,
+        ErrorCode::PaymentRequired => StatusCode::PAYMENT_REQUIRED,
+        ErrorCode::PaymentProvider => StatusCode::BAD_GATEWAY,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,

@@ -18,10 +18,13 @@ use utoipa::{Modify, ToSchema};
 use uuid::Uuid;
 
 use crate::dto::{BookingDto, ServiceDto, StaffDto, TimeOffDto};
+use crate::routes::payments::{
+    PaymentDto, PaymentKindName, PaymentModeName, PaymentPolicyDto, PaymentStatusName,
+};
 use crate::routes::queue::TicketDto;
 
 /// Every event type with the schema of its `data`, in `Event`'s order.
-pub const EVENT_DATA: [(&str, &str); 23] = [
+pub const EVENT_DATA: [(&str, &str); 25] = [
     ("establishment.created", "EstablishmentCreatedData"),
     ("establishment.updated", "EstablishmentUpdatedData"),
     ("establishment.suspended", "SuspensionData"),
@@ -37,6 +40,8 @@ pub const EVENT_DATA: [(&str, &str); 23] = [
     ("booking.no_show", "BookingData"),
     ("hold.placed", "HoldPlacedData"),
     ("hold.ended", "HoldEndedData"),
+    ("payment.policy_set", "PaymentPolicySetData"),
+    ("payment.updated", "PaymentUpdatedData"),
     ("queue.joined", "QueueTicketData"),
     ("queue.called", "QueueTicketData"),
     ("queue.started", "QueueTicketData"),
@@ -194,6 +199,18 @@ pub struct HoldEndedData {
     pub reason: HoldEndReason,
 }
 
+/// `payment.policy_set`: the establishment's payment policy after the change.
+#[derive(ToSchema)]
+pub struct PaymentPolicySetData {
+    pub policy: PaymentPolicyDto,
+}
+
+/// `payment.updated`: a payment after it was opened or changed.
+#[derive(ToSchema)]
+pub struct PaymentUpdatedData {
+    pub payment: PaymentDto,
+}
+
 /// A waiting ticket's place and estimate.
 #[derive(ToSchema)]
 pub struct QueuePositionDto {
@@ -259,6 +276,13 @@ pub fn data_schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
         HoldEndReason,
         HoldPlacedData,
         HoldEndedData,
+        PaymentPolicySetData,
+        PaymentUpdatedData,
+        PaymentPolicyDto,
+        PaymentDto,
+        PaymentModeName,
+        PaymentKindName,
+        PaymentStatusName,
         QueuePositionDto,
         QueueTicketData,
         QueueEstimatesData,
@@ -416,8 +440,9 @@ mod tests {
     use jiff::{SignedDuration, Timestamp};
     use navaro_protocol::{
         Booking, BookingId, BookingStatus, Encoding, EstablishmentId, EstablishmentSettings, Event,
-        EventRecord, Hold, HoldEnd, HoldId, QueuePosition, Service, ServiceId, Staff, StaffId,
-        Ticket, TicketId, TicketStatus, TimeOff, TimeOffId, UserId, WeeklyHours,
+        EventRecord, Hold, HoldEnd, HoldId, Payment, PaymentId, PaymentKind, PaymentMode,
+        PaymentPolicy, PaymentStatus, QueuePosition, Service, ServiceId, Staff, StaffId, Ticket,
+        TicketId, TicketStatus, TimeOff, TimeOffId, UserId, WeeklyHours,
     };
     use serde_json::Value;
     use uuid::Uuid;
@@ -499,6 +524,47 @@ mod tests {
             eta: full.then(|| later(20)),
         }];
         let hours = WeeklyHours::weekdays(&[("09:00", "18:00")]);
+        let policy = if full {
+            PaymentPolicy {
+                mode: PaymentMode::Deposit,
+                deposit_percent: Some(30),
+                deposit_cents: None,
+                cancel_window_minutes: 1440,
+                late_cancel_fee_percent: Some(10),
+                late_cancel_fee_cents: None,
+            }
+        } else {
+            PaymentPolicy::default()
+        };
+        let payment = Payment {
+            id: PaymentId(id(6)),
+            establishment_id: EstablishmentId(id(2)),
+            customer_id: UserId(id(5)),
+            hold_id: HoldId(id(6)),
+            booking_id: full.then_some(BookingId(id(1))),
+            service_id: ServiceId(id(3)),
+            staff_id: StaffId(id(4)),
+            start: later(60),
+            kind: PaymentKind::Deposit,
+            amount_cents: 1_500,
+            price_cents: 5_000,
+            currency: "BRL".to_owned(),
+            status: PaymentStatus::Succeeded,
+            provider: "stripe".to_owned(),
+            provider_ref: full.then(|| "pi_123".to_owned()),
+            refunded_cents: 0,
+            refund_due_cents: 0,
+            refund_refs: if full {
+                vec!["re_1".to_owned()]
+            } else {
+                Vec::new()
+            },
+            failure: full.then(|| "declined".to_owned()),
+            policy: policy.clone(),
+            expires_at: later(10),
+            created_at: at,
+            seq: 9,
+        };
         let events = vec![
             Event::EstablishmentCreated {
                 id: EstablishmentId(id(2)),
@@ -572,6 +638,8 @@ mod tests {
                     HoldEnd::Released
                 },
             },
+            Event::PaymentPolicySet { policy },
+            Event::PaymentUpdated { payment },
             Event::QueueJoined {
                 ticket: ticket.clone(),
                 queue: queue.clone(),
@@ -624,6 +692,8 @@ mod tests {
             | Event::BookingNoShow { .. }
             | Event::HoldPlaced { .. }
             | Event::HoldEnded { .. }
+            | Event::PaymentPolicySet { .. }
+            | Event::PaymentUpdated { .. }
             | Event::QueueJoined { .. }
             | Event::QueueCalled { .. }
             | Event::QueueStarted { .. }

@@ -40,6 +40,7 @@ pub mod listener;
 pub mod live;
 pub mod notify;
 pub mod openapi;
+pub mod payments;
 pub mod personal;
 pub mod pro;
 pub mod routes;

@@ -9,7 +9,7 @@ use crate::dto::*;
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::frames::LiveFrames;
 use crate::routes::{
-    accounts, admin, bookings, discovery, establishments, notifications, ops, queue,
+    accounts, admin, bookings, discovery, establishments, notifications, ops, payments, queue,
 };
 
 #[derive(OpenApi)]
@@ -39,6 +39,8 @@ use crate::routes::{
         admin::list_establishments, admin::suspend_establishment,
         admin::reinstate_establishment, admin::list_users, admin::disable_user,
         admin::stats, admin::audit,
+        payments::get_payment_policy, payments::set_payment_policy, payments::create_checkout,
+        payments::get_payment, payments::refresh_payment, payments::stripe_webhook,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
     components(schemas(ErrorBody, ErrorDetail, AlternativeDto, AvailabilityForm)),

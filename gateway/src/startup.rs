@@ -50,6 +50,8 @@ pub enum StartupError {
     DataDir(std::io::Error),
     #[error("cannot start notifications: {0}")]
     Notify(navaro_notify::NotifyError),
+    #[error("cannot set up the payment provider: {0}")]
+    Payments(String),
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
     #[error("cannot join the cluster: {0}")]
@@ -166,6 +168,11 @@ impl Application {
             settings.auth.refresh_ttl_days,
         ));
         sessions.spawn_sweeper();
+        let payments = payment_service(&settings, &engine)?;
+        if let Some(service) = &payments {
+            let every = Duration::from_millis(settings.payments.sweep_interval_ms);
+            service.clone().spawn_sweeper(every, shutdown_rx.clone());
+        }
         let state = AppState::new(Shared {
             tokens: Arc::new(TokenKeys::from_settings(&settings)),
             passwords: Arc::new(Passwords::new()?),
@@ -179,6 +186,7 @@ impl Application {
             disabled,
             cluster: cluster.as_ref().map(|(c, _)| c.clone()),
             sessions,
+            payments,
         });
         let router = router(state.clone());
         if let Some((_, internal)) = cluster {
@@ -281,6 +289,31 @@ async fn join_cluster(
     let cluster = navaro_cluster::Cluster::join(config).await?;
     tracing::info!(node = %c.node_id, internal = %bound, "cluster node listening");
     Ok((cluster, internal))
+}
+
+/// The payment provider the settings name, with its bookkeeping (`None`: no provider).
+fn payment_service(
+    settings: &Settings,
+    engine: &Engine,
+) -> Result<Option<Arc<crate::payments::PaymentService>>, StartupError> {
+    use navaro_config::PaymentProviderKind;
+    match settings.payments.provider {
+        PaymentProviderKind::None => Ok(None),
+        PaymentProviderKind::Stripe => {
+            let s = &settings.payments.stripe;
+            let key = s.api_key.as_ref().map(|k| k.expose()).unwrap_or_default();
+            let stripe = navaro_payments::stripe::Stripe::new(
+                &s.base_url,
+                key,
+                Duration::from_millis(s.timeout_ms),
+            )
+            .map_err(|e| StartupError::Payments(e.to_string()))?;
+            Ok(Some(Arc::new(crate::payments::PaymentService::new(
+                engine.clone(),
+                Arc::new(stripe),
+            ))))
+        }
+    }
 }
 
 /// The engine's configuration: its defaults, overridden by what the settings name.

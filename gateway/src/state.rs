@@ -54,4 +54,7 @@ pub struct Shared {
     pub cluster: Option<navaro_cluster::Cluster>,
     /// Sign-in sessions: refresh tokens and the revocation check of access tokens.
     pub sessions: Arc<Sessions>,
+    /// The payment provider and its bookkeeping; `None` when `payments.provider` is
+    /// `none` (checkouts are refused).
+    pub payments: Option<Arc<crate::payments::PaymentService>>,
 }

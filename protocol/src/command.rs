@@ -7,8 +7,9 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{BookingId, HoldId, ServiceId, StaffId, TicketId, UserId};
+use crate::ids::{BookingId, HoldId, PaymentId, ServiceId, StaffId, TicketId, UserId};
 use crate::model::{EstablishmentSettings, SettingsPatch, WeeklyHours};
+use crate::payment::{PaymentOutcome, PaymentPolicy};
 
 /// Who is asking, as the gateway authenticated them, and in what capacity for the
 /// establishment the command is addressed to.
@@ -119,6 +120,34 @@ pub enum Command {
     Cancel {
         booking_id: BookingId,
     },
+    /// Set the establishment's payment policy (owners). Payments already made keep the
+    /// policy they were made under.
+    SetPaymentPolicy {
+        policy: PaymentPolicy,
+    },
+    /// Book a slot that the payment policy asks payment for: the slot is held for
+    /// `ttl_seconds` and a payment is opened; the booking is confirmed only when the
+    /// provider reports the payment succeeded ([`Command::SettlePayment`]).
+    Checkout {
+        service_id: ServiceId,
+        start: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        staff_id: Option<StaffId>,
+        ttl_seconds: u32,
+        /// The provider's name, recorded on the payment.
+        provider: String,
+    },
+    /// Record the provider's object for a payment (after the provider created it).
+    AttachPayment {
+        payment_id: PaymentId,
+        provider_ref: String,
+    },
+    /// Record what the provider reported about a payment (the server only: from a
+    /// verified webhook or its own re-read of the provider, never a client's word).
+    SettlePayment {
+        payment_id: PaymentId,
+        outcome: PaymentOutcome,
+    },
     /// Move a booking: atomically moved, or left unchanged and rejected.
     Reschedule {
         booking_id: BookingId,
@@ -182,6 +211,10 @@ impl Command {
             Command::ConfirmHold { .. } => "confirm_hold",
             Command::ReleaseHold { .. } => "release_hold",
             Command::Cancel { .. } => "cancel",
+            Command::SetPaymentPolicy { .. } => "set_payment_policy",
+            Command::Checkout { .. } => "checkout",
+            Command::AttachPayment { .. } => "attach_payment",
+            Command::SettlePayment { .. } => "settle_payment",
             Command::Reschedule { .. } => "reschedule",
             Command::MarkCompleted { .. } => "mark_completed",
             Command::MarkNoShow { .. } => "mark_no_show",

@@ -35,6 +35,10 @@ pub enum ErrorCode {
     /// The booking ended before the establishment's history window (a week by default)
     /// and can no longer be changed; it is still listed and readable.
     BookingArchived,
+    /// The establishment's payment policy asks for a payment: book through a checkout.
+    PaymentRequired,
+    /// The payment provider refused or could not be reached; the message says which.
+    PaymentProvider,
     /// The idempotency key was used before with a different request.
     IdempotencyKeyReused,
     /// The request conflicts with the item's current state (already cancelled, exists).
@@ -77,6 +81,8 @@ impl ErrorCode {
             ErrorCode::CancelCutoffPassed => "cancel_cutoff_passed",
             ErrorCode::HoldExpired => "hold_expired",
             ErrorCode::BookingArchived => "booking_archived",
+            ErrorCode::PaymentRequired => "payment_required",
+            ErrorCode::PaymentProvider => "payment_provider",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::Conflict => "conflict",
             ErrorCode::EstablishmentSuspended => "establishment_suspended",

@@ -12,6 +12,7 @@ use crate::ids::{EstablishmentId, HoldId, StaffId, UserId};
 use crate::model::{
     Booking, EstablishmentSettings, Hold, HoldEnd, Service, Staff, TimeOff, WeeklyHours,
 };
+use crate::payment::{Payment, PaymentPolicy};
 use crate::queue::{QueuePosition, Ticket};
 
 /// A change to one establishment.
@@ -69,6 +70,12 @@ pub enum Event {
     HoldPlaced { hold: Hold },
     #[serde(rename = "hold.ended")]
     HoldEnded { hold: Hold, reason: HoldEnd },
+    #[serde(rename = "payment.policy_set")]
+    PaymentPolicySet { policy: PaymentPolicy },
+    /// A payment was opened or changed (provider object attached, succeeded, failed,
+    /// expired, refunded): the whole payment after the change.
+    #[serde(rename = "payment.updated")]
+    PaymentUpdated { payment: Payment },
     /// A ticket changed (joined, called, started, finished, no-show, left, moved); `queue`
     /// is every waiting ticket's place and estimate after the change.
     #[serde(rename = "queue.joined")]
@@ -132,6 +139,8 @@ impl Event {
             Event::BookingNoShow { .. } => "booking.no_show",
             Event::HoldPlaced { .. } => "hold.placed",
             Event::HoldEnded { .. } => "hold.ended",
+            Event::PaymentPolicySet { .. } => "payment.policy_set",
+            Event::PaymentUpdated { .. } => "payment.updated",
             Event::QueueJoined { .. } => "queue.joined",
             Event::QueueCalled { .. } => "queue.called",
             Event::QueueStarted { .. } => "queue.started",
@@ -152,6 +161,7 @@ impl Event {
             | Event::BookingCompleted { booking }
             | Event::BookingNoShow { booking } => Some(booking.customer_id),
             Event::HoldPlaced { hold } | Event::HoldEnded { hold, .. } => Some(hold.customer_id),
+            Event::PaymentUpdated { payment } => Some(payment.customer_id),
             _ => self.ticket().and_then(|t| t.customer_id),
         }
     }

@@ -104,3 +104,7 @@ id_type!(
     /// A walk-in queue ticket.
     TicketId
 );
+id_type!(
+    /// A payment (a deposit or prepayment of a checkout, later a fee or refund).
+    PaymentId
+);

@@ -18,6 +18,7 @@ pub mod error;
 pub mod event;
 pub mod ids;
 pub mod model;
+pub mod payment;
 pub mod queue;
 pub mod reply;
 pub mod zone;
@@ -27,8 +28,9 @@ pub use command::{Caller, Command, Role};
 pub use error::ErrorCode;
 pub use event::{Event, EventRecord, IdempotencyRecord};
 pub use ids::{
-    BookingId, EstablishmentId, HoldId, ServiceId, StaffId, TicketId, TimeOffId, UserId,
+    BookingId, EstablishmentId, HoldId, PaymentId, ServiceId, StaffId, TicketId, TimeOffId, UserId,
 };
 pub use model::*;
+pub use payment::*;
 pub use queue::{QueuePosition, Ticket, TicketStatus};
 pub use reply::{Alternative, Rejection, Reply};

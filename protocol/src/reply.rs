@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ErrorCode;
 use crate::ids::{EstablishmentId, StaffId, UserId};
 use crate::model::{Booking, EstablishmentSettings, Hold, Service, Staff, TimeOff};
+use crate::payment::{Payment, PaymentPolicy};
 use crate::queue::Ticket;
 
 /// The result of an accepted command: the item it created or changed.
@@ -22,6 +23,8 @@ pub enum Reply {
     Service(Service),
     Booking(Booking),
     Hold(Hold),
+    Payment(Payment),
+    PaymentPolicy(PaymentPolicy),
     Ticket(Ticket),
     /// Places and estimates (only the clock's `queue.estimates` produces it).
     Estimates(Vec<crate::QueuePosition>),

@@ -90,7 +90,69 @@ fn commands() -> Vec<Command> {
         Command::Cancel {
             booking_id: BookingId(Uuid::from_u128(1)),
         },
+        Command::SetPaymentPolicy { policy: policy() },
+        Command::Checkout {
+            service_id: ServiceId(Uuid::from_u128(3)),
+            start: ts("2026-12-01T12:00:00Z"),
+            staff_id: None,
+            ttl_seconds: 600,
+            provider: "stripe".into(),
+        },
+        Command::AttachPayment {
+            payment_id: PaymentId(Uuid::from_u128(9)),
+            provider_ref: "pi_1".into(),
+        },
+        Command::SettlePayment {
+            payment_id: PaymentId(Uuid::from_u128(9)),
+            outcome: PaymentOutcome::Refunded {
+                refund_ref: "re_1".into(),
+                amount_cents: 500,
+            },
+        },
+        Command::SettlePayment {
+            payment_id: PaymentId(Uuid::from_u128(9)),
+            outcome: PaymentOutcome::Expired,
+        },
     ]
+}
+
+fn policy() -> PaymentPolicy {
+    PaymentPolicy {
+        mode: PaymentMode::Deposit,
+        deposit_percent: Some(30),
+        deposit_cents: None,
+        cancel_window_minutes: 1440,
+        late_cancel_fee_percent: None,
+        late_cancel_fee_cents: Some(500),
+    }
+}
+
+fn payment() -> Payment {
+    Payment {
+        id: PaymentId(Uuid::from_u128(9)),
+        establishment_id: EstablishmentId(Uuid::from_u128(2)),
+        customer_id: UserId(Uuid::from_u128(5)),
+        hold_id: HoldId(Uuid::from_u128(9)),
+        booking_id: Some(BookingId(Uuid::from_u128(1))),
+        service_id: ServiceId(Uuid::from_u128(3)),
+        staff_id: StaffId(Uuid::from_u128(4)),
+        start: ts("2026-12-01T12:00:00Z"),
+        kind: PaymentKind::Deposit,
+        amount_cents: 1_500,
+        price_cents: 5_000,
+        currency: "BRL".into(),
+        status: PaymentStatus::Succeeded,
+        provider: "stripe".into(),
+        provider_ref: Some("pi_1".into()),
+        refunded_cents: 1_000,
+        refund_due_cents: 1_000,
+        refund_refs: vec!["re_1".into()],
+        failure: None,
+        policy: policy(),
+        expires_at: ts("2026-12-01T10:10:00Z"),
+        created_at: ts("2026-12-01T10:00:00Z"),
+        seq: 6,
+    }
 }
 
 fn records() -> Vec<EventRecord> {
@@ -113,6 +175,8 @@ fn records() -> Vec<EventRecord> {
             booking: booking(),
             by: UserId(Uuid::from_u128(5)),
         },
+        Event::PaymentPolicySet { policy: policy() },
+        Event::PaymentUpdated { payment: payment() },
     ];
     events
         .into_iter()

@@ -121,6 +121,7 @@ pub fn decide(
         } => {
             require_active(est)?;
             let customer = customer_for(caller, *customer_id)?;
+            super::payments::require_no_payment(est, caller, *service_id)?;
             let placed = place(est, ctx, customer, *service_id, *start, *staff_id)?;
             let booking = Booking {
                 id: BookingId(ctx.new_id),
@@ -187,15 +188,25 @@ pub fn decide(
             let booking = own_booking(est, caller, *booking_id)?;
             require_confirmed(&booking)?;
             require_before_cutoff(est, ctx, caller, &booking)?;
+            // The refund its payment is due by the policy copied onto it, first, so that
+            // the booking stays the command's answer.
+            let mut events = super::payments::refund_on_cancel(est, ctx, caller, &booking);
             let booking = Booking {
                 status: BookingStatus::Cancelled,
-                seq: est.seq + 1,
+                seq: est.seq + events.len() as u64 + 1,
                 ..booking
             };
-            Ok(vec![Event::BookingCancelled {
+            events.push(Event::BookingCancelled {
                 booking,
                 by: caller.user_id,
-            }])
+            });
+            Ok(events)
+        }
+        Command::SetPaymentPolicy { .. }
+        | Command::Checkout { .. }
+        | Command::AttachPayment { .. }
+        | Command::SettlePayment { .. } => {
+            super::payments::decide_payment(est, ctx, caller, command)
         }
         Command::JoinQueue { .. } => {
             require_active(est)?;
@@ -287,7 +298,7 @@ fn suspension(
 
 /// New bookings, holds and walk-ins are refused while the platform suspends the
 /// establishment; what it already has (bookings, tickets) goes on as before.
-fn require_active(est: &Establishment) -> Result<(), Rejection> {
+pub(crate) fn require_active(est: &Establishment) -> Result<(), Rejection> {
     match &est.suspended {
         None => Ok(()),
         Some(reason) => Err(Rejection::new(
@@ -322,6 +333,9 @@ pub fn expire_holds(est: &Establishment, now: Timestamp) -> Events {
         .holds
         .values()
         .filter(|h| h.expires_at <= now)
+        // A hold being paid for is ended by the payment sweeper, after it asked the
+        // provider whether the payment succeeded at the last second.
+        .filter(|h| !super::payments::awaits_payment(est, h.id))
         .map(|h| (**h).clone())
         .collect();
     expired.sort_by_key(|h| (h.expires_at, h.id));
@@ -342,6 +356,10 @@ fn require_manager(caller: &Caller) -> Result<(), Rejection> {
             "only the establishment's owners may change its setup",
         ))
     }
+}
+
+pub(crate) fn require_manager_of_setup(caller: &Caller) -> Result<(), Rejection> {
+    require_manager(caller)
 }
 
 pub(crate) fn require_member(caller: &Caller) -> Result<(), Rejection> {
@@ -436,15 +454,15 @@ fn customer_for(caller: &Caller, customer_id: Option<UserId>) -> Result<UserId, 
 
 /// A slot found free for a new item, and the events that must precede it (the end of
 /// lapsed holds still sitting in the slot).
-struct Placement {
-    staff_id: StaffId,
-    start: Minute,
-    duration: i64,
-    buffer: i64,
-    events: Events,
+pub(crate) struct Placement {
+    pub staff_id: StaffId,
+    pub start: Minute,
+    pub duration: i64,
+    pub buffer: i64,
+    pub events: Events,
 }
 
-fn place(
+pub(crate) fn place(
     est: &Establishment,
     ctx: &Context,
     customer: UserId,

@@ -15,8 +15,8 @@ use std::sync::{Arc, OnceLock};
 use imbl::{HashMap as PMap, OrdMap, OrdSet};
 use navaro_protocol::{
     Booking, BookingId, BookingStatus, EstablishmentId, EstablishmentSettings, Event, EventRecord,
-    Hold, HoldId, QueuePosition, Reply, Service, ServiceId, Staff, StaffId, Ticket, TicketId,
-    TimeOff, UserId,
+    Hold, HoldId, Payment, PaymentId, PaymentPolicy, QueuePosition, Reply, Service, ServiceId,
+    Staff, StaffId, Ticket, TicketId, TimeOff, UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -111,6 +111,15 @@ pub struct Establishment {
     /// Why the platform suspended this establishment, while it is suspended: it then
     /// takes no new bookings, holds or walk-ins.
     pub suspended: Option<String>,
+    /// What customers pay when they book (`docs/payments.md`).
+    pub payment_policy: Arc<PaymentPolicy>,
+    /// Every payment, by id; a checkout's payment has its hold's UUID.
+    pub payments: PMap<PaymentId, Arc<Payment>>,
+    /// The payment that confirmed each paid booking.
+    pub booking_payments: PMap<BookingId, PaymentId>,
+    /// The payments that still need the server (awaiting payment, or a refund due), so
+    /// that the sweeper and the passivation check do not walk every payment.
+    pub open_payments: OrdSet<PaymentId>,
     /// The seq of the last applied event.
     pub seq: u64,
     /// The history window's start as of the last eviction ([`super::window`]): every
@@ -160,6 +169,10 @@ impl Establishment {
             customer_items: OrdSet::new(),
             queue: Default::default(),
             suspended: None,
+            payment_policy: Arc::default(),
+            payments: PMap::new(),
+            booking_payments: PMap::new(),
+            open_payments: OrdSet::new(),
             seq: 1,
             history_from: Minute::MIN,
             stamps: Stamps::default(),
@@ -238,6 +251,10 @@ impl Establishment {
             | Event::BookingRescheduled { booking, .. } => self.replace_booking(seq, booking)?,
             Event::HoldPlaced { hold } => self.insert_hold(seq, hold)?,
             Event::HoldEnded { hold, .. } => self.remove_hold(seq, hold.id)?,
+            Event::PaymentPolicySet { policy } => {
+                self.payment_policy = Arc::new(policy.clone());
+            }
+            Event::PaymentUpdated { payment } => self.put_payment(payment),
             Event::QueueJoined { .. }
             | Event::QueueCalled { .. }
             | Event::QueueStarted { .. }
@@ -463,6 +480,18 @@ impl Establishment {
         Ok(())
     }
 
+    fn put_payment(&mut self, payment: &Payment) {
+        if let Some(booking) = payment.booking_id {
+            self.booking_payments.insert(booking, payment.id);
+        }
+        if super::payments::is_open(payment) {
+            self.open_payments.insert(payment.id);
+        } else {
+            self.open_payments.remove(&payment.id);
+        }
+        self.payments.insert(payment.id, Arc::new(payment.clone()));
+    }
+
     /// The answer a command gets, derived from the last event it produced and the state
     /// after applying it. Used for first answers and for idempotent replays alike.
     pub fn reply_for(&self, event: &Event) -> Reply {
@@ -490,6 +519,8 @@ impl Establishment {
             | Event::BookingCompleted { booking }
             | Event::BookingNoShow { booking } => Reply::Booking(booking.clone()),
             Event::HoldPlaced { hold } | Event::HoldEnded { hold, .. } => Reply::Hold(hold.clone()),
+            Event::PaymentPolicySet { policy } => Reply::PaymentPolicy(policy.clone()),
+            Event::PaymentUpdated { payment } => Reply::Payment(payment.clone()),
             Event::QueueJoined { ticket, queue }
             | Event::QueueCalled { ticket, queue }
             | Event::QueueStarted { ticket, queue }
@@ -506,7 +537,8 @@ impl Establishment {
     /// How many bookings, holds and tickets a snapshot of this state holds (what grows
     /// with the establishment's history; its settings, staff and services are few).
     pub fn snapshot_items(&self) -> u64 {
-        (self.bookings.len() + self.holds.len() + self.queue.ticket_count()) as u64
+        (self.bookings.len() + self.holds.len() + self.payments.len() + self.queue.ticket_count())
+            as u64
     }
 
     /// Plain data from which [`Establishment::restore`] rebuilds this state.
@@ -537,6 +569,8 @@ impl Establishment {
             published: self.queue.published.clone(),
             history_from: (self.history_from != Minute::MIN).then_some(self.history_from),
             suspended: self.suspended.clone(),
+            payment_policy: (*self.payment_policy).clone(),
+            payments: self.payments.values().map(|p| (**p).clone()).collect(),
         }
     }
 
@@ -589,6 +623,10 @@ impl Establishment {
         state.queue.published.clone_from(&snapshot.published);
         state.history_from = snapshot.history_from.unwrap_or(Minute::MIN);
         state.suspended.clone_from(&snapshot.suspended);
+        state.payment_policy = Arc::new(snapshot.payment_policy.clone());
+        for payment in &snapshot.payments {
+            state.put_payment(payment);
+        }
         state.seq = seq;
         Ok(state)
     }
@@ -667,4 +705,8 @@ pub struct SnapshotState {
     /// Why the establishment is suspended, while it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspended: Option<String>,
+    #[serde(default)]
+    pub payment_policy: PaymentPolicy,
+    #[serde(default)]
+    pub payments: Vec<Payment>,
 }

@@ -523,8 +523,14 @@ impl State {
         // An open live feed keeps its establishment: stopping would close the feed
         // (`1012`) of a Pro app that is only watching, every `idle_timeout`, and the
         // app's reconnect would activate it again at once.
+        // Nor while a payment is open (a checkout awaiting payment, a refund due): the
+        // payment sweeper looks only at running establishments.
         let idle = now_s - self.last_activity_s >= config.idle_timeout.as_secs() as i64
-            && self.args.live.receiver_count() == 0;
+            && self.args.live.receiver_count() == 0
+            && !self
+                .est
+                .as_ref()
+                .is_some_and(crate::domain::payments::has_open_payments);
         if idle && self.is_settled() {
             debug!(establishment_id = %self.args.id, "passivating idle establishment");
             self.passivating = Some(None);

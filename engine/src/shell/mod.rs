@@ -247,6 +247,11 @@ impl Engine {
             .collect()
     }
 
+    /// The establishments that have a running actor (for sweeps over live state).
+    pub fn active_establishment_ids(&self) -> Vec<EstablishmentId> {
+        self.shared.registry.iter().map(|e| *e.key()).collect()
+    }
+
     /// Commands in flight for an establishment (0 when it is not active).
     pub fn in_flight(&self, id: EstablishmentId) -> usize {
         self.shared

@@ -202,9 +202,15 @@ pub async fn cancel_booking(
     let command = Command::Cancel {
         booking_id: BookingId(booking_id),
     };
-    change_booking(&state, est(id), caller, booking_id, command, key, &view)
-        .await
-        .map(Json)
+    let booking = change_booking(&state, est(id), caller, booking_id, command, key, &view).await?;
+    // A paid booking's refund by policy (docs/payments.md); the sweeper retries it if
+    // the provider fails now.
+    if let Some(payments) = &state.payments {
+        payments
+            .refund_cancelled(est(id), BookingId(booking_id))
+            .await;
+    }
+    Ok(Json(booking))
 }
 
 #[utoipa::path(post, path = "/v1/establishments/{id}/bookings/{booking_id}/reschedule", tag = "bookings", security(("bearer" = [])),

@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod establishments;
 pub mod notifications;
 pub mod ops;
+pub mod payments;
 pub mod queue;
 
 use axum::Router;
@@ -144,4 +145,24 @@ pub fn api() -> Router<AppState> {
             post(queue::no_show_ticket),
         )
         .route("/v1/establishments/{id}/live", get(crate::live::live))
+        .route(
+            "/v1/establishments/{id}/payment-policy",
+            get(payments::get_payment_policy).put(payments::set_payment_policy),
+        )
+        .route(
+            "/v1/establishments/{id}/checkouts",
+            post(payments::create_checkout),
+        )
+        .route(
+            "/v1/establishments/{id}/payments/{payment_id}",
+            get(payments::get_payment),
+        )
+        .route(
+            "/v1/establishments/{id}/payments/{payment_id}/refresh",
+            post(payments::refresh_payment),
+        )
+        .route(
+            "/v1/payments/stripe/webhook",
+            post(payments::stripe_webhook),
+        )
 }

@@ -1,6 +1,7 @@
 //! The test harness: the real `navaro` binary on port 0, and a small client.
 #![allow(dead_code)]
 
+pub mod localstripe;
 pub mod proxy;
 
 use std::io::{BufRead, BufReader};
