@@ -191,7 +191,10 @@ pub struct CreateEstablishmentRequest {
     pub longitude: Option<f64>,
     /// An http(s) URL of a photo, up to 2000 characters, without spaces (surrounding
     /// spaces are trimmed; only spaces: none).
-    #[schema(max_length = 2000, pattern = r"^ *(https?://[^\s\x00-\x1F\x7F-\x9F]*)? *$")]
+    #[schema(
+        max_length = 2000,
+        pattern = r"^ *(https?://[^\s\x00-\x1F\x7F-\x9F]*)? *$"
+    )]
     pub photo_url: Option<String>,
     /// A short description, up to 1000 characters, no control characters but line
     /// breaks (trimmed; only spaces: none).
@@ -284,7 +287,10 @@ pub struct PatchEstablishmentRequest {
     pub longitude: Option<f64>,
     /// An http(s) URL of a photo, up to 2000 characters, without spaces (surrounding
     /// spaces are trimmed; only spaces: none).
-    #[schema(max_length = 2000, pattern = r"^ *(https?://[^\s\x00-\x1F\x7F-\x9F]*)? *$")]
+    #[schema(
+        max_length = 2000,
+        pattern = r"^ *(https?://[^\s\x00-\x1F\x7F-\x9F]*)? *$"
+    )]
     pub photo_url: Option<String>,
     /// A short description, up to 1000 characters, no control characters but line
     /// breaks (trimmed; only spaces: none).
@@ -460,7 +466,11 @@ pub struct MemberDto {
 #[serde(deny_unknown_fields)]
 pub struct AddStaffRequest {
     /// 1 to 200 printable characters, not only spaces.
-    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
     pub user_id: Option<Uuid>,
     #[schema(value_type = crate::dto::WeeklyHoursSchema)]
@@ -484,7 +494,11 @@ pub struct TimeOffRequest {
     #[schema(value_type = String, format = DateTime)]
     pub end: Timestamp,
     /// 1 to 200 printable characters, not only spaces.
-    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub reason: Option<String>,
 }
 
@@ -514,7 +528,11 @@ impl TimeOffDto {
 #[serde(deny_unknown_fields)]
 pub struct AddServiceRequest {
     /// 1 to 200 printable characters, not only spaces.
-    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
     /// 1 to 720.
     #[schema(minimum = 1, maximum = 720)]
@@ -780,7 +798,7 @@ fn optional_timezone_schema() -> utoipa::openapi::schema::Object {
 /// 1 to [`MAX_STAFF_PER_SERVICE`](navaro_engine::domain::rules::MAX_STAFF_PER_SERVICE)
 /// staff ids, none twice.
 fn staff_ids_schema() -> utoipa::openapi::schema::Array {
-    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaFormat, KnownFormat, Type};
+    use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
     ArrayBuilder::new()
         .items(
             ObjectBuilder::new()

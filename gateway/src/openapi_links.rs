@@ -63,7 +63,10 @@ const SOURCES: &[Source] = &[
     Source {
         from: "add_service",
         status: "201",
-        parameters: &[("id", IN_ESTABLISHMENT), ("service_id", "$response.body#/id")],
+        parameters: &[
+            ("id", IN_ESTABLISHMENT),
+            ("service_id", "$response.body#/id"),
+        ],
         to: &["availability"],
     },
     Source {
@@ -78,7 +81,10 @@ const SOURCES: &[Source] = &[
     Source {
         from: "join_queue",
         status: "201",
-        parameters: &[("id", IN_ESTABLISHMENT), ("ticket_id", "$response.body#/id")],
+        parameters: &[
+            ("id", IN_ESTABLISHMENT),
+            ("ticket_id", "$response.body#/id"),
+        ],
         to: &[
             "get_ticket",
             "leave_queue",
@@ -90,7 +96,10 @@ const SOURCES: &[Source] = &[
     Source {
         from: "create_webhook",
         status: "201",
-        parameters: &[("id", IN_ESTABLISHMENT), ("webhook_id", "$response.body#/id")],
+        parameters: &[
+            ("id", IN_ESTABLISHMENT),
+            ("webhook_id", "$response.body#/id"),
+        ],
         to: &[
             "delete_webhook",
             "rotate_webhook_secret",

@@ -212,7 +212,9 @@ fn whole_numbers_as_integers<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
                 }
                 whole
             }
-            serde_json::Value::Array(items) => items.iter_mut().fold(false, |c, v| normalize(v) | c),
+            serde_json::Value::Array(items) => {
+                items.iter_mut().fold(false, |c, v| normalize(v) | c)
+            }
             serde_json::Value::Object(map) => map.values_mut().fold(false, |c, v| normalize(v) | c),
             _ => false,
         }

@@ -74,8 +74,16 @@ async fn export_then_erase(server: &Server) {
     assert_eq!(data["sessions"][0]["id"], customer["session_id"]);
     assert_eq!(data["bookings"][0]["id"], booking["id"], "{export}");
     let notifications = &data["notifications"];
-    assert_eq!(notifications["devices"][0]["token"], device.as_str(), "{export}");
-    assert_eq!(notifications["disabled_kinds"], json!(["reminder"]), "{export}");
+    assert_eq!(
+        notifications["devices"][0]["token"],
+        device.as_str(),
+        "{export}"
+    );
+    assert_eq!(
+        notifications["disabled_kinds"],
+        json!(["reminder"]),
+        "{export}"
+    );
     assert!(
         !export.to_string().contains("$argon2"),
         "no password hash in an export"
@@ -176,7 +184,9 @@ async fn export_then_erase(server: &Server) {
         }
         let pushes = psql_rows(
             url,
-            &format!("SELECT count(*) FROM notify_outbox WHERE channel = 'push' AND target = '{user_id}'"),
+            &format!(
+                "SELECT count(*) FROM notify_outbox WHERE channel = 'push' AND target = '{user_id}'"
+            ),
         );
         assert_eq!(pushes.trim(), "0");
     }

@@ -62,7 +62,8 @@ async fn shop(server: &Server) -> (String, String, String, String) {
     )
     .await;
     let day = json!([["00:00", "24:00"]]);
-    let hours = json!({"mon": day, "tue": day, "wed": day, "thu": day, "fri": day, "sat": day, "sun": day});
+    let hours =
+        json!({"mon": day, "tue": day, "wed": day, "thu": day, "fri": day, "sat": day, "sun": day});
     let staff = call(
         format!("/v1/establishments/{id}/staff"),
         json!({"name": "Ana", "hours": hours}),
@@ -109,8 +110,7 @@ fn failures_by_kind(report: &Path) -> std::collections::BTreeMap<String, u64> {
 fn collect_failures(value: &Value, counts: &mut std::collections::BTreeMap<String, u64>) {
     match value {
         Value::Object(map) => {
-            if let (Some(Value::String(title)), Some(_)) = (map.get("title"), map.get("severity"))
-            {
+            if let (Some(Value::String(title)), Some(_)) = (map.get("title"), map.get("severity")) {
                 *counts.entry(title.clone()).or_default() += 1;
             }
             map.values().for_each(|v| collect_failures(v, counts));

@@ -237,9 +237,7 @@ async fn disabling_an_account_revokes_its_sessions() {
     let url = server.database_url().expect("on Postgres");
     let live = common::psql_rows(
         url,
-        &format!(
-            "SELECT count(*) FROM sessions WHERE user_id = '{victim}' AND revoked_at IS NULL"
-        ),
+        &format!("SELECT count(*) FROM sessions WHERE user_id = '{victim}' AND revoked_at IS NULL"),
     );
     assert_eq!(live.trim(), "0", "every session of the account is revoked");
     // The admin's own session is not touched.

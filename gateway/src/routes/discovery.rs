@@ -52,7 +52,10 @@ pub struct SearchParams {
     /// word must occur: up to 200 characters with a letter or digit (of any script; the
     /// pattern names the Latin ones), at most 8 words (runs of letters and digits; more
     /// are refused with 422 on `q`).
-    #[param(max_length = 200, pattern = r"[0-9A-Za-z\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u00FF]")]
+    #[param(
+        max_length = 200,
+        pattern = r"[0-9A-Za-z\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u00FF]"
+    )]
     pub q: Option<String>,
     /// One of the categories (`barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`,
     /// `tattoo`, `pet`, `fitness`, `other`).
@@ -79,7 +82,10 @@ pub struct SearchParams {
     pub free_on: Option<String>,
     /// Only with `free_on`: only slots of services whose name contains this text (as
     /// `q`: a letter or digit, at most 8 words).
-    #[param(max_length = 200, pattern = r"[0-9A-Za-z\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u00FF]")]
+    #[param(
+        max_length = 200,
+        pattern = r"[0-9A-Za-z\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u00FF]"
+    )]
     pub service: Option<String>,
     /// From a previous page's `next_cursor`, of the same search (with a point or
     /// without): any other is refused with 422 on `cursor`.

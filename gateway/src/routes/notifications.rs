@@ -61,7 +61,10 @@ fn instant(us: i64, tz: &TimeZone) -> String {
 pub struct RegisterDeviceRequest {
     /// The Expo push token (`ExponentPushToken[...]` or `ExpoPushToken[...]`), up to
     /// 256 bytes.
-    #[schema(max_length = 256, pattern = r"^(ExponentPushToken|ExpoPushToken)\[[\x20-\x7E]*\]$")]
+    #[schema(
+        max_length = 256,
+        pattern = r"^(ExponentPushToken|ExpoPushToken)\[[\x20-\x7E]*\]$"
+    )]
     pub token: String,
     /// `ios`, `android` or `web`.
     #[schema(schema_with = platform_schema)]

@@ -81,11 +81,19 @@ fn policy_schema() -> utoipa::openapi::schema::OneOf {
             .maximum(max.map(|m| m as f64))
     };
     let percent = || integer(1, Some(100)).description(Some("1 to 100"));
-    let cents = || integer(1, None).format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-        utoipa::openapi::KnownFormat::Int64,
-    ))).description(Some("minor units, more than 0"));
+    let cents = || {
+        integer(1, None)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Int64,
+            )))
+            .description(Some("minor units, more than 0"))
+    };
     let amounts = ["deposit_percent", "deposit_cents"];
-    let fees = [None, Some("late_cancel_fee_percent"), Some("late_cancel_fee_cents")];
+    let fees = [
+        None,
+        Some("late_cancel_fee_percent"),
+        Some("late_cancel_fee_cents"),
+    ];
     let mut shapes: Vec<(&str, Option<&str>, Option<&str>)> = vec![("none", None, None)];
     for fee in fees {
         for amount in amounts {
@@ -117,11 +125,19 @@ fn policy_schema() -> utoipa::openapi::schema::OneOf {
                 utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
             ));
         if let Some(amount) = amount {
-            let schema = if amount.ends_with("percent") { percent() } else { cents() };
+            let schema = if amount.ends_with("percent") {
+                percent()
+            } else {
+                cents()
+            };
             shape = shape.property(amount, schema).required(amount);
         }
         if let Some(fee) = fee {
-            let schema = if fee.ends_with("percent") { percent() } else { cents() };
+            let schema = if fee.ends_with("percent") {
+                percent()
+            } else {
+                cents()
+            };
             shape = shape.property(fee, schema).required(fee);
         }
         one_of = one_of.item(shape);
