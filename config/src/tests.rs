@@ -271,7 +271,11 @@ fn notify_settings_are_checked_naming_the_key() {
             refused_field(jail, "NAVARO_WEBHOOKS__TIMEOUT_MS", "0"),
             "webhooks.timeout_ms"
         );
-        for bad in ["[0]", "[1000, 86400001]", &format!("[{}]", ["1"; 101].join(","))] {
+        for bad in [
+            "[0]",
+            "[1000, 86400001]",
+            &format!("[{}]", ["1"; 101].join(",")),
+        ] {
             assert_eq!(
                 refused_field(jail, "NAVARO_NOTIFY__RETRY_SCHEDULE_MS", bad),
                 "notify.retry_schedule_ms",
@@ -279,7 +283,10 @@ fn notify_settings_are_checked_naming_the_key() {
             );
         }
         jail.set_env("NAVARO_NOTIFY__RETRY_SCHEDULE_MS", "[500, 500]");
-        assert_eq!(load_in(jail, None).unwrap().notify.retry_schedule_ms, [500, 500]);
+        assert_eq!(
+            load_in(jail, None).unwrap().notify.retry_schedule_ms,
+            [500, 500]
+        );
         jail.clear_env();
         assert_eq!(
             refused_field(jail, "NAVARO_PUSH__BASE_URL", "exp.host"),
