@@ -132,4 +132,17 @@ mod tests {
             Some(RetrySchedule::default())
         );
     }
+
+    #[test]
+    fn a_configured_retry_schedule_reaches_both_channels() {
+        let mut settings = Settings::default();
+        settings.notify.retry_schedule_ms = vec![500, 1500];
+        let options = options(&settings);
+        let expected = RetrySchedule::new(vec![
+            Duration::from_millis(500),
+            Duration::from_millis(1500),
+        ]);
+        assert_eq!(options.webhooks.retry_schedule, expected);
+        assert_eq!(options.push.map(|p| p.retry_schedule), Some(expected));
+    }
 }
