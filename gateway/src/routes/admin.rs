@@ -439,6 +439,10 @@ pub async fn disable_user(
         }
     }
     state.disabled.insert(UserId(id));
+    state
+        .sessions
+        .announcer
+        .announce(crate::invalidate::Invalidation::Disabled { user_id: id });
     tracing::info!(user_id = %id, admin_id = %admin.user_id, action, "admin action");
     Ok(Json(AdminActionDto {
         audit_id: entry.id,
