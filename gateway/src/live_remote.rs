@@ -59,7 +59,7 @@ pub async fn handshake(
     // The durable seq (the view's may be ahead of it): a feed starts after it.
     let durable = state
         .engine
-        .subscribe(est(id), u64::MAX)
+        .subscribe(est(id), view.seq())
         .await
         .map_err(ApiError::from)?
         .hello_seq;

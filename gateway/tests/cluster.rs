@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use cluster_support::*;
 use common::{Server, SharedDatabase, ahead, setup, slots};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// The tests of this file run one at a time (see each test's first line).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
