@@ -82,6 +82,13 @@ pub async fn route(State(state): State<AppState>, request: Request, next: Next) 
         return next.run(request).await;
     }
     let mut route = cluster.route(id).await;
+    if forwarded && matches!(route, Route::Forward { .. }) {
+        // Another node thinks this one owns it: what this node cached may be stale (it
+        // may just have been handed the establishment). Read the directory again
+        // before refusing.
+        cluster.directory.forget(id);
+        route = cluster.route(id).await;
+    }
     if route == Route::Local {
         if let Some(_inside) = state.handoff.enter(id) {
             return next.run(request).await;
@@ -92,6 +99,9 @@ pub async fn route(State(state): State<AppState>, request: Request, next: Next) 
     }
     let (node, addr) = match route {
         Route::Local => return next.run(request).await,
+        // Not served here (this node left, or its lease lapsed): the forwarding node
+        // routes again.
+        Route::Unavailable(_) if forwarded => return not_owner(),
         Route::Unavailable(why) => {
             tracing::warn!(establishment_id = %id, reason = %why, "cannot route");
             return unavailable("the cluster cannot place this establishment now; retry shortly");

@@ -7,7 +7,8 @@
 //! one [`Feed`] for it: it listens on the bus and passes events on to its local
 //! subscribers strictly in seq order, each once. Redis pub/sub is at most once, so the
 //! feed fills from the journal (the truth, in Postgres) whenever
-//! - an event arrives whose seq is not the next one (a gap),
+//! - an event is missing for [`REORDER_WAIT`] after a later one arrived (a gap: the
+//!   owner's batches can be published slightly out of order, so a moment is given),
 //! - the bus connection was made again (a Redis restart, a killed connection), or
 //! - [`POLL_EVERY`] passed: the last events of a burst could be lost with no later
 //!   event to show the gap (the owner was killed between its commit and its publish).
@@ -17,7 +18,7 @@
 //! anything at or below what it sent. So a subscriber sees no gap and no duplicate,
 //! whichever node it is on, and whichever node owns the establishment meanwhile.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ use tokio::sync::{broadcast, mpsc};
 
 /// How often a feed reads the journal even when nothing showed a gap.
 pub const POLL_EVERY: Duration = Duration::from_secs(2);
+/// How long a feed waits for a missing event before reading it from the journal.
+const REORDER_WAIT: Duration = Duration::from_millis(50);
 /// Most events read from the journal per query.
 const READ_PAGE: usize = 256;
 
@@ -228,12 +231,26 @@ impl Runner {
     async fn run(self, mut rx: mpsc::UnboundedReceiver<BusEvent>) {
         let mut poll = tokio::time::interval(POLL_EVERY);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Events that arrived ahead of a missing one, and until when to wait for it
+        // (the owner's batches can be published slightly out of order).
+        let mut ahead: BTreeMap<u64, Arc<EventRecord>> = BTreeMap::new();
+        let mut wait_until: Option<tokio::time::Instant> = None;
         loop {
             // The first tick is at once: what was committed between the subscriber's
             // handshake and the bus listening is read from the journal.
+            let waited = async {
+                match wait_until {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             let event = tokio::select! {
                 event = rx.recv() => event,
                 _ = poll.tick() => Some(BusEvent::Reconnected),
+                () = waited => {
+                    metrics::counter!("navaro_live_relay_gaps_total").increment(1);
+                    Some(BusEvent::Reconnected)
+                }
             };
             let Some(feed) = self.feed.upgrade() else {
                 return;
@@ -245,15 +262,25 @@ impl Runner {
                         tracing::warn!(establishment_id = %self.id, "undecodable live event on the bus");
                         continue;
                     };
-                    let seq = record.seq;
-                    if seq <= feed.last() || feed.pass(Arc::new(record)) {
-                        continue;
+                    if record.seq > feed.last() {
+                        ahead.insert(record.seq, Arc::new(record));
                     }
-                    metrics::counter!("navaro_live_relay_gaps_total").increment(1);
-                    self.catch_up(&feed).await;
                 }
                 Some(BusEvent::Reconnected) => self.catch_up(&feed).await,
             }
+            // Pass on what now follows, in order; wait a moment for what is missing.
+            ahead.retain(|seq, _| *seq > feed.last());
+            while let Some(entry) = ahead.first_entry() {
+                if *entry.key() != feed.last() + 1 {
+                    break;
+                }
+                feed.pass(entry.remove());
+            }
+            wait_until = match (ahead.is_empty(), wait_until) {
+                (true, _) => None,
+                (false, Some(at)) => Some(at),
+                (false, None) => Some(tokio::time::Instant::now() + REORDER_WAIT),
+            };
         }
     }
 

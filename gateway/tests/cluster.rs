@@ -474,6 +474,15 @@ async fn sigterm_hands_the_establishments_over_and_clients_on_other_nodes_see_no
     }
     let acked = std::mem::take(&mut *acked.lock().unwrap());
     let retried = std::mem::take(&mut *retried.lock().unwrap());
+    if !retried.is_empty() {
+        for node in &nodes {
+            for line in node.log_text().lines() {
+                if line.contains("WARN") || line.contains("ERROR") {
+                    println!("{}: {line}", node.base);
+                }
+            }
+        }
+    }
     assert!(
         retried.is_empty(),
         "clients saw {} retriable errors, first: {:?}",
