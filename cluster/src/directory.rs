@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use dashmap::{DashMap, DashSet};
@@ -31,6 +32,11 @@ if cur and redis.call('EXISTS', ARGV[2] .. cur) == 1 then return cur end
 redis.call('SET', KEYS[1], ARGV[1])
 return ARGV[1]";
 
+/// Hand the establishment to another node (ARGV[2]) if this node still owns it.
+const HAND_OVER: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end
+return 0";
+
 /// Give the establishment up if this node still owns it.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -46,6 +52,9 @@ pub struct Directory {
     /// Establishments this node claimed in the directory.
     owned: DashSet<EstablishmentId>,
     call_timeout: Duration,
+    /// Set when this node starts leaving: it claims nothing more, and placement no
+    /// longer picks it.
+    leaving: AtomicBool,
 }
 
 impl Directory {
@@ -62,6 +71,7 @@ impl Directory {
             cache: DashMap::new(),
             owned: DashSet::new(),
             call_timeout: config.lease_ttl / 3,
+            leaving: AtomicBool::new(false),
         }
     }
 
@@ -109,7 +119,10 @@ impl Directory {
             Ok(owner) => owner,
             Err(e) => return Route::Unavailable(e),
         };
-        let members = self.membership.members();
+        let mut members = self.membership.members();
+        if self.is_leaving() {
+            members.remove(&self.me);
+        }
         let target = match owner {
             Some(owner) if owner == self.me => return Route::Local,
             Some(owner) if members.contains_key(&owner) => owner,
@@ -135,6 +148,9 @@ impl Directory {
     pub async fn admit(&self, id: EstablishmentId) -> Result<(), String> {
         if !self.membership.lease_current() {
             return Err("this node's cluster lease is not current".into());
+        }
+        if self.is_leaving() {
+            return Err("this node is leaving the cluster".into());
         }
         let owner: String = self
             .bounded(
@@ -192,21 +208,74 @@ impl Directory {
         }
     }
 
+    /// Start leaving: claim nothing more, and place nothing here.
+    pub fn set_leaving(&self) {
+        self.leaving.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::SeqCst)
+    }
+
+    /// The establishments this node owns in the directory.
+    pub fn owned(&self) -> Vec<EstablishmentId> {
+        self.owned.iter().map(|id| *id).collect()
+    }
+
+    /// Hand `id` (already passivated here) to the node placement picks among the other
+    /// live members, recording it as the owner so that requests go there at once; it
+    /// claims it in Postgres (bumping the epoch) when it loads it. With no other member,
+    /// release it. The node it went to, if any.
+    pub async fn hand_over(&self, id: EstablishmentId) -> Option<String> {
+        let members = self.membership.members();
+        let others = members.keys().map(String::as_str).filter(|n| *n != self.me);
+        let Some(successor) = place(id, others).map(str::to_owned) else {
+            self.release(id).await;
+            return None;
+        };
+        let handed: Result<i64, String> = self
+            .bounded(
+                redis::Script::new(HAND_OVER)
+                    .key(self.owner_key(id))
+                    .arg(&self.me)
+                    .arg(&successor)
+                    .invoke_async(&mut self.conn.clone()),
+            )
+            .await;
+        self.owned.remove(&id);
+        match handed {
+            Ok(_) => {
+                self.cache.insert(id, successor.clone());
+                Some(successor)
+            }
+            Err(e) => {
+                tracing::warn!(establishment_id = %id, error = %e, "cannot hand an establishment over; it moves when this node's key expires");
+                self.cache.remove(&id);
+                None
+            }
+        }
+    }
+
+    async fn release(&self, id: EstablishmentId) {
+        let released: Result<i64, String> = self
+            .bounded(
+                redis::Script::new(RELEASE)
+                    .key(self.owner_key(id))
+                    .arg(&self.me)
+                    .invoke_async(&mut self.conn.clone()),
+            )
+            .await;
+        if let Err(e) = released {
+            tracing::warn!(establishment_id = %id, error = %e, "cannot release an establishment; it moves when this node's key expires");
+        }
+        self.owned.remove(&id);
+        self.cache.remove(&id);
+    }
+
     /// Give up every establishment this node owns (leaving).
     pub async fn release_all(&self) {
-        let owned: Vec<EstablishmentId> = self.owned.iter().map(|id| *id).collect();
-        for id in owned {
-            let released: Result<i64, String> = self
-                .bounded(
-                    redis::Script::new(RELEASE)
-                        .key(self.owner_key(id))
-                        .arg(&self.me)
-                        .invoke_async(&mut self.conn.clone()),
-                )
-                .await;
-            if let Err(e) = released {
-                tracing::warn!(establishment_id = %id, error = %e, "cannot release an establishment; it moves when this node's key expires");
-            }
+        for id in self.owned() {
+            self.release(id).await;
         }
         self.owned.clear();
         self.cache.clear();

@@ -15,6 +15,10 @@ use crate::wire::{Frame, RequestHead, ResponseHead};
 /// peer stops reading; the gateway's in-flight cap keeps normal load far below it.
 const QUEUE_FRAMES: usize = 4096;
 
+/// How long requests in flight to a node that stopped being live may still be answered
+/// before their callers are told `Lost`.
+pub const LEFT_GRACE: Duration = Duration::from_millis(500);
+
 /// How long opening a connection to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -84,14 +88,20 @@ impl Peers {
 
     /// Close the connections to every address not in `live`: a node that stopped being
     /// live (dead, or paused past its lease) may never answer what was sent to it, and
-    /// its callers are better told now (`Lost`: retry with the same key, which the
-    /// next owner serves) than at the timeout.
+    /// its callers are better told soon (`Lost`: retry with the same key, which the
+    /// next owner serves) than at the timeout. Nothing more is sent on them at once;
+    /// what is in flight gets [`LEFT_GRACE`] to be answered first (a node that left
+    /// cleanly answers everything it is still sent, quickly).
     pub fn retain(&self, live: &[&str]) {
         lock(&self.connections).retain(|addr, connection| {
             let keep = live.contains(&addr.as_str());
             if !keep {
                 connection.closed.store(true, Ordering::Release);
-                lock(&connection.waiting).clear();
+                let waiting = connection.waiting.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(LEFT_GRACE).await;
+                    lock(&waiting).clear();
+                });
             }
             keep
         });

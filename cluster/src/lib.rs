@@ -18,6 +18,7 @@
 //! fence in Postgres (`navaro_persistence::fence`) says who *does*, so a paused or
 //! partitioned node whose lease lapsed can never commit.
 
+pub mod bus;
 pub mod directory;
 pub mod forward;
 pub mod membership;
@@ -32,6 +33,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use navaro_protocol::EstablishmentId;
 
+pub use bus::{Bus, BusEvent};
 pub use directory::Directory;
 pub use forward::{ForwardError, Peers};
 pub use membership::Membership;
@@ -91,6 +93,8 @@ pub struct Cluster {
     pub membership: Arc<Membership>,
     pub directory: Arc<Directory>,
     pub peers: Arc<Peers>,
+    /// Live events across nodes (Redis pub/sub).
+    pub bus: Arc<Bus>,
     pub config: ClusterConfig,
 }
 
@@ -99,12 +103,13 @@ impl Cluster {
     /// node (refusing if its id is live already), and start renewing.
     pub async fn join(config: ClusterConfig) -> Result<Cluster, ClusterError> {
         let client = redis::Client::open(config.redis_url.as_str())?;
-        let connect = redis::aio::ConnectionManager::new(client);
+        let connect = redis::aio::ConnectionManager::new(client.clone());
         let conn = tokio::time::timeout(config.lease_ttl, connect)
             .await
             .map_err(|_| ClusterError::Redis("no answer within the lease TTL".into()))??;
         let membership = Arc::new(Membership::new(conn.clone(), &config));
         membership.register().await?;
+        let bus = Bus::start(client, conn.clone(), &config.prefix, config.lease_ttl / 3);
         let directory = Arc::new(Directory::new(conn, &config, membership.clone()));
         let peers = Arc::new(Peers::new(config.forward_timeout));
         membership
@@ -115,6 +120,7 @@ impl Cluster {
             membership,
             directory,
             peers,
+            bus,
             config,
         })
     }

@@ -76,8 +76,32 @@ pub async fn route(State(state): State<AppState>, request: Request, next: Next) 
         return next.run(request).await;
     };
     let forwarded = request.extensions().get::<Forwarded>().is_some();
-    let (node, addr) = match cluster.route(id).await {
+    if !forwarded && request.uri().path().ends_with("/live") {
+        // A WebSocket stays on this node: the live handler relays the owner's events
+        // (`crate::relay`).
+        return next.run(request).await;
+    }
+    let mut route = cluster.route(id).await;
+    if forwarded && matches!(route, Route::Forward { .. }) {
+        // Another node thinks this one owns it: what this node cached may be stale (it
+        // may just have been handed the establishment). Read the directory again
+        // before refusing.
+        cluster.directory.forget(id);
+        route = cluster.route(id).await;
+    }
+    if route == Route::Local {
+        if let Some(_inside) = state.handoff.enter(id) {
+            return next.run(request).await;
+        }
+        // Moving to another node (this one is leaving): hold it, then route again.
+        state.handoff.wait(id).await;
+        route = cluster.route(id).await;
+    }
+    let (node, addr) = match route {
         Route::Local => return next.run(request).await,
+        // Not served here (this node left, or its lease lapsed): the forwarding node
+        // routes again.
+        Route::Unavailable(_) if forwarded => return not_owner(),
         Route::Unavailable(why) => {
             tracing::warn!(establishment_id = %id, reason = %why, "cannot route");
             return unavailable("the cluster cannot place this establishment now; retry shortly");
@@ -85,10 +109,6 @@ pub async fn route(State(state): State<AppState>, request: Request, next: Next) 
         Route::Forward { .. } if forwarded => return not_owner(),
         Route::Forward { node, addr } => (node, addr),
     };
-    if request.uri().path().ends_with("/live") {
-        // Not carried by the internal connection yet (docs/cluster.md, "not done").
-        return unavailable("this establishment's live feed is served by another node");
-    }
     let client = request
         .extensions()
         .get::<ConnectInfo<ClientAddr>>()
@@ -130,6 +150,10 @@ pub async fn route(State(state): State<AppState>, request: Request, next: Next) 
                     return response_of(head, body);
                 }
                 tracing::info!(establishment_id = %id, node = %target.0, "owner refused a forwarded request; routing again");
+                // It may be leaving: read who is live before routing again.
+                if let Ok(members) = cluster.membership.refresh_members().await {
+                    cluster.directory.members_changed(&members);
+                }
                 true
             }
             Err(ForwardError::NotSent(addr)) if attempt == 0 => {
@@ -162,7 +186,7 @@ pub async fn route(State(state): State<AppState>, request: Request, next: Next) 
     unavailable("the cluster cannot place this establishment now; retry shortly")
 }
 
-fn response_of(head: ResponseHead, body: Vec<u8>) -> Response {
+pub(crate) fn response_of(head: ResponseHead, body: Vec<u8>) -> Response {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let headers = response.headers_mut();
@@ -178,6 +202,50 @@ fn response_of(head: ResponseHead, body: Vec<u8>) -> Response {
         }
     }
     response
+}
+
+/// Send a request about `id` to its owner over the internal connection, routing again
+/// once if the owner refused it (not the owner any more) or could not be reached.
+/// `Ok(None)`: this node owns `id` (or is the one to claim it): serve it here.
+pub async fn ask_owner(
+    state: &AppState,
+    id: EstablishmentId,
+    head: RequestHead,
+) -> Result<Option<(ResponseHead, Vec<u8>)>, ApiError> {
+    let Some(cluster) = &state.cluster else {
+        return Ok(None);
+    };
+    let retriable = |message: &str| {
+        let mut error = ApiError::new(navaro_protocol::ErrorCode::Unavailable, message);
+        error.retry_after = Some(std::time::Duration::from_secs(1));
+        error
+    };
+    for attempt in 0..2 {
+        let addr = match cluster.route(id).await {
+            Route::Local => return Ok(None),
+            Route::Forward { addr, .. } => addr,
+            Route::Unavailable(_) => break,
+        };
+        match cluster.peers.send(&addr, head.clone(), Vec::new()).await {
+            Ok((head, _)) if head.headers.iter().any(|(n, _)| n == NOT_OWNER) => {}
+            Ok(answer) => return Ok(Some(answer)),
+            Err(ForwardError::NotSent(_)) => {
+                if let Ok(members) = cluster.membership.refresh_members().await {
+                    cluster.directory.members_changed(&members);
+                }
+            }
+            Err(ForwardError::Lost(_)) if attempt == 0 => {}
+            Err(ForwardError::Lost(_)) => {
+                return Err(retriable(
+                    "the establishment's node did not answer; retry shortly",
+                ));
+            }
+        }
+        cluster.directory.forget(id);
+    }
+    Err(retriable(
+        "the cluster cannot place this establishment now; retry shortly",
+    ))
 }
 
 /// Serves forwarded requests through the node's own router.

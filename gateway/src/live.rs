@@ -248,14 +248,11 @@ pub async fn live(
     let token = crate::auth::bearer_in(&headers)
         .or(params.access_token.as_deref())
         .ok_or_else(|| ApiError::unauthorized("bearer token or access_token required"))?;
-    let auth = AuthUser::from_token(&state, token).await?;
-    let (view, caller) = resolve(&state, &auth, est(id)).await?;
-    let since = params.since.unwrap_or_else(|| view.seq());
-    let subscription = state
-        .engine
-        .subscribe(est(id), since)
-        .await
-        .map_err(ApiError::from)?;
+    let opened = match crate::live_remote::open(&state, est(id), token, params.since).await {
+        Ok(Some(remote)) => remote,
+        Ok(None) => open_here(&state, token, est(id), params.since).await?,
+        Err(response) => return Ok(response),
+    };
     let ws = &state.settings.websocket;
     let upgrade = upgrade
         .protocols(SUBPROTOCOLS)
@@ -268,21 +265,47 @@ pub async fn live(
         Some("navaro.v1.msgpack") => Encoding::MsgPack,
         _ => Encoding::Json,
     };
+    let subscription = opened.subscription;
     let session = Session {
         state: state.clone(),
         establishment_id: est(id),
-        timezone: view.timezone().clone(),
-        caller,
+        timezone: opened.timezone,
+        caller: opened.caller,
         encoding,
         max_lag: ws.max_lag_events,
         send_timeout: Duration::from_millis(ws.send_timeout_ms),
         ping_interval: (ws.ping_interval_ms > 0)
             .then(|| Duration::from_millis(ws.ping_interval_ms)),
         // The customer's tickets known at connect; later joins are picked up from events.
-        my_tickets: Mutex::new(view.active_tickets_of(caller.user_id).into_iter().collect()),
+        my_tickets: Mutex::new(opened.tickets.into_iter().collect()),
         frames_sent: metrics::counter!("navaro_live_frames_total"),
+        _feed: opened.feed,
     };
     Ok(upgrade.on_upgrade(move |socket| session.run(socket, subscription)))
+}
+
+/// A feed opened on the node that owns the establishment: straight from its engine.
+async fn open_here(
+    state: &AppState,
+    token: &str,
+    id: EstablishmentId,
+    since: Option<u64>,
+) -> Result<crate::live_remote::Opened, ApiError> {
+    let auth = AuthUser::from_token(state, token).await?;
+    let (view, caller) = resolve(state, &auth, id).await?;
+    let since = since.unwrap_or_else(|| view.seq());
+    let subscription = state
+        .engine
+        .subscribe(id, since)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(crate::live_remote::Opened {
+        subscription,
+        timezone: view.timezone().clone(),
+        caller,
+        tickets: view.active_tickets_of(caller.user_id),
+        feed: None,
+    })
 }
 
 struct Session {
@@ -301,6 +324,8 @@ struct Session {
     /// `navaro_live_frames_total`, looked up once: in a fan-out to 10k subscribers the
     /// registry lookup per frame was 0.65% of the server's samples.
     frames_sent: metrics::Counter,
+    /// This node's relay of the establishment's events, when another node owns it.
+    _feed: Option<Arc<crate::relay::Feed>>,
 }
 
 /// An event's frame as a member sees it, `{seq, type, data, at}`, with its instants in

@@ -73,6 +73,8 @@ pub struct Sessions {
     store: Arc<dyn SessionStore>,
     refresh_ttl_seconds: i64,
     seen: DashMap<Uuid, Entry>,
+    /// Where revocations are announced to the cluster's other nodes.
+    pub announcer: crate::invalidate::Announcer,
 }
 
 fn random_part(bytes: usize) -> String {
@@ -95,6 +97,7 @@ impl Sessions {
             store,
             refresh_ttl_seconds: i64::from(refresh_ttl_days) * 86_400,
             seen: DashMap::new(),
+            announcer: Default::default(),
         }
     }
 
@@ -231,7 +234,18 @@ impl Sessions {
         self.store
             .revoke_session(id, now.as_second())
             .await
-            .map_err(ApiError::store)
+            .map_err(ApiError::store)?;
+        self.announcer
+            .announce(crate::invalidate::Invalidation::Session {
+                session_id: id,
+                user_id: user_id.0,
+            });
+        Ok(())
+    }
+
+    /// Another node revoked this session.
+    pub fn revoked_elsewhere(&self, id: Uuid, user_id: UserId) {
+        self.remember(id, user_id, false);
     }
 
     /// Revoke every session of a user (sign out everywhere, a password change).
@@ -248,8 +262,23 @@ impl Sessions {
         Ok(())
     }
 
-    /// Mark every cached session of a user revoked (after the store revoked them).
+    /// Mark every cached session of a user revoked (after the store revoked them), here
+    /// and on the cluster's other nodes.
     pub fn forget_user(&self, user_id: UserId) {
+        self.forget_user_here(user_id);
+        self.announcer
+            .announce(crate::invalidate::Invalidation::User { user_id: user_id.0 });
+    }
+
+    /// Another node revoked every session of a user: read their state from the store
+    /// again (not marked revoked here: a session the user started since, after a
+    /// password change, is live).
+    pub fn reread_user(&self, user_id: UserId) {
+        self.seen.retain(|_, e| e.user_id != user_id);
+    }
+
+    /// Mark every cached session of a user revoked on this node.
+    fn forget_user_here(&self, user_id: UserId) {
         for mut entry in self.seen.iter_mut() {
             if entry.user_id == user_id {
                 entry.live = false;

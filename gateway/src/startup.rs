@@ -119,6 +119,13 @@ impl Application {
         } else {
             None
         };
+        if let Some((node, _)) = &cluster {
+            // Outermost: an event is published once its append answered `Ok`.
+            stores.journal = Arc::new(crate::relay::Published {
+                inner: stores.journal.clone(),
+                bus: node.bus.clone(),
+            });
+        }
         Self::build_on(settings, stores, notify, cluster).await
     }
 
@@ -153,7 +160,15 @@ impl Application {
             .await
             .map_err(StartupError::Stores)?;
         let disabled = crate::routes::admin::DisabledUsers::new(disabled);
-        let engine = Engine::start(stores.journal.clone(), engine_config(&settings)).await?;
+        let engine_settings = engine_config(&settings);
+        let relay = cluster.as_ref().map(|(c, _)| {
+            Arc::new(crate::relay::Relay::new(
+                c.bus.clone(),
+                stores.journal.clone(),
+                engine_settings.live_channel_capacity,
+            ))
+        });
+        let engine = Engine::start(stores.journal.clone(), engine_settings).await?;
         let addr = settings.http.listen;
         let tcp = TcpListener::bind(addr)
             .await
@@ -185,9 +200,16 @@ impl Application {
             notify,
             disabled,
             cluster: cluster.as_ref().map(|(c, _)| c.clone()),
+            relay,
+            handoff: Arc::default(),
+            zones: Arc::default(),
             sessions,
             payments,
         });
+        if let Some((c, _)) = &cluster {
+            state.sessions.announcer.set(c.bus.clone());
+            crate::invalidate::spawn_listener(state.clone());
+        }
         let router = router(state.clone());
         if let Some((_, internal)) = cluster {
             // Forwarded requests go through the same router (and its layers) as any.
@@ -246,10 +268,22 @@ impl Application {
             let _ = stopping.wait_for(|s| *s).await;
             tokio::time::sleep(grace).await;
         };
-        tokio::select! {
-            () = serve => {}
-            () = grace_expired => tracing::warn!("grace period over; dropping in-flight requests"),
-        }
+        let serving = async move {
+            tokio::select! {
+                () = serve => {}
+                () = grace_expired => tracing::warn!("grace period over; dropping in-flight requests"),
+            }
+        };
+        // A cluster node hands its establishments over while its listeners drain: the
+        // requests held for a moving establishment are then routed to its new owner.
+        let mut leaving = state.shutdown.clone();
+        let handoff = async {
+            if state.cluster.is_some() {
+                let _ = leaving.wait_for(|s| *s).await;
+                crate::handoff::hand_off_all(&state).await;
+            }
+        };
+        tokio::join!(serving, handoff);
         state.live.drain(LIVE_DRAIN_GRACE).await;
         state.engine.shutdown().await;
         if let Some(notify) = &state.notify {
@@ -259,6 +293,11 @@ impl Application {
             // After the engine flushed and snapshotted everything: the establishments
             // are released and the next request for each is served by another node.
             cluster.leave().await;
+            // Answer `x-navaro-not-owner` to what other nodes still forward here until
+            // they have all read that this node left (they read the members every third
+            // of the TTL, and at once on such an answer).
+            tokio::time::sleep(cluster.config.lease_ttl / 3 + navaro_cluster::forward::LEFT_GRACE)
+                .await;
         }
         tracing::info!("stopped");
         Ok(())

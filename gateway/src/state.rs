@@ -52,6 +52,12 @@ pub struct Shared {
     /// This node's cluster, when `[cluster]` is enabled: who owns which establishment,
     /// and the connections to forward to them.
     pub cluster: Option<navaro_cluster::Cluster>,
+    /// Live events of establishments other nodes own, for this node's subscribers.
+    pub relay: Option<Arc<crate::relay::Relay>>,
+    /// Establishments moving to other nodes while this one leaves the cluster.
+    pub handoff: Arc<crate::handoff::Handoff>,
+    /// Zones of establishments other nodes own (for rendering in their offset).
+    pub zones: Arc<crate::live_remote::ZoneCache>,
     /// Sign-in sessions: refresh tokens and the revocation check of access tokens.
     pub sessions: Arc<Sessions>,
     /// The payment provider and its bookkeeping; `None` when `payments.provider` is

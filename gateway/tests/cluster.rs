@@ -20,43 +20,19 @@
 //!
 //! `NAVARO_CLUSTER_LONG=1` runs the kill test longer (more establishments and load).
 
+mod cluster_support;
 mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Server, SharedDatabase, ahead, psql_rows, setup, slots};
+use cluster_support::*;
+use common::{Server, SharedDatabase, ahead, setup, slots};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// The tests of this file run one at a time (see each test's first line).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-const REDIS_URL: &str = "redis://127.0.0.1:6379";
-/// Short leases so a failover takes about 2 s here (the default is 3 s).
-const TTL_MS: &str = "1500";
-const MARGIN_MS: &str = "400";
-
-fn prefix() -> String {
-    format!("navaro-test-{}", uuid::Uuid::new_v4().simple())
-}
-
-fn node_env<'a>(db: &'a str, node: &'a str, prefix: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("NAVARO_DATABASE_URL", db),
-        ("NAVARO_CLUSTER__ENABLED", "true"),
-        ("NAVARO_CLUSTER__NODE_ID", node),
-        ("NAVARO_CLUSTER__REDIS_URL", REDIS_URL),
-        ("NAVARO_CLUSTER__REDIS_PREFIX", prefix),
-        ("NAVARO_CLUSTER__LEASE_TTL_MS", TTL_MS),
-        ("NAVARO_CLUSTER__LEASE_MARGIN_MS", MARGIN_MS),
-        ("NAVARO_STORE__MAX_CONNECTIONS", "6"),
-    ]
-}
-
-fn start_node(db: &SharedDatabase, node: &str, prefix: &str) -> Server {
-    Server::start_with(&node_env(db.url(), node, prefix)).expect("cluster node starts")
-}
 
 /// Run `navaro serve` to its exit (it must refuse to start) and return its output.
 fn refused_start(env: &[(&str, &str)]) -> String {
@@ -118,23 +94,6 @@ async fn a_node_refuses_to_start_without_redis_with_a_live_id_or_on_sqlite() {
         ("NAVARO_CLUSTER__REDIS_URL", REDIS_URL),
     ]);
     assert!(out.contains("cluster.node_id"), "{out}");
-}
-
-/// The node recorded as owner in Postgres, and its epoch.
-fn owner_in_postgres(db: &SharedDatabase, id: &str) -> (String, i64) {
-    let row = psql_rows(
-        db.url(),
-        &format!("SELECT node, epoch FROM owners WHERE establishment_id = '{id}'"),
-    );
-    let (node, epoch) = row.trim().split_once('|').expect("an owners row");
-    (node.to_owned(), epoch.parse().unwrap())
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,181 +181,6 @@ async fn any_node_serves_any_establishment_and_a_forward_never_hops_twice() {
     assert_eq!(refused, 1.0);
     let n0_forwarded = metric(&nodes[0].metrics().await, "navaro_cluster_forwarded_total");
     assert_eq!(n0_forwarded, 0.0, "the owner forwards nothing");
-}
-
-/// One booking client: books the given starts in turn through `node`, recording each
-/// 201 and when it came.
-struct Acked {
-    booking: Value,
-    establishment: usize,
-    /// When the request that got the 201 was sent, and when the 201 came.
-    sent: Instant,
-    at: Instant,
-}
-
-type Shop = (String, String, String, Vec<Value>);
-
-/// `count` establishments, all created through `creator` (which so owns them all), each
-/// with two weeks of free starts.
-async fn shops(creator: &Server, reader: &Server, count: usize) -> Vec<Shop> {
-    let mut shops = Vec::new();
-    for _ in 0..count {
-        let (owner, id, _staff, service) = setup(creator, 1000).await;
-        let mut free = Vec::new();
-        for day in 2..16 {
-            free.extend(slots(reader, &id, &service, ahead(day)).await);
-        }
-        shops.push((owner, id, service, free));
-    }
-    shops
-}
-
-/// Booking clients: `lanes` per establishment, spread over `nodes`, each booking its
-/// own starts in turn (paced) until `run_for` has passed, retrying a 503 or a lost
-/// connection with the same Idempotency-Key, and recording every 201.
-async fn load(
-    nodes: &[&Server],
-    shops: &[Shop],
-    lanes: usize,
-    run_for: Duration,
-) -> (Arc<Mutex<Vec<Acked>>>, Vec<tokio::task::JoinHandle<()>>) {
-    let bases = Arc::new(Mutex::new(nodes.iter().map(|n| n.base.clone()).collect()));
-    load_over(
-        nodes[0],
-        bases,
-        shops,
-        lanes,
-        run_for,
-        Duration::from_millis(40),
-    )
-    .await
-}
-
-/// [`load`] over base URLs that may change meanwhile (a node restarted on a new port):
-/// a lane starts on its own node and moves to the next one after a lost connection or
-/// a 503, as a load balancer would.
-async fn load_over(
-    registrar: &Server,
-    bases: Arc<Mutex<Vec<String>>>,
-    shops: &[Shop],
-    lanes: usize,
-    run_for: Duration,
-    pace: Duration,
-) -> (Arc<Mutex<Vec<Acked>>>, Vec<tokio::task::JoinHandle<()>>) {
-    let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
-    let mut tasks = Vec::new();
-    for (e, (_, id, service, free)) in shops.iter().enumerate() {
-        for lane in 0..lanes {
-            let (token, _) = registrar.register(&format!("c{e}-{lane}")).await;
-            let (client, path, bases) = (
-                registrar.client.clone(),
-                format!("/v1/establishments/{id}/bookings"),
-                bases.clone(),
-            );
-            let (acked, service) = (acked.clone(), service.clone());
-            // Each lane its own starts (the grid is 15 minutes, a booking 30), so most
-            // bookings succeed and writes are visible.
-            let starts: Vec<Value> = free
-                .iter()
-                .skip(lane * 2)
-                .step_by(lanes * 2)
-                .map(|s| s["start"].clone())
-                .collect();
-            tasks.push(tokio::spawn(async move {
-                let deadline = Instant::now() + run_for;
-                for (i, start) in starts.into_iter().enumerate() {
-                    if Instant::now() > deadline {
-                        return;
-                    }
-                    // Paced, so the load spans the fault and the failover.
-                    tokio::time::sleep(pace).await;
-                    let mut pick = lane;
-                    for _attempt in 0..200 {
-                        let url = {
-                            let bases = bases.lock().unwrap();
-                            format!("{}{path}", bases[pick % bases.len()])
-                        };
-                        let sent = Instant::now();
-                        let response = client
-                            .post(&url)
-                            .bearer_auth(&token)
-                            .header("idempotency-key", format!("{lane}-{i}"))
-                            .json(&json!({"service_id": service, "start": start}))
-                            .timeout(Duration::from_secs(10))
-                            .send()
-                            .await;
-                        let Ok(response) = response else {
-                            pick += 1;
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        };
-                        let status = response.status();
-                        if status == StatusCode::CREATED {
-                            let booking = response.json::<Value>().await.unwrap();
-                            acked.lock().unwrap().push(Acked {
-                                booking,
-                                establishment: e,
-                                sent,
-                                at: Instant::now(),
-                            });
-                            break;
-                        }
-                        if status == StatusCode::SERVICE_UNAVAILABLE {
-                            assert!(response.headers().contains_key("retry-after"));
-                            pick += 1;
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                        // A 4xx (the slot went meanwhile): next start. Nothing else.
-                        assert!(status.is_client_error(), "unexpected {status}");
-                        break;
-                    }
-                }
-            }));
-        }
-    }
-    (acked, tasks)
-}
-
-/// Per establishment, from `fault` to the first acknowledged write sent after it
-/// (answers already under way do not count); sorted.
-fn resumed_after(acked: &[Acked], establishments: usize, fault: Instant) -> Vec<Duration> {
-    let mut resumed: Vec<Duration> = (0..establishments)
-        .map(|e| {
-            acked
-                .iter()
-                .filter(|a| a.establishment == e && a.sent > fault)
-                .map(|a| a.at - fault)
-                .min()
-                .expect("every establishment takes writes again after the fault")
-        })
-        .collect();
-    resumed.sort();
-    resumed
-}
-
-/// The three properties, for every establishment, and that each moved off `from`.
-async fn check_all(
-    db: &SharedDatabase,
-    reader: &Server,
-    shops: &[Shop],
-    acked: &[Acked],
-    from: &str,
-) {
-    for (e, (owner, id, _, free)) in shops.iter().enumerate() {
-        let (node, epoch) = owner_in_postgres(db, id);
-        assert_ne!(node, from, "owned again elsewhere");
-        assert!(epoch >= 2, "the claim bumped the epoch");
-        check_bookings(
-            reader,
-            owner,
-            id,
-            free,
-            acked.iter().filter(|a| a.establishment == e),
-        )
-        .await;
-        check_journal(db, id);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -516,102 +300,6 @@ async fn a_paused_owner_is_fenced_and_never_acknowledges_a_late_commit() {
     assert!(metric(&n0, "navaro_cluster_forwarded_total") > 0.0);
 }
 
-/// Every acknowledged booking is stored and confirmed; no two confirmed bookings of a
-/// staff member overlap.
-async fn check_bookings<'a>(
-    node: &Server,
-    owner: &str,
-    id: &str,
-    free: &[Value],
-    acked: impl Iterator<Item = &'a Acked>,
-) {
-    let mut dates: Vec<String> = free
-        .iter()
-        .map(|s| s["start"].as_str().unwrap()[..10].to_owned())
-        .collect();
-    dates.dedup();
-    let mut stored: Vec<Value> = Vec::new();
-    for date in dates {
-        let (status, _, day) = node
-            .call(
-                Method::GET,
-                &format!("/v1/establishments/{id}/bookings?date={date}"),
-                Some(owner),
-                None,
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{day}");
-        stored.extend(day["bookings"].as_array().unwrap().iter().cloned());
-    }
-    for a in acked {
-        let found = stored.iter().find(|b| b["id"] == a.booking["id"]);
-        assert!(
-            found.is_some_and(|b| b["status"] == "confirmed"),
-            "acknowledged booking {} is lost",
-            a.booking["id"]
-        );
-    }
-    let mut spans: Vec<(String, jiff::Timestamp, jiff::Timestamp)> = stored
-        .iter()
-        .filter(|b| b["status"] == "confirmed")
-        .map(|b| {
-            (
-                b["staff_id"].as_str().unwrap().to_owned(),
-                b["start"].as_str().unwrap().parse().unwrap(),
-                b["end"].as_str().unwrap().parse().unwrap(),
-            )
-        })
-        .collect();
-    spans.sort();
-    for pair in spans.windows(2) {
-        if pair[0].0 == pair[1].0 {
-            assert!(pair[0].2 <= pair[1].1, "overlapping bookings {pair:?}");
-        }
-    }
-}
-
-fn check_journal(db: &SharedDatabase, id: &str) {
-    let counts = psql_rows(
-        db.url(),
-        &format!(
-            "SELECT count(*), coalesce(max(seq), 0), coalesce(min(seq), 0) FROM events WHERE establishment_id = '{id}'"
-        ),
-    );
-    let parts: Vec<&str> = counts.trim().split('|').collect();
-    assert_eq!(parts[0], parts[1], "seqs have a gap ({counts})");
-    assert_eq!(parts[2], "1");
-}
-
-/// Delete every key of this cluster in Redis, as a Redis restarted without persistence
-/// (or a FLUSHALL) would: only this test's prefix, so other tests sharing the Redis are
-/// not disturbed.
-fn lose_redis_data(prefix: &str) -> i64 {
-    let output = std::process::Command::new("redis-cli")
-        .args([
-            "-u",
-            REDIS_URL,
-            "EVAL",
-            "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) n = n + 1 end return n",
-            "0",
-            &format!("{prefix}:*"),
-        ])
-        .output()
-        .expect("redis-cli runs");
-    assert!(output.status.success());
-    String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .expect("a count of keys")
-}
-
-fn redis_get(key: &str) -> String {
-    let output = std::process::Command::new("redis-cli")
-        .args(["-u", REDIS_URL, "GET", key])
-        .output()
-        .expect("redis-cli runs");
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_losing_its_data_under_load_loses_nothing_and_every_establishment_is_owned_again() {
     // Three nodes under load each: one such test at a time, or a busy box starves
@@ -700,6 +388,7 @@ async fn a_rolling_restart_under_load_answers_only_retriable_errors_and_books_on
         6,
         Duration::from_secs(12),
         Duration::from_millis(150),
+        Arc::default(),
     )
     .await;
     // Every node in turn: SIGTERM (it drains, flushes, releases its establishments and
@@ -740,5 +429,423 @@ async fn a_rolling_restart_under_load_answers_only_retriable_errors_and_books_on
         )
         .await;
         check_journal(&db, id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_the_establishments_over_and_clients_on_other_nodes_see_no_error() {
+    // Three nodes under load each: one such test at a time.
+    let _serial = SERIAL.lock().await;
+    let db = SharedDatabase::create();
+    let prefix = prefix();
+    let mut nodes = [
+        start_node(&db, "n0", &prefix),
+        start_node(&db, "n1", &prefix),
+        start_node(&db, "n2", &prefix),
+    ];
+    let shops = shops(&nodes[0], &nodes[1], 3).await;
+    // Clients on n1 and n2, forwarding to n0 until it leaves.
+    let retried: Retried = Arc::default();
+    let bases = Arc::new(Mutex::new(vec![
+        nodes[1].base.clone(),
+        nodes[2].base.clone(),
+    ]));
+    let (acked, tasks) = load_over(
+        &nodes[1],
+        bases,
+        &shops,
+        4,
+        Duration::from_secs(8),
+        Duration::from_millis(40),
+        retried.clone(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = acked.lock().unwrap().len();
+    assert!(before > 0, "bookings went through before the stop");
+    let stopped_at = Instant::now();
+    let status = nodes[0]
+        .sigterm_and_wait(Duration::from_secs(20))
+        .expect("n0 stops within 20 s");
+    let exited_after = stopped_at.elapsed();
+    assert!(status.success(), "n0 exits cleanly: {status}");
+    for task in tasks {
+        task.await.expect("a client lane panicked");
+    }
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    let retried = std::mem::take(&mut *retried.lock().unwrap());
+    if !retried.is_empty() {
+        for node in &nodes {
+            for line in node.log_text().lines() {
+                if line.contains("WARN") || line.contains("ERROR") {
+                    println!("{}: {line}", node.base);
+                }
+            }
+        }
+    }
+    assert!(
+        retried.is_empty(),
+        "clients saw {} retriable errors, first: {:?}",
+        retried.len(),
+        retried.first().map(|r| &r.0)
+    );
+    let handoff_ms = nodes[0]
+        .logged("took_ms")
+        .expect("n0 logs its handoff")
+        .parse::<u64>()
+        .unwrap();
+    // The slowest answer to a request sent while n0 was leaving.
+    let slowest = acked
+        .iter()
+        .filter(|a| a.sent >= stopped_at && a.sent <= stopped_at + exited_after)
+        .map(|a| a.at - a.sent)
+        .max()
+        .unwrap_or_default();
+    println!(
+        "SIGTERM handoff of {} establishments: {handoff_ms} ms on n0, exited after {exited_after:?}; slowest client answer meanwhile {slowest:?}; {} bookings acknowledged ({before} before), 0 errors",
+        shops.len(),
+        acked.len()
+    );
+    for (e, (owner, id, _, free)) in shops.iter().enumerate() {
+        let (node, epoch) = owner_in_postgres(&db, id);
+        assert_ne!(node, "n0", "handed over");
+        assert_eq!(epoch, 2, "claimed once, by the successor");
+        check_bookings(
+            &nodes[1],
+            owner,
+            id,
+            free,
+            acked.iter().filter(|a| a.establishment == e),
+        )
+        .await;
+        check_journal(&db, id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_from_redis_stops_writing_within_the_ttl_and_its_establishments_move() {
+    // Three nodes under load each: one such test at a time.
+    let _serial = SERIAL.lock().await;
+    let db = SharedDatabase::create();
+    let prefix = prefix();
+    // n0 reaches Redis through a proxy this test freezes (a partition: silence, not
+    // resets), and Postgres directly.
+    let proxy = common::proxy::Proxy::start("127.0.0.1:6379").await.unwrap();
+    let via_proxy = format!("redis://127.0.0.1:{}", proxy.port);
+    let mut env = node_env(db.url(), "n0", &prefix);
+    env.push(("NAVARO_CLUSTER__REDIS_URL", &via_proxy));
+    let nodes = [
+        Server::start_with(&env).expect("n0 starts"),
+        start_node(&db, "n1", &prefix),
+        start_node(&db, "n2", &prefix),
+    ];
+    let shops = shops(&nodes[0], &nodes[1], 3).await;
+    let run_for = Duration::from_secs(9);
+    // The third establishment gets requests through n0 alone: nobody claims it while
+    // n0 is cut, so only n0's lease (not the epoch fence) can stop n0 writing it.
+    let (acked, tasks) = load(&[&nodes[1], &nodes[2]], &shops[..2], 4, run_for).await;
+    // Clients of n0 alone: what n0 acknowledges after its lease lapsed would be a
+    // write it made without a lease.
+    let (acked_n0, tasks_n0) = load(&[&nodes[0]], &shops, 1, run_for).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cut_at = Instant::now();
+    proxy.freeze();
+    let ttl = Duration::from_millis(TTL_MS.parse().unwrap());
+    tokio::time::sleep(ttl * 3).await;
+    let restored_at = Instant::now();
+    proxy.restore();
+    for task in tasks.into_iter().chain(tasks_n0) {
+        task.await.expect("a client lane panicked");
+    }
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    let acked_n0 = std::mem::take(&mut *acked_n0.lock().unwrap());
+    let late: Vec<Duration> = acked_n0
+        .iter()
+        .filter(|a| a.at > cut_at + ttl && a.sent < restored_at)
+        .map(|a| a.at - cut_at)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "n0 acknowledged writes after its lease must have lapsed: {late:?}"
+    );
+    let last_n0 = acked_n0
+        .iter()
+        .filter(|a| a.at < restored_at)
+        .map(|a| a.at.saturating_duration_since(cut_at))
+        .max()
+        .unwrap_or_default();
+    // The longest pause in acknowledged writes through n1/n2 while n0 was cut: the
+    // failover (n0's lease lapsing, its key expiring, the claim and the load).
+    let pauses: Vec<Duration> = (0..2)
+        .map(|e| {
+            let mut at: Vec<Instant> = acked
+                .iter()
+                .filter(|a| a.establishment == e && a.at > cut_at && a.at < restored_at)
+                .map(|a| a.at)
+                .collect();
+            at.insert(0, cut_at);
+            at.sort();
+            at.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default()
+        })
+        .collect();
+    println!(
+        "n0 cut from Redis: its last acknowledged write {last_n0:?} after the cut (TTL {ttl:?}); longest pause in writes through n1/n2: {pauses:?}"
+    );
+    let all: Vec<Acked> = acked.into_iter().chain(acked_n0).collect();
+    check_all(&db, &nodes[1], &shops[..2], &all, "n0").await;
+    let (owner, id, _, free) = &shops[2];
+    check_bookings(
+        &nodes[1],
+        owner,
+        id,
+        free,
+        all.iter().filter(|a| a.establishment == 2),
+    )
+    .await;
+    check_journal(&db, id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_first_requests_for_cold_establishments_make_one_owner_and_one_booking() {
+    // Three nodes under load each: one such test at a time.
+    let _serial = SERIAL.lock().await;
+    let db = SharedDatabase::create();
+    let prefix = prefix();
+    let mut nodes = vec![
+        start_node(&db, "n0", &prefix),
+        start_node(&db, "n1", &prefix),
+        start_node(&db, "n2", &prefix),
+    ];
+    let shops = shops(&nodes[0], &nodes[1], 3).await;
+    // Their owner dies: once its key expired, every establishment is cold (no live
+    // owner, no actor anywhere). A fourth node joins meanwhile.
+    nodes[0].kill9();
+    nodes.push(start_node(&db, "n3", &prefix));
+    tokio::time::sleep(Duration::from_millis(TTL_MS.parse::<u64>().unwrap() + 300)).await;
+    let live = &nodes[1..];
+    let mut customers = Vec::new();
+    for i in 0..9 {
+        customers.push(live[0].register(&format!("racer{i}")).await.0);
+    }
+    for (_, id, service, free) in &shops {
+        let slot = free[0]["start"].clone();
+        // Nine first requests at once, three per node, for the same start.
+        let racers = customers.iter().enumerate().map(|(i, token)| {
+            let node = &live[i % live.len()];
+            let body = json!({"service_id": service, "start": slot});
+            async move {
+                loop {
+                    let (status, _, answer) = node
+                        .call_with(
+                            Method::POST,
+                            &format!("/v1/establishments/{id}/bookings"),
+                            Some(token),
+                            Some(body.clone()),
+                            &[("idempotency-key", "race")],
+                        )
+                        .await;
+                    if status != StatusCode::SERVICE_UNAVAILABLE {
+                        return (status, answer);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        });
+        let answers = futures::future::join_all(racers).await;
+        let created = answers
+            .iter()
+            .filter(|(s, _)| *s == StatusCode::CREATED)
+            .count();
+        assert_eq!(created, 1, "exactly one booking of the start: {answers:?}");
+        assert!(
+            answers
+                .iter()
+                .all(|(s, _)| *s == StatusCode::CREATED || *s == StatusCode::CONFLICT),
+            "{answers:?}"
+        );
+        let (node, epoch) = owner_in_postgres(&db, id);
+        assert_ne!(node, "n0");
+        assert_eq!(epoch, 2, "exactly one claim after n0's");
+        check_journal(&db, id);
+        // Redis and Postgres name the same owner.
+        assert_eq!(redis_get(&format!("{prefix}:owner:{id}")), node);
+    }
+}
+
+/// `count` GETs of `path` on `node`, `concurrency` at a time; each answer's latency,
+/// sorted. Every answer must be a 200.
+async fn timed_gets(node: &Server, path: &str, count: usize, concurrency: usize) -> Vec<Duration> {
+    let url = node.url(path);
+    let per_task = count / concurrency;
+    let tasks = (0..concurrency).map(|_| {
+        let (client, url) = (node.client.clone(), url.clone());
+        tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(per_task);
+            for _ in 0..per_task {
+                let sent = Instant::now();
+                let response = client.get(&url).send().await.expect("an answer");
+                assert_eq!(response.status(), StatusCode::OK);
+                response.bytes().await.unwrap();
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        })
+    });
+    let mut all: Vec<Duration> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .flat_map(|t| t.unwrap())
+        .collect();
+    all.sort();
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cost_of_a_forwarded_request_against_a_local_one_is_measured() {
+    // Three nodes under load each: one such test at a time.
+    let _serial = SERIAL.lock().await;
+    let long = std::env::var("NAVARO_CLUSTER_LONG").is_ok();
+    let count = if long { 40_000 } else { 4_000 };
+    let db = SharedDatabase::create();
+    let prefix = prefix();
+    let nodes = [
+        start_node(&db, "n0", &prefix),
+        start_node(&db, "n1", &prefix),
+    ];
+    let (_owner, id, _staff, _service) = setup(&nodes[0], 100).await;
+    let path = format!("/v1/establishments/{id}");
+    // Warm both paths (connections, caches).
+    timed_gets(&nodes[0], &path, 400, 8).await;
+    timed_gets(&nodes[1], &path, 400, 8).await;
+    let mut cpu_us = Vec::new();
+    for (label, node) in [("local", &nodes[0]), ("forwarded", &nodes[1])] {
+        let before: Vec<Duration> = nodes.iter().map(Server::cpu_time).collect();
+        let latencies = timed_gets(node, &path, count, 16).await;
+        let spent: Duration = nodes
+            .iter()
+            .zip(&before)
+            .map(|(n, b)| n.cpu_time() - *b)
+            .sum();
+        let per_request = spent.as_secs_f64() * 1e6 / latencies.len() as f64;
+        println!(
+            "{label}: {} GET {path}: {per_request:.1} us server CPU per request (both nodes), latency p50 {:?} p99 {:?}",
+            latencies.len(),
+            latencies[latencies.len() / 2],
+            latencies[latencies.len() * 99 / 100],
+        );
+        cpu_us.push(per_request);
+    }
+    println!(
+        "a forwarded request costs {:.1} us of server CPU more than a local one",
+        cpu_us[1] - cpu_us[0]
+    );
+    let forwarded = metric(&nodes[1].metrics().await, "navaro_cluster_forwarded_total");
+    assert!(
+        forwarded >= count as f64,
+        "n1 forwarded every request: {forwarded}"
+    );
+}
+
+/// Poll `GET /v1/me` on `node` with `token` until it answers `expected` (at most
+/// `within`); how long that took.
+async fn me_answers(
+    node: &Server,
+    token: &str,
+    expected: StatusCode,
+    within: Duration,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (status, _, body) = node.call(Method::GET, "/v1/me", Some(token), None).await;
+        if status == expected {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "GET /v1/me still answers {status} after {within:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_and_disables_reach_every_node_and_bookings_render_in_their_zone_anywhere() {
+    let _serial = SERIAL.lock().await;
+    let db = SharedDatabase::create();
+    let prefix = prefix();
+    let admin_env = [("NAVARO_AUTH__ADMIN_EMAILS", "[\"root@navaro.test\"]")];
+    let start = |name: &str| {
+        let mut env = node_env(db.url(), name, &prefix);
+        env.extend(admin_env);
+        Server::start_with(&env).expect("cluster node starts")
+    };
+    let nodes = [start("n0"), start("n1")];
+    // Every token is first used on n1, so n1 caches its session as live; the change is
+    // made on n0 and must reach n1 well before n1 would read the session again (30 s).
+    let within = Duration::from_secs(3);
+    let (token, _) = nodes[0].register("leaver").await;
+    me_answers(&nodes[1], &token, StatusCode::OK, within).await;
+    let (status, _, _) = nodes[0]
+        .call(Method::POST, "/v1/auth/logout", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let logout = me_answers(&nodes[1], &token, StatusCode::UNAUTHORIZED, within).await;
+
+    let (token, _) = nodes[0].register("everywhere").await;
+    me_answers(&nodes[1], &token, StatusCode::OK, within).await;
+    let (status, _, _) = nodes[0]
+        .call(Method::POST, "/v1/auth/logout-all", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let logout_all = me_answers(&nodes[1], &token, StatusCode::UNAUTHORIZED, within).await;
+
+    let (status, _, admin) = nodes[0]
+        .call(
+            Method::POST,
+            "/v1/auth/register",
+            None,
+            Some(json!({"email": "root@navaro.test", "password": "correct horse battery", "name": "root"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{admin}");
+    let admin = admin["token"].as_str().unwrap().to_owned();
+    let (victim, victim_id) = nodes[0].register("victim").await;
+    me_answers(&nodes[1], &victim, StatusCode::OK, within).await;
+    let (status, _, body) = nodes[0]
+        .call(
+            Method::POST,
+            &format!("/v1/admin/users/{victim_id}/disable"),
+            Some(&admin),
+            Some(json!({"reason": "abuse"})),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    let disabled = me_answers(&nodes[1], &victim, StatusCode::FORBIDDEN, within).await;
+    println!(
+        "reached the other node after: logout {logout:?}, logout-all {logout_all:?}, disable {disabled:?}"
+    );
+
+    // A booking of an establishment n0 owns, listed through n1: in the establishment's
+    // offset (America/Sao_Paulo, -03:00), not UTC.
+    let (_owner, id, _staff, service) = setup(&nodes[0], 100).await;
+    let free = slots(&nodes[1], &id, &service, ahead(3)).await;
+    let (customer, _) = nodes[1].register("zoned").await;
+    let (status, _, booking) = nodes[1]
+        .call(
+            Method::POST,
+            &format!("/v1/establishments/{id}/bookings"),
+            Some(&customer),
+            Some(json!({"service_id": service, "start": free[0]["start"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{booking}");
+    for node in &nodes {
+        let (status, _, mine) = node
+            .call(Method::GET, "/v1/me/bookings", Some(&customer), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{mine}");
+        let start = mine["bookings"][0]["start"].as_str().unwrap().to_owned();
+        assert!(start.ends_with("-03:00"), "{} renders {start}", node.base);
+        assert_eq!(start, booking["start"].as_str().unwrap());
     }
 }

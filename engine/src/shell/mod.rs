@@ -353,6 +353,27 @@ impl Engine {
         Ok(subscription)
     }
 
+    /// Settle one establishment (every applied event durable, every reply released),
+    /// snapshot it and stop its actor: a cluster node handing it to another node. `true`
+    /// if it was not active or stopped cleanly within `timeout`.
+    pub async fn passivate(&self, id: EstablishmentId, timeout: Duration) -> bool {
+        let Some(handle) = self
+            .shared
+            .registry
+            .get(&id)
+            .and_then(|slot| slot.value().get().cloned())
+        else {
+            return true;
+        };
+        let passivated = handle
+            .actor
+            .call(|port| Msg::Passivate(Some(port)), Some(timeout))
+            .await;
+        let clean = matches!(passivated, Ok(CallResult::Success(())));
+        self.forget(id, &handle);
+        clean
+    }
+
     /// Snapshot every active establishment and stop its actor, then the supervisor.
     pub async fn shutdown(&self) {
         self.shared.stopping.store(true, Ordering::SeqCst);

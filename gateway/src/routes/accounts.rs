@@ -343,10 +343,11 @@ pub async fn my_bookings(
         let tz = match zones.get(&id) {
             Some(tz) => tz.clone(),
             None => {
-                let tz = match state.engine.view(id).await {
-                    Ok(view) => view.timezone().clone(),
-                    Err(_) => TimeZone::UTC,
-                };
+                // Another node may own it: asked there (UTC only if nobody can tell
+                // now: the same instant, in another offset).
+                let tz = crate::live_remote::zone_of(&state, id)
+                    .await
+                    .unwrap_or(TimeZone::UTC);
                 zones.insert(id, tz.clone());
                 tz
             }

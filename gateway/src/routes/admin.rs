@@ -448,10 +448,14 @@ pub async fn disable_user(
         }
     }
     state.disabled.insert(UserId(id));
-    // Its sessions end too: the refresh tokens stop working everywhere, and another
-    // node (which learns of the disabling only at its next start) refuses the access
-    // tokens within `SESSION_RECHECK`, as for a sign-out everywhere.
+    // Its sessions end too: the refresh tokens stop working everywhere. Other nodes
+    // hear of the disabling on the control channel at once; should that message be
+    // lost, they refuse the access tokens within `SESSION_RECHECK` anyway.
     state.sessions.revoke_all(UserId(id), entry.at).await?;
+    state
+        .sessions
+        .announcer
+        .announce(crate::invalidate::Invalidation::Disabled { user_id: id });
     tracing::info!(user_id = %id, admin_id = %admin.user_id, action, "admin action");
     Ok(Json(AdminActionDto {
         audit_id: entry.id,

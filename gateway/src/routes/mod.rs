@@ -146,6 +146,10 @@ pub fn api() -> Router<AppState> {
         )
         .route("/v1/establishments/{id}/live", get(crate::live::live))
         .route(
+            crate::live_remote::HANDSHAKE_PATH,
+            get(crate::live_remote::handshake),
+        )
+        .route(
             "/v1/establishments/{id}/payment-policy",
             get(payments::get_payment_policy).put(payments::set_payment_policy),
         )
