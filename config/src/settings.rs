@@ -216,9 +216,10 @@ pub struct AuthSettings {
     /// `aud` of issued tokens; tokens for another audience are refused.
     pub audience: String,
     /// Lifetime of an access token; a client renews it with its refresh token
-    /// (`POST /v1/auth/refresh`). 60 by default while the Pro board and the TypeScript
-    /// client do not refresh yet (they sign out at expiry); 15 is the target. A stolen
-    /// token is revoked by signing out (checked per request, see `gateway/src/sessions.rs`).
+    /// (`POST /v1/auth/refresh`; the Pro board and the TypeScript client's
+    /// `NavaroSession` do so before it expires). 15 by default: short, so that a token
+    /// that leaks is soon worthless. A stolen token is also revoked by signing out
+    /// (checked per request, see `gateway/src/sessions.rs`).
     pub token_ttl_minutes: u32,
     /// Lifetime of a refresh token; each refresh issues a new one with a new lifetime,
     /// so a device used within this many days stays signed in.
@@ -239,7 +240,7 @@ impl Default for AuthSettings {
         AuthSettings {
             issuer: "navaro".to_owned(),
             audience: "navaro-api".to_owned(),
-            token_ttl_minutes: 60,
+            token_ttl_minutes: 15,
             refresh_ttl_days: 30,
             signing_key: KeySettings {
                 kid: "dev".to_owned(),

@@ -177,16 +177,28 @@ pub struct CreateEstablishmentRequest {
     pub queue_no_show_grace_minutes: Option<u16>,
     /// One of `barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`, `tattoo`, `pet`,
     /// `fitness`, `other`.
+    #[schema(schema_with = category_schema)]
     pub category: Option<String>,
-    /// Postal address, up to 300 characters.
+    /// Postal address, up to 300 characters, no control characters but line breaks
+    /// (trimmed; only spaces: none).
+    #[schema(max_length = 300, pattern = r"^[^\x00-\x09\x0B-\x1F\x7F-\x9F]*$")]
     pub address: Option<String>,
-    /// Degrees, -90 to 90; with `longitude`.
+    /// Degrees, -90 to 90; with `longitude` (one without the other is refused: 422).
+    #[schema(minimum = -90, maximum = 90)]
     pub latitude: Option<f64>,
     /// Degrees, -180 to 180; with `latitude`.
+    #[schema(minimum = -180, maximum = 180)]
     pub longitude: Option<f64>,
-    /// An http(s) URL of a photo, up to 2000 characters.
+    /// An http(s) URL of a photo, up to 2000 characters, without spaces (surrounding
+    /// spaces are trimmed; only spaces: none).
+    #[schema(
+        max_length = 2000,
+        pattern = r"^ *(https?://[^\s\x00-\x1F\x7F-\x9F]*)? *$"
+    )]
     pub photo_url: Option<String>,
-    /// A short description, up to 1000 characters.
+    /// A short description, up to 1000 characters, no control characters but line
+    /// breaks (trimmed; only spaces: none).
+    #[schema(max_length = 1000, pattern = r"^[^\x00-\x09\x0B-\x1F\x7F-\x9F]*$")]
     pub description: Option<String>,
 }
 
@@ -261,16 +273,28 @@ pub struct PatchEstablishmentRequest {
     pub queue_no_show_grace_minutes: Option<u16>,
     /// One of `barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`, `tattoo`, `pet`,
     /// `fitness`, `other`.
+    #[schema(schema_with = category_schema)]
     pub category: Option<String>,
-    /// Postal address, up to 300 characters.
+    /// Postal address, up to 300 characters, no control characters but line breaks
+    /// (trimmed; only spaces: none).
+    #[schema(max_length = 300, pattern = r"^[^\x00-\x09\x0B-\x1F\x7F-\x9F]*$")]
     pub address: Option<String>,
-    /// Degrees, -90 to 90; with `longitude`.
+    /// Degrees, -90 to 90; with `longitude` (one without the other is refused: 422).
+    #[schema(minimum = -90, maximum = 90)]
     pub latitude: Option<f64>,
     /// Degrees, -180 to 180; with `latitude`.
+    #[schema(minimum = -180, maximum = 180)]
     pub longitude: Option<f64>,
-    /// An http(s) URL of a photo, up to 2000 characters.
+    /// An http(s) URL of a photo, up to 2000 characters, without spaces (surrounding
+    /// spaces are trimmed; only spaces: none).
+    #[schema(
+        max_length = 2000,
+        pattern = r"^ *(https?://[^\s\x00-\x1F\x7F-\x9F]*)? *$"
+    )]
     pub photo_url: Option<String>,
-    /// A short description, up to 1000 characters.
+    /// A short description, up to 1000 characters, no control characters but line
+    /// breaks (trimmed; only spaces: none).
+    #[schema(max_length = 1000, pattern = r"^[^\x00-\x09\x0B-\x1F\x7F-\x9F]*$")]
     pub description: Option<String>,
 }
 
@@ -427,7 +451,7 @@ pub struct EstablishmentDto {
 pub struct AddMemberRequest {
     pub user_id: Uuid,
     /// `owner` or `staff`.
-    #[schema(pattern = "^(owner|staff)$")]
+    #[schema(schema_with = member_role_schema)]
     pub role: String,
 }
 
@@ -441,6 +465,12 @@ pub struct MemberDto {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddStaffRequest {
+    /// 1 to 200 printable characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
     pub user_id: Option<Uuid>,
     #[schema(value_type = crate::dto::WeeklyHoursSchema)]
@@ -460,8 +490,15 @@ pub struct TimeOffRequest {
     /// RFC 3339, any offset.
     #[schema(value_type = String, format = DateTime)]
     pub start: Timestamp,
+    /// After `start`, at most 366 days later (422 on `end` otherwise).
     #[schema(value_type = String, format = DateTime)]
     pub end: Timestamp,
+    /// 1 to 200 printable characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub reason: Option<String>,
 }
 
@@ -490,12 +527,27 @@ impl TimeOffDto {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddServiceRequest {
+    /// 1 to 200 printable characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
+    /// 1 to 720.
+    #[schema(minimum = 1, maximum = 720)]
     pub duration_minutes: u32,
+    /// The price in the currency's minor units, not negative.
+    #[schema(minimum = 0)]
     pub price_cents: i64,
-    /// ISO 4217; default `BRL`.
+    /// ISO 4217 (three capital letters); default `BRL`.
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
+    /// Minutes kept free after the service, 0 to 240; default 0.
+    #[schema(minimum = 0, maximum = 240)]
     pub buffer_after_minutes: Option<u32>,
+    /// The staff members who perform it, each once; 1 to 256 (each must exist: 404).
+    #[schema(schema_with = staff_ids_schema)]
     pub staff_ids: Vec<Uuid>,
 }
 
@@ -632,7 +684,10 @@ impl AvailabilityForm {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DateParams {
-    /// Local date, `YYYY-MM-DD`.
+    /// Local date, `YYYY-MM-DD`. (The pattern admits days 01-28 of every month, which
+    /// every month has; the server also takes the 29th to the 31st where the month
+    /// has them.)
+    #[param(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])$")]
     pub date: String,
 }
 
@@ -737,6 +792,47 @@ fn optional_timezone_schema() -> utoipa::openapi::schema::Object {
                 .map(serde_json::Value::from)
                 .chain([serde_json::Value::Null]),
         ))
+        .build()
+}
+
+/// 1 to [`MAX_STAFF_PER_SERVICE`](navaro_engine::domain::rules::MAX_STAFF_PER_SERVICE)
+/// staff ids, none twice.
+fn staff_ids_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+        )
+        .min_items(Some(1))
+        .max_items(Some(navaro_engine::domain::rules::MAX_STAFF_PER_SERVICE))
+        .unique_items(true)
+        .build()
+}
+
+fn nullable_enum(values: &[&str]) -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some(
+            values
+                .iter()
+                .map(|&v| serde_json::Value::from(v))
+                .chain([serde_json::Value::Null]),
+        ))
+        .build()
+}
+
+/// [`navaro_protocol::CATEGORIES`], or none.
+fn category_schema() -> utoipa::openapi::schema::Object {
+    nullable_enum(&navaro_protocol::CATEGORIES)
+}
+
+fn member_role_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["owner", "staff"]))
         .build()
 }
 

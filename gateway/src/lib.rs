@@ -18,7 +18,7 @@
 //! [`personal`] exports and erases a person's own data (LGPD);
 //! [`pro`] serves the Pro web board's files at `/pro`; [`stores`] names the persistence crate's stores;
 //! [`telemetry`] sets up logs and Prometheus metrics; [`openapi`] generates
-//! `/openapi.json`; [`listener`] caps open connections and [`connections`] serves
+//! `/openapi.json` ([`openapi_links`] its links); [`listener`] caps open connections and [`connections`] serves
 //! them (slow request heads dropped, idle connections closed); [`demo`] loads demo data;
 //! [`cluster`] forwards requests to their establishment's owning node when the node
 //! runs in a cluster (docs/cluster.md).
@@ -40,6 +40,7 @@ pub mod listener;
 pub mod live;
 pub mod notify;
 pub mod openapi;
+pub mod openapi_links;
 pub mod payments;
 pub mod personal;
 pub mod pro;

@@ -224,7 +224,11 @@ fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
 }
 
 #[utoipa::path(get, path = "/v1/establishments/{id}/live", tag = "live", security(("bearer" = [])),
-    params(("id" = Uuid, Path), LiveParams),
+    params(("id" = Uuid, Path), LiveParams,
+        ("Connection" = String, Header, description = "`Upgrade`: a WebSocket handshake (RFC 6455)", pattern = "^[Uu][Pp][Gg][Rr][Aa][Dd][Ee]$"),
+        ("Upgrade" = String, Header, description = "`websocket`", pattern = "^[Ww][Ee][Bb][Ss][Oo][Cc][Kk][Ee][Tt]$"),
+        ("Sec-WebSocket-Version" = String, Header, description = "`13`", pattern = "^13$"),
+        ("Sec-WebSocket-Key" = String, Header, description = "16 random bytes, base64", pattern = "^[A-Za-z0-9+/]{21}[AQgw]==$")),
     responses((status = 101, description = "WebSocket; subprotocol navaro.v1.json or navaro.v1.msgpack"),
         (status = 401, body = crate::error::ErrorBody), (status = 403, description = "origin not allowed", body = crate::error::ErrorBody),
         (status = 404, body = crate::error::ErrorBody)))]

@@ -8,6 +8,7 @@ use utoipa::{Modify, OpenApi};
 use crate::dto::*;
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::frames::LiveFrames;
+use crate::openapi_links::Links;
 use crate::routes::{
     accounts, admin, bookings, discovery, establishments, notifications, ops, payments, queue,
 };
@@ -43,8 +44,8 @@ use crate::routes::{
         payments::get_payment, payments::refresh_payment, payments::stripe_webhook,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
-    components(schemas(ErrorBody, ErrorDetail, AlternativeDto, AvailabilityForm)),
-    modifiers(&BearerAuth, &CommonErrors, &LiveFrames),
+    components(schemas(ErrorBody, ErrorDetail, AlternativeDto, AvailabilityForm, discovery::ListingCategory)),
+    modifiers(&BearerAuth, &CommonErrors, &LiveFrames, &Links),
 )]
 pub struct ApiDoc;
 

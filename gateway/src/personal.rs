@@ -47,7 +47,80 @@ pub trait PersonalData: Send + Sync {
 
 /// Every provider, in erasure order.
 pub fn providers() -> Vec<Box<dyn PersonalData>> {
-    vec![Box::new(Bookings), Box::new(Sessions), Box::new(Account)]
+    vec![
+        Box::new(Bookings),
+        Box::new(Notifications),
+        Box::new(Sessions),
+        Box::new(Account),
+    ]
+}
+
+/// The most push messages an export lists (newest first).
+pub const EXPORT_PUSHES_LIMIT: i64 = 1_000;
+
+/// Push devices, notification preferences and the push messages sent to the person
+/// (the notify crate's tables); erasure deletes them all, so that nothing is pushed to
+/// a deleted account's phones.
+struct Notifications;
+
+impl PersonalData for Notifications {
+    fn name(&self) -> &'static str {
+        "notifications"
+    }
+
+    fn export<'a>(
+        &'a self,
+        state: &'a AppState,
+        user: UserId,
+    ) -> BoxFuture<'a, Result<Value, ApiError>> {
+        async move {
+            let Some(notify) = &state.notify else {
+                return Ok(Value::Null);
+            };
+            let db = &notify.db;
+            let devices = db.devices_of(user.0).await.map_err(ApiError::unavailable)?;
+            let disabled = db.opt_outs(user.0).await.map_err(ApiError::unavailable)?;
+            let pushes = db
+                .pushes_to(user.0, EXPORT_PUSHES_LIMIT)
+                .await
+                .map_err(ApiError::unavailable)?;
+            let instant = |us: i64| Timestamp::from_microsecond(us).map(|t| t.to_string()).ok();
+            Ok(json!({
+                "devices": devices.iter().map(|d| json!({
+                    "token": d.token,
+                    "platform": d.platform,
+                    "active": d.active,
+                    "created_at": instant(d.created_at_us),
+                })).collect::<Vec<_>>(),
+                "disabled_kinds": disabled,
+                "pushes": pushes.into_iter().map(|(kind, payload, status, at)| json!({
+                    "event_type": kind,
+                    "payload": serde_json::from_str::<Value>(&payload).unwrap_or(Value::String(payload)),
+                    "status": status,
+                    "created_at": instant(at),
+                })).collect::<Vec<_>>(),
+            }))
+        }
+        .boxed()
+    }
+
+    fn erase<'a>(
+        &'a self,
+        state: &'a AppState,
+        user: UserId,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        async move {
+            if let Some(notify) = &state.notify {
+                notify
+                    .db
+                    .erase_user(user.0)
+                    .await
+                    .map_err(ApiError::unavailable)?;
+            }
+            Ok(())
+        }
+        .boxed()
+    }
 }
 
 /// The account: profile and memberships; erasure makes the row a tombstone and drops

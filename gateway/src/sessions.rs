@@ -16,7 +16,7 @@
 //! [`SESSION_RECHECK`]. Should the store be unreachable when a session is not in the
 //! cache, the token is accepted (its signature and expiry are checked): a revoked
 //! token then works on a node that never saw it only for as long as the outage and its
-//! own expiry (60 minutes by default) both last, while an outage does not sign every
+//! own expiry (15 minutes by default) both last, while an outage does not sign every
 //! user out.
 
 use std::sync::Arc;

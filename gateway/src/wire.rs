@@ -185,11 +185,45 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 "the body must be a JSON object",
             ));
         }
-        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
-            let message = e.to_string();
-            ApiError::bad_request(field_of(&message), message)
-        })
+        serde_json::from_slice(&bytes)
+            .or_else(|e| whole_numbers_as_integers(&bytes).ok_or(e))
+            .map(ApiJson)
+            .map_err(|e| {
+                let message = e.to_string();
+                ApiError::bad_request(field_of(&message), message)
+            })
     }
+}
+
+/// The body again, with every number that is whole (`15.0`, `1e3`) written as an
+/// integer: to JSON Schema those are integers, so a client generated from the document
+/// may send them where an integer is due. Only tried when the body did not parse as it
+/// is (the common case pays nothing); `None` if it still does not, and the first error
+/// is answered.
+fn whole_numbers_as_integers<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    fn normalize(value: &mut serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::Number(n) if n.is_f64() => {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                // Exactly representable whole numbers only (|f| < 2^53).
+                let whole = f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0;
+                if whole {
+                    *value = serde_json::Value::from(f as i64);
+                }
+                whole
+            }
+            serde_json::Value::Array(items) => {
+                items.iter_mut().fold(false, |c, v| normalize(v) | c)
+            }
+            serde_json::Value::Object(map) => map.values_mut().fold(false, |c, v| normalize(v) | c),
+            _ => false,
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if !normalize(&mut value) {
+        return None;
+    }
+    serde_json::from_value(value).ok()
 }
 
 /// The field serde's message names (``missing field `name` ``, ``unknown field `x` ``).

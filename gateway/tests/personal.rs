@@ -1,6 +1,6 @@
 //! A person's own data against the real binary (issue 26, LGPD): the export holds the
-//! account, the sessions and the bookings; deletion ends every session, frees the
-//! email, leaves no email or name in the store, and the establishment keeps its
+//! account, the sessions, the bookings and the push devices and preferences; deletion
+//! ends every session, frees the email, leaves no email, name or device in the store, and the establishment keeps its
 //! booking under an id that no longer names anyone.
 
 mod common;
@@ -41,7 +41,28 @@ async fn export_then_erase(server: &Server) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{booking}");
 
-    // The export: account, sessions, bookings.
+    // A phone for push messages, and a kind of message turned off.
+    let device = format!("ExponentPushToken[{}]", uuid::Uuid::new_v4().simple());
+    let (status, _, body) = server
+        .call(
+            Method::POST,
+            "/v1/me/devices",
+            Some(&token),
+            Some(json!({"token": device, "platform": "ios"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _, body) = server
+        .call(
+            Method::PUT,
+            "/v1/me/notification-preferences",
+            Some(&token),
+            Some(json!({"disabled": ["reminder"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The export: account, sessions, bookings, notifications.
     let (status, _, export) = server
         .call(Method::GET, "/v1/me/export", Some(&token), None)
         .await;
@@ -52,6 +73,17 @@ async fn export_then_erase(server: &Server) {
     assert_eq!(data["sessions"].as_array().unwrap().len(), 1, "{export}");
     assert_eq!(data["sessions"][0]["id"], customer["session_id"]);
     assert_eq!(data["bookings"][0]["id"], booking["id"], "{export}");
+    let notifications = &data["notifications"];
+    assert_eq!(
+        notifications["devices"][0]["token"],
+        device.as_str(),
+        "{export}"
+    );
+    assert_eq!(
+        notifications["disabled_kinds"],
+        json!(["reminder"]),
+        "{export}"
+    );
     assert!(
         !export.to_string().contains("$argon2"),
         "no password hash in an export"
@@ -143,6 +175,20 @@ async fn export_then_erase(server: &Server) {
             &format!("SELECT count(*) FROM sessions WHERE user_id = '{user_id}'"),
         );
         assert_eq!(sessions.trim(), "0");
+        for table in ["push_devices", "push_opt_outs"] {
+            let left = psql_rows(
+                url,
+                &format!("SELECT count(*) FROM {table} WHERE user_id = '{user_id}'"),
+            );
+            assert_eq!(left.trim(), "0", "{table}");
+        }
+        let pushes = psql_rows(
+            url,
+            &format!(
+                "SELECT count(*) FROM notify_outbox WHERE channel = 'push' AND target = '{user_id}'"
+            ),
+        );
+        assert_eq!(pushes.trim(), "0");
     }
 }
 

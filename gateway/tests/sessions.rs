@@ -198,3 +198,48 @@ async fn a_refresh_token_survives_a_restart() {
     let server = server.crash_and_restart().unwrap();
     assert_eq!(me(&server, &rotated).await, StatusCode::UNAUTHORIZED);
 }
+
+/// Disabling an account (platform admin) revokes its sessions: its refresh tokens stop
+/// working at once, and its sessions are revoked in the store, which is what another
+/// node (that learns of the disabling only at its next start) checks access tokens
+/// against.
+#[tokio::test]
+async fn disabling_an_account_revokes_its_sessions() {
+    let admin_email = "admin@sessions.test";
+    let admins = format!("[\"{admin_email}\"]");
+    let server = Server::start_postgres_with(&[("NAVARO_AUTH__ADMIN_EMAILS", &admins)]);
+    let (status, _, admin) = server
+        .call(
+            Method::POST,
+            "/v1/auth/register",
+            None,
+            Some(json!({"email": admin_email, "password": PASSWORD, "name": "Admin"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{admin}");
+    let (_, first, second) = two_devices(&server).await;
+    let victim = first["user"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(me(&server, &first).await, StatusCode::OK);
+
+    let (status, body) = post(
+        &server,
+        &format!("/v1/admin/users/{victim}/disable"),
+        &admin,
+        Some(json!({"reason": "fraud"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for device in [&first, &second] {
+        let (status, body) = refresh(&server, &device["refresh_token"]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(me(&server, device).await, StatusCode::FORBIDDEN);
+    }
+    let url = server.database_url().expect("on Postgres");
+    let live = common::psql_rows(
+        url,
+        &format!("SELECT count(*) FROM sessions WHERE user_id = '{victim}' AND revoked_at IS NULL"),
+    );
+    assert_eq!(live.trim(), "0", "every session of the account is revoked");
+    // The admin's own session is not touched.
+    assert_eq!(me(&server, &admin).await, StatusCode::OK);
+}

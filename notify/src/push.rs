@@ -169,6 +169,53 @@ impl Db {
         Ok(rows.into_iter().map(|(k,)| k).collect())
     }
 
+    /// Forget a person (account deletion): their devices, opt-outs, the push messages
+    /// to them (sent or not: their text names bookings and places), and which tickets
+    /// and staff members were theirs. One transaction; the number of rows removed.
+    pub async fn erase_user(&self, user: Uuid) -> Result<u64, NotifyError> {
+        const STATEMENTS: [&str; 5] = [
+            "DELETE FROM push_devices WHERE user_id = $1",
+            "DELETE FROM push_opt_outs WHERE user_id = $1",
+            "DELETE FROM notify_outbox WHERE channel = 'push' AND target = $1",
+            "DELETE FROM notify_tickets WHERE customer_id = $1",
+            "DELETE FROM notify_staff_users WHERE user_id = $1",
+        ];
+        let removed = on_db!(self, |pool, begin| {
+            let mut tx = pool.begin_with(begin).await?;
+            let mut removed = 0;
+            for statement in STATEMENTS {
+                removed += sqlx::query(statement)
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            tx.commit().await?;
+            removed
+        });
+        Ok(removed)
+    }
+
+    /// The push messages sent (or to be sent) to a person, newest first, for their
+    /// export: (event type, payload, status, created at in microseconds).
+    pub async fn pushes_to(
+        &self,
+        user: Uuid,
+        limit: i64,
+    ) -> Result<Vec<(String, String, String, i64)>, NotifyError> {
+        let rows = on_db!(self, |pool, _b| {
+            sqlx::query_as(
+                "SELECT event_type, payload, status, created_at FROM notify_outbox \
+                 WHERE channel = 'push' AND target = $1 ORDER BY created_at DESC, id LIMIT $2",
+            )
+            .bind(user)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
     /// Replace a user's opt-outs.
     pub async fn set_opt_outs(&self, user: Uuid, kinds: &[String]) -> Result<(), NotifyError> {
         on_db!(self, |pool, begin| {

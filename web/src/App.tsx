@@ -1,4 +1,4 @@
-import { createNavaroClient } from '@navaro/client';
+import { NavaroSession, createNavaroClient } from '@navaro/client';
 import { useCallback, useEffect, useMemo, useState } from 'react';
 
 import { Board } from './Board';
@@ -7,6 +7,8 @@ import { SignIn } from './SignIn';
 
 /** The board talks to the server that served it (same origin: no CORS, the feed's Origin check passes). */
 const baseUrl = window.location.origin;
+
+const ENDED = 'Your session ended: sign in again.';
 
 export function App() {
   const [session, setSession] = useState<Session | null>(() => loadSession());
@@ -22,16 +24,35 @@ export function App() {
     setNotice(why ?? null);
     setSession(null);
   }, []);
-  const api = useMemo(() => createNavaroClient({ baseUrl, token: session?.token ?? null }), [session]);
-  // Tokens are not refreshed yet (the server has no refresh route): when this one
-  // expires, ask for the password again rather than failing every call.
-  useEffect(() => {
-    if (!session) return;
-    const left = new Date(session.expiresAt).getTime() - Date.now();
-    const timer = window.setTimeout(() => signOut('Your session ended: sign in again.'), Math.min(Math.max(0, left), 2_147_483_647));
-    return () => window.clearTimeout(timer);
+  // One refreshing session per sign-in: renewals are saved for the next visit but do
+  // not change `session`, so they make no new one (it keeps its own tokens).
+  const live = useMemo(() => {
+    if (!session) return null;
+    return new NavaroSession({
+      baseUrl,
+      tokens: session.tokens,
+      // Each renewal spends the stored refresh token: store its successor at once.
+      onTokens: (tokens) => saveSession({ tokens, email: session.email }),
+      // Revoked (signed out elsewhere, a password change) or a reused refresh token.
+      onSignedOut: () => signOut(ENDED),
+    });
   }, [session, signOut]);
+  const api = useMemo(() => createNavaroClient({ baseUrl, token: live?.token ?? null }), [live]);
+  // Renew ahead of expiry while the board is open, so that the feed's reconnects and the
+  // next click find a valid token without waiting.
+  useEffect(() => {
+    if (!live) return;
+    const timer = window.setInterval(() => void live.token().catch(() => undefined), 60_000);
+    return () => window.clearInterval(timer);
+  }, [live]);
+  const leave = useCallback(
+    (why?: string) => {
+      if (!why) void live?.signOut().catch(() => undefined);
+      signOut(why);
+    },
+    [live, signOut],
+  );
 
-  if (!session) return <SignIn api={api} onSignedIn={signIn} notice={notice} />;
-  return <Board api={api} session={session} onSignOut={signOut} />;
+  if (!session || !live) return <SignIn api={api} onSignedIn={signIn} notice={notice} />;
+  return <Board api={api} session={session} token={live.token} onSignOut={leave} />;
 }

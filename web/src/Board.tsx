@@ -1,4 +1,4 @@
-import { type Establishment, type NavaroClient, NavaroApiError, ok } from '@navaro/client';
+import { type Establishment, type NavaroClient, NavaroApiError, type Token, ok } from '@navaro/client';
 import { useEffect, useState } from 'react';
 
 import { Agenda } from './Agenda';
@@ -11,11 +11,13 @@ import { localTime, longDate } from './time';
 interface Props {
   api: NavaroClient;
   session: Session;
+  /** The access token, renewed as it nears expiry. */
+  token: Token;
   onSignOut: (why?: string) => void;
 }
 
 /** Picks the establishment (the last one used, else the newest), then shows its board. */
-export function Board({ api, session, onSignOut }: Props) {
+export function Board({ api, session, token, onSignOut }: Props) {
   const [places, setPlaces] = useState<Establishment[] | null>(null);
   const [chosen, setChosen] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
@@ -63,7 +65,7 @@ export function Board({ api, session, onSignOut }: Props) {
     <EstablishmentBoard
       key={chosen}
       api={api}
-      session={session}
+      token={token}
       establishmentId={chosen}
       places={places}
       onChoose={(id) => {
@@ -89,15 +91,15 @@ function Message({ title, text, onSignOut }: { title: string; text?: string; onS
 
 interface BoardProps {
   api: NavaroClient;
-  session: Session;
+  token: Token;
   establishmentId: string;
   places: Establishment[];
   onChoose: (id: string) => void;
   onSignOut: (why?: string) => void;
 }
 
-function EstablishmentBoard({ api, session, establishmentId, places, onChoose, onSignOut }: BoardProps) {
-  const { state, connection, loadError, now } = useBoard(api, session.token, establishmentId, () =>
+function EstablishmentBoard({ api, token, establishmentId, places, onChoose, onSignOut }: BoardProps) {
+  const { state, connection, loadError, now } = useBoard(api, token, establishmentId, () =>
     onSignOut('Your session ended: sign in again.'),
   );
   const est = state.establishment;

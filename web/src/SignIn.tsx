@@ -21,7 +21,7 @@ export function SignIn({ api, onSignedIn, notice }: Props) {
     setError(null);
     try {
       const login = await ok(api.POST('/v1/auth/login', { body: { email: email.trim(), password } }));
-      onSignedIn({ token: login.token, expiresAt: login.expires_at, email: email.trim() });
+      onSignedIn({ tokens: login, email: email.trim() });
     } catch (failure) {
       if (failure instanceof NavaroApiError && failure.status === 401) setError('Wrong email or password.');
       else if (failure instanceof NavaroApiError && failure.status === 429) setError('Too many attempts: wait a minute and try again.');

@@ -12,6 +12,7 @@ import {
   type NavaroClient,
   type QueuePosition,
   type Ticket,
+  type Token,
   connectLive,
   ok,
 } from '@navaro/client';
@@ -107,7 +108,7 @@ export function reduce(state: BoardState, action: Action): BoardState {
 }
 
 /** The board's data and connection for one establishment. */
-export function useBoard(api: NavaroClient, token: string, establishmentId: string, onUnauthorized: () => void) {
+export function useBoard(api: NavaroClient, token: Token, establishmentId: string, onUnauthorized: () => void) {
   const [state, dispatch] = useReducer(reduce, empty);
   const [connection, setConnection] = useState<FeedState>({ status: 'connecting', attempt: 0 });
   const [loadError, setLoadError] = useState<string | null>(null);

@@ -1,7 +1,12 @@
-/** The signed-in user's token, kept in this browser until it expires or they sign out. */
+import type { SessionTokens } from '@navaro/client';
+
+/**
+ * The signed-in user's tokens, kept in this browser while the refresh token lasts: the
+ * short-lived access token is renewed with it (`NavaroSession`), and each renewal's
+ * tokens replace these (a refresh token is good once).
+ */
 export interface Session {
-  token: string;
-  expiresAt: string;
+  tokens: SessionTokens;
   email: string;
 }
 
@@ -10,7 +15,8 @@ const KEY = 'navaro.pro.session';
 export function loadSession(): Session | null {
   try {
     const session = JSON.parse(localStorage.getItem(KEY) ?? 'null') as Session | null;
-    if (session && new Date(session.expiresAt).getTime() > Date.now()) return session;
+    const until = session?.tokens?.refresh_expires_at;
+    if (session && until && new Date(until).getTime() > Date.now()) return session;
   } catch {
     // A damaged entry is no session.
   }

@@ -4,6 +4,8 @@
  * - {@link createNavaroClient}: every route, typed from the server's `/openapi.json`.
  * - {@link connectLive}: the live feed, kept connected, resumed with `since`, reloaded
  *   on `reload`, as a typed stream.
+ * - {@link NavaroSession}: a sign-in whose short-lived access token is refreshed with
+ *   `POST /v1/auth/refresh` (rotated, one refresh at a time; a refused one signs out).
  */
 export { createNavaroClient, NavaroApiError, newKey, ok } from './api.js';
 export type { ErrorBody, NavaroClient, NavaroClientOptions } from './api.js';
@@ -20,6 +22,8 @@ export type {
   ReloadFrame,
 } from './frames.js';
 export { CloseCode, connectLive, FeedOverflowError, LiveFeed } from './live.js';
+export { NavaroSession } from './session.js';
+export type { SessionOptions, SessionTokens } from './session.js';
 export type {
   FeedState,
   LiveFeedOptions,

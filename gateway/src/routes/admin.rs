@@ -54,7 +54,12 @@ impl FromRequestParts<AppState> for AdminUser {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonRequest {
-    /// 1 to 500 characters.
+    /// 1 to 500 printable characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub reason: String,
 }
 
@@ -137,11 +142,15 @@ pub async fn list_establishments(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UserParams {
-    /// Text the email or the name contains (case-insensitive), 1 to 200 characters.
+    /// Text the email or the name contains (case-insensitive), 1 to 200 characters,
+    /// not only spaces.
+    #[param(min_length = 1, max_length = 200, pattern = r"\S")]
     pub q: Option<String>,
-    /// From a previous page's `next_cursor`.
+    /// From a previous page's `next_cursor` (a user id).
+    #[param(value_type = Option<Uuid>)]
     pub cursor: Option<String>,
     /// Page size, 1 to 100 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
 }
 
@@ -377,7 +386,7 @@ pub async fn reinstate_establishment(
 
 #[utoipa::path(post, path = "/v1/admin/users/{id}/disable", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = ReasonRequest,
-    responses((status = 200, body = AdminActionDto, description = "disabled: the account's tokens stop working (403 `account_disabled`) and it cannot sign in"),
+    responses((status = 200, body = AdminActionDto, description = "disabled: the account's access tokens stop working (403 `account_disabled`), every session is revoked (refresh tokens refused) and it cannot sign in"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "already disabled, or an admin's own account", body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn disable_user(
@@ -439,6 +448,10 @@ pub async fn disable_user(
         }
     }
     state.disabled.insert(UserId(id));
+    // Its sessions end too: the refresh tokens stop working everywhere, and another
+    // node (which learns of the disabling only at its next start) refuses the access
+    // tokens within `SESSION_RECHECK`, as for a sign-out everywhere.
+    state.sessions.revoke_all(UserId(id), entry.at).await?;
     tracing::info!(user_id = %id, admin_id = %admin.user_id, action, "admin action");
     Ok(Json(AdminActionDto {
         audit_id: entry.id,
@@ -504,9 +517,11 @@ pub async fn stats(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
-    /// From a previous page's `next_cursor`: entries older than it.
+    /// From a previous page's `next_cursor`: entries older than it (a positive entry id).
+    #[param(value_type = Option<i64>, minimum = 1)]
     pub cursor: Option<String>,
     /// Page size, 1 to 100 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
 }
 

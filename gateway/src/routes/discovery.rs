@@ -49,28 +49,68 @@ pub const MAX_CHECKED: usize = 200;
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
     /// Text matched against names and service names, ignoring accents and case; every
-    /// word must occur (1 to 200 characters, at most 8 words).
+    /// word must occur: up to 200 characters with a letter or digit (of any script; the
+    /// pattern names the Latin ones), at most 8 words (runs of letters and digits; more
+    /// are refused with 422 on `q`).
+    #[param(
+        max_length = 200,
+        pattern = r"[0-9A-Za-z\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u00FF]"
+    )]
     pub q: Option<String>,
     /// One of the categories (`barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`,
     /// `tattoo`, `pet`, `fitness`, `other`).
+    #[param(value_type = Option<ListingCategory>)]
     pub category: Option<String>,
-    /// Latitude of the point to search around (-90 to 90); with `lon`.
+    /// Latitude of the point to search around (-90 to 90); with `lon` (one without the
+    /// other is refused: 422).
+    #[param(value_type = Option<f64>, minimum = -90, maximum = 90)]
     pub lat: Option<String>,
     /// Longitude of the point to search around (-180 to 180); with `lat`.
+    #[param(value_type = Option<f64>, minimum = -180, maximum = 180)]
     pub lon: Option<String>,
-    /// Radius around the point in km, more than 0 and at most 100 (default 10).
+    /// Radius around the point in km, more than 0 and at most 100 (default 10); only
+    /// with `lat` and `lon`.
+    #[param(value_type = Option<f64>, exclusive_minimum = 0, maximum = 100)]
     pub radius_km: Option<String>,
     /// `true`: only establishments where some staff member works right now.
+    #[param(value_type = Option<bool>)]
     pub open_now: Option<String>,
     /// `today` (each establishment's own local today) or `YYYY-MM-DD`: only
-    /// establishments with a bookable slot that day.
+    /// establishments with a bookable slot that day. (The pattern admits days 01-28 of
+    /// every month; the server also takes the 29th to the 31st where the month has them.)
+    #[param(pattern = r"^(today|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8]))$")]
     pub free_on: Option<String>,
-    /// With `free_on`: only slots of services whose name contains this text.
+    /// Only with `free_on`: only slots of services whose name contains this text (as
+    /// `q`: a letter or digit, at most 8 words).
+    #[param(
+        max_length = 200,
+        pattern = r"[0-9A-Za-z\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u00FF]"
+    )]
     pub service: Option<String>,
-    /// From a previous page's `next_cursor`.
+    /// From a previous page's `next_cursor`, of the same search (with a point or
+    /// without): any other is refused with 422 on `cursor`.
+    #[param(min_length = 1, max_length = 1633)]
     pub cursor: Option<String>,
     /// Page size, 1 to 50 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 50)]
     pub limit: Option<String>,
+}
+
+/// An establishment's category, for the document ([`CATEGORIES`]'s names; a test
+/// checks the two agree).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ListingCategory {
+    Barbershop,
+    Salon,
+    Clinic,
+    Spa,
+    Nails,
+    Beauty,
+    Tattoo,
+    Pet,
+    Fitness,
+    Other,
 }
 
 /// A result: what a listing shows.
@@ -457,4 +497,23 @@ pub fn free_on(view: &View, date: Date, service_words: &[String], now: Timestamp
 pub(crate) async fn admin_search(state: &AppState, params: SearchParams) -> Result<Hits, ApiError> {
     let (query, filters) = parse(params, true)?;
     search(state, query, &filters).await
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::PartialSchema;
+
+    use super::*;
+
+    #[test]
+    fn the_documented_categories_are_the_servers() {
+        let schema = serde_json::to_value(ListingCategory::schema()).unwrap();
+        let documented: Vec<&str> = schema["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(documented, CATEGORIES);
+    }
 }

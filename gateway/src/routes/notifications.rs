@@ -59,10 +59,57 @@ fn instant(us: i64, tz: &TimeZone) -> String {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterDeviceRequest {
-    /// The Expo push token (`ExponentPushToken[...]`).
+    /// The Expo push token (`ExponentPushToken[...]` or `ExpoPushToken[...]`), up to
+    /// 256 bytes.
+    #[schema(
+        max_length = 256,
+        pattern = r"^(ExponentPushToken|ExpoPushToken)\[[\x20-\x7E]*\]$"
+    )]
     pub token: String,
     /// `ios`, `android` or `web`.
+    #[schema(schema_with = platform_schema)]
     pub platform: String,
+}
+
+fn string_enum(values: &[&str]) -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .build()
+}
+
+fn platform_schema() -> utoipa::openapi::schema::Object {
+    string_enum(&["ios", "android", "web"])
+}
+
+/// A list of some of `values` (repeats are taken once).
+fn list_of(values: &[&str], min_items: usize) -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(string_enum(values))
+        .min_items(Some(min_items))
+        .build()
+}
+
+/// At most [`MAX_REMINDERS`] offsets, each 1 to [`MAX_REMINDER_MINUTES`].
+fn reminders_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1.0))
+                .maximum(Some(f64::from(MAX_REMINDER_MINUTES))),
+        )
+        .max_items(Some(MAX_REMINDERS))
+        .build()
+}
+
+fn push_kinds_schema() -> utoipa::openapi::schema::Array {
+    list_of(PUSH_KINDS, 0)
+}
+
+fn event_types_schema() -> utoipa::openapi::schema::Array {
+    list_of(navaro_notify::endpoints::EVENT_TYPES, 1)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -170,6 +217,7 @@ pub async fn remove_device(
 #[serde(deny_unknown_fields)]
 pub struct PreferencesDto {
     /// The message kinds turned off.
+    #[schema(schema_with = push_kinds_schema)]
     pub disabled: Vec<String>,
 }
 
@@ -237,6 +285,7 @@ pub async fn set_preferences(
 pub struct NotificationSettingsDto {
     /// Reminders, in minutes before a booking's start (at most 5, each 1..=43200); an
     /// empty list sends none. Applies to bookings confirmed or moved from now on.
+    #[schema(schema_with = reminders_schema)]
     pub reminders_minutes: Vec<u32>,
 }
 
@@ -296,9 +345,16 @@ pub async fn set_notification_settings(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhookRequest {
-    /// Where deliveries are POSTed (http or https).
+    /// Where deliveries are POSTed: an http or https URL with a host name and no
+    /// credentials, up to 2048 bytes. (The pattern is a plain subset of the URLs the
+    /// server takes: it also takes IP addresses and any WHATWG-valid URL.)
+    #[schema(
+        max_length = 2048,
+        pattern = r"^https?://([A-Za-z0-9]+(-[A-Za-z0-9]+)*\.)*[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*(:[0-9]{1,4})?(/[A-Za-z0-9._~/-]*)?$"
+    )]
     pub url: String,
-    /// The event types wanted (`booking.confirmed`, `queue.called`, ...).
+    /// The event types wanted (`booking.confirmed`, `queue.called`, ...), at least one.
+    #[schema(schema_with = event_types_schema)]
     pub event_types: Vec<String>,
 }
 
@@ -520,9 +576,11 @@ pub struct DeliveriesDto {
 }
 
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveriesQuery {
-    /// At most this many, newest first (default 50, at most 100).
+    /// At most this many, newest first: 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
 }
 

@@ -32,11 +32,12 @@ use crate::state::AppState;
 use crate::wire::{ApiJson, ApiPath, IdempotencyKey};
 
 /// What customers pay when they book. `deposit` takes exactly one of `deposit_percent`
-/// and `deposit_cents`.
-#[derive(Serialize, Deserialize, ToSchema)]
+/// and `deposit_cents`; a late-cancellation fee is at most one of
+/// `late_cancel_fee_percent` and `late_cancel_fee_cents`, and only with a deposit or
+/// prepayment. Its schema ([`policy_schema`]) states each allowed combination.
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentPolicyDto {
-    #[schema(value_type = PaymentModeName)]
     pub mode: PaymentMode,
     /// For `deposit`: this percent of the price (1 to 100), rounded to the minor unit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,6 +55,94 @@ pub struct PaymentPolicyDto {
     /// ... or as a fixed amount in minor units; never more than what was paid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late_cancel_fee_cents: Option<i64>,
+}
+
+impl utoipa::PartialSchema for PaymentPolicyDto {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::OneOf(policy_schema()))
+    }
+}
+
+impl ToSchema for PaymentPolicyDto {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "PaymentPolicyDto".into()
+    }
+}
+
+/// [`PaymentPolicyDto`] as one of its valid shapes: the mode, with a deposit's amount
+/// (percent or cents) when it is `deposit`, and a fee (none, percent or cents) when it
+/// is not `none`. The engine's `validate_policy` refuses every other shape.
+fn policy_schema() -> utoipa::openapi::schema::OneOf {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    let integer = |min: i64, max: Option<i64>| {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(min as f64))
+            .maximum(max.map(|m| m as f64))
+    };
+    let percent = || integer(1, Some(100)).description(Some("1 to 100"));
+    let cents = || {
+        integer(1, None)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Int64,
+            )))
+            .description(Some("minor units, more than 0"))
+    };
+    let amounts = ["deposit_percent", "deposit_cents"];
+    let fees = [
+        None,
+        Some("late_cancel_fee_percent"),
+        Some("late_cancel_fee_cents"),
+    ];
+    let mut shapes: Vec<(&str, Option<&str>, Option<&str>)> = vec![("none", None, None)];
+    for fee in fees {
+        for amount in amounts {
+            shapes.push(("deposit", Some(amount), fee));
+        }
+        shapes.push(("prepayment", None, fee));
+    }
+    let mut one_of = OneOfBuilder::new().description(Some(
+        "What customers pay when they book; one of these shapes.",
+    ));
+    for (mode, amount, fee) in shapes {
+        let mut shape = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "mode",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([mode])),
+            )
+            .required("mode")
+            .property(
+                "cancel_window_minutes",
+                integer(0, Some(43_200)).description(Some(
+                    "a customer who cancels less than this long before the start pays the \
+                     fee out of what they paid (0, the default: never late)",
+                )),
+            )
+            .additional_properties(Some(
+                utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+            ));
+        if let Some(amount) = amount {
+            let schema = if amount.ends_with("percent") {
+                percent()
+            } else {
+                cents()
+            };
+            shape = shape.property(amount, schema).required(amount);
+        }
+        if let Some(fee) = fee {
+            let schema = if fee.ends_with("percent") {
+                percent()
+            } else {
+                cents()
+            };
+            shape = shape.property(fee, schema).required(fee);
+        }
+        one_of = one_of.item(shape);
+    }
+    one_of.build()
 }
 
 /// The payment modes.
@@ -218,8 +307,10 @@ pub struct WebhookAck {
 
 fn service_of(state: &AppState) -> Result<&PaymentService, ApiError> {
     state.payments.as_deref().ok_or_else(|| {
+        // Not a provider failure (502): there is no provider to fail, as for the
+        // webhook's 404 when Stripe is not this server's provider.
         ApiError::new(
-            ErrorCode::PaymentProvider,
+            ErrorCode::NotFound,
             "payments are not configured on this server",
         )
     })
@@ -284,7 +375,7 @@ pub async fn set_payment_policy(
     params(("id" = Uuid, Path)), request_body = CheckoutRequest,
     responses((status = 201, body = CheckoutDto, description = "the slot is held and the payment opened; the booking is confirmed when the provider reports the payment succeeded"),
         (status = 409, description = "slot_unavailable (with alternatives), or conflict: no payment is asked for this service", body = ErrorBody),
-        (status = 502, description = "payment_provider: the provider refused, or payments are not configured", body = ErrorBody),
+        (status = 502, description = "payment_provider: the provider refused or could not be reached (404 `not_found` when payments are not configured)", body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 pub async fn create_checkout(
     State(state): State<AppState>,

@@ -28,7 +28,13 @@ pub struct JoinQueueRequest {
     pub service_id: Uuid,
     /// A preferred staff member; absent: whoever is free first.
     pub staff_id: Option<Uuid>,
-    /// For a walk-in added by a member: the person's name.
+    /// For a walk-in added by a member: the person's name, 1 to 200 printable
+    /// characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: Option<String>,
 }
 

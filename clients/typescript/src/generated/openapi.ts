@@ -873,25 +873,36 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         AddMemberRequest: {
-            /** @description `owner` or `staff`. */
-            role: string;
+            /** @enum {string} */
+            role: "owner" | "staff";
             /** Format: uuid */
             user_id: string;
         };
         AddServiceRequest: {
-            /** Format: int32 */
+            /**
+             * Format: int32
+             * @description Minutes kept free after the service, 0 to 240; default 0.
+             */
             buffer_after_minutes?: number | null;
-            /** @description ISO 4217; default `BRL`. */
+            /** @description ISO 4217 (three capital letters); default `BRL`. */
             currency?: string | null;
-            /** Format: int32 */
+            /**
+             * Format: int32
+             * @description 1 to 720.
+             */
             duration_minutes: number;
+            /** @description 1 to 200 printable characters, not only spaces. */
             name: string;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description The price in the currency's minor units, not negative.
+             */
             price_cents: number;
             staff_ids: string[];
         };
         AddStaffRequest: {
             hours: components["schemas"]["WeeklyHours"];
+            /** @description 1 to 200 printable characters, not only spaces. */
             name: string;
             /** Format: uuid */
             user_id?: string | null;
@@ -1206,22 +1217,25 @@ export interface components {
         };
         /** @description The create-establishment body; omitted fields take API.md's defaults. */
         CreateEstablishmentRequest: {
-            /** @description Postal address, up to 300 characters. */
+            /**
+             * @description Postal address, up to 300 characters, no control characters but line breaks
+             *     (trimmed; only spaces: none).
+             */
             address?: string | null;
             /** Format: int32 */
             cancel_cutoff_minutes?: number | null;
+            /** @enum {string|null} */
+            category?: "barbershop" | "salon" | "clinic" | "spa" | "nails" | "beauty" | "tattoo" | "pet" | "fitness" | "other" | null;
             /**
-             * @description One of `barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`, `tattoo`, `pet`,
-             *     `fitness`, `other`.
+             * @description A short description, up to 1000 characters, no control characters but line
+             *     breaks (trimmed; only spaces: none).
              */
-            category?: string | null;
-            /** @description A short description, up to 1000 characters. */
             description?: string | null;
             /** Format: int32 */
             horizon_days?: number | null;
             /**
              * Format: double
-             * @description Degrees, -90 to 90; with `longitude`.
+             * @description Degrees, -90 to 90; with `longitude` (one without the other is refused: 422).
              */
             latitude?: number | null;
             /**
@@ -1235,7 +1249,10 @@ export interface components {
             min_notice_minutes?: number | null;
             /** @description 1 to 200 printable characters, not only spaces. */
             name: string;
-            /** @description An http(s) URL of a photo, up to 2000 characters. */
+            /**
+             * @description An http(s) URL of a photo, up to 2000 characters, without spaces (surrounding
+             *     spaces are trimmed; only spaces: none).
+             */
             photo_url?: string | null;
             /**
              * Format: int32
@@ -1253,9 +1270,12 @@ export interface components {
             timezone: "Africa/Abidjan" | "Africa/Accra" | "Africa/Addis_Ababa" | "Africa/Algiers" | "Africa/Asmara" | "Africa/Asmera" | "Africa/Bamako" | "Africa/Bangui" | "Africa/Banjul" | "Africa/Bissau" | "Africa/Blantyre" | "Africa/Brazzaville" | "Africa/Bujumbura" | "Africa/Cairo" | "Africa/Casablanca" | "Africa/Ceuta" | "Africa/Conakry" | "Africa/Dakar" | "Africa/Dar_es_Salaam" | "Africa/Djibouti" | "Africa/Douala" | "Africa/El_Aaiun" | "Africa/Freetown" | "Africa/Gaborone" | "Africa/Harare" | "Africa/Johannesburg" | "Africa/Juba" | "Africa/Kampala" | "Africa/Khartoum" | "Africa/Kigali" | "Africa/Kinshasa" | "Africa/Lagos" | "Africa/Libreville" | "Africa/Lome" | "Africa/Luanda" | "Africa/Lubumbashi" | "Africa/Lusaka" | "Africa/Malabo" | "Africa/Maputo" | "Africa/Maseru" | "Africa/Mbabane" | "Africa/Mogadishu" | "Africa/Monrovia" | "Africa/Nairobi" | "Africa/Ndjamena" | "Africa/Niamey" | "Africa/Nouakchott" | "Africa/Ouagadougou" | "Africa/Porto-Novo" | "Africa/Sao_Tome" | "Africa/Timbuktu" | "Africa/Tripoli" | "Africa/Tunis" | "Africa/Windhoek" | "America/Adak" | "America/Anchorage" | "America/Anguilla" | "America/Antigua" | "America/Araguaina" | "America/Argentina/Buenos_Aires" | "America/Argentina/Catamarca" | "America/Argentina/ComodRivadavia" | "America/Argentina/Cordoba" | "America/Argentina/Jujuy" | "America/Argentina/La_Rioja" | "America/Argentina/Mendoza" | "America/Argentina/Rio_Gallegos" | "America/Argentina/Salta" | "America/Argentina/San_Juan" | "America/Argentina/San_Luis" | "America/Argentina/Tucuman" | "America/Argentina/Ushuaia" | "America/Aruba" | "America/Asuncion" | "America/Atikokan" | "America/Atka" | "America/Bahia" | "America/Bahia_Banderas" | "America/Barbados" | "America/Belem" | "America/Belize" | "America/Blanc-Sablon" | "America/Boa_Vista" | "America/Bogota" | "America/Boise" | "America/Buenos_Aires" | "America/Cambridge_Bay" | "America/Campo_Grande" | "America/Cancun" | "America/Caracas" | "America/Catamarca" | "America/Cayenne" | "America/Cayman" | "America/Chicago" | "America/Chihuahua" | "America/Ciudad_Juarez" | "America/Coral_Harbour" | "America/Cordoba" | "America/Costa_Rica" | "America/Coyhaique" | "America/Creston" | "America/Cuiaba" | "America/Curacao" | "America/Danmarkshavn" | "America/Dawson" | "America/Dawson_Creek" | "America/Denver" | "America/Detroit" | "America/Dominica" | "America/Edmonton" | "America/Eirunepe" | "America/El_Salvador" | "America/Ensenada" | "America/Fort_Nelson" | "America/Fort_Wayne" | "America/Fortaleza" | "America/Glace_Bay" | "America/Godthab" | "America/Goose_Bay" | "America/Grand_Turk" | "America/Grenada" | "America/Guadeloupe" | "America/Guatemala" | "America/Guayaquil" | "America/Guyana" | "America/Halifax" | "America/Havana" | "America/Hermosillo" | "America/Indiana/Indianapolis" | "America/Indiana/Knox" | "America/Indiana/Marengo" | "America/Indiana/Petersburg" | "America/Indiana/Tell_City" | "America/Indiana/Vevay" | "America/Indiana/Vincennes" | "America/Indiana/Winamac" | "America/Indianapolis" | "America/Inuvik" | "America/Iqaluit" | "America/Jamaica" | "America/Jujuy" | "America/Juneau" | "America/Kentucky/Louisville" | "America/Kentucky/Monticello" | "America/Knox_IN" | "America/Kralendijk" | "America/La_Paz" | "America/Lima" | "America/Los_Angeles" | "America/Louisville" | "America/Lower_Princes" | "America/Maceio" | "America/Managua" | "America/Manaus" | "America/Marigot" | "America/Martinique" | "America/Matamoros" | "America/Mazatlan" | "America/Mendoza" | "America/Menominee" | "America/Merida" | "America/Metlakatla" | "America/Mexico_City" | "America/Miquelon" | "America/Moncton" | "America/Monterrey" | "America/Montevideo" | "America/Montreal" | "America/Montserrat" | "America/Nassau" | "America/New_York" | "America/Nipigon" | "America/Nome" | "America/Noronha" | "America/North_Dakota/Beulah" | "America/North_Dakota/Center" | "America/North_Dakota/New_Salem" | "America/Nuuk" | "America/Ojinaga" | "America/Panama" | "America/Pangnirtung" | "America/Paramaribo" | "America/Phoenix" | "America/Port-au-Prince" | "America/Port_of_Spain" | "America/Porto_Acre" | "America/Porto_Velho" | "America/Puerto_Rico" | "America/Punta_Arenas" | "America/Rainy_River" | "America/Rankin_Inlet" | "America/Recife" | "America/Regina" | "America/Resolute" | "America/Rio_Branco" | "America/Rosario" | "America/Santa_Isabel" | "America/Santarem" | "America/Santiago" | "America/Santo_Domingo" | "America/Sao_Paulo" | "America/Scoresbysund" | "America/Shiprock" | "America/Sitka" | "America/St_Barthelemy" | "America/St_Johns" | "America/St_Kitts" | "America/St_Lucia" | "America/St_Thomas" | "America/St_Vincent" | "America/Swift_Current" | "America/Tegucigalpa" | "America/Thule" | "America/Thunder_Bay" | "America/Tijuana" | "America/Toronto" | "America/Tortola" | "America/Vancouver" | "America/Virgin" | "America/Whitehorse" | "America/Winnipeg" | "America/Yakutat" | "America/Yellowknife" | "Antarctica/Casey" | "Antarctica/Davis" | "Antarctica/DumontDUrville" | "Antarctica/Macquarie" | "Antarctica/Mawson" | "Antarctica/McMurdo" | "Antarctica/Palmer" | "Antarctica/Rothera" | "Antarctica/South_Pole" | "Antarctica/Syowa" | "Antarctica/Troll" | "Antarctica/Vostok" | "Arctic/Longyearbyen" | "Asia/Aden" | "Asia/Almaty" | "Asia/Amman" | "Asia/Anadyr" | "Asia/Aqtau" | "Asia/Aqtobe" | "Asia/Ashgabat" | "Asia/Ashkhabad" | "Asia/Atyrau" | "Asia/Baghdad" | "Asia/Bahrain" | "Asia/Baku" | "Asia/Bangkok" | "Asia/Barnaul" | "Asia/Beirut" | "Asia/Bishkek" | "Asia/Brunei" | "Asia/Calcutta" | "Asia/Chita" | "Asia/Choibalsan" | "Asia/Chongqing" | "Asia/Chungking" | "Asia/Colombo" | "Asia/Dacca" | "Asia/Damascus" | "Asia/Dhaka" | "Asia/Dili" | "Asia/Dubai" | "Asia/Dushanbe" | "Asia/Famagusta" | "Asia/Gaza" | "Asia/Harbin" | "Asia/Hebron" | "Asia/Ho_Chi_Minh" | "Asia/Hong_Kong" | "Asia/Hovd" | "Asia/Irkutsk" | "Asia/Istanbul" | "Asia/Jakarta" | "Asia/Jayapura" | "Asia/Jerusalem" | "Asia/Kabul" | "Asia/Kamchatka" | "Asia/Karachi" | "Asia/Kashgar" | "Asia/Kathmandu" | "Asia/Katmandu" | "Asia/Khandyga" | "Asia/Kolkata" | "Asia/Krasnoyarsk" | "Asia/Kuala_Lumpur" | "Asia/Kuching" | "Asia/Kuwait" | "Asia/Macao" | "Asia/Macau" | "Asia/Magadan" | "Asia/Makassar" | "Asia/Manila" | "Asia/Muscat" | "Asia/Nicosia" | "Asia/Novokuznetsk" | "Asia/Novosibirsk" | "Asia/Omsk" | "Asia/Oral" | "Asia/Phnom_Penh" | "Asia/Pontianak" | "Asia/Pyongyang" | "Asia/Qatar" | "Asia/Qostanay" | "Asia/Qyzylorda" | "Asia/Rangoon" | "Asia/Riyadh" | "Asia/Saigon" | "Asia/Sakhalin" | "Asia/Samarkand" | "Asia/Seoul" | "Asia/Shanghai" | "Asia/Singapore" | "Asia/Srednekolymsk" | "Asia/Taipei" | "Asia/Tashkent" | "Asia/Tbilisi" | "Asia/Tehran" | "Asia/Tel_Aviv" | "Asia/Thimbu" | "Asia/Thimphu" | "Asia/Tokyo" | "Asia/Tomsk" | "Asia/Ujung_Pandang" | "Asia/Ulaanbaatar" | "Asia/Ulan_Bator" | "Asia/Urumqi" | "Asia/Ust-Nera" | "Asia/Vientiane" | "Asia/Vladivostok" | "Asia/Yakutsk" | "Asia/Yangon" | "Asia/Yekaterinburg" | "Asia/Yerevan" | "Atlantic/Azores" | "Atlantic/Bermuda" | "Atlantic/Canary" | "Atlantic/Cape_Verde" | "Atlantic/Faeroe" | "Atlantic/Faroe" | "Atlantic/Jan_Mayen" | "Atlantic/Madeira" | "Atlantic/Reykjavik" | "Atlantic/South_Georgia" | "Atlantic/St_Helena" | "Atlantic/Stanley" | "Australia/ACT" | "Australia/Adelaide" | "Australia/Brisbane" | "Australia/Broken_Hill" | "Australia/Canberra" | "Australia/Currie" | "Australia/Darwin" | "Australia/Eucla" | "Australia/Hobart" | "Australia/LHI" | "Australia/Lindeman" | "Australia/Lord_Howe" | "Australia/Melbourne" | "Australia/NSW" | "Australia/North" | "Australia/Perth" | "Australia/Queensland" | "Australia/South" | "Australia/Sydney" | "Australia/Tasmania" | "Australia/Victoria" | "Australia/West" | "Australia/Yancowinna" | "Brazil/Acre" | "Brazil/DeNoronha" | "Brazil/East" | "Brazil/West" | "CET" | "CST6CDT" | "Canada/Atlantic" | "Canada/Central" | "Canada/Eastern" | "Canada/Mountain" | "Canada/Newfoundland" | "Canada/Pacific" | "Canada/Saskatchewan" | "Canada/Yukon" | "Chile/Continental" | "Chile/EasterIsland" | "Cuba" | "EET" | "EST" | "EST5EDT" | "Egypt" | "Eire" | "Etc/GMT" | "Etc/GMT+0" | "Etc/GMT+1" | "Etc/GMT+10" | "Etc/GMT+11" | "Etc/GMT+12" | "Etc/GMT+2" | "Etc/GMT+3" | "Etc/GMT+4" | "Etc/GMT+5" | "Etc/GMT+6" | "Etc/GMT+7" | "Etc/GMT+8" | "Etc/GMT+9" | "Etc/GMT-0" | "Etc/GMT-1" | "Etc/GMT-10" | "Etc/GMT-11" | "Etc/GMT-12" | "Etc/GMT-13" | "Etc/GMT-14" | "Etc/GMT-2" | "Etc/GMT-3" | "Etc/GMT-4" | "Etc/GMT-5" | "Etc/GMT-6" | "Etc/GMT-7" | "Etc/GMT-8" | "Etc/GMT-9" | "Etc/GMT0" | "Etc/Greenwich" | "Etc/UCT" | "Etc/UTC" | "Etc/Universal" | "Etc/Zulu" | "Europe/Amsterdam" | "Europe/Andorra" | "Europe/Astrakhan" | "Europe/Athens" | "Europe/Belfast" | "Europe/Belgrade" | "Europe/Berlin" | "Europe/Bratislava" | "Europe/Brussels" | "Europe/Bucharest" | "Europe/Budapest" | "Europe/Busingen" | "Europe/Chisinau" | "Europe/Copenhagen" | "Europe/Dublin" | "Europe/Gibraltar" | "Europe/Guernsey" | "Europe/Helsinki" | "Europe/Isle_of_Man" | "Europe/Istanbul" | "Europe/Jersey" | "Europe/Kaliningrad" | "Europe/Kiev" | "Europe/Kirov" | "Europe/Kyiv" | "Europe/Lisbon" | "Europe/Ljubljana" | "Europe/London" | "Europe/Luxembourg" | "Europe/Madrid" | "Europe/Malta" | "Europe/Mariehamn" | "Europe/Minsk" | "Europe/Monaco" | "Europe/Moscow" | "Europe/Nicosia" | "Europe/Oslo" | "Europe/Paris" | "Europe/Podgorica" | "Europe/Prague" | "Europe/Riga" | "Europe/Rome" | "Europe/Samara" | "Europe/San_Marino" | "Europe/Sarajevo" | "Europe/Saratov" | "Europe/Simferopol" | "Europe/Skopje" | "Europe/Sofia" | "Europe/Stockholm" | "Europe/Tallinn" | "Europe/Tirane" | "Europe/Tiraspol" | "Europe/Ulyanovsk" | "Europe/Uzhgorod" | "Europe/Vaduz" | "Europe/Vatican" | "Europe/Vienna" | "Europe/Vilnius" | "Europe/Volgograd" | "Europe/Warsaw" | "Europe/Zagreb" | "Europe/Zaporozhye" | "Europe/Zurich" | "Factory" | "GB" | "GB-Eire" | "GMT" | "GMT+0" | "GMT-0" | "GMT0" | "Greenwich" | "HST" | "Hongkong" | "Iceland" | "Indian/Antananarivo" | "Indian/Chagos" | "Indian/Christmas" | "Indian/Cocos" | "Indian/Comoro" | "Indian/Kerguelen" | "Indian/Mahe" | "Indian/Maldives" | "Indian/Mauritius" | "Indian/Mayotte" | "Indian/Reunion" | "Iran" | "Israel" | "Jamaica" | "Japan" | "Kwajalein" | "Libya" | "MET" | "MST" | "MST7MDT" | "Mexico/BajaNorte" | "Mexico/BajaSur" | "Mexico/General" | "NZ" | "NZ-CHAT" | "Navajo" | "PRC" | "PST8PDT" | "Pacific/Apia" | "Pacific/Auckland" | "Pacific/Bougainville" | "Pacific/Chatham" | "Pacific/Chuuk" | "Pacific/Easter" | "Pacific/Efate" | "Pacific/Enderbury" | "Pacific/Fakaofo" | "Pacific/Fiji" | "Pacific/Funafuti" | "Pacific/Galapagos" | "Pacific/Gambier" | "Pacific/Guadalcanal" | "Pacific/Guam" | "Pacific/Honolulu" | "Pacific/Johnston" | "Pacific/Kanton" | "Pacific/Kiritimati" | "Pacific/Kosrae" | "Pacific/Kwajalein" | "Pacific/Majuro" | "Pacific/Marquesas" | "Pacific/Midway" | "Pacific/Nauru" | "Pacific/Niue" | "Pacific/Norfolk" | "Pacific/Noumea" | "Pacific/Pago_Pago" | "Pacific/Palau" | "Pacific/Pitcairn" | "Pacific/Pohnpei" | "Pacific/Ponape" | "Pacific/Port_Moresby" | "Pacific/Rarotonga" | "Pacific/Saipan" | "Pacific/Samoa" | "Pacific/Tahiti" | "Pacific/Tarawa" | "Pacific/Tongatapu" | "Pacific/Truk" | "Pacific/Wake" | "Pacific/Wallis" | "Pacific/Yap" | "Poland" | "Portugal" | "ROC" | "ROK" | "Singapore" | "Turkey" | "UCT" | "US/Alaska" | "US/Aleutian" | "US/Arizona" | "US/Central" | "US/East-Indiana" | "US/Eastern" | "US/Hawaii" | "US/Indiana-Starke" | "US/Michigan" | "US/Mountain" | "US/Pacific" | "US/Samoa" | "UTC" | "Universal" | "W-SU" | "WET" | "Zulu" | "localtime" | "posixrules";
         };
         CreateWebhookRequest: {
-            /** @description The event types wanted (`booking.confirmed`, `queue.called`, ...). */
-            event_types: string[];
-            /** @description Where deliveries are POSTed (http or https). */
+            event_types: ("booking.confirmed" | "booking.cancelled" | "booking.rescheduled" | "booking.completed" | "booking.no_show" | "queue.joined" | "queue.called" | "queue.started" | "queue.finished" | "queue.no_show" | "queue.left" | "staff.added" | "service.added" | "establishment.updated")[];
+            /**
+             * @description Where deliveries are POSTed: an http or https URL with a host name and no
+             *     credentials, up to 2048 bytes. (The pattern is a plain subset of the URLs the
+             *     server takes: it also takes IP addresses and any WHATWG-valid URL.)
+             */
             url: string;
         };
         DeleteAccountRequest: {
@@ -1560,7 +1580,10 @@ export interface components {
             type: "hold.placed";
         };
         JoinQueueRequest: {
-            /** @description For a walk-in added by a member: the person's name. */
+            /**
+             * @description For a walk-in added by a member: the person's name, 1 to 200 printable
+             *     characters, not only spaces.
+             */
             name?: string | null;
             /** Format: uuid */
             service_id: string;
@@ -1570,6 +1593,12 @@ export interface components {
              */
             staff_id?: string | null;
         };
+        /**
+         * @description An establishment's category, for the document ([`CATEGORIES`]'s names; a test
+         *     checks the two agree).
+         * @enum {string}
+         */
+        ListingCategory: "barbershop" | "salon" | "clinic" | "spa" | "nails" | "beauty" | "tattoo" | "pet" | "fitness" | "other";
         /** @description An establishment's listing as events carry it: each field absent when not set. */
         ListingData: {
             address?: string;
@@ -1655,10 +1684,6 @@ export interface components {
             name: string;
         };
         NotificationSettingsDto: {
-            /**
-             * @description Reminders, in minutes before a booking's start (at most 5, each 1..=43200); an
-             *     empty list sends none. Applies to bookings confirmed or moved from now on.
-             */
             reminders_minutes: number[];
         };
         PasswordChangeRequest: {
@@ -1668,22 +1693,25 @@ export interface components {
         };
         /** @description Any of the create fields. */
         PatchEstablishmentRequest: {
-            /** @description Postal address, up to 300 characters. */
+            /**
+             * @description Postal address, up to 300 characters, no control characters but line breaks
+             *     (trimmed; only spaces: none).
+             */
             address?: string | null;
             /** Format: int32 */
             cancel_cutoff_minutes?: number | null;
+            /** @enum {string|null} */
+            category?: "barbershop" | "salon" | "clinic" | "spa" | "nails" | "beauty" | "tattoo" | "pet" | "fitness" | "other" | null;
             /**
-             * @description One of `barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`, `tattoo`, `pet`,
-             *     `fitness`, `other`.
+             * @description A short description, up to 1000 characters, no control characters but line
+             *     breaks (trimmed; only spaces: none).
              */
-            category?: string | null;
-            /** @description A short description, up to 1000 characters. */
             description?: string | null;
             /** Format: int32 */
             horizon_days?: number | null;
             /**
              * Format: double
-             * @description Degrees, -90 to 90; with `longitude`.
+             * @description Degrees, -90 to 90; with `longitude` (one without the other is refused: 422).
              */
             latitude?: number | null;
             /**
@@ -1697,7 +1725,10 @@ export interface components {
             min_notice_minutes?: number | null;
             /** @description 1 to 200 printable characters, not only spaces. */
             name?: string | null;
-            /** @description An http(s) URL of a photo, up to 2000 characters. */
+            /**
+             * @description An http(s) URL of a photo, up to 2000 characters, without spaces (surrounding
+             *     spaces are trimmed; only spaces: none).
+             */
             photo_url?: string | null;
             /**
              * Format: int32
@@ -1784,38 +1815,99 @@ export interface components {
          * @enum {string}
          */
         PaymentModeName: "none" | "deposit" | "prepayment";
-        /**
-         * @description What customers pay when they book. `deposit` takes exactly one of `deposit_percent`
-         *     and `deposit_cents`.
-         */
+        /** @description What customers pay when they book; one of these shapes. */
         PaymentPolicyDto: {
-            /**
-             * Format: int32
-             * @description A customer who cancels less than this long before the start pays the
-             *     late-cancellation fee out of what they paid (0: never late; at most 30 days).
-             */
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /** @enum {string} */
+            mode: "none";
+        } | {
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /** @description 1 to 100 */
+            deposit_percent: number;
+            /** @enum {string} */
+            mode: "deposit";
+        } | {
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
             cancel_window_minutes?: number;
             /**
              * Format: int64
-             * @description For `deposit`: this fixed amount in minor units (the price, if lower).
+             * @description minor units, more than 0
              */
-            deposit_cents?: number | null;
-            /**
-             * Format: int32
-             * @description For `deposit`: this percent of the price (1 to 100), rounded to the minor unit.
-             */
-            deposit_percent?: number | null;
+            deposit_cents: number;
+            /** @enum {string} */
+            mode: "deposit";
+        } | {
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /** @enum {string} */
+            mode: "prepayment";
+        } | {
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /** @description 1 to 100 */
+            deposit_percent: number;
+            /** @description 1 to 100 */
+            late_cancel_fee_percent: number;
+            /** @enum {string} */
+            mode: "deposit";
+        } | {
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
             /**
              * Format: int64
-             * @description ... or as a fixed amount in minor units; never more than what was paid.
+             * @description minor units, more than 0
              */
-            late_cancel_fee_cents?: number | null;
+            deposit_cents: number;
+            /** @description 1 to 100 */
+            late_cancel_fee_percent: number;
+            /** @enum {string} */
+            mode: "deposit";
+        } | {
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /** @description 1 to 100 */
+            late_cancel_fee_percent: number;
+            /** @enum {string} */
+            mode: "prepayment";
+        } | {
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /** @description 1 to 100 */
+            deposit_percent: number;
             /**
-             * Format: int32
-             * @description The late-cancellation fee as a percent of the price (1 to 100)...
+             * Format: int64
+             * @description minor units, more than 0
              */
-            late_cancel_fee_percent?: number | null;
-            mode: components["schemas"]["PaymentModeName"];
+            late_cancel_fee_cents: number;
+            /** @enum {string} */
+            mode: "deposit";
+        } | {
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /**
+             * Format: int64
+             * @description minor units, more than 0
+             */
+            deposit_cents: number;
+            /**
+             * Format: int64
+             * @description minor units, more than 0
+             */
+            late_cancel_fee_cents: number;
+            /** @enum {string} */
+            mode: "deposit";
+        } | {
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /**
+             * Format: int64
+             * @description minor units, more than 0
+             */
+            late_cancel_fee_cents: number;
+            /** @enum {string} */
+            mode: "prepayment";
         };
         /** @description `payment.policy_set`: the establishment's payment policy after the change. */
         PaymentPolicySetData: {
@@ -1911,8 +2003,7 @@ export interface components {
             kinds: string[];
         };
         PreferencesDto: {
-            /** @description The message kinds turned off. */
-            disabled: string[];
+            disabled: ("booking_confirmed" | "booking_cancelled" | "booking_rescheduled" | "reminder" | "queue_soon" | "queue_called" | "staff_new_booking" | "staff_booking_cancelled" | "webhook_disabled")[];
         };
         /** @description A `queue.called` event. */
         QueueCalledFrame: {
@@ -2105,7 +2196,7 @@ export interface components {
         };
         /** @description Why an admin acts; shown to whom it concerns and kept in the audit log. */
         ReasonRequest: {
-            /** @description 1 to 500 characters. */
+            /** @description 1 to 500 printable characters, not only spaces. */
             reason: string;
         };
         RefreshRequest: {
@@ -2113,9 +2204,12 @@ export interface components {
             refresh_token: string;
         };
         RegisterDeviceRequest: {
-            /** @description `ios`, `android` or `web`. */
-            platform: string;
-            /** @description The Expo push token (`ExponentPushToken[...]`). */
+            /** @enum {string} */
+            platform: "ios" | "android" | "web";
+            /**
+             * @description The Expo push token (`ExponentPushToken[...]` or `ExpoPushToken[...]`), up to
+             *     256 bytes.
+             */
             token: string;
         };
         RegisterRequest: {
@@ -2382,8 +2476,12 @@ export interface components {
             start: string;
         };
         TimeOffRequest: {
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @description After `start`, at most 366 days later (422 on `end` otherwise).
+             */
             end: string;
+            /** @description 1 to 200 printable characters, not only spaces. */
             reason?: string | null;
             /**
              * Format: date-time
@@ -2668,10 +2766,10 @@ export interface operations {
     audit: {
         parameters: {
             query?: {
-                /** @description From a previous page's `next_cursor`: entries older than it. */
-                cursor?: string;
+                /** @description From a previous page's `next_cursor`: entries older than it (a positive entry id). */
+                cursor?: number;
                 /** @description Page size, 1 to 100 (default 50). */
-                limit?: string;
+                limit?: number;
             };
             header?: never;
             path?: never;
@@ -2748,30 +2846,45 @@ export interface operations {
                  * @description One of the categories (`barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`,
                  *     `tattoo`, `pet`, `fitness`, `other`).
                  */
-                category?: string;
-                /** @description From a previous page's `next_cursor`. */
+                category?: components["schemas"]["ListingCategory"];
+                /**
+                 * @description From a previous page's `next_cursor`, of the same search (with a point or
+                 *     without): any other is refused with 422 on `cursor`.
+                 */
                 cursor?: string;
                 /**
                  * @description `today` (each establishment's own local today) or `YYYY-MM-DD`: only
-                 *     establishments with a bookable slot that day.
+                 *     establishments with a bookable slot that day. (The pattern admits days 01-28 of
+                 *     every month; the server also takes the 29th to the 31st where the month has them.)
                  */
                 free_on?: string;
-                /** @description Latitude of the point to search around (-90 to 90); with `lon`. */
-                lat?: string;
+                /**
+                 * @description Latitude of the point to search around (-90 to 90); with `lon` (one without the
+                 *     other is refused: 422).
+                 */
+                lat?: number;
                 /** @description Page size, 1 to 50 (default 20). */
-                limit?: string;
+                limit?: number;
                 /** @description Longitude of the point to search around (-180 to 180); with `lat`. */
-                lon?: string;
+                lon?: number;
                 /** @description `true`: only establishments where some staff member works right now. */
-                open_now?: string;
+                open_now?: boolean;
                 /**
                  * @description Text matched against names and service names, ignoring accents and case; every
-                 *     word must occur (1 to 200 characters, at most 8 words).
+                 *     word must occur: up to 200 characters with a letter or digit (of any script; the
+                 *     pattern names the Latin ones), at most 8 words (runs of letters and digits; more
+                 *     are refused with 422 on `q`).
                  */
                 q?: string;
-                /** @description Radius around the point in km, more than 0 and at most 100 (default 10). */
-                radius_km?: string;
-                /** @description With `free_on`: only slots of services whose name contains this text. */
+                /**
+                 * @description Radius around the point in km, more than 0 and at most 100 (default 10); only
+                 *     with `lat` and `lon`.
+                 */
+                radius_km?: number;
+                /**
+                 * @description Only with `free_on`: only slots of services whose name contains this text (as
+                 *     `q`: a letter or digit, at most 8 words).
+                 */
                 service?: string;
             };
             header?: never;
@@ -3139,11 +3252,14 @@ export interface operations {
     list_users: {
         parameters: {
             query?: {
-                /** @description From a previous page's `next_cursor`. */
+                /** @description From a previous page's `next_cursor` (a user id). */
                 cursor?: string;
                 /** @description Page size, 1 to 100 (default 50). */
-                limit?: string;
-                /** @description Text the email or the name contains (case-insensitive), 1 to 200 characters. */
+                limit?: number;
+                /**
+                 * @description Text the email or the name contains (case-insensitive), 1 to 200 characters,
+                 *     not only spaces.
+                 */
                 q?: string;
             };
             header?: never;
@@ -3228,7 +3344,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description disabled: the account's tokens stop working (403 `account_disabled`) and it cannot sign in */
+            /** @description disabled: the account's access tokens stop working (403 `account_disabled`), every session is revoked (refresh tokens refused) and it cannot sign in */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3714,30 +3830,45 @@ export interface operations {
                  * @description One of the categories (`barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`,
                  *     `tattoo`, `pet`, `fitness`, `other`).
                  */
-                category?: string;
-                /** @description From a previous page's `next_cursor`. */
+                category?: components["schemas"]["ListingCategory"];
+                /**
+                 * @description From a previous page's `next_cursor`, of the same search (with a point or
+                 *     without): any other is refused with 422 on `cursor`.
+                 */
                 cursor?: string;
                 /**
                  * @description `today` (each establishment's own local today) or `YYYY-MM-DD`: only
-                 *     establishments with a bookable slot that day.
+                 *     establishments with a bookable slot that day. (The pattern admits days 01-28 of
+                 *     every month; the server also takes the 29th to the 31st where the month has them.)
                  */
                 free_on?: string;
-                /** @description Latitude of the point to search around (-90 to 90); with `lon`. */
-                lat?: string;
+                /**
+                 * @description Latitude of the point to search around (-90 to 90); with `lon` (one without the
+                 *     other is refused: 422).
+                 */
+                lat?: number;
                 /** @description Page size, 1 to 50 (default 20). */
-                limit?: string;
+                limit?: number;
                 /** @description Longitude of the point to search around (-180 to 180); with `lat`. */
-                lon?: string;
+                lon?: number;
                 /** @description `true`: only establishments where some staff member works right now. */
-                open_now?: string;
+                open_now?: boolean;
                 /**
                  * @description Text matched against names and service names, ignoring accents and case; every
-                 *     word must occur (1 to 200 characters, at most 8 words).
+                 *     word must occur: up to 200 characters with a letter or digit (of any script; the
+                 *     pattern names the Latin ones), at most 8 words (runs of letters and digits; more
+                 *     are refused with 422 on `q`).
                  */
                 q?: string;
-                /** @description Radius around the point in km, more than 0 and at most 100 (default 10). */
-                radius_km?: string;
-                /** @description With `free_on`: only slots of services whose name contains this text. */
+                /**
+                 * @description Radius around the point in km, more than 0 and at most 100 (default 10); only
+                 *     with `lat` and `lon`.
+                 */
+                radius_km?: number;
+                /**
+                 * @description Only with `free_on`: only slots of services whose name contains this text (as
+                 *     `q`: a letter or digit, at most 8 words).
+                 */
                 service?: string;
             };
             header?: never;
@@ -4129,7 +4260,11 @@ export interface operations {
     list_bookings: {
         parameters: {
             query: {
-                /** @description Local date, `YYYY-MM-DD`. */
+                /**
+                 * @description Local date, `YYYY-MM-DD`. (The pattern admits days 01-28 of every month, which
+                 *     every month has; the server also takes the 29th to the 31st where the month
+                 *     has them.)
+                 */
                 date: string;
             };
             header?: never;
@@ -4666,7 +4801,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description payment_provider: the provider refused, or payments are not configured */
+            /** @description payment_provider: the provider refused or could not be reached (404 `not_found` when payments are not configured) */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -4693,7 +4828,16 @@ export interface operations {
                 /** @description The last seq the client has; omitted: from now. */
                 since?: number;
             };
-            header?: never;
+            header: {
+                /** @description `Upgrade`: a WebSocket handshake (RFC 6455) */
+                Connection: string;
+                /** @description 16 random bytes, base64 */
+                "Sec-WebSocket-Key": string;
+                /** @description `13` */
+                "Sec-WebSocket-Version": string;
+                /** @description `websocket` */
+                Upgrade: string;
+            };
             path: {
                 id: string;
             };
@@ -6822,12 +6966,13 @@ export interface operations {
     };
     list_deliveries: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description At most this many, newest first: 1 to 100 (default 50). */
+                limit?: number;
+            };
             header?: never;
             path: {
                 id: string;
-                /** @description At most this many, newest first (default 50, at most 100). */
-                limit: number | null;
                 webhook_id: string;
             };
             cookie?: never;
