@@ -187,7 +187,7 @@ async fn webhooks_verify_with_the_reference_library_replay_and_rotate() {
         (json!({"url": url, "event_types": []}), "event_types"),
     ] {
         let (status, _, e) = server
-            .call(Method::POST, &path, Some(&owner), Some(body))
+            .call(Method::POST, &path, Some(owner), Some(body))
             .await;
         assert_eq!(
             (status, code(&e), e["error"]["field"].as_str()),
@@ -210,8 +210,8 @@ async fn webhooks_verify_with_the_reference_library_replay_and_rotate() {
 
     let hook = create_webhook(
         &server,
-        &owner,
-        &id,
+        owner,
+        id,
         &url,
         &["booking.confirmed", "booking.cancelled"],
     )
@@ -227,7 +227,7 @@ async fn webhooks_verify_with_the_reference_library_replay_and_rotate() {
         .call(
             Method::POST,
             &format!("/v1/establishments/{id}/bookings/{booking_id}/cancel"),
-            Some(&customer),
+            Some(customer),
             None,
         )
         .await;
@@ -275,7 +275,7 @@ async fn webhooks_verify_with_the_reference_library_replay_and_rotate() {
     // Members list the deliveries and replay one: same webhook-id again.
     let deliveries_path = format!("/v1/establishments/{id}/webhooks/{hook_id}/deliveries");
     let (status, _, list) = server
-        .call(Method::GET, &deliveries_path, Some(&owner), None)
+        .call(Method::GET, &deliveries_path, Some(owner), None)
         .await;
     assert_eq!(status, StatusCode::OK, "{list}");
     let deliveries = list["deliveries"].as_array().unwrap();
@@ -291,7 +291,7 @@ async fn webhooks_verify_with_the_reference_library_replay_and_rotate() {
         .call(
             Method::POST,
             &format!("{deliveries_path}/{}/replay", first["id"].as_str().unwrap()),
-            Some(&owner),
+            Some(owner),
             None,
         )
         .await;
@@ -307,7 +307,7 @@ async fn webhooks_verify_with_the_reference_library_replay_and_rotate() {
         .call(
             Method::POST,
             &format!("/v1/establishments/{id}/webhooks/{hook_id}/rotate-secret"),
-            Some(&owner),
+            Some(owner),
             None,
         )
         .await;
@@ -344,7 +344,7 @@ async fn webhooks_verify_with_the_reference_library_replay_and_rotate() {
         "the old secret verifies during the overlap"
     );
 
-    let (status, _, list) = server.call(Method::GET, &path, Some(&owner), None).await;
+    let (status, _, list) = server.call(Method::GET, &path, Some(owner), None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         list["endpoints"][0].get("secret").is_none(),
@@ -556,7 +556,7 @@ async fn reminders_fire_once_across_restarts_never_when_cancelled_and_move_with_
         .call(
             Method::POST,
             "/v1/me/devices",
-            Some(&customer),
+            Some(customer),
             Some(json!({"token": "ExponentPushToken[customer]", "platform": "ios"})),
         )
         .await;
@@ -565,7 +565,7 @@ async fn reminders_fire_once_across_restarts_never_when_cancelled_and_move_with_
         .call(
             Method::POST,
             "/v1/me/devices",
-            Some(&customer),
+            Some(customer),
             Some(json!({"token": "nope", "platform": "ios"})),
         )
         .await;
@@ -579,13 +579,13 @@ async fn reminders_fire_once_across_restarts_never_when_cancelled_and_move_with_
         .call(
             Method::POST,
             "/v1/me/devices",
-            Some(&customer),
+            Some(customer),
             Some(json!({"token": spare, "platform": "android"})),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let (_, _, list) = server
-        .call(Method::GET, "/v1/me/devices", Some(&customer), None)
+        .call(Method::GET, "/v1/me/devices", Some(customer), None)
         .await;
     assert_eq!(list["devices"].as_array().unwrap().len(), 2, "{list}");
     let encoded = "ExponentPushToken%5Bspare%5D";
@@ -607,7 +607,7 @@ async fn reminders_fire_once_across_restarts_never_when_cancelled_and_move_with_
         .call(
             Method::DELETE,
             &format!("/v1/me/devices/{encoded}"),
-            Some(&customer),
+            Some(customer),
             None,
         )
         .await;
@@ -618,7 +618,7 @@ async fn reminders_fire_once_across_restarts_never_when_cancelled_and_move_with_
         .call(
             Method::PUT,
             prefs,
-            Some(&customer),
+            Some(customer),
             Some(json!({"disabled": ["spam"]})),
         )
         .await;
@@ -630,7 +630,7 @@ async fn reminders_fire_once_across_restarts_never_when_cancelled_and_move_with_
         .call(
             Method::PUT,
             prefs,
-            Some(&customer),
+            Some(customer),
             Some(json!({"disabled": ["queue_soon"]})),
         )
         .await;
@@ -644,7 +644,7 @@ async fn reminders_fire_once_across_restarts_never_when_cancelled_and_move_with_
         .call(
             Method::PUT,
             &settings,
-            Some(&customer),
+            Some(customer),
             Some(json!({"reminders_minutes": [60]})),
         )
         .await;
@@ -653,7 +653,7 @@ async fn reminders_fire_once_across_restarts_never_when_cancelled_and_move_with_
         .call(
             Method::PUT,
             &settings,
-            Some(&owner),
+            Some(owner),
             Some(json!({"reminders_minutes": [0]})),
         )
         .await;
@@ -661,9 +661,7 @@ async fn reminders_fire_once_across_restarts_never_when_cancelled_and_move_with_
         (status, e["error"]["field"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("reminders_minutes"))
     );
-    let (_, _, current) = server
-        .call(Method::GET, &settings, Some(&owner), None)
-        .await;
+    let (_, _, current) = server.call(Method::GET, &settings, Some(owner), None).await;
     assert_eq!(
         current["reminders_minutes"],
         json!([1440, 120]),
@@ -684,7 +682,7 @@ async fn reminders_fire_once_across_restarts_never_when_cancelled_and_move_with_
         .call(
             Method::POST,
             &format!("{}/cancel", path(&cancelled)),
-            Some(&customer),
+            Some(customer),
             None,
         )
         .await;
@@ -693,7 +691,7 @@ async fn reminders_fire_once_across_restarts_never_when_cancelled_and_move_with_
         .call(
             Method::POST,
             &format!("{}/reschedule", path(&moved)),
-            Some(&customer),
+            Some(customer),
             Some(json!({"start": day3[0]["start"]})),
         )
         .await;
