@@ -42,6 +42,7 @@ pub mod notify;
 pub mod openapi;
 pub mod payments;
 pub mod personal;
+pub mod plugins;
 pub mod pro;
 pub mod routes;
 pub mod sessions;

@@ -50,6 +50,8 @@ pub enum StartupError {
     DataDir(std::io::Error),
     #[error("cannot start notifications: {0}")]
     Notify(navaro_notify::NotifyError),
+    #[error("cannot start the plugins: {0}")]
+    Plugins(navaro_plugins::PluginError),
     #[error("cannot set up the payment provider: {0}")]
     Payments(String),
     #[error("server error: {0}")]
@@ -119,7 +121,19 @@ impl Application {
         } else {
             None
         };
-        Self::build_on(settings, stores, notify, cluster).await
+        let plugins = if settings.plugins.enabled {
+            let plugins = crate::plugins::start(&settings, url.expose(), stores.journal.clone())
+                .await
+                .map_err(StartupError::Plugins)?;
+            stores.journal = Arc::new(crate::plugins::Tapped {
+                inner: stores.journal.clone(),
+                plugins: plugins.clone(),
+            });
+            Some(plugins)
+        } else {
+            None
+        };
+        Self::build_on(settings, stores, notify, plugins, cluster).await
     }
 
     /// Build the server on given stores (tests, `navaro demo`).
@@ -128,13 +142,14 @@ impl Application {
         settings: Settings,
         stores: Stores,
     ) -> Result<Application, StartupError> {
-        Self::build_on(settings, stores, None, None).await
+        Self::build_on(settings, stores, None, None, None).await
     }
 
     async fn build_on(
         settings: Settings,
         stores: Stores,
         notify: Option<navaro_notify::Notify>,
+        plugins: Option<navaro_plugins::Plugins>,
         cluster: Option<(navaro_cluster::Cluster, navaro_cluster::InternalServer)>,
     ) -> Result<Application, StartupError> {
         telemetry::install_metrics();
@@ -183,6 +198,7 @@ impl Application {
             shutdown: shutdown_rx,
             live: Arc::new(LiveRegistry::default()),
             notify,
+            plugins,
             disabled,
             cluster: cluster.as_ref().map(|(c, _)| c.clone()),
             sessions,
@@ -254,6 +270,9 @@ impl Application {
         state.engine.shutdown().await;
         if let Some(notify) = &state.notify {
             notify.stop();
+        }
+        if let Some(plugins) = &state.plugins {
+            plugins.stop();
         }
         if let Some(cluster) = &state.cluster {
             // After the engine flushed and snapshotted everything: the establishments

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod localstripe;
+pub mod plugins;
 pub mod proxy;
 
 use std::io::{BufRead, BufReader};
