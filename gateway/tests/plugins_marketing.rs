@@ -106,9 +106,10 @@ async fn promotion_codes(server: Server) {
 
     // One customer, the same code, twice at once: applied once, the other refused and
     // not booked.
+    let (nine, ten) = (shop.start(3, 9), shop.start(3, 10));
     let (first, second) = tokio::join!(
-        shop.book(&bruno, &shop.start(3, 9), Some("WELCOME10")),
-        shop.book(&bruno, &shop.start(3, 10), Some("WELCOME10")),
+        shop.book(&bruno, &nine, Some("WELCOME10")),
+        shop.book(&bruno, &ten, Some("WELCOME10")),
     );
     let mut statuses = [first.0, second.0];
     statuses.sort();
@@ -147,12 +148,15 @@ async fn promotion_codes(server: Server) {
 
     // Win-back: customers last served long ago, from the journal (a completed booking
     // 60 days back, written while the server is stopped).
+    let last_start = shop.start(6, 9);
     let server = shop.server;
     let stopped = server.kill().unwrap();
     let url = stopped.database_url();
     let est: Uuid = shop.id.parse().unwrap();
     let seq = next_seq(&url, est).await;
-    let start = Timestamp::now() - (60 * 24).hours();
+    // 60 days ago, on a whole minute (as every booking starts).
+    let ago = (Timestamp::now() - (60 * 24).hours()).as_second();
+    let start = Timestamp::from_second(ago - ago.rem_euclid(3600)).unwrap();
     let staff = first_staff(&url, est).await;
     let booking = Booking {
         id: BookingId(Uuid::now_v7()),
@@ -189,7 +193,7 @@ async fn promotion_codes(server: Server) {
     assert_eq!(status, StatusCode::OK);
     let (status, _, b) = server
         .call(Method::POST, &format!("/v1/establishments/{}/bookings", shop.id), Some(&carla),
-            Some(json!({"service_id": shop.service, "start": shop.start(6, 9), "promotion_code": "ONLY1"})))
+            Some(json!({"service_id": shop.service, "start": last_start, "promotion_code": "ONLY1"})))
         .await;
     assert_eq!((status, code(&b)), (StatusCode::CONFLICT, "promotion_unavailable"));
 }

@@ -131,7 +131,11 @@ pub async fn poll(
     let deadline = Instant::now() + within;
     loop {
         let (status, _, body) = server.call(Method::GET, path, Some(token), None).await;
-        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        if status != StatusCode::OK {
+            let logs = server.log_text();
+            let tail: Vec<&str> = logs.lines().rev().take(60).collect();
+            panic!("{path}: {status} {body}; the server's last log lines: {tail:#?}");
+        }
         if done(&body) {
             return body;
         }
