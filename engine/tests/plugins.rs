@@ -80,7 +80,10 @@ fn only_owners_install_and_uninstall_and_each_is_an_event() {
         name: "Not A Name".into(),
         settings: json!({}),
     };
-    assert_eq!(sim.exec(owner(), bad).unwrap_err().code, ErrorCode::InvalidRequest);
+    assert_eq!(
+        sim.exec(owner(), bad).unwrap_err().code,
+        ErrorCode::InvalidRequest
+    );
     let uninstall = Command::UninstallPlugin {
         name: "analytics".into(),
     };
@@ -123,7 +126,13 @@ fn once_per_customer_holds_and_a_cancellation_gives_the_use_back() {
     // Another customer may.
     book_with(&mut sim, customer(2), cut, "2026-11-30T13:00:00Z", &once).unwrap();
     // Cancelling gives the use back.
-    sim.exec(customer(1), Command::Cancel { booking_id: first.id }).unwrap();
+    sim.exec(
+        customer(1),
+        Command::Cancel {
+            booking_id: first.id,
+        },
+    )
+    .unwrap();
     book_with(&mut sim, customer(1), cut, "2026-11-30T14:00:00Z", &once).unwrap();
 }
 
@@ -136,7 +145,8 @@ fn the_usage_limit_counts_every_customer_and_survives_a_snapshot() {
     let restored = Establishment::restore(&sim.est().to_snapshot()).unwrap();
     assert_eq!(restored.promotion_uses, sim.est().promotion_uses);
     let mut sim = sim.with_state(restored);
-    let used_up = book_with(&mut sim, customer(3), cut, "2026-11-30T14:00:00Z", &limited).unwrap_err();
+    let used_up =
+        book_with(&mut sim, customer(3), cut, "2026-11-30T14:00:00Z", &limited).unwrap_err();
     assert_eq!(used_up.code, ErrorCode::PromotionUnavailable);
     // Plugins survive the snapshot too.
     sim.exec(

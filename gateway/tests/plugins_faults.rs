@@ -10,8 +10,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::plugins::{establishment, every_day, install, poll};
 use common::Server;
+use common::plugins::{establishment, every_day, install, poll};
 use jiff::ToSpan;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -48,16 +48,34 @@ async fn a_failing_plugin_never_affects_bookings(postgres: bool) {
         ("NAVARO_PLUGINS__FAULT_FILE", faults_env.as_str()),
         ("NAVARO_PLUGINS__DERIVE_TIMEOUT_MS", "300"),
     ];
-    let server = if postgres { Server::start_postgres_with(&env) } else { Server::start_with(&env).unwrap() };
-    let (owner, id, _, service) = establishment(&server, NY, every_day("00:00", "24:00"), json!({})).await;
+    let server = if postgres {
+        Server::start_postgres_with(&env)
+    } else {
+        Server::start_with(&env).unwrap()
+    };
+    let (owner, id, _, service) =
+        establishment(&server, NY, every_day("00:00", "24:00"), json!({})).await;
     let (customer, _) = server.register("customer").await;
     install(&server, &owner, &id, "analytics").await;
     let zone = jiff::tz::TimeZone::get(NY).unwrap();
-    let day = jiff::Timestamp::now().to_zoned_datetime(zone.clone()).date() + 2.days();
-    let start = |hour: i8| day.at(hour, 0, 0, 0).to_zoned_datetime(zone.clone()).unwrap().timestamp().to_string();
+    let day = jiff::Timestamp::now()
+        .to_zoned_datetime(zone.clone())
+        .date()
+        + 2.days();
+    let start = |hour: i8| {
+        day.at(hour, 0, 0, 0)
+            .to_zoned_datetime(zone.clone())
+            .unwrap()
+            .timestamp()
+            .to_string()
+    };
     let report = format!("/v1/establishments/{id}/plugins/analytics/report?from={day}&to={day}");
     let failures = |m: &str, kind: &str| {
-        counter(m, "navaro_consumer_failures_total", &["consumer=\"plugin.analytics\"", &format!("kind=\"{kind}\"")])
+        counter(
+            m,
+            "navaro_consumer_failures_total",
+            &["consumer=\"plugin.analytics\"", &format!("kind=\"{kind}\"")],
+        )
     };
 
     // Panicking: bookings still succeed; the failure is counted; nothing is counted twice.
@@ -71,7 +89,10 @@ async fn a_failing_plugin_never_affects_bookings(postgres: bool) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (_, _, stuck) = server.call(Method::GET, &report, Some(&owner), None).await;
-    assert_eq!(stuck["rows"][0]["bookings"], 0, "the failing plugin counted: {stuck}");
+    assert_eq!(
+        stuck["rows"][0]["bookings"], 0,
+        "the failing plugin counted: {stuck}"
+    );
 
     // Hanging: the same, cut off by the time limit.
     std::fs::write(&faults, "analytics hang\n").unwrap();
@@ -85,22 +106,41 @@ async fn a_failing_plugin_never_affects_bookings(postgres: bool) {
     }
     // The other plugins kept going meanwhile, untouched.
     let metrics = server.metrics().await;
-    assert_eq!(counter(&metrics, "navaro_consumer_failures_total", &["consumer=\"plugin.marketing\""]), 0.0);
+    assert_eq!(
+        counter(
+            &metrics,
+            "navaro_consumer_failures_total",
+            &["consumer=\"plugin.marketing\""]
+        ),
+        0.0
+    );
 
     // Recovered: every booking counted once.
     std::fs::remove_file(&faults).unwrap();
-    poll(&server, &report, &owner, Duration::from_secs(30), |b| b["rows"][0]["bookings"] == 5).await;
+    poll(&server, &report, &owner, Duration::from_secs(30), |b| {
+        b["rows"][0]["bookings"] == 5
+    })
+    .await;
     book(&server, &id, &customer, &service, &start(13)).await;
-    poll(&server, &report, &owner, Duration::from_secs(30), |b| b["rows"][0]["bookings"] == 6).await;
+    poll(&server, &report, &owner, Duration::from_secs(30), |b| {
+        b["rows"][0]["bookings"] == 6
+    })
+    .await;
 
     // Killed and restarted: the checkpoint moved with the counters, so nothing is counted
     // again (the restart rescans every journal at once).
     let server = server.crash_and_restart_with(&env).unwrap();
     book(&server, &id, &customer, &service, &start(14)).await;
-    let after = poll(&server, &report, &owner, Duration::from_secs(30), |b| b["rows"][0]["bookings"] == 7).await;
+    let after = poll(&server, &report, &owner, Duration::from_secs(30), |b| {
+        b["rows"][0]["bookings"] == 7
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, _, later) = server.call(Method::GET, &report, Some(&owner), None).await;
-    assert_eq!(later["rows"], after["rows"], "counted twice after the restart");
+    assert_eq!(
+        later["rows"], after["rows"],
+        "counted twice after the restart"
+    );
     assert_eq!(later["rows"][0]["busy_minutes"], 7 * 30);
 }
 

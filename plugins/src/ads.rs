@@ -51,7 +51,13 @@ impl Plugin for Ads {
         crate::no_settings(raw)
     }
 
-    fn on_event(&self, ctx: &EventContext<'_>, _: &mut (), record: &EventRecord, out: &mut Vec<Statement>) {
+    fn on_event(
+        &self,
+        ctx: &EventContext<'_>,
+        _: &mut (),
+        record: &EventRecord,
+        out: &mut Vec<Statement>,
+    ) {
         let (column, value) = match &record.event {
             Event::PluginInstalled { name, .. } if name == NAME => ("installed", 1),
             Event::PluginUninstalled { name } if name == NAME => ("installed", 0),
@@ -64,7 +70,10 @@ impl Plugin for Ads {
         } else {
             "UPDATE ads_campaigns SET suspended = $2 WHERE establishment_id = $1"
         };
-        out.push(Statement::new(sql, vec![Bind::Uuid(ctx.establishment_id), Bind::I64(value)]));
+        out.push(Statement::new(
+            sql,
+            vec![Bind::Uuid(ctx.establishment_id), Bind::I64(value)],
+        ));
     }
 }
 
@@ -108,22 +117,40 @@ pub struct DayFigures {
 
 fn check(new: &NewCampaign) -> Result<(), PluginError> {
     if !CATEGORIES.contains(&new.category.as_str()) {
-        return Err(PluginError::invalid("category", format!("category must be one of {}", CATEGORIES.join(", "))));
+        return Err(PluginError::invalid(
+            "category",
+            format!("category must be one of {}", CATEGORIES.join(", ")),
+        ));
     }
     if !new.latitude.is_finite() || !(-90.0..=90.0).contains(&new.latitude) {
-        return Err(PluginError::invalid("latitude", "latitude must be between -90 and 90"));
+        return Err(PluginError::invalid(
+            "latitude",
+            "latitude must be between -90 and 90",
+        ));
     }
     if !new.longitude.is_finite() || !(-180.0..=180.0).contains(&new.longitude) {
-        return Err(PluginError::invalid("longitude", "longitude must be between -180 and 180"));
+        return Err(PluginError::invalid(
+            "longitude",
+            "longitude must be between -180 and 180",
+        ));
     }
     if !new.radius_km.is_finite() || new.radius_km <= 0.0 || new.radius_km > MAX_RADIUS_KM {
-        return Err(PluginError::invalid("radius_km", format!("radius_km must be more than 0 and at most {MAX_RADIUS_KM}")));
+        return Err(PluginError::invalid(
+            "radius_km",
+            format!("radius_km must be more than 0 and at most {MAX_RADIUS_KM}"),
+        ));
     }
     if !(1..=MAX_BUDGET_CENTS).contains(&new.daily_budget_cents) {
-        return Err(PluginError::invalid("daily_budget_cents", format!("daily_budget_cents must be 1 to {MAX_BUDGET_CENTS}")));
+        return Err(PluginError::invalid(
+            "daily_budget_cents",
+            format!("daily_budget_cents must be 1 to {MAX_BUDGET_CENTS}"),
+        ));
     }
     if !(1..=new.daily_budget_cents).contains(&new.cost_per_click_cents) {
-        return Err(PluginError::invalid("cost_per_click_cents", "cost_per_click_cents must be at least 1 and at most the daily budget"));
+        return Err(PluginError::invalid(
+            "cost_per_click_cents",
+            "cost_per_click_cents must be at least 1 and at most the daily budget",
+        ));
     }
     Ok(())
 }
@@ -134,16 +161,26 @@ fn day_in(timezone: &str, now: Timestamp) -> String {
 }
 
 /// Create a campaign for establishment `id` (whose zone is `timezone`).
-pub async fn create(db: &Db, id: Uuid, timezone: &str, new: &NewCampaign, now: Timestamp) -> Result<Campaign, PluginError> {
+pub async fn create(
+    db: &Db,
+    id: Uuid,
+    timezone: &str,
+    new: &NewCampaign,
+    now: Timestamp,
+) -> Result<Campaign, PluginError> {
     check(new)?;
     let (count,): (i64,) = on_db!(db, |pool| {
-        sqlx::query_as("SELECT COUNT(*) FROM ads_campaigns WHERE establishment_id = $1 AND active = 1")
-            .bind(id)
-            .fetch_one(pool)
-            .await?
+        sqlx::query_as(
+            "SELECT COUNT(*) FROM ads_campaigns WHERE establishment_id = $1 AND active = 1",
+        )
+        .bind(id)
+        .fetch_one(pool)
+        .await?
     });
     if count >= MAX_CAMPAIGNS {
-        return Err(PluginError::Conflict(format!("at most {MAX_CAMPAIGNS} active campaigns per establishment")));
+        return Err(PluginError::Conflict(format!(
+            "at most {MAX_CAMPAIGNS} active campaigns per establishment"
+        )));
     }
     let campaign_id = Uuid::now_v7();
     on_db!(db, |pool| {
@@ -167,7 +204,10 @@ pub async fn create(db: &Db, id: Uuid, timezone: &str, new: &NewCampaign, now: T
         .await?;
     });
     let campaigns = list(db, id, now).await?;
-    campaigns.into_iter().find(|c| c.id == campaign_id).ok_or(PluginError::NotFound("campaign"))
+    campaigns
+        .into_iter()
+        .find(|c| c.id == campaign_id)
+        .ok_or(PluginError::NotFound("campaign"))
 }
 
 type CampaignRow = (Uuid, Uuid, String, String, f64, f64, f64, i64, i64, i64);
@@ -211,9 +251,14 @@ async fn with_today(db: &Db, r: CampaignRow, now: Timestamp) -> Result<Campaign,
 
 /// An establishment's campaigns, newest first, with today's figures.
 pub async fn list(db: &Db, id: Uuid, now: Timestamp) -> Result<Vec<Campaign>, PluginError> {
-    let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM ads_campaigns WHERE establishment_id = $1 ORDER BY created_at DESC, id");
+    let sql = format!(
+        "SELECT {CAMPAIGN_COLUMNS} FROM ads_campaigns WHERE establishment_id = $1 ORDER BY created_at DESC, id"
+    );
     let rows: Vec<CampaignRow> = on_db!(db, |pool| {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(id).fetch_all(pool).await?
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(id)
+            .fetch_all(pool)
+            .await?
     });
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
@@ -223,7 +268,12 @@ pub async fn list(db: &Db, id: Uuid, now: Timestamp) -> Result<Vec<Campaign>, Pl
 }
 
 /// Stop a campaign (its figures stay).
-pub async fn stop(db: &Db, id: Uuid, campaign: Uuid, now: Timestamp) -> Result<Campaign, PluginError> {
+pub async fn stop(
+    db: &Db,
+    id: Uuid,
+    campaign: Uuid,
+    now: Timestamp,
+) -> Result<Campaign, PluginError> {
     let changed = on_db!(db, |pool| {
         sqlx::query("UPDATE ads_campaigns SET active = 0 WHERE id = $1 AND establishment_id = $2")
             .bind(campaign)
@@ -235,7 +285,11 @@ pub async fn stop(db: &Db, id: Uuid, campaign: Uuid, now: Timestamp) -> Result<C
     if changed == 0 {
         return Err(PluginError::NotFound("campaign"));
     }
-    list(db, id, now).await?.into_iter().find(|c| c.id == campaign).ok_or(PluginError::NotFound("campaign"))
+    list(db, id, now)
+        .await?
+        .into_iter()
+        .find(|c| c.id == campaign)
+        .ok_or(PluginError::NotFound("campaign"))
 }
 
 /// A placement chosen for a search.
@@ -247,21 +301,36 @@ pub struct Placement {
 
 /// Great-circle distance in km.
 fn distance_km(a: (f64, f64), b: (f64, f64)) -> f64 {
-    let (la1, lo1, la2, lo2) = (a.0.to_radians(), a.1.to_radians(), b.0.to_radians(), b.1.to_radians());
-    let h = ((la2 - la1) / 2.0).sin().powi(2) + la1.cos() * la2.cos() * ((lo2 - lo1) / 2.0).sin().powi(2);
+    let (la1, lo1, la2, lo2) = (
+        a.0.to_radians(),
+        a.1.to_radians(),
+        b.0.to_radians(),
+        b.1.to_radians(),
+    );
+    let h = ((la2 - la1) / 2.0).sin().powi(2)
+        + la1.cos() * la2.cos() * ((lo2 - lo1) / 2.0).sin().powi(2);
     2.0 * 6371.0 * h.sqrt().asin()
 }
 
 /// Up to [`MAX_SPONSORED`] placements for a search in `category` (near `point`, if the
 /// search has one), highest bid first, one per establishment; each counts an impression.
 /// `exclude` says which establishments may not be placed (the caller's live check).
-pub async fn sponsored(db: &Db, category: &str, point: Option<(f64, f64)>, now: Timestamp) -> Result<Vec<Placement>, PluginError> {
+pub async fn sponsored(
+    db: &Db,
+    category: &str,
+    point: Option<(f64, f64)>,
+    now: Timestamp,
+) -> Result<Vec<Placement>, PluginError> {
     let sql = format!(
         "SELECT {CAMPAIGN_COLUMNS} FROM ads_campaigns WHERE category = $1 AND active = 1 \
          AND installed = 1 AND suspended = 0 ORDER BY cost_per_click_cents DESC, id LIMIT $2"
     );
     let rows: Vec<CampaignRow> = on_db!(db, |pool| {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(category).bind(CANDIDATES).fetch_all(pool).await?
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(category)
+            .bind(CANDIDATES)
+            .fetch_all(pool)
+            .await?
     });
     let mut chosen: Vec<Placement> = Vec::new();
     for r in rows {
@@ -289,7 +358,10 @@ pub async fn sponsored(db: &Db, category: &str, point: Option<(f64, f64)>, now: 
             .execute(pool)
             .await?;
         });
-        chosen.push(Placement { campaign_id: r.0, establishment_id: r.1 });
+        chosen.push(Placement {
+            campaign_id: r.0,
+            establishment_id: r.1,
+        });
     }
     Ok(chosen)
 }
@@ -308,7 +380,10 @@ pub struct Click {
 pub async fn click(db: &Db, campaign: Uuid, now: Timestamp) -> Result<Click, PluginError> {
     let sql = format!("SELECT {CAMPAIGN_COLUMNS} FROM ads_campaigns WHERE id = $1");
     let row: Option<CampaignRow> = on_db!(db, |pool| {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(campaign).fetch_optional(pool).await?
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(campaign)
+            .fetch_optional(pool)
+            .await?
     });
     let r = row.ok_or(PluginError::NotFound("campaign"))?;
     let day = day_in(&r.2, now);
@@ -330,11 +405,13 @@ pub async fn click(db: &Db, campaign: Uuid, now: Timestamp) -> Result<Click, Plu
         .await?
         .rows_affected();
         if charged == 0 {
-            sqlx::query("UPDATE ads_days SET clicks = clicks + 1 WHERE campaign_id = $1 AND day = $2")
-                .bind(campaign)
-                .bind(&day)
-                .execute(pool)
-                .await?;
+            sqlx::query(
+                "UPDATE ads_days SET clicks = clicks + 1 WHERE campaign_id = $1 AND day = $2",
+            )
+            .bind(campaign)
+            .bind(&day)
+            .execute(pool)
+            .await?;
         }
         charged
     });

@@ -86,7 +86,13 @@ fn local(ctx: &EventContext<'_>, at: Timestamp) -> (String, i64) {
 }
 
 /// Bump the establishment's row and, when there is one, the staff member's.
-fn bump(ctx: &EventContext<'_>, staff: Option<Uuid>, day: &str, c: Counts, out: &mut Vec<Statement>) {
+fn bump(
+    ctx: &EventContext<'_>,
+    staff: Option<Uuid>,
+    day: &str,
+    c: Counts,
+    out: &mut Vec<Statement>,
+) {
     let rows = std::iter::once(EVERYONE).chain(staff.filter(|s| !s.is_nil()));
     for staff_id in rows {
         out.push(Statement::new(
@@ -107,7 +113,13 @@ fn bump(ctx: &EventContext<'_>, staff: Option<Uuid>, day: &str, c: Counts, out: 
     }
 }
 
-fn arrival(ctx: &EventContext<'_>, staff: Option<Uuid>, at: Timestamp, n: i64, out: &mut Vec<Statement>) {
+fn arrival(
+    ctx: &EventContext<'_>,
+    staff: Option<Uuid>,
+    at: Timestamp,
+    n: i64,
+    out: &mut Vec<Statement>,
+) {
     let (day, hour) = local(ctx, at);
     let rows = std::iter::once(EVERYONE).chain(staff.filter(|s| !s.is_nil()));
     for staff_id in rows {
@@ -133,24 +145,56 @@ fn booking_day(ctx: &EventContext<'_>, b: &Booking) -> String {
 }
 
 impl Analytics {
-    fn on_booking(&self, ctx: &EventContext<'_>, state: &State, event: &Event, out: &mut Vec<Statement>) {
+    fn on_booking(
+        &self,
+        ctx: &EventContext<'_>,
+        state: &State,
+        event: &Event,
+        out: &mut Vec<Statement>,
+    ) {
         let staff = |b: &Booking| Some(b.staff_id.0);
         match event {
             Event::BookingConfirmed { booking: b, .. } => {
-                let c = Counts { bookings: 1, busy_minutes: minutes(b.start, b.end), ..Counts::default() };
+                let c = Counts {
+                    bookings: 1,
+                    busy_minutes: minutes(b.start, b.end),
+                    ..Counts::default()
+                };
                 bump(ctx, staff(b), &booking_day(ctx, b), c, out);
                 arrival(ctx, staff(b), b.start, 1, out);
             }
             Event::BookingCancelled { booking: b, .. } => {
-                let c = Counts { cancellations: 1, busy_minutes: -minutes(b.start, b.end), ..Counts::default() };
+                let c = Counts {
+                    cancellations: 1,
+                    busy_minutes: -minutes(b.start, b.end),
+                    ..Counts::default()
+                };
                 bump(ctx, staff(b), &booking_day(ctx, b), c, out);
             }
-            Event::BookingRescheduled { booking: b, previous_start, previous_staff_id } => {
+            Event::BookingRescheduled {
+                booking: b,
+                previous_start,
+                previous_staff_id,
+            } => {
                 let length = minutes(b.start, b.end);
-                let old = Counts { bookings: -1, busy_minutes: -length, ..Counts::default() };
-                bump(ctx, Some(previous_staff_id.0), &local(ctx, *previous_start).0, old, out);
+                let old = Counts {
+                    bookings: -1,
+                    busy_minutes: -length,
+                    ..Counts::default()
+                };
+                bump(
+                    ctx,
+                    Some(previous_staff_id.0),
+                    &local(ctx, *previous_start).0,
+                    old,
+                    out,
+                );
                 arrival(ctx, Some(previous_staff_id.0), *previous_start, -1, out);
-                let new = Counts { bookings: 1, busy_minutes: length, ..Counts::default() };
+                let new = Counts {
+                    bookings: 1,
+                    busy_minutes: length,
+                    ..Counts::default()
+                };
                 bump(ctx, staff(b), &booking_day(ctx, b), new, out);
                 arrival(ctx, staff(b), b.start, 1, out);
             }
@@ -159,22 +203,38 @@ impl Analytics {
                     Some(p) => p.price_cents - p.discount_cents,
                     None => state.services.get(&b.service_id.0).map_or(0, |s| s.0),
                 };
-                let c = Counts { completed: 1, revenue_cents: paid, ..Counts::default() };
+                let c = Counts {
+                    completed: 1,
+                    revenue_cents: paid,
+                    ..Counts::default()
+                };
                 bump(ctx, staff(b), &booking_day(ctx, b), c, out);
             }
             Event::BookingNoShow { booking: b } => {
-                let c = Counts { no_shows: 1, ..Counts::default() };
+                let c = Counts {
+                    no_shows: 1,
+                    ..Counts::default()
+                };
                 bump(ctx, staff(b), &booking_day(ctx, b), c, out);
             }
             _ => {}
         }
     }
 
-    fn on_ticket(&self, ctx: &EventContext<'_>, state: &State, event: &Event, out: &mut Vec<Statement>) {
+    fn on_ticket(
+        &self,
+        ctx: &EventContext<'_>,
+        state: &State,
+        event: &Event,
+        out: &mut Vec<Statement>,
+    ) {
         let staff = |t: &Ticket| t.staff_id.map(|s| s.0);
         match event {
             Event::QueueJoined { ticket: t, .. } => {
-                let c = Counts { walk_ins: 1, ..Counts::default() };
+                let c = Counts {
+                    walk_ins: 1,
+                    ..Counts::default()
+                };
                 bump(ctx, staff(t), &local(ctx, t.joined_at).0, c, out);
                 arrival(ctx, staff(t), t.joined_at, 1, out);
             }
@@ -197,7 +257,11 @@ impl Analytics {
                     _ => 0,
                 };
                 let price = state.services.get(&t.service_id.0).map_or(0, |s| s.0);
-                let c = Counts { revenue_cents: price, busy_minutes: busy, ..Counts::default() };
+                let c = Counts {
+                    revenue_cents: price,
+                    busy_minutes: busy,
+                    ..Counts::default()
+                };
                 bump(ctx, staff(t), &local(ctx, t.joined_at).0, c, out);
             }
             _ => {}
@@ -214,10 +278,19 @@ impl Plugin for Analytics {
         crate::no_settings(raw)
     }
 
-    fn on_event(&self, ctx: &EventContext<'_>, state: &mut State, record: &EventRecord, out: &mut Vec<Statement>) {
+    fn on_event(
+        &self,
+        ctx: &EventContext<'_>,
+        state: &mut State,
+        record: &EventRecord,
+        out: &mut Vec<Statement>,
+    ) {
         match &record.event {
             Event::ServiceAdded { service } => {
-                state.services.insert(service.id.0, (service.price_cents, service.currency.clone()));
+                state.services.insert(
+                    service.id.0,
+                    (service.price_cents, service.currency.clone()),
+                );
             }
             Event::StaffAdded { staff } => {
                 state.staff.insert(staff.id.0, staff.hours.clone());

@@ -39,10 +39,9 @@ impl Period {
     fn start_of(self, date: Date) -> Date {
         match self {
             Period::Day => date,
-            Period::Week => {
-                date.checked_sub(i64::from(date.weekday().to_monday_zero_offset()).days())
-                    .unwrap_or(date)
-            }
+            Period::Week => date
+                .checked_sub(i64::from(date.weekday().to_monday_zero_offset()).days())
+                .unwrap_or(date),
             Period::Month => date.first_of_month(),
         }
     }
@@ -206,7 +205,10 @@ fn assemble(
     while date <= to {
         let start = period.start_of(date).max(from).to_string();
         if rows.last().is_none_or(|r| r.start != start) {
-            rows.push(Row { start: start.clone(), ..Row::default() });
+            rows.push(Row {
+                start: start.clone(),
+                ..Row::default()
+            });
             wait_lists.push(Vec::new());
         }
         let i = rows.len() - 1;
@@ -284,8 +286,15 @@ pub fn working_minutes(zone: &jiff::tz::TimeZone, hours: &WeeklyHours, date: Dat
 fn instant(zone: &jiff::tz::TimeZone, date: Date, hhmm: &str) -> Option<jiff::Timestamp> {
     let (h, m) = hhmm.split_once(':')?;
     let (h, m): (i8, i8) = (h.parse().ok()?, m.parse().ok()?);
-    let (date, h) = if h == 24 { (date.tomorrow().ok()?, 0) } else { (date, h) };
-    date.at(h, m, 0, 0).to_zoned_datetime(zone.clone()).ok().map(|z| z.timestamp())
+    let (date, h) = if h == 24 {
+        (date.tomorrow().ok()?, 0)
+    } else {
+        (date, h)
+    };
+    date.at(h, m, 0, 0)
+        .to_zoned_datetime(zone.clone())
+        .ok()
+        .map(|z| z.timestamp())
 }
 
 /// The report as CSV: one line per period, the columns of [`Row`].
@@ -310,8 +319,12 @@ pub fn to_csv(report: &Report) -> String {
             r.utilisation,
             r.walk_ins,
             r.waits,
-            r.avg_wait_seconds.map(|v| format!("{v:.1}")).unwrap_or_default(),
-            r.p90_wait_seconds.map(|v| v.to_string()).unwrap_or_default(),
+            r.avg_wait_seconds
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or_default(),
+            r.p90_wait_seconds
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
         ));
     }
     out
@@ -334,22 +347,49 @@ mod tests {
         let all_day = hours("00:00", "24:00");
         let date = |s: &str| s.parse::<Date>().unwrap();
         // Clocks go back on 2026-11-01 (25 hours) and forward on 2026-03-08 (23 hours).
-        assert_eq!(working_minutes(&ny(), &all_day, date("2026-11-01")), 25 * 60);
-        assert_eq!(working_minutes(&ny(), &all_day, date("2026-03-08")), 23 * 60);
-        assert_eq!(working_minutes(&ny(), &all_day, date("2026-11-02")), 24 * 60);
+        assert_eq!(
+            working_minutes(&ny(), &all_day, date("2026-11-01")),
+            25 * 60
+        );
+        assert_eq!(
+            working_minutes(&ny(), &all_day, date("2026-03-08")),
+            23 * 60
+        );
+        assert_eq!(
+            working_minutes(&ny(), &all_day, date("2026-11-02")),
+            24 * 60
+        );
         // A range that does not cross the change is as long as it says.
-        assert_eq!(working_minutes(&ny(), &hours("09:00", "17:00"), date("2026-11-01")), 8 * 60);
+        assert_eq!(
+            working_minutes(&ny(), &hours("09:00", "17:00"), date("2026-11-01")),
+            8 * 60
+        );
         // A range across it is an hour longer (back) or shorter (forward).
-        assert_eq!(working_minutes(&ny(), &hours("01:00", "03:00"), date("2026-11-01")), 3 * 60);
-        assert_eq!(working_minutes(&ny(), &hours("01:00", "04:00"), date("2026-03-08")), 2 * 60);
+        assert_eq!(
+            working_minutes(&ny(), &hours("01:00", "03:00"), date("2026-11-01")),
+            3 * 60
+        );
+        assert_eq!(
+            working_minutes(&ny(), &hours("01:00", "04:00"), date("2026-03-08")),
+            2 * 60
+        );
     }
 
     #[test]
     fn periods_start_on_mondays_and_firsts() {
         let date = |s: &str| s.parse::<Date>().unwrap();
-        assert_eq!(Period::Week.start_of(date("2026-11-01")), date("2026-10-26"));
-        assert_eq!(Period::Week.start_of(date("2026-10-26")), date("2026-10-26"));
-        assert_eq!(Period::Month.start_of(date("2026-11-30")), date("2026-11-01"));
+        assert_eq!(
+            Period::Week.start_of(date("2026-11-01")),
+            date("2026-10-26")
+        );
+        assert_eq!(
+            Period::Week.start_of(date("2026-10-26")),
+            date("2026-10-26")
+        );
+        assert_eq!(
+            Period::Month.start_of(date("2026-11-30")),
+            date("2026-11-01")
+        );
         assert_eq!(Period::Day.start_of(date("2026-11-30")), date("2026-11-30"));
     }
 
@@ -359,8 +399,9 @@ mod tests {
         state.staff.insert(Uuid::nil(), hours("09:00", "17:00"));
         let day = |d: &str, bookings: i64| (d.to_owned(), bookings, 0, 1, 0, 0, 30, 0);
         let days = [day("2026-11-01", 2), day("2026-11-02", 3)];
-        let waits: Vec<(String, i64)> =
-            (1..=10).map(|w| ("2026-11-02".to_owned(), w * 60)).collect();
+        let waits: Vec<(String, i64)> = (1..=10)
+            .map(|w| ("2026-11-02".to_owned(), w * 60))
+            .collect();
         let from = "2026-10-31".parse().unwrap();
         let to = "2026-11-03".parse().unwrap();
         let rows = assemble(&ny(), &state, None, from, to, Period::Week, &days, &waits);
@@ -368,7 +409,10 @@ mod tests {
         // Monday 2 and Tuesday 3.
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].start, "2026-10-31");
-        assert_eq!((rows[0].bookings, rows[0].no_shows, rows[0].no_show_rate), (2, 1, 0.5));
+        assert_eq!(
+            (rows[0].bookings, rows[0].no_shows, rows[0].no_show_rate),
+            (2, 1, 0.5)
+        );
         assert_eq!(rows[0].working_minutes, 2 * 8 * 60);
         assert_eq!(rows[1].start, "2026-11-02");
         assert_eq!(rows[1].bookings, 3);

@@ -91,7 +91,9 @@ pub(crate) fn no_settings(raw: &serde_json::Value) -> Result<serde_json::Value, 
                 map.keys().next().map_or("", String::as_str)
             ),
         )),
-        None => Err(PluginError::invalid("settings", "settings must be an object")),
+        None => Err(PluginError::invalid(
+            "settings",
+            "settings must be an object",
+        )),
     }
 }
-

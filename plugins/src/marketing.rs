@@ -50,7 +50,13 @@ impl Plugin for Marketing {
         crate::no_settings(raw)
     }
 
-    fn on_event(&self, ctx: &EventContext<'_>, _: &mut (), record: &EventRecord, out: &mut Vec<Statement>) {
+    fn on_event(
+        &self,
+        ctx: &EventContext<'_>,
+        _: &mut (),
+        record: &EventRecord,
+        out: &mut Vec<Statement>,
+    ) {
         let seen = match &record.event {
             Event::BookingCompleted { booking } => Some((booking.customer_id.0, booking.end)),
             Event::QueueFinished { ticket, .. } => ticket
@@ -97,7 +103,17 @@ pub struct Promotion {
     pub created_at: Timestamp,
 }
 
-type PromotionRow = (String, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>, i64, i64, i64);
+type PromotionRow = (
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    i64,
+    i64,
+);
 
 fn from_row(r: PromotionRow) -> Promotion {
     let ts = |us: Option<i64>| us.and_then(|us| Timestamp::from_microsecond(us).ok());
@@ -118,7 +134,9 @@ fn from_row(r: PromotionRow) -> Promotion {
 pub fn normalise_code(raw: &str) -> Result<String, PluginError> {
     let code = raw.trim().to_ascii_uppercase();
     let ok = (MIN_CODE_CHARS..=MAX_CODE_CHARS).contains(&code.len())
-        && code.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        && code
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if ok {
         Ok(code)
     } else {
@@ -133,9 +151,19 @@ fn check(new: &NewPromotion) -> Result<String, PluginError> {
     let code = normalise_code(&new.code)?;
     match (new.percent_off, new.amount_off_cents) {
         (Some(p), None) if (1..=100).contains(&p) => {}
-        (Some(_), None) => return Err(PluginError::invalid("percent_off", "percent_off must be 1 to 100")),
+        (Some(_), None) => {
+            return Err(PluginError::invalid(
+                "percent_off",
+                "percent_off must be 1 to 100",
+            ));
+        }
         (None, Some(c)) if c > 0 => {}
-        (None, Some(_)) => return Err(PluginError::invalid("amount_off_cents", "amount_off_cents must be positive")),
+        (None, Some(_)) => {
+            return Err(PluginError::invalid(
+                "amount_off_cents",
+                "amount_off_cents must be positive",
+            ));
+        }
         _ => {
             return Err(PluginError::invalid(
                 "percent_off",
@@ -146,16 +174,27 @@ fn check(new: &NewPromotion) -> Result<String, PluginError> {
     if let (Some(a), Some(b)) = (new.valid_from, new.valid_until)
         && b <= a
     {
-        return Err(PluginError::invalid("valid_until", "valid_until must be after valid_from"));
+        return Err(PluginError::invalid(
+            "valid_until",
+            "valid_until must be after valid_from",
+        ));
     }
     if new.usage_limit == Some(0) {
-        return Err(PluginError::invalid("usage_limit", "usage_limit must be at least 1"));
+        return Err(PluginError::invalid(
+            "usage_limit",
+            "usage_limit must be at least 1",
+        ));
     }
     Ok(code)
 }
 
 /// Create a promotion; a code already taken here is a conflict.
-pub async fn create(db: &Db, id: Uuid, new: &NewPromotion, now: Timestamp) -> Result<Promotion, PluginError> {
+pub async fn create(
+    db: &Db,
+    id: Uuid,
+    new: &NewPromotion,
+    now: Timestamp,
+) -> Result<Promotion, PluginError> {
     let code = check(new)?;
     let (count,): (i64,) = on_db!(db, |pool| {
         sqlx::query_as("SELECT COUNT(*) FROM marketing_promotions WHERE establishment_id = $1")
@@ -164,7 +203,9 @@ pub async fn create(db: &Db, id: Uuid, new: &NewPromotion, now: Timestamp) -> Re
             .await?
     });
     if count >= MAX_PROMOTIONS {
-        return Err(PluginError::Conflict(format!("at most {MAX_PROMOTIONS} promotions per establishment")));
+        return Err(PluginError::Conflict(format!(
+            "at most {MAX_PROMOTIONS} promotions per establishment"
+        )));
     }
     let inserted = on_db!(db, |pool| {
         sqlx::query(
@@ -187,9 +228,13 @@ pub async fn create(db: &Db, id: Uuid, new: &NewPromotion, now: Timestamp) -> Re
         .rows_affected()
     });
     if inserted == 0 {
-        return Err(PluginError::Conflict(format!("promotion code {code} exists")));
+        return Err(PluginError::Conflict(format!(
+            "promotion code {code} exists"
+        )));
     }
-    get(db, id, &code).await?.ok_or(PluginError::NotFound("promotion"))
+    get(db, id, &code)
+        .await?
+        .ok_or(PluginError::NotFound("promotion"))
 }
 
 const COLUMNS: &str = "code, percent_off, amount_off_cents, valid_from, valid_until, \
@@ -198,18 +243,29 @@ const COLUMNS: &str = "code, percent_off, amount_off_cents, valid_from, valid_un
 /// One promotion by code (any case).
 pub async fn get(db: &Db, id: Uuid, code: &str) -> Result<Option<Promotion>, PluginError> {
     let code = code.trim().to_ascii_uppercase();
-    let sql = format!("SELECT {COLUMNS} FROM marketing_promotions WHERE establishment_id = $1 AND code = $2");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM marketing_promotions WHERE establishment_id = $1 AND code = $2"
+    );
     let row: Option<PromotionRow> = on_db!(db, |pool| {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(id).bind(&code).fetch_optional(pool).await?
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(id)
+            .bind(&code)
+            .fetch_optional(pool)
+            .await?
     });
     Ok(row.map(from_row))
 }
 
 /// Every promotion of an establishment, by code.
 pub async fn list(db: &Db, id: Uuid) -> Result<Vec<Promotion>, PluginError> {
-    let sql = format!("SELECT {COLUMNS} FROM marketing_promotions WHERE establishment_id = $1 ORDER BY code");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM marketing_promotions WHERE establishment_id = $1 ORDER BY code"
+    );
     let rows: Vec<PromotionRow> = on_db!(db, |pool| {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(id).fetch_all(pool).await?
+        sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(id)
+            .fetch_all(pool)
+            .await?
     });
     Ok(rows.into_iter().map(from_row).collect())
 }
@@ -218,23 +274,34 @@ pub async fn list(db: &Db, id: Uuid) -> Result<Vec<Promotion>, PluginError> {
 pub async fn deactivate(db: &Db, id: Uuid, code: &str) -> Result<Promotion, PluginError> {
     let code = code.trim().to_ascii_uppercase();
     let changed = on_db!(db, |pool| {
-        sqlx::query("UPDATE marketing_promotions SET active = 0 WHERE establishment_id = $1 AND code = $2")
-            .bind(id)
-            .bind(&code)
-            .execute(pool)
-            .await?
-            .rows_affected()
+        sqlx::query(
+            "UPDATE marketing_promotions SET active = 0 WHERE establishment_id = $1 AND code = $2",
+        )
+        .bind(id)
+        .bind(&code)
+        .execute(pool)
+        .await?
+        .rows_affected()
     });
     if changed == 0 {
         return Err(PluginError::NotFound("promotion"));
     }
-    get(db, id, &code).await?.ok_or(PluginError::NotFound("promotion"))
+    get(db, id, &code)
+        .await?
+        .ok_or(PluginError::NotFound("promotion"))
 }
 
 /// The terms a booking made `now` gets for `code`, or why it gets none.
-pub async fn terms_for(db: &Db, id: Uuid, code: &str, now: Timestamp) -> Result<PromotionTerms, PluginError> {
+pub async fn terms_for(
+    db: &Db,
+    id: Uuid,
+    code: &str,
+    now: Timestamp,
+) -> Result<PromotionTerms, PluginError> {
     let unavailable = |m: &str| PluginError::PromotionUnavailable(m.to_owned());
-    let promotion = get(db, id, code).await?.ok_or_else(|| unavailable("unknown promotion code"))?;
+    let promotion = get(db, id, code)
+        .await?
+        .ok_or_else(|| unavailable("unknown promotion code"))?;
     if !promotion.active {
         return Err(unavailable("this promotion has ended"));
     }
@@ -266,7 +333,12 @@ pub struct AudienceMember {
 }
 
 /// The customers last served more than `days` days before `now`, oldest first.
-pub async fn win_back(db: &Db, id: Uuid, days: u32, now: Timestamp) -> Result<Vec<AudienceMember>, PluginError> {
+pub async fn win_back(
+    db: &Db,
+    id: Uuid,
+    days: u32,
+    now: Timestamp,
+) -> Result<Vec<AudienceMember>, PluginError> {
     let before = now.as_microsecond() - i64::from(days) * 86_400 * 1_000_000;
     let rows: Vec<(Uuid, i64, i64)> = on_db!(db, |pool| {
         sqlx::query_as(

@@ -33,8 +33,6 @@ pub use ids::{
 };
 pub use model::*;
 pub use payment::*;
-pub use plugin::{
-    AppliedPromotion, Discount, PluginSettings, PromotionTerms, valid_plugin_name,
-};
+pub use plugin::{AppliedPromotion, Discount, PluginSettings, PromotionTerms, valid_plugin_name};
 pub use queue::{QueuePosition, Ticket, TicketStatus};
 pub use reply::{Alternative, Rejection, Reply};

@@ -81,7 +81,9 @@ pub fn apply_promotion(
         return Err(unavailable("this promotion code has been used up"));
     }
     if terms.once_per_customer && uses.is_some_and(|u| u.customers.contains(&customer)) {
-        return Err(unavailable("this customer has already used this promotion code"));
+        return Err(unavailable(
+            "this customer has already used this promotion code",
+        ));
     }
     let price_cents = service.info.price_cents;
     Ok(AppliedPromotion {

@@ -16,8 +16,8 @@ use std::sync::{Arc, OnceLock};
 use imbl::{HashMap as PMap, OrdMap, OrdSet};
 use navaro_protocol::{
     Booking, BookingId, BookingStatus, EstablishmentId, EstablishmentSettings, Event, EventRecord,
-    Hold, HoldId, Payment, PaymentId, PaymentPolicy, QueuePosition, Reply, Service, ServiceId,
-    PluginSettings, Staff, StaffId, Ticket, TicketId, TimeOff, UserId,
+    Hold, HoldId, Payment, PaymentId, PaymentPolicy, PluginSettings, QueuePosition, Reply, Service,
+    ServiceId, Staff, StaffId, Ticket, TicketId, TimeOff, UserId,
 };
 use serde::{Deserialize, Serialize};
 

@@ -329,8 +329,7 @@ pub async fn search_establishments(
     // organic ones, which they never change.
     let sponsored = if query.after.is_none() {
         let point = query.near.map(|n| (n.latitude, n.longitude));
-        crate::routes::plugins::ads::sponsored_for(&state, query.category.as_deref(), point)
-            .await
+        crate::routes::plugins::ads::sponsored_for(&state, query.category.as_deref(), point).await
     } else {
         Vec::new()
     };

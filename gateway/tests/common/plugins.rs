@@ -61,8 +61,10 @@ pub async fn establishment(
             Method::POST,
             &format!("/v1/establishments/{id}/services"),
             Some(&owner),
-            Some(json!({"name": "Corte", "duration_minutes": 30, "price_cents": 5000,
-                "currency": "USD", "staff_ids": [staff_id]})),
+            Some(
+                json!({"name": "Corte", "duration_minutes": 30, "price_cents": 5000,
+                "currency": "USD", "staff_ids": [staff_id]}),
+            ),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{service}");
@@ -78,7 +80,11 @@ pub fn every_day(from: &str, to: &str) -> Value {
 
 /// Append `events` (in order, numbered after the journal's last) to an establishment's
 /// journal at `database_url`, each recorded at `at`; the server must be stopped.
-pub async fn append(database_url: &str, establishment: Uuid, events: Vec<(jiff::Timestamp, Event)>) {
+pub async fn append(
+    database_url: &str,
+    establishment: Uuid,
+    events: Vec<(jiff::Timestamp, Event)>,
+) {
     let stores = navaro_persistence::open(database_url, StoreOptions::default())
         .await
         .expect("the server's database opens");

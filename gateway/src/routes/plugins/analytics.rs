@@ -112,7 +112,10 @@ impl From<Report> for ReportDto {
             busiest_hours: r
                 .busiest_hours
                 .into_iter()
-                .map(|h| HourCountDto { hour: h.hour, arrivals: h.arrivals })
+                .map(|h| HourCountDto {
+                    hour: h.hour,
+                    arrivals: h.arrivals,
+                })
                 .collect(),
         }
     }
@@ -145,7 +148,10 @@ pub async fn analytics_report(
     let staff_id = params
         .staff_id
         .as_deref()
-        .map(|s| s.parse::<Uuid>().map_err(|_| ApiError::invalid("staff_id", "must be a UUID")))
+        .map(|s| {
+            s.parse::<Uuid>()
+                .map_err(|_| ApiError::invalid("staff_id", "must be a UUID"))
+        })
         .transpose()?;
     let csv = match params.format.as_deref() {
         None | Some("json") => false,

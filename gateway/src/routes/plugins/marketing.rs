@@ -133,7 +133,9 @@ pub async fn list_promotions(
     }
     require_installed(&view, marketing::NAME)?;
     let plugins = service(&state)?;
-    let list = marketing::list(&plugins.db, id).await.map_err(plugin_error)?;
+    let list = marketing::list(&plugins.db, id)
+        .await
+        .map_err(plugin_error)?;
     Ok(Json(PromotionsDto {
         promotions: list.into_iter().map(|p| dto(p, &view)).collect(),
     }))
@@ -198,7 +200,9 @@ pub async fn win_back(
         .parse::<u32>()
         .ok()
         .filter(|d| (1..=MAX_WIN_BACK_DAYS).contains(d))
-        .ok_or_else(|| ApiError::invalid("days", format!("days must be 1 to {MAX_WIN_BACK_DAYS}")))?;
+        .ok_or_else(|| {
+            ApiError::invalid("days", format!("days must be 1 to {MAX_WIN_BACK_DAYS}"))
+        })?;
     let plugins = service(&state)?;
     let members = marketing::win_back(&plugins.db, id, days, Timestamp::now())
         .await

@@ -71,10 +71,13 @@ pub(crate) async fn promotion_terms(
     view: &View,
     code: &str,
 ) -> Result<PromotionTerms, ApiError> {
-    let unavailable = |message: &str| {
-        plugin_error(PluginError::PromotionUnavailable(message.to_owned()))
-    };
-    if !view.state().plugins.contains_key(navaro_plugins::marketing::NAME) {
+    let unavailable =
+        |message: &str| plugin_error(PluginError::PromotionUnavailable(message.to_owned()));
+    if !view
+        .state()
+        .plugins
+        .contains_key(navaro_plugins::marketing::NAME)
+    {
         return Err(unavailable("this establishment takes no promotion codes"));
     }
     if navaro_plugins::marketing::normalise_code(code).is_err() {
@@ -162,7 +165,11 @@ pub async fn install_plugin(
     let settings = navaro_plugins::validate_settings(&name, &raw).map_err(plugin_error)?;
     if view.state().plugins.get(&name) == Some(&settings) {
         // Already so: PUT is idempotent, no second event.
-        return Ok(Json(PluginDto { name, installed: true, settings: Some(settings) }));
+        return Ok(Json(PluginDto {
+            name,
+            installed: true,
+            settings: Some(settings),
+        }));
     }
     let command = Command::InstallPlugin { name, settings };
     plugin_reply(execute(&state, est(id), caller, command, key).await?)
@@ -191,6 +198,8 @@ fn plugin_reply(reply: Reply) -> Result<Json<PluginDto>, ApiError> {
             installed: settings.is_some(),
             settings,
         })),
-        _ => Err(ApiError::internal("unexpected engine reply to a plugin command")),
+        _ => Err(ApiError::internal(
+            "unexpected engine reply to a plugin command",
+        )),
     }
 }
