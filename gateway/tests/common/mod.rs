@@ -4,6 +4,7 @@
 pub mod localstripe;
 pub mod plugins;
 pub mod proxy;
+pub mod shop;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
