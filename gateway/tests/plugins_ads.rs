@@ -100,7 +100,7 @@ async fn sponsored_placement(server: Server) {
 
     // Placed, labelled, apart from the organic results, which are unchanged.
     let page = search(&server, query).await;
-    assert_eq!(sponsored_ids(&page), [id.clone()]);
+    assert_eq!(sponsored_ids(&page), std::slice::from_ref(&id));
     assert_eq!(page["establishments"], organic_before);
     assert_eq!(page["sponsored"][0]["campaign_id"], campaign_id.as_str());
     assert_eq!(
@@ -200,7 +200,7 @@ async fn sponsored_placement(server: Server) {
     let (status, _, again) = server.call(Method::POST, &path, Some(&owner), Some(json!({"category": "barbershop",
         "latitude": -23.55, "longitude": -46.63, "radius_km": 10, "daily_budget_cents": 10000, "cost_per_click_cents": 10}))).await;
     assert_eq!(status, StatusCode::CREATED, "{again}");
-    assert_eq!(sponsored_ids(&search(&server, query).await), [id.clone()]);
+    assert_eq!(sponsored_ids(&search(&server, query).await), std::slice::from_ref(&id));
     let (status, _, stopped) = server
         .call(
             Method::DELETE,
@@ -217,7 +217,7 @@ async fn sponsored_placement(server: Server) {
     let (status, _, third) = server.call(Method::POST, &path, Some(&owner), Some(json!({"category": "barbershop",
         "latitude": -23.55, "longitude": -46.63, "radius_km": 10, "daily_budget_cents": 10000, "cost_per_click_cents": 10}))).await;
     assert_eq!(status, StatusCode::CREATED, "{third}");
-    assert_eq!(sponsored_ids(&search(&server, query).await), [id.clone()]);
+    assert_eq!(sponsored_ids(&search(&server, query).await), std::slice::from_ref(&id));
     let (status, _, _) = server
         .call(
             Method::DELETE,
