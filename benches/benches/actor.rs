@@ -68,6 +68,7 @@ fn actor_throughput(c: &mut Criterion) {
                                         start,
                                         staff_id: None,
                                         customer_id: None,
+                                        promotion: None,
                                     };
                                     let request = Request {
                                         caller: customer((n % 100_000) as u128 + caller as u128),

@@ -129,6 +129,7 @@ async fn run(
                         start,
                         staff_id: None,
                         customer_id: None,
+                        promotion: None,
                     };
                     let request = Request {
                         caller: customer(n as u128 % 50_000 + caller as u128),
@@ -179,6 +180,7 @@ async fn activation(tail: u64) -> Duration {
                 start,
                 staff_id: None,
                 customer_id: None,
+                promotion: None,
             };
             engine
                 .execute(

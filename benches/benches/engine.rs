@@ -60,6 +60,7 @@ fn decide_and_apply(c: &mut Criterion) {
                     start,
                     staff_id: Some(staff),
                     customer_id: None,
+                    promotion: None,
                 };
                 let events = domain::decide(&state, &ctx, &customer(i as u128), &command)
                     .expect("free slot");
@@ -86,6 +87,7 @@ fn decide_and_apply(c: &mut Criterion) {
         start: taken_booking.start,
         staff_id: Some(taken_booking.staff_id),
         customer_id: None,
+        promotion: None,
     };
     c.bench_function("engine/decide rejected booking with alternatives", |b| {
         b.iter(|| {
@@ -182,6 +184,7 @@ fn codec(c: &mut Criterion) {
         start: ts("2026-12-01T12:00:00Z"),
         staff_id: Some(staff),
         customer_id: None,
+        promotion: None,
     };
     let ctx = Context {
         now: shop.now,

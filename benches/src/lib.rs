@@ -143,6 +143,7 @@ pub fn realistic_shop(staff_count: usize, fill: f64) -> Shop {
                 start,
                 staff_id: Some(staff),
                 customer_id: None,
+                promotion: None,
             };
             shop.exec(customer((s * 10_000 + k as usize) as u128), &book);
         }

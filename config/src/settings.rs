@@ -39,6 +39,7 @@ pub struct Settings {
     pub web: WebSettings,
     pub cluster: ClusterSettings,
     pub notify: NotifySettings,
+    pub plugins: PluginSettings,
     pub push: PushSettings,
     pub webhooks: WebhookSettings,
     pub payments: PaymentSettings,
@@ -60,6 +61,7 @@ impl Default for Settings {
             web: WebSettings::default(),
             cluster: ClusterSettings::default(),
             notify: NotifySettings::default(),
+            plugins: PluginSettings::default(),
             push: PushSettings::default(),
             webhooks: WebhookSettings::default(),
             payments: PaymentSettings::default(),
@@ -445,6 +447,36 @@ impl Default for NotifySettings {
     }
 }
 
+/// The plugins (analytics, marketing, ads; the plugins crate). They run on the SQL
+/// stores only.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginSettings {
+    /// Run the plugins' consumers and serve their routes at all.
+    pub enabled: bool,
+    /// How often every journal is compared with the plugins' checkpoints (the live path
+    /// wakes them at once; this catches up after a crash).
+    pub rescan_seconds: u64,
+    /// How long one plugin may take on one batch of events before the batch is given up
+    /// and retried (a hung plugin is noticed, and only it waits).
+    pub derive_timeout_ms: u64,
+    /// Development and tests only: a file naming plugins to fail on purpose
+    /// (`analytics panic`, `analytics hang`, one a line), read before each batch.
+    /// Refused outside dev mode.
+    pub fault_file: Option<PathBuf>,
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        PluginSettings {
+            enabled: true,
+            rescan_seconds: 60,
+            derive_timeout_ms: 10_000,
+            fault_file: None,
+        }
+    }
+}
+
 /// Push through Expo.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -546,6 +578,15 @@ impl Settings {
                 "notify.dev_clock_offset_seconds",
                 "allowed only in dev mode",
             );
+        }
+        if self.plugins.fault_file.is_some() && !self.dev_mode {
+            return out("plugins.fault_file", "allowed only in dev mode");
+        }
+        if self.plugins.rescan_seconds == 0 {
+            return out("plugins.rescan_seconds", "must be at least 1");
+        }
+        if self.plugins.derive_timeout_ms == 0 {
+            return out("plugins.derive_timeout_ms", "must be at least 1");
         }
         let positive: [(&'static str, u64); 8] = [
             ("notify.rescan_seconds", n.rescan_seconds),

@@ -94,6 +94,7 @@ fn book(service: ServiceId, start: jiff::Timestamp) -> Command {
         start,
         staff_id: None,
         customer_id: None,
+        promotion: None,
     }
 }
 

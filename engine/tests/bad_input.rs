@@ -385,6 +385,7 @@ fn an_idle_context_decides_nothing_twice() {
         start: ts("2026-11-30T13:00:00Z"),
         staff_id: None,
         customer_id: None,
+        promotion: None,
     };
     let a = domain::decide(sim.est(), &ctx, &customer(1), &command).unwrap();
     let b = domain::decide(sim.est(), &ctx, &customer(1), &command).unwrap();

@@ -497,6 +497,7 @@ fn customers_book_only_for_themselves() {
         start: ts("2026-11-30T12:00:00Z"),
         staff_id: Some(ana),
         customer_id: Some(customer(9).user_id),
+        promotion: None,
     };
     assert_eq!(
         sim.exec(customer(1), for_someone.clone()).unwrap_err().code,

@@ -70,6 +70,7 @@ async fn book(engine: &Engine, id: EstablishmentId, service: ServiceId, start: &
         start: ts(start),
         staff_id: None,
         customer_id: None,
+        promotion: None,
     };
     match engine
         .execute(id, request(customer(1), command))

@@ -106,6 +106,7 @@ fn simulate(days: u32, window_days: Option<u32>) -> Vec<Month> {
                     start,
                     staff_id: Some(staff_id),
                     customer_id: None,
+                    promotion: None,
                 };
                 let who = customer(u128::from(day) * 100 + made.len() as u128);
                 if let Ok(navaro_protocol::Reply::Booking(b)) = sim.exec(who, command) {

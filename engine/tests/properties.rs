@@ -338,6 +338,7 @@ impl Run {
                         start,
                         staff_id: staff.map(|s| self.staff[s as usize]),
                         customer_id: None,
+                        promotion: None,
                     },
                     Op::Hold { ttl_minutes, .. } => Command::PlaceHold {
                         service_id: self.services[service as usize],

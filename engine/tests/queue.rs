@@ -511,7 +511,7 @@ proptest! {
                 Op::Book { staff: s, offset_15 } => {
                     let start = sim.now.checked_add(jiff::SignedDuration::from_mins(15 * i64::from(offset_15))).unwrap();
                     let floor = jiff::Timestamp::from_second(start.as_second() / 900 * 900).unwrap();
-                    let _ = sim.exec(staff_member(), Command::Book { service_id: services[0], start: floor, staff_id: Some(staff[s as usize]), customer_id: Some(customer(99).user_id) });
+                    let _ = sim.exec(staff_member(), Command::Book { service_id: services[0], start: floor, staff_id: Some(staff[s as usize]), customer_id: Some(customer(99).user_id), promotion: None });
                 }
                 Op::Advance { minutes } => sim.now = sim.now.checked_add(jiff::SignedDuration::from_mins(i64::from(minutes))).unwrap(),
             }

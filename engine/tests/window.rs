@@ -247,6 +247,7 @@ impl Pair {
                     start: at(offset_15min),
                     staff_id: staff.map(|s| self.staff[usize::from(s)]),
                     customer_id: None,
+                    promotion: None,
                 };
                 if let Ok(Reply::Booking(b)) = self.run(customer(u128::from(c)), command) {
                     self.bookings.push(b.id);

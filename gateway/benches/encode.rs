@@ -106,6 +106,7 @@ fn live_frames(c: &mut Criterion) {
         status: BookingStatus::Confirmed,
         seq: 42,
         created_at: at,
+        promotion: None,
     };
     let ticket = |n: u32| Ticket {
         id: TicketId(Uuid::from_u128(100 + u128::from(n))),

@@ -231,6 +231,7 @@ async fn book_today(
         start: slot.start,
         staff_id: slot.staff_ids.get(offset % slot.staff_ids.len()).copied(),
         customer_id: None,
+        promotion: None,
     };
     usize::from(run(state, id, customer, "booking", command).await.is_ok())
 }
@@ -264,6 +265,7 @@ async fn book_some(
             start: slot.start,
             staff_id: None,
             customer_id: None,
+            promotion: None,
         };
         if run(state, id, customer, "booking", command).await.is_ok() {
             made += 1;

@@ -562,6 +562,11 @@ pub struct BookRequest {
     pub staff_id: Option<Uuid>,
     /// Members only: book on behalf of this customer.
     pub customer_id: Option<Uuid>,
+    /// A promotion code of the establishment's marketing plugin (any case). The
+    /// discount is on the booking (`promotion`); a code that cannot be used is refused
+    /// `promotion_unavailable` (409) and nothing is booked.
+    #[schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_-]{3,32}$")]
+    pub promotion_code: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -598,6 +603,20 @@ pub struct BookingDto {
     /// The establishment event that confirmed (or last moved) it.
     pub seq: u64,
     pub created_at: String,
+    /// The promotion applied at booking, with the discount; absent without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionAppliedDto>,
+}
+
+/// A promotion applied to a booking.
+#[derive(Serialize, ToSchema)]
+pub struct PromotionAppliedDto {
+    pub code: String,
+    /// The service's price when booked, in minor units.
+    pub price_cents: i64,
+    /// What the promotion took off, in minor units; the customer pays the difference.
+    pub discount_cents: i64,
+    pub currency: String,
 }
 
 impl BookingDto {
@@ -614,6 +633,12 @@ impl BookingDto {
             status: b.status,
             seq: b.seq,
             created_at: render(b.created_at, tz),
+            promotion: b.promotion.map(|p| PromotionAppliedDto {
+                code: p.code,
+                price_cents: p.price_cents,
+                discount_cents: p.discount_cents,
+                currency: p.currency,
+            }),
         }
     }
 }

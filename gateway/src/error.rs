@@ -37,6 +37,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::HoldExpired
         | ErrorCode::BookingArchived
         | ErrorCode::Conflict
+        | ErrorCode::PromotionUnavailable
         | ErrorCode::EstablishmentSuspended => StatusCode::CONFLICT,
         ErrorCode::AccountDisabled => StatusCode::FORBIDDEN,
         ErrorCode::PaymentRequired => StatusCode::PAYMENT_REQUIRED,

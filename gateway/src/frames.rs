@@ -24,7 +24,7 @@ use crate::routes::payments::{
 use crate::routes::queue::TicketDto;
 
 /// Every event type with the schema of its `data`, in `Event`'s order.
-pub const EVENT_DATA: [(&str, &str); 25] = [
+pub const EVENT_DATA: [(&str, &str); 27] = [
     ("establishment.created", "EstablishmentCreatedData"),
     ("establishment.updated", "EstablishmentUpdatedData"),
     ("establishment.suspended", "SuspensionData"),
@@ -50,7 +50,25 @@ pub const EVENT_DATA: [(&str, &str); 25] = [
     ("queue.left", "QueueTicketData"),
     ("queue.moved", "QueueTicketData"),
     ("queue.estimates", "QueueEstimatesData"),
+    ("plugin.installed", "PluginInstalledData"),
+    ("plugin.uninstalled", "PluginUninstalledData"),
 ];
+
+/// `plugin.installed`: a plugin was installed, or its settings changed (members only).
+#[derive(ToSchema)]
+pub struct PluginInstalledData {
+    /// `analytics`, `marketing` or `ads`.
+    pub name: String,
+    /// The settings it is installed with.
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Value,
+}
+
+/// `plugin.uninstalled` (members only).
+#[derive(ToSchema)]
+pub struct PluginUninstalledData {
+    pub name: String,
+}
 
 /// An establishment's settings as events carry them (the create fields, all present).
 #[derive(ToSchema)]
@@ -286,6 +304,8 @@ pub fn data_schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
         QueuePositionDto,
         QueueTicketData,
         QueueEstimatesData,
+        PluginInstalledData,
+        PluginUninstalledData,
         StaffDto,
         ServiceDto,
         TimeOffDto,
@@ -490,6 +510,7 @@ mod tests {
             status: BookingStatus::Confirmed,
             seq: 7,
             created_at: at,
+            promotion: None,
         };
         let hold = Hold {
             id: HoldId(id(6)),
@@ -669,6 +690,13 @@ mod tests {
                 queue: queue.clone(),
             },
             Event::QueueEstimates { queue },
+            Event::PluginInstalled {
+                name: "analytics".to_owned(),
+                settings: serde_json::json!({}),
+            },
+            Event::PluginUninstalled {
+                name: "analytics".to_owned(),
+            },
         ];
         events.iter().for_each(exhaustive);
         events
@@ -701,7 +729,9 @@ mod tests {
             | Event::QueueNoShow { .. }
             | Event::QueueLeft { .. }
             | Event::QueueMoved { .. }
-            | Event::QueueEstimates { .. } => {}
+            | Event::QueueEstimates { .. }
+            | Event::PluginInstalled { .. }
+            | Event::PluginUninstalled { .. } => {}
         }
     }
 

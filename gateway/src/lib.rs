@@ -46,6 +46,7 @@ pub mod openapi;
 pub mod openapi_links;
 pub mod payments;
 pub mod personal;
+pub mod plugins;
 pub mod pro;
 pub mod relay;
 pub mod routes;

@@ -612,6 +612,7 @@ mod tests {
             status: BookingStatus::Confirmed,
             seq: 7,
             created_at: at,
+            promotion: None,
         };
         let hold = Hold {
             id: HoldId(id(6)),

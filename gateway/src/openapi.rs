@@ -9,6 +9,7 @@ use crate::dto::*;
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::frames::LiveFrames;
 use crate::openapi_links::Links;
+use crate::routes::plugins::{self, ads, analytics, marketing};
 use crate::routes::{
     accounts, admin, bookings, discovery, establishments, notifications, ops, payments, queue,
 };
@@ -42,6 +43,11 @@ use crate::routes::{
         admin::stats, admin::audit,
         payments::get_payment_policy, payments::set_payment_policy, payments::create_checkout,
         payments::get_payment, payments::refresh_payment, payments::stripe_webhook,
+        plugins::list_plugins, plugins::install_plugin, plugins::uninstall_plugin,
+        analytics::analytics_report,
+        marketing::create_promotion, marketing::list_promotions, marketing::end_promotion,
+        marketing::win_back,
+        ads::create_campaign, ads::list_campaigns, ads::stop_campaign, ads::click,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
     components(schemas(ErrorBody, ErrorDetail, AlternativeDto, AvailabilityForm, discovery::ListingCategory)),

@@ -50,6 +50,8 @@ pub enum StartupError {
     DataDir(std::io::Error),
     #[error("cannot start notifications: {0}")]
     Notify(navaro_notify::NotifyError),
+    #[error("cannot start the plugins: {0}")]
+    Plugins(navaro_plugins::PluginError),
     #[error("cannot set up the payment provider: {0}")]
     Payments(String),
     #[error("server error: {0}")]
@@ -119,6 +121,18 @@ impl Application {
         } else {
             None
         };
+        let plugins = if settings.plugins.enabled {
+            let plugins = crate::plugins::start(&settings, url.expose(), stores.journal.clone())
+                .await
+                .map_err(StartupError::Plugins)?;
+            stores.journal = Arc::new(crate::plugins::Tapped {
+                inner: stores.journal.clone(),
+                plugins: plugins.clone(),
+            });
+            Some(plugins)
+        } else {
+            None
+        };
         if let Some((node, _)) = &cluster {
             // Outermost: an event is published once its append answered `Ok`.
             stores.journal = Arc::new(crate::relay::Published {
@@ -126,7 +140,7 @@ impl Application {
                 bus: node.bus.clone(),
             });
         }
-        Self::build_on(settings, stores, notify, cluster).await
+        Self::build_on(settings, stores, notify, plugins, cluster).await
     }
 
     /// Build the server on given stores (tests, `navaro demo`).
@@ -135,13 +149,14 @@ impl Application {
         settings: Settings,
         stores: Stores,
     ) -> Result<Application, StartupError> {
-        Self::build_on(settings, stores, None, None).await
+        Self::build_on(settings, stores, None, None, None).await
     }
 
     async fn build_on(
         settings: Settings,
         stores: Stores,
         notify: Option<navaro_notify::Notify>,
+        plugins: Option<navaro_plugins::Plugins>,
         cluster: Option<(navaro_cluster::Cluster, navaro_cluster::InternalServer)>,
     ) -> Result<Application, StartupError> {
         telemetry::install_metrics();
@@ -198,6 +213,7 @@ impl Application {
             shutdown: shutdown_rx,
             live: Arc::new(LiveRegistry::default()),
             notify,
+            plugins,
             disabled,
             cluster: cluster.as_ref().map(|(c, _)| c.clone()),
             relay,
@@ -288,6 +304,9 @@ impl Application {
         state.engine.shutdown().await;
         if let Some(notify) = &state.notify {
             notify.stop();
+        }
+        if let Some(plugins) = &state.plugins {
+            plugins.stop();
         }
         if let Some(cluster) = &state.cluster {
             // After the engine flushed and snapshotted everything: the establishments

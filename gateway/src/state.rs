@@ -47,6 +47,9 @@ pub struct Shared {
     pub live: Arc<LiveRegistry>,
     /// Notifications (push, webhooks); `None` on the memory stores or when turned off.
     pub notify: Option<navaro_notify::Notify>,
+    /// The plugins (analytics, marketing, ads); `None` on the memory stores or when
+    /// turned off.
+    pub plugins: Option<navaro_plugins::Plugins>,
     /// Accounts the platform disabled: their tokens are refused.
     pub disabled: Arc<crate::routes::admin::DisabledUsers>,
     /// This node's cluster, when `[cluster]` is enabled: who owns which establishment,

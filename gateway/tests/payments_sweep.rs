@@ -198,6 +198,7 @@ async fn the_sweeper_asks_the_provider_once_more_before_freeing_a_lapsed_checkou
             start: slot(2),
             staff_id: None,
             customer_id: Some(walk_in.user_id),
+            promotion: None,
         },
     )
     .await;
@@ -253,6 +254,7 @@ async fn the_sweeper_asks_the_provider_once_more_before_freeing_a_lapsed_checkou
             start: slot(1),
             staff_id: None,
             customer_id: Some(walk_in.user_id),
+            promotion: None,
         },
     )
     .await;

@@ -11,6 +11,13 @@
 //! where it was, and the batch is derived again; the deliveries' ids are derived from
 //! the event, so nothing is queued twice either way.
 //!
+//! Other modules of the binary (the plugins) consume the journal through the same runner:
+//! their effects are [`Effect::Exec`] statements, applied in the same transaction as the
+//! checkpoint's move, so a counter they keep counts each event once. A consumer's
+//! `derive` runs under [`DEFAULT_DERIVE_TIMEOUT`] and a panic guard: one that panics or
+//! hangs fails its batch, which is retried later from the same checkpoint, and never
+//! takes the runner (or anything else) down with it.
+//!
 //! The runner is woken by [`ConsumerRunner::touch`] (the gateway calls it when an
 //! append of that establishment is durable) and rescans every establishment whose
 //! journal is ahead of the checkpoint at start and every `rescan_every`, which catches
@@ -36,6 +43,41 @@ pub const BATCH_EVENTS: usize = 256;
 /// Checkpoints remembered at most; past it the memory starts over.
 const KNOWN_ENTRIES: usize = 100_000;
 
+/// How long a consumer's `derive` of one batch may take before the batch is given up
+/// and retried: long enough for a few database reads, short enough that a hung consumer
+/// is noticed.
+pub const DEFAULT_DERIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Wait after a failed catch-up before the next round, growing to [`MAX_RETRY_DELAY`]
+/// while failures repeat: a failing consumer is retried, but never spins.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(200);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// One parameter of an [`Effect::Exec`] statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bind {
+    Uuid(Uuid),
+    I64(i64),
+    Text(String),
+    OptText(Option<String>),
+}
+
+/// A statement a consumer wants run with its checkpoint's move: the same text on Postgres
+/// and SQLite (`$n` parameters, instants as integer microseconds, upserts with
+/// `ON CONFLICT`), so it must be idempotent only where the consumer's own state says so;
+/// the checkpoint already makes each batch's statements run once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Statement {
+    pub sql: &'static str,
+    pub binds: Vec<Bind>,
+}
+
+impl Statement {
+    pub fn new(sql: &'static str, binds: Vec<Bind>) -> Statement {
+        Statement { sql, binds }
+    }
+}
+
 /// What a consumer wants done, applied with the checkpoint in one transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
@@ -56,6 +98,8 @@ pub enum Effect {
         staff_id: Uuid,
         user_id: Uuid,
     },
+    /// Run a statement (a plugin's read model: counters, audiences).
+    Exec(Statement),
 }
 
 /// A delivery to queue.
@@ -112,6 +156,8 @@ pub struct ConsumerRunner {
     rescan_every: Duration,
     /// Told when effects were applied, so the deliverer looks for new rows at once.
     applied: Arc<tokio::sync::Notify>,
+    /// How long one `derive` may take ([`DEFAULT_DERIVE_TIMEOUT`]).
+    derive_timeout: Duration,
 }
 
 impl ConsumerRunner {
@@ -131,6 +177,42 @@ impl ConsumerRunner {
             wake: tokio::sync::Notify::new(),
             rescan_every,
             applied,
+            derive_timeout: DEFAULT_DERIVE_TIMEOUT,
+        }
+    }
+
+    /// Give each `derive` at most `timeout` (tests shorten it to see a hang handled).
+    pub fn with_derive_timeout(mut self, timeout: Duration) -> ConsumerRunner {
+        self.derive_timeout = timeout;
+        self
+    }
+
+    /// The consumer's derive, with a panic and a hang turned into an error.
+    async fn derive_guarded(
+        &self,
+        establishment_id: Uuid,
+        records: &[EventRecord],
+    ) -> Result<Vec<Effect>, NotifyError> {
+        use futures::FutureExt;
+        let derive = std::panic::AssertUnwindSafe(self.consumer.derive(establishment_id, records))
+            .catch_unwind();
+        match tokio::time::timeout(self.derive_timeout, derive).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => {
+                metrics::counter!("navaro_consumer_failures_total", "consumer" => self.consumer.name(), "kind" => "panic").increment(1);
+                Err(NotifyError::Consumer(format!(
+                    "{} panicked on a batch",
+                    self.consumer.name()
+                )))
+            }
+            Err(_) => {
+                metrics::counter!("navaro_consumer_failures_total", "consumer" => self.consumer.name(), "kind" => "timeout").increment(1);
+                Err(NotifyError::Consumer(format!(
+                    "{} took longer than {:?} on a batch",
+                    self.consumer.name(),
+                    self.derive_timeout
+                )))
+            }
         }
     }
 
@@ -147,6 +229,7 @@ impl ConsumerRunner {
     /// periodically.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut rescan = tokio::time::interval(self.rescan_every);
+        let mut retry_delay = FIRST_RETRY_DELAY;
         loop {
             tokio::select! {
                 _ = rescan.tick() => {
@@ -161,6 +244,7 @@ impl ConsumerRunner {
                 Ok(mut dirty) => dirty.drain().collect(),
                 Err(_) => Vec::new(),
             };
+            let mut failed = false;
             for id in touched {
                 if let Err(e) = self.catch_up(id).await {
                     tracing::warn!(consumer = self.consumer.name(), establishment_id = %id, error = %e, "consumer catch-up failed");
@@ -168,8 +252,16 @@ impl ConsumerRunner {
                     if let Ok(mut dirty) = self.dirty.lock() {
                         dirty.insert(id);
                     }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    failed = true;
                 }
+            }
+            if failed {
+                tokio::time::sleep(retry_delay).await;
+                retry_delay = (retry_delay * 2).min(MAX_RETRY_DELAY);
+                // Come round again even if nothing new is appended.
+                self.wake.notify_one();
+            } else {
+                retry_delay = FIRST_RETRY_DELAY;
             }
         }
     }
@@ -211,7 +303,7 @@ impl ConsumerRunner {
             let Some(last) = records.last().map(|r| r.seq) else {
                 return Ok(consumed);
             };
-            let effects = self.consumer.derive(establishment_id, &records).await?;
+            let effects = self.derive_guarded(establishment_id, &records).await?;
             let queued = effects
                 .iter()
                 .filter(|e| matches!(e, Effect::Enqueue(_)))
@@ -377,6 +469,18 @@ impl ConsumerRunner {
                         .bind(user_id)
                         .execute(&mut *tx)
                         .await?;
+                    }
+                    Effect::Exec(statement) => {
+                        let mut query = sqlx::query(statement.sql);
+                        for bind in &statement.binds {
+                            query = match bind {
+                                Bind::Uuid(v) => query.bind(*v),
+                                Bind::I64(v) => query.bind(*v),
+                                Bind::Text(v) => query.bind(v.clone()),
+                                Bind::OptText(v) => query.bind(v.clone()),
+                            };
+                        }
+                        query.execute(&mut *tx).await?;
                     }
                 }
             }

@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use consumer::{ConsumerRunner, Effect, EventConsumer};
+pub use consumer::{Bind, ConsumerRunner, Effect, EventConsumer, Statement};
 pub use push::{PushOptions, PushSender};
 pub use store::Db;
 pub use webhook::{RetrySchedule, WebhookOptions, WebhookSender};
@@ -42,6 +42,10 @@ pub enum NotifyError {
     Store(String),
     #[error("notify setup: {0}")]
     Setup(String),
+    /// A consumer's derive failed, panicked or ran past its time limit; the batch is
+    /// retried from the same checkpoint.
+    #[error("consumer: {0}")]
+    Consumer(String),
 }
 
 impl From<sqlx::Error> for NotifyError {

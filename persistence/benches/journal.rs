@@ -72,6 +72,7 @@ fn booking_record(est: EstablishmentId, staff: StaffId, seq: u64) -> EventRecord
         status: BookingStatus::Confirmed,
         seq,
         created_at: base_time(),
+        promotion: None,
     };
     EventRecord {
         seq,

@@ -117,6 +117,11 @@ fn postgres_migrator() -> Migrator {
             "owners",
             include_str!("../migrations/postgres/0010_owners.sql"),
         ),
+        migration(
+            11,
+            "plugins",
+            include_str!("../migrations/postgres/0011_plugins.sql"),
+        ),
     ])
 }
 
@@ -147,6 +152,11 @@ fn sqlite_migrator() -> Migrator {
             6,
             "notify",
             include_str!("../migrations/sqlite/0006_notify.sql"),
+        ),
+        migration(
+            7,
+            "plugins",
+            include_str!("../migrations/sqlite/0007_plugins.sql"),
         ),
     ])
 }

@@ -101,6 +101,9 @@ pub enum Command {
         staff_id: Option<StaffId>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         customer_id: Option<UserId>,
+        /// A promotion to apply (the marketing plugin resolved the code to these terms).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        promotion: Option<crate::plugin::PromotionTerms>,
     },
     /// Block a slot while the customer completes a step (payment); it lapses after
     /// `ttl_seconds` unless confirmed.
@@ -192,6 +195,16 @@ pub enum Command {
         ticket_id: TicketId,
         position: u32,
     },
+    /// Owners: install a plugin with its settings, or change the settings of an
+    /// installed one.
+    InstallPlugin {
+        name: String,
+        settings: crate::plugin::PluginSettings,
+    },
+    /// Owners: uninstall a plugin.
+    UninstallPlugin {
+        name: String,
+    },
 }
 
 impl Command {
@@ -225,6 +238,8 @@ impl Command {
             Command::NoShowTicket { .. } => "no_show_ticket",
             Command::LeaveQueue { .. } => "leave_queue",
             Command::MoveTicket { .. } => "move_ticket",
+            Command::InstallPlugin { .. } => "install_plugin",
+            Command::UninstallPlugin { .. } => "uninstall_plugin",
         }
     }
 }

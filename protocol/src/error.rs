@@ -43,6 +43,9 @@ pub enum ErrorCode {
     IdempotencyKeyReused,
     /// The request conflicts with the item's current state (already cancelled, exists).
     Conflict,
+    /// The promotion code cannot be used for this booking: unknown, not valid now, used
+    /// up, or already used by this customer.
+    PromotionUnavailable,
     /// The platform suspended this establishment: it takes no new bookings, holds or
     /// walk-ins until reinstated (its existing bookings stay).
     EstablishmentSuspended,
@@ -85,6 +88,7 @@ impl ErrorCode {
             ErrorCode::PaymentProvider => "payment_provider",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::PromotionUnavailable => "promotion_unavailable",
             ErrorCode::EstablishmentSuspended => "establishment_suspended",
             ErrorCode::AccountDisabled => "account_disabled",
             ErrorCode::PayloadTooLarge => "payload_too_large",

@@ -118,6 +118,14 @@ pub enum Event {
     /// at most once a minute, only when an estimate differs from the last one published.
     #[serde(rename = "queue.estimates")]
     QueueEstimates { queue: Vec<QueuePosition> },
+    /// A plugin was installed (or its settings changed): the whole settings after it.
+    #[serde(rename = "plugin.installed")]
+    PluginInstalled {
+        name: String,
+        settings: crate::plugin::PluginSettings,
+    },
+    #[serde(rename = "plugin.uninstalled")]
+    PluginUninstalled { name: String },
 }
 
 impl Event {
@@ -149,6 +157,8 @@ impl Event {
             Event::QueueLeft { .. } => "queue.left",
             Event::QueueMoved { .. } => "queue.moved",
             Event::QueueEstimates { .. } => "queue.estimates",
+            Event::PluginInstalled { .. } => "plugin.installed",
+            Event::PluginUninstalled { .. } => "plugin.uninstalled",
         }
     }
 

@@ -19,6 +19,7 @@ pub mod event;
 pub mod ids;
 pub mod model;
 pub mod payment;
+pub mod plugin;
 pub mod queue;
 pub mod reply;
 pub mod zone;
@@ -32,5 +33,6 @@ pub use ids::{
 };
 pub use model::*;
 pub use payment::*;
+pub use plugin::{AppliedPromotion, Discount, PluginSettings, PromotionTerms, valid_plugin_name};
 pub use queue::{QueuePosition, Ticket, TicketStatus};
 pub use reply::{Alternative, Rejection, Reply};

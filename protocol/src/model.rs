@@ -351,6 +351,9 @@ pub struct Booking {
     pub seq: u64,
     #[serde(serialize_with = "crate::zone::instant")]
     pub created_at: Timestamp,
+    /// The promotion applied when it was booked, with the discount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<crate::plugin::AppliedPromotion>,
 }
 
 /// A hold: a slot reserved while the customer completes a step (payment), until

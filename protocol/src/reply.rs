@@ -28,6 +28,11 @@ pub enum Reply {
     Ticket(Ticket),
     /// Places and estimates (only the clock's `queue.estimates` produces it).
     Estimates(Vec<crate::QueuePosition>),
+    /// A plugin's installation after an install (`settings`) or uninstall (`None`).
+    Plugin {
+        name: String,
+        settings: Option<crate::plugin::PluginSettings>,
+    },
 }
 
 /// A free start near a requested one, offered when the requested slot is taken.

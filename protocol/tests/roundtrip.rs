@@ -22,6 +22,7 @@ fn booking() -> Booking {
         status: BookingStatus::Confirmed,
         seq: 42,
         created_at: ts("2026-11-29T10:00:00Z"),
+        promotion: None,
     }
 }
 
@@ -75,6 +76,7 @@ fn commands() -> Vec<Command> {
             start: ts("2026-12-01T12:00:00Z"),
             staff_id: None,
             customer_id: None,
+            promotion: None,
         },
         Command::PlaceHold {
             service_id: ServiceId(Uuid::from_u128(3)),
@@ -320,6 +322,7 @@ proptest! {
             status: BookingStatus::Completed,
             seq,
             created_at: start,
+            promotion: None,
         };
         for encoding in [Encoding::Json, Encoding::MsgPack] {
             let bytes = encode(encoding, &booking).unwrap();

@@ -118,11 +118,16 @@ pub fn decide(
             start,
             staff_id,
             customer_id,
+            promotion,
         } => {
             require_active(est)?;
             let customer = customer_for(caller, *customer_id)?;
             super::payments::require_no_payment(est, caller, *service_id)?;
             let placed = place(est, ctx, customer, *service_id, *start, *staff_id)?;
+            let promotion = promotion
+                .as_ref()
+                .map(|terms| super::plugins::apply_promotion(est, customer, *service_id, terms))
+                .transpose()?;
             let booking = Booking {
                 id: BookingId(ctx.new_id),
                 establishment_id: est.id,
@@ -135,6 +140,7 @@ pub fn decide(
                 status: BookingStatus::Confirmed,
                 seq: est.seq + placed.events.len() as u64 + 1,
                 created_at: ctx.now,
+                promotion,
             };
             let mut events = placed.events;
             events.push(Event::BookingConfirmed {
@@ -250,6 +256,10 @@ pub fn decide(
                 Event::BookingNoShow { booking }
             }])
         }
+        Command::InstallPlugin { name, settings } => {
+            super::plugins::install(est, caller, name, settings)
+        }
+        Command::UninstallPlugin { name } => super::plugins::uninstall(est, caller, name),
     }
 }
 
@@ -717,6 +727,7 @@ fn confirm_hold(
         status: BookingStatus::Confirmed,
         seq: est.seq + 1,
         created_at: ctx.now,
+        promotion: None,
     };
     Ok(vec![Event::BookingConfirmed {
         booking,

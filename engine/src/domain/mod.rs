@@ -7,6 +7,7 @@ pub mod day_cache;
 pub mod decide;
 pub mod idempotency;
 pub mod payments;
+pub mod plugins;
 pub mod queue;
 pub mod rules;
 pub mod slots;

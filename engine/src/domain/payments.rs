@@ -486,6 +486,7 @@ fn succeeded(
                     status: BookingStatus::Confirmed,
                     seq: est.seq + 1,
                     created_at: ctx.now,
+                    promotion: None,
                 },
                 from_hold: Some(hold.id),
             });
@@ -514,6 +515,7 @@ fn succeeded(
                         status: BookingStatus::Confirmed,
                         seq: est.seq + events.len() as u64 + 1,
                         created_at: ctx.now,
+                        promotion: None,
                     },
                     from_hold: None,
                 });

@@ -10,13 +10,14 @@
 //! property tests check it on every step.
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use imbl::{HashMap as PMap, OrdMap, OrdSet};
 use navaro_protocol::{
     Booking, BookingId, BookingStatus, EstablishmentId, EstablishmentSettings, Event, EventRecord,
-    Hold, HoldId, Payment, PaymentId, PaymentPolicy, QueuePosition, Reply, Service, ServiceId,
-    Staff, StaffId, Ticket, TicketId, TimeOff, UserId,
+    Hold, HoldId, Payment, PaymentId, PaymentPolicy, PluginSettings, QueuePosition, Reply, Service,
+    ServiceId, Staff, StaffId, Ticket, TicketId, TimeOff, UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -120,6 +121,12 @@ pub struct Establishment {
     /// The payments that still need the server (awaiting payment, or a refund due), so
     /// that the sweeper and the passivation check do not walk every payment.
     pub open_payments: OrdSet<PaymentId>,
+    /// Installed plugins and their settings, by name.
+    pub plugins: Arc<BTreeMap<String, PluginSettings>>,
+    /// Uses of each promotion code by live bookings (a cancelled booking gives its use
+    /// back), so that the usage limit and the once-per-customer rule are decided here,
+    /// serialized with every other booking decision.
+    pub promotion_uses: PMap<String, PromotionUses>,
     /// The seq of the last applied event.
     pub seq: u64,
     /// The history window's start as of the last eviction ([`super::window`]): every
@@ -173,6 +180,8 @@ impl Establishment {
             payments: PMap::new(),
             booking_payments: PMap::new(),
             open_payments: OrdSet::new(),
+            plugins: Arc::default(),
+            promotion_uses: PMap::new(),
             seq: 1,
             history_from: Minute::MIN,
             stamps: Stamps::default(),
@@ -244,9 +253,13 @@ impl Establishment {
                     self.remove_hold(seq, *hold_id)?;
                 }
                 self.insert_booking(seq, booking)?;
+                self.count_promotion(booking, true);
             }
-            Event::BookingCancelled { booking, .. }
-            | Event::BookingCompleted { booking }
+            Event::BookingCancelled { booking, .. } => {
+                self.replace_booking(seq, booking)?;
+                self.count_promotion(booking, false);
+            }
+            Event::BookingCompleted { booking }
             | Event::BookingNoShow { booking }
             | Event::BookingRescheduled { booking, .. } => self.replace_booking(seq, booking)?,
             Event::HoldPlaced { hold } => self.insert_hold(seq, hold)?,
@@ -263,9 +276,35 @@ impl Establishment {
             | Event::QueueLeft { .. }
             | Event::QueueMoved { .. }
             | Event::QueueEstimates { .. } => self.apply_queue_event(&record.event),
+            Event::PluginInstalled { name, settings } => {
+                Arc::make_mut(&mut self.plugins).insert(name.clone(), settings.clone());
+            }
+            Event::PluginUninstalled { name } => {
+                Arc::make_mut(&mut self.plugins).remove(name);
+            }
         }
         self.seq = seq;
         Ok(())
+    }
+
+    /// Count (or, on a cancellation, give back) the use of a booking's promotion.
+    fn count_promotion(&mut self, booking: &Booking, used: bool) {
+        let Some(promotion) = &booking.promotion else {
+            return;
+        };
+        let mut uses = self
+            .promotion_uses
+            .get(&promotion.code)
+            .cloned()
+            .unwrap_or_default();
+        if used {
+            uses.count += 1;
+            uses.customers.insert(booking.customer_id);
+        } else {
+            uses.count = uses.count.saturating_sub(1);
+            uses.customers.remove(&booking.customer_id);
+        }
+        self.promotion_uses.insert(promotion.code.clone(), uses);
     }
 
     fn add_staff(&mut self, seq: u64, staff: &Staff) -> Result<(), ApplyError> {
@@ -531,6 +570,14 @@ impl Establishment {
                 Reply::Ticket(super::queue::shown_ticket(ticket, queue))
             }
             Event::QueueEstimates { queue } => Reply::Estimates(queue.clone()),
+            Event::PluginInstalled { name, settings } => Reply::Plugin {
+                name: name.clone(),
+                settings: Some(settings.clone()),
+            },
+            Event::PluginUninstalled { name } => Reply::Plugin {
+                name: name.clone(),
+                settings: None,
+            },
         }
     }
 
@@ -571,6 +618,20 @@ impl Establishment {
             suspended: self.suspended.clone(),
             payment_policy: (*self.payment_policy).clone(),
             payments: self.payments.values().map(|p| (**p).clone()).collect(),
+            plugins: self
+                .plugins
+                .iter()
+                .map(|(name, settings)| (name.clone(), settings.clone()))
+                .collect(),
+            promotion_uses: self
+                .promotion_uses
+                .iter()
+                .map(|(code, uses)| PromotionUsesSnapshot {
+                    code: code.clone(),
+                    count: uses.count,
+                    customers: uses.customers.iter().copied().collect(),
+                })
+                .collect(),
         }
     }
 
@@ -626,6 +687,14 @@ impl Establishment {
         state.payment_policy = Arc::new(snapshot.payment_policy.clone());
         for payment in &snapshot.payments {
             state.put_payment(payment);
+        }
+        state.plugins = Arc::new(snapshot.plugins.iter().cloned().collect());
+        for uses in &snapshot.promotion_uses {
+            let entry = PromotionUses {
+                count: uses.count,
+                customers: uses.customers.iter().copied().collect(),
+            };
+            state.promotion_uses.insert(uses.code.clone(), entry);
         }
         state.seq = seq;
         Ok(state)
@@ -709,4 +778,25 @@ pub struct SnapshotState {
     pub payment_policy: PaymentPolicy,
     #[serde(default)]
     pub payments: Vec<Payment>,
+    #[serde(default)]
+    pub plugins: Vec<(String, PluginSettings)>,
+    #[serde(default)]
+    pub promotion_uses: Vec<PromotionUsesSnapshot>,
+}
+
+/// How often a promotion code is in use, and by whom.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PromotionUses {
+    /// Live (not cancelled) bookings that used the code.
+    pub count: u32,
+    /// The customers of those bookings.
+    pub customers: imbl::HashSet<UserId>,
+}
+
+/// [`PromotionUses`] as a snapshot stores it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotionUsesSnapshot {
+    pub code: String,
+    pub count: u32,
+    pub customers: Vec<UserId>,
 }

@@ -161,6 +161,7 @@ impl Sim {
                 start: ts(start),
                 staff_id: staff,
                 customer_id: None,
+                promotion: None,
             },
         )? {
             Reply::Booking(b) => Ok(b),

@@ -118,7 +118,7 @@ async fn booking_command(
 #[utoipa::path(post, path = "/v1/establishments/{id}/bookings", tag = "bookings", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = BookRequest,
     responses((status = 201, body = BookingDto),
-        (status = 409, description = "slot_unavailable, with alternatives", body = ErrorBody),
+        (status = 409, description = "slot_unavailable, with alternatives; promotion_unavailable", body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn create_booking(
     State(state): State<AppState>,
@@ -132,11 +132,16 @@ pub async fn create_booking(
     if body.customer_id.is_some_and(|c| c != auth.user_id.0) && !caller.role.is_member() {
         return Err(ApiError::forbidden());
     }
+    let promotion = match &body.promotion_code {
+        Some(code) => Some(crate::routes::plugins::promotion_terms(&state, &view, code).await?),
+        None => None,
+    };
     let command = Command::Book {
         service_id: service(body.service_id),
         start: body.start,
         staff_id: body.staff_id.map(staff),
         customer_id: body.customer_id.map(user),
+        promotion,
     };
     let booking = booking_command(&state, est(id), caller, command, key, &view).await?;
     Ok((StatusCode::CREATED, Json(booking)))

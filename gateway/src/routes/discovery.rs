@@ -164,6 +164,9 @@ pub struct SearchPage {
     pub establishments: Vec<ListingDto>,
     /// Pass as `cursor` for the next page; null on the last.
     pub next_cursor: Option<String>,
+    /// Sponsored results (the ads plugin), each labelled `sponsored`; only on the first
+    /// page of a search with a category, empty otherwise. Organic results are unchanged.
+    pub sponsored: Vec<crate::routes::plugins::ads::SponsoredDto>,
 }
 
 /// The day `free_on` asks about.
@@ -362,10 +365,19 @@ pub async fn search_establishments(
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<SearchPage>, ApiError> {
     let (query, filters) = parse(params, false)?;
+    // Sponsored results (the ads plugin) go on the first page only, apart from the
+    // organic ones, which they never change.
+    let sponsored = if query.after.is_none() {
+        let point = query.near.map(|n| (n.latitude, n.longitude));
+        crate::routes::plugins::ads::sponsored_for(&state, query.category.as_deref(), point).await
+    } else {
+        Vec::new()
+    };
     let (hits, next_cursor) = search(&state, query, &filters).await?;
     Ok(Json(SearchPage {
         establishments: hits.into_iter().map(ListingDto::from).collect(),
         next_cursor,
+        sponsored,
     }))
 }
 

@@ -642,6 +642,7 @@ mod tests {
                 start,
                 staff_id: None,
                 customer_id: None,
+                promotion: None,
             };
             let Reply::Booking(_) = self.run(customer, book).await else {
                 panic!("booking expected")

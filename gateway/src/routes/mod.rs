@@ -8,6 +8,7 @@ pub mod establishments;
 pub mod notifications;
 pub mod ops;
 pub mod payments;
+pub mod plugins;
 pub mod queue;
 
 use axum::Router;
@@ -46,6 +47,42 @@ pub fn api() -> Router<AppState> {
             "/v1/establishments/{id}/notification-settings",
             get(notifications::get_notification_settings)
                 .put(notifications::set_notification_settings),
+        )
+        .route(
+            "/v1/establishments/{id}/plugins",
+            get(plugins::list_plugins),
+        )
+        .route(
+            "/v1/establishments/{id}/plugins/{name}",
+            put(plugins::install_plugin).delete(plugins::uninstall_plugin),
+        )
+        .route(
+            "/v1/establishments/{id}/plugins/analytics/report",
+            get(plugins::analytics::analytics_report),
+        )
+        .route(
+            "/v1/establishments/{id}/plugins/marketing/promotions",
+            post(plugins::marketing::create_promotion).get(plugins::marketing::list_promotions),
+        )
+        .route(
+            "/v1/establishments/{id}/plugins/marketing/promotions/{code}",
+            axum::routing::delete(plugins::marketing::end_promotion),
+        )
+        .route(
+            "/v1/establishments/{id}/plugins/marketing/audiences/win-back",
+            get(plugins::marketing::win_back),
+        )
+        .route(
+            "/v1/establishments/{id}/plugins/ads/campaigns",
+            post(plugins::ads::create_campaign).get(plugins::ads::list_campaigns),
+        )
+        .route(
+            "/v1/establishments/{id}/plugins/ads/campaigns/{campaign_id}",
+            axum::routing::delete(plugins::ads::stop_campaign),
+        )
+        .route(
+            "/v1/ads/campaigns/{campaign_id}/click",
+            post(plugins::ads::click),
         )
         .route(
             "/v1/establishments/{id}/webhooks",

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod localstripe;
+pub mod plugins;
 pub mod proxy;
 pub mod shop;
 

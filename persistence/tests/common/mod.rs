@@ -373,6 +373,7 @@ impl Item {
             status,
             seq,
             created_at: base_time(),
+            promotion: None,
         }
     }
 
