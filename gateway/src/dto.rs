@@ -546,6 +546,10 @@ pub struct BookingDto {
     /// The establishment event that confirmed (or last moved) it.
     pub seq: u64,
     pub created_at: String,
+    /// The payment policy copied onto the booking when it was made (when it asked
+    /// anything): its fees and refunds follow this copy, never a later change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_policy: Option<crate::routes::payments::PaymentPolicyDto>,
 }
 
 impl BookingDto {
@@ -562,6 +566,7 @@ impl BookingDto {
             status: b.status,
             seq: b.seq,
             created_at: render(b.created_at, tz),
+            payment_policy: b.payment_policy.map(|p| (*p).into()),
         }
     }
 }

@@ -583,6 +583,7 @@ mod tests {
             status: BookingStatus::Confirmed,
             seq: 7,
             created_at: at,
+            payment_policy: None,
         };
         let hold = Hold {
             id: HoldId(id(6)),

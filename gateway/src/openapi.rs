@@ -9,7 +9,7 @@ use crate::dto::*;
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::frames::LiveFrames;
 use crate::routes::{
-    accounts, admin, bookings, discovery, establishments, notifications, ops, payments, queue,
+    accounts, admin, bookings, discovery, establishments, fees, notifications, ops, payments, queue,
 };
 
 #[derive(OpenApi)]
@@ -41,6 +41,10 @@ use crate::routes::{
         admin::stats, admin::audit,
         payments::get_payment_policy, payments::set_payment_policy, payments::create_checkout,
         payments::get_payment, payments::refresh_payment, payments::stripe_webhook,
+        payments::get_service_payment_policy, payments::set_service_payment_policy,
+        payments::clear_service_payment_policy,
+        fees::create_card_setup, fees::complete_card_setup, fees::get_card, fees::mark_no_show,
+        fees::get_fee, fees::charge_fee, fees::waive_fee,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
     components(schemas(ErrorBody, ErrorDetail, AlternativeDto, AvailabilityForm)),

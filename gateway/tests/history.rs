@@ -60,6 +60,7 @@ async fn append_old_booking(
         status: BookingStatus::Confirmed,
         seq,
         created_at: start - 24.hours(),
+        payment_policy: None,
     };
     let record = EventRecord {
         seq,

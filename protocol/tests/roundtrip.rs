@@ -22,6 +22,7 @@ fn booking() -> Booking {
         status: BookingStatus::Confirmed,
         seq: 42,
         created_at: ts("2026-11-29T10:00:00Z"),
+        payment_policy: Some(Box::new(policy())),
     }
 }
 
@@ -124,6 +125,7 @@ fn policy() -> PaymentPolicy {
         cancel_window_minutes: 1440,
         late_cancel_fee_percent: None,
         late_cancel_fee_cents: Some(500),
+        ..PaymentPolicy::default()
     }
 }
 
@@ -152,6 +154,8 @@ fn payment() -> Payment {
         expires_at: ts("2026-12-01T10:10:00Z"),
         created_at: ts("2026-12-01T10:00:00Z"),
         seq: 6,
+        attempt: 0,
+        attempt_started_at: None,
     }
 }
 
@@ -175,7 +179,10 @@ fn records() -> Vec<EventRecord> {
             booking: booking(),
             by: UserId(Uuid::from_u128(5)),
         },
-        Event::PaymentPolicySet { policy: policy() },
+        Event::PaymentPolicySet {
+            policy: policy(),
+            service_id: None,
+        },
         Event::PaymentUpdated { payment: payment() },
     ];
     events
@@ -320,6 +327,7 @@ proptest! {
             status: BookingStatus::Completed,
             seq,
             created_at: start,
+            payment_policy: None,
         };
         for encoding in [Encoding::Json, Encoding::MsgPack] {
             let bytes = encode(encoding, &booking).unwrap();
