@@ -92,7 +92,7 @@ fn book_for(
 }
 
 fn no_show(sim: &mut Sim, booking: BookingId) {
-    sim.now = ts("2026-12-03T10:40:00Z");
+    sim.now = ts("2026-12-03T12:00:00Z");
     sim.exec(
         staff_member(),
         Command::MarkNoShow {
@@ -198,7 +198,7 @@ fn one_no_show_fee_per_booking_and_one_attempt_in_flight_at_a_time() {
         "one attempt in flight at a time"
     );
     // Its lease passed (its process died): another may be claimed.
-    sim.now = ts("2026-12-03T10:41:00Z");
+    sim.now = ts("2026-12-03T12:01:00Z");
     let second = claim(&mut sim, system()).unwrap();
     assert_eq!(second.attempt, 2);
     let charged = payment(sim.exec(
