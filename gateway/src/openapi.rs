@@ -47,7 +47,13 @@ use crate::routes::{
         fees::get_fee, fees::charge_fee, fees::waive_fee,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
-    components(schemas(ErrorBody, ErrorDetail, AlternativeDto, AvailabilityForm)),
+    components(schemas(
+        ErrorBody,
+        ErrorDetail,
+        AlternativeDto,
+        AvailabilityForm,
+        fees::FeeKindName
+    )),
     modifiers(&BearerAuth, &CommonErrors, &LiveFrames),
 )]
 pub struct ApiDoc;
