@@ -429,6 +429,10 @@ pub struct NotifySettings {
     pub rescan_seconds: u64,
     /// How often the deliverers look for rows come due by time (reminders, retries).
     pub poll_ms: u64,
+    /// The delay before each retry of a failed webhook or push delivery, in order; when
+    /// they are spent the delivery has failed. The default is the Standard Webhooks
+    /// schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h); tests shorten it.
+    pub retry_schedule_ms: Vec<u64>,
     /// Development and tests only: shift the notify clock by this much, so reminders
     /// due hours ahead fire now. Refused outside dev mode.
     pub dev_clock_offset_seconds: i64,
@@ -441,6 +445,9 @@ impl Default for NotifySettings {
             reminders_minutes: vec![1440, 120],
             rescan_seconds: 60,
             poll_ms: 1000,
+            retry_schedule_ms: vec![
+                5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,
+            ],
             dev_clock_offset_seconds: 0,
         }
     }
@@ -508,6 +515,10 @@ impl Default for WebhookSettings {
 
 /// The longest reminder offset: 30 days.
 pub const MAX_REMINDER_MINUTES: u32 = 30 * 24 * 60;
+/// The most retries `notify.retry_schedule_ms` may list.
+pub const MAX_RETRIES: usize = 100;
+/// The longest delay before a retry: a day (as the longest `Retry-After` honoured).
+pub const MAX_RETRY_DELAY_MS: u64 = 24 * 3600 * 1000;
 
 impl Settings {
     /// Refuse notify, push and webhook settings that cannot work.
@@ -527,6 +538,16 @@ impl Settings {
         }
         if n.reminders_minutes.len() > 5 {
             return out("notify.reminders_minutes", "at most 5 reminders");
+        }
+        if n.retry_schedule_ms.len() > MAX_RETRIES
+            || n.retry_schedule_ms
+                .iter()
+                .any(|ms| *ms == 0 || *ms > MAX_RETRY_DELAY_MS)
+        {
+            return out(
+                "notify.retry_schedule_ms",
+                "at most 100 retries, each 1..=86400000 ms (a day)",
+            );
         }
         if n.dev_clock_offset_seconds != 0 && !self.dev_mode {
             return out(

@@ -148,6 +148,7 @@ fn the_example_file_is_valid_and_matches_the_defaults() {
         assert_eq!(s.cluster.lease_margin_ms, d.cluster.lease_margin_ms);
         assert_eq!(s.cluster.forward_timeout_ms, d.cluster.forward_timeout_ms);
         assert_eq!(s.notify.reminders_minutes, d.notify.reminders_minutes);
+        assert_eq!(s.notify.retry_schedule_ms, d.notify.retry_schedule_ms);
         assert_eq!(s.push.base_url, d.push.base_url);
         assert_eq!(
             s.webhooks.disable_after_hours,
@@ -270,6 +271,23 @@ fn notify_settings_are_checked_naming_the_key() {
             refused_field(jail, "NAVARO_WEBHOOKS__TIMEOUT_MS", "0"),
             "webhooks.timeout_ms"
         );
+        for bad in [
+            "[0]",
+            "[1000, 86400001]",
+            &format!("[{}]", ["1"; 101].join(",")),
+        ] {
+            assert_eq!(
+                refused_field(jail, "NAVARO_NOTIFY__RETRY_SCHEDULE_MS", bad),
+                "notify.retry_schedule_ms",
+                "{bad}"
+            );
+        }
+        jail.set_env("NAVARO_NOTIFY__RETRY_SCHEDULE_MS", "[500, 500]");
+        assert_eq!(
+            load_in(jail, None).unwrap().notify.retry_schedule_ms,
+            [500, 500]
+        );
+        jail.clear_env();
         assert_eq!(
             refused_field(jail, "NAVARO_PUSH__BASE_URL", "exp.host"),
             "push.base_url"

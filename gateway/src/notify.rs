@@ -10,7 +10,9 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use navaro_config::Settings;
 use navaro_engine::store::{AppendBatch, Journal, JournalError, Recovered, Snapshot};
-use navaro_notify::{Notify, NotifyOptions, PushOptions, SystemClock, WebhookOptions};
+use navaro_notify::{
+    Notify, NotifyOptions, PushOptions, RetrySchedule, SystemClock, WebhookOptions,
+};
 use navaro_protocol::{EstablishmentId, EventRecord};
 
 /// The notify service's options from the settings.
@@ -18,6 +20,12 @@ pub fn options(settings: &Settings) -> NotifyOptions {
     let n = &settings.notify;
     let w = &settings.webhooks;
     let p = &settings.push;
+    let retry_schedule = RetrySchedule::new(
+        n.retry_schedule_ms
+            .iter()
+            .map(|ms| Duration::from_millis(*ms))
+            .collect::<Vec<_>>(),
+    );
     NotifyOptions {
         rescan_every: Duration::from_secs(n.rescan_seconds),
         poll_every: Duration::from_millis(n.poll_ms),
@@ -29,6 +37,7 @@ pub fn options(settings: &Settings) -> NotifyOptions {
             concurrency: w.concurrency,
             rotation_overlap: Duration::from_secs(w.rotation_overlap_hours * 3600),
             tell_owners: p.enabled,
+            retry_schedule: retry_schedule.clone(),
         },
         push: p.enabled.then(|| PushOptions {
             base_url: p.base_url.clone(),
@@ -36,6 +45,7 @@ pub fn options(settings: &Settings) -> NotifyOptions {
             requests_per_second: p.requests_per_second,
             receipt_delay: Duration::from_secs(p.receipt_delay_seconds),
             timeout: Duration::from_millis(p.timeout_ms),
+            retry_schedule,
             ..PushOptions::default()
         }),
     }
@@ -106,5 +116,33 @@ impl Journal for Tapped {
 
     fn lag(&self) -> Duration {
         self.inner.lag()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_retry_schedule_is_the_notify_crates() {
+        let options = options(&Settings::default());
+        assert_eq!(options.webhooks.retry_schedule, RetrySchedule::default());
+        assert_eq!(
+            options.push.map(|p| p.retry_schedule),
+            Some(RetrySchedule::default())
+        );
+    }
+
+    #[test]
+    fn a_configured_retry_schedule_reaches_both_channels() {
+        let mut settings = Settings::default();
+        settings.notify.retry_schedule_ms = vec![500, 1500];
+        let options = options(&settings);
+        let expected = RetrySchedule::new(vec![
+            Duration::from_millis(500),
+            Duration::from_millis(1500),
+        ]);
+        assert_eq!(options.webhooks.retry_schedule, expected);
+        assert_eq!(options.push.map(|p| p.retry_schedule), Some(expected));
     }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
+use common::shop::{Shop, book};
 use common::{Server, ahead, code, setup, slots};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -153,19 +154,6 @@ async fn create_webhook(
     hook
 }
 
-async fn book(server: &Server, token: &str, id: &str, service: &str, start: &str) -> Value {
-    let (status, _, booking) = server
-        .call(
-            Method::POST,
-            &format!("/v1/establishments/{id}/bookings"),
-            Some(token),
-            Some(json!({"service_id": service, "start": start})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{booking}");
-    booking
-}
-
 const FAST: &[(&str, &str)] = &[
     ("NAVARO_WEBHOOKS__ALLOW_PRIVATE_ADDRESSES", "true"),
     ("NAVARO_NOTIFY__POLL_MS", "100"),
@@ -176,7 +164,13 @@ const FAST: &[(&str, &str)] = &[
 async fn webhooks_verify_with_the_reference_library_replay_and_rotate() {
     let py = PyReceiver::start();
     let server = Server::start_postgres_with(FAST);
-    let (owner, id, _staff, service) = setup(&server, 100).await;
+    let shop = Shop::open(&server, 100, 2).await;
+    let Shop {
+        owner,
+        id,
+        customer,
+        ..
+    } = &shop;
     let url = format!("http://127.0.0.1:{}/hook", py.port);
 
     // Bad registrations and strangers are refused with their codes.
@@ -204,12 +198,11 @@ async fn webhooks_verify_with_the_reference_library_replay_and_rotate() {
             )
         );
     }
-    let (customer, _) = server.register("customer").await;
     let (status, _, e) = server
         .call(
             Method::POST,
             &path,
-            Some(&customer),
+            Some(customer),
             Some(json!({"url": url, "event_types": ["booking.confirmed"]})),
         )
         .await;
@@ -228,15 +221,7 @@ async fn webhooks_verify_with_the_reference_library_replay_and_rotate() {
     py.set_secret(secret);
     let hook_id = hook["id"].as_str().unwrap();
 
-    let free = slots(&server, &id, &service, ahead(2)).await;
-    let booking = book(
-        &server,
-        &customer,
-        &id,
-        &service,
-        free[0]["start"].as_str().unwrap(),
-    )
-    .await;
+    let booking = shop.book(&server, 0).await;
     let booking_id = booking["id"].as_str().unwrap();
     let (status, _, _) = server
         .call(
@@ -330,14 +315,7 @@ async fn webhooks_verify_with_the_reference_library_replay_and_rotate() {
     let new_secret = rotated["secret"].as_str().unwrap();
     assert_ne!(new_secret, secret);
     py.set_secret(new_secret);
-    book(
-        &server,
-        &customer,
-        &id,
-        &service,
-        free[4]["start"].as_str().unwrap(),
-    )
-    .await;
+    shop.book(&server, 4).await;
     eventually(
         Duration::from_secs(20),
         "a delivery under the new secret",
@@ -379,24 +357,16 @@ async fn internal_receivers_are_refused_by_default() {
     // On the default backend (SQLite unless NAVARO_TEST_BACKEND says otherwise).
     let server = Server::start_with(&[("NAVARO_NOTIFY__POLL_MS", "100")]).unwrap();
     let (recorder, port) = Recorder::start(200, Duration::ZERO).await;
-    let (owner, id, _staff, service) = setup(&server, 100).await;
+    let shop = Shop::open(&server, 100, 2).await;
+    let (owner, id) = (&shop.owner, &shop.id);
     let mut hooks = Vec::new();
     for url in [
         format!("http://127.0.0.1:{port}/"),
         "http://169.254.169.254/latest/meta-data/".to_owned(),
     ] {
-        hooks.push(create_webhook(&server, &owner, &id, &url, &["booking.confirmed"]).await);
+        hooks.push(create_webhook(&server, owner, id, &url, &["booking.confirmed"]).await);
     }
-    let (customer, _) = server.register("customer").await;
-    let free = slots(&server, &id, &service, ahead(2)).await;
-    book(
-        &server,
-        &customer,
-        &id,
-        &service,
-        free[0]["start"].as_str().unwrap(),
-    )
-    .await;
+    shop.book(&server, 0).await;
     for hook in &hooks {
         let path = format!(
             "/v1/establishments/{id}/webhooks/{}/deliveries",
@@ -405,7 +375,7 @@ async fn internal_receivers_are_refused_by_default() {
         let mut last = Value::Null;
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(20) {
-            let (_, _, list) = server.call(Method::GET, &path, Some(&owner), None).await;
+            let (_, _, list) = server.call(Method::GET, &path, Some(owner), None).await;
             last = list["deliveries"][0].clone();
             if last["attempts"].as_i64().unwrap_or(0) >= 1 {
                 break;
@@ -427,61 +397,60 @@ async fn internal_receivers_are_refused_by_default() {
     );
 }
 
+/// [`FAST`] with failed deliveries retried every second (60 times), so that a test of
+/// retries waits on no step of the default schedule (the third attempt is 5 minutes
+/// after the first) however slow the box is.
+fn fast_retries() -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = FAST
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let schedule = vec!["1000"; 60].join(",");
+    env.push((
+        "NAVARO_NOTIFY__RETRY_SCHEDULE_MS".into(),
+        format!("[{schedule}]"),
+    ));
+    env
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_deliveries_survive_kill_9() {
     let (recorder, port) = Recorder::start(500, Duration::ZERO).await;
-    let server = Server::start_postgres_with(FAST);
-    let (owner, id, _staff, service) = setup(&server, 100).await;
+    let env = fast_retries();
+    let server = Server::start_postgres_with(&as_refs(&env));
+    let shop = Shop::open(&server, 100, 2).await;
     create_webhook(
         &server,
-        &owner,
-        &id,
+        &shop.owner,
+        &shop.id,
         &format!("http://127.0.0.1:{port}/"),
         &["booking.confirmed"],
     )
     .await;
-    let (customer, _) = server.register("customer").await;
-    let free = slots(&server, &id, &service, ahead(2)).await;
     let mut booked = Vec::new();
-    for slot in free.iter().step_by(2).take(5) {
-        booked.push(
-            book(
-                &server,
-                &customer,
-                &id,
-                &service,
-                slot["start"].as_str().unwrap(),
-            )
-            .await,
-        );
+    for n in [0, 2, 4, 6, 8] {
+        booked.push(shop.book(&server, n).await);
     }
+    // Each of the five deliveries attempted (and failed) at least once; retries of the
+    // first may come before the last's first attempt, so count ids, not attempts.
+    let attempted_ids = || -> std::collections::BTreeSet<String> {
+        let seen = recorder.seen.lock().unwrap();
+        seen.iter().map(|s| s.0.clone()).collect()
+    };
     eventually(
         Duration::from_secs(20),
         "the first (failing) attempts",
-        || recorder.seen.lock().unwrap().len() >= 5,
+        || attempted_ids().len() >= 5,
     )
     .await;
-    let failed_ids: std::collections::BTreeSet<String> = recorder
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|s| s.0.clone())
-        .collect();
+    let failed_ids = attempted_ids();
     assert_eq!(failed_ids.len(), 5);
     // One more booking, then kill -9 at once: it may not even be derived yet.
-    booked.push(
-        book(
-            &server,
-            &customer,
-            &id,
-            &service,
-            free[10]["start"].as_str().unwrap(),
-        )
-        .await,
-    );
-    let server = server.crash_and_restart_with(FAST).unwrap();
+    booked.push(shop.book(&server, 10).await);
+    let stopped = server.kill().unwrap();
+    // Only the new process can deliver now: every success below is its.
     recorder.status.store(200, Ordering::SeqCst);
+    let server = stopped.start(&as_refs(&env)).unwrap();
     eventually(
         Duration::from_secs(30),
         "every delivery after the restart",
@@ -489,16 +458,17 @@ async fn pending_deliveries_survive_kill_9() {
     )
     .await;
     let accepted = recorder.accepted_ids();
-    assert_eq!(
-        accepted.len(),
-        6,
-        "each booking's delivery once: {accepted:?}"
-    );
+    assert_eq!(accepted.len(), 6, "each booking's delivery: {accepted:?}");
     assert!(
         failed_ids.is_subset(&accepted),
         "the same ids as before the crash"
     );
     let seen = recorder.seen.lock().unwrap();
+    assert_eq!(
+        seen.iter().filter(|s| s.2 == 200).count(),
+        6,
+        "each delivered once"
+    );
     for booking in &booked {
         let bid = booking["id"].as_str().unwrap();
         assert!(
@@ -574,8 +544,14 @@ async fn reminders_fire_once_across_restarts_never_when_cancelled_and_move_with_
     };
     let first_env = env(0);
     let server = Server::start_postgres_with(&as_refs(&first_env));
-    let (owner, id, _staff, service) = setup(&server, 100).await;
-    let (customer, _) = server.register("customer").await;
+    let shop = Shop::open(&server, 100, 2).await;
+    let Shop {
+        owner,
+        id,
+        service,
+        customer,
+        ..
+    } = &shop;
     let (status, _, device) = server
         .call(
             Method::POST,
@@ -694,32 +670,10 @@ async fn reminders_fire_once_across_restarts_never_when_cancelled_and_move_with_
         "the server's default"
     );
 
-    let day2 = slots(&server, &id, &service, ahead(2)).await;
-    let day3 = slots(&server, &id, &service, ahead(3)).await;
-    let kept = book(
-        &server,
-        &customer,
-        &id,
-        &service,
-        day2[0]["start"].as_str().unwrap(),
-    )
-    .await;
-    let cancelled = book(
-        &server,
-        &customer,
-        &id,
-        &service,
-        day2[2]["start"].as_str().unwrap(),
-    )
-    .await;
-    let moved = book(
-        &server,
-        &customer,
-        &id,
-        &service,
-        day2[4]["start"].as_str().unwrap(),
-    )
-    .await;
+    let day3 = slots(&server, id, service, ahead(3)).await;
+    let kept = shop.book(&server, 0).await;
+    let cancelled = shop.book(&server, 2).await;
+    let moved = shop.book(&server, 4).await;
     let path = |b: &Value| {
         format!(
             "/v1/establishments/{id}/bookings/{}",

@@ -33,7 +33,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use consumer::{ConsumerRunner, Effect, EventConsumer};
 pub use push::{PushOptions, PushSender};
 pub use store::Db;
-pub use webhook::{WebhookOptions, WebhookSender};
+pub use webhook::{RetrySchedule, WebhookOptions, WebhookSender};
 
 /// Why the notify service failed.
 #[derive(Debug, thiserror::Error)]

@@ -50,6 +50,8 @@ pub struct PushOptions {
     pub timeout: Duration,
     /// First backoff after a 429 or 5xx; doubled on each further try.
     pub backoff: Duration,
+    /// When a delivery Expo did not take goes again (after those in-request tries).
+    pub retry_schedule: crate::webhook::RetrySchedule,
 }
 
 impl Default for PushOptions {
@@ -61,6 +63,7 @@ impl Default for PushOptions {
             receipt_delay: Duration::from_secs(15 * 60),
             timeout: Duration::from_secs(10),
             backoff: Duration::from_secs(1),
+            retry_schedule: crate::webhook::RetrySchedule::default(),
         }
     }
 }
@@ -309,7 +312,11 @@ impl PushSender {
 
     async fn retry_later(&self, row: &OutboxRow, now: i64) -> Result<(), NotifyError> {
         let made = (row.attempts.max(0) as usize) + 1;
-        let retry_at = crate::webhook::next_attempt(made, None).map(|d| now + d.as_micros() as i64);
+        let retry_at = self
+            .options
+            .retry_schedule
+            .next_attempt(made, None)
+            .map(|d| now + d.as_micros() as i64);
         self.db
             .mark_attempt_failed(
                 row.id,

@@ -1,7 +1,7 @@
 //! Delivering webhooks: claim due rows, sign them (Standard Webhooks), POST them, and
 //! record the outcome: 2xx delivered; 410 disables the endpoint; anything else (or no
-//! answer within the timeout) is retried on [`RETRY_SCHEDULE`], later if the receiver's
-//! `Retry-After` asks, and given up after its last step. An endpoint that has failed
+//! answer within the timeout) is retried on the [`RetrySchedule`], later if the
+//! receiver's `Retry-After` asks, and given up after its last step. An endpoint that has failed
 //! without a success for `disable_after` is disabled, with the reason shown to members.
 
 use std::sync::Arc;
@@ -13,11 +13,10 @@ use crate::signing::signature_header;
 use crate::ssrf;
 use crate::store::{Channel, Db, OutboxRow};
 
-/// When each attempt goes, after the previous one failed: immediately, 5 s, 5 min,
-/// 30 min, 2 h, 5 h, 10 h, 10 h (the Standard Webhooks reference schedule; about
-/// 28 hours in all). The first entry is the first attempt's.
-pub const RETRY_SCHEDULE: [Duration; 8] = [
-    Duration::ZERO,
+/// The delays before each retry of a failed delivery: 5 s, 5 min, 30 min, 2 h, 5 h,
+/// 10 h, 10 h (the Standard Webhooks reference schedule: eight attempts with the first,
+/// about 28 hours in all). The default of `notify.retry_schedule_ms`.
+pub const DEFAULT_RETRY_SCHEDULE: [Duration; 7] = [
     Duration::from_secs(5),
     Duration::from_secs(5 * 60),
     Duration::from_secs(30 * 60),
@@ -26,6 +25,36 @@ pub const RETRY_SCHEDULE: [Duration; 8] = [
     Duration::from_secs(10 * 3600),
     Duration::from_secs(10 * 3600),
 ];
+
+/// When a failed delivery (webhook or push) goes again: the delay before each retry, in
+/// order; once they are spent the delivery has failed. Configurable so that tests (and
+/// operators) need not wait minutes for the third attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetrySchedule(Arc<[Duration]>);
+
+impl Default for RetrySchedule {
+    fn default() -> Self {
+        RetrySchedule(DEFAULT_RETRY_SCHEDULE.into())
+    }
+}
+
+impl RetrySchedule {
+    /// The delays before the first retry, the second, and so on.
+    pub fn new(delays: impl Into<Arc<[Duration]>>) -> RetrySchedule {
+        RetrySchedule(delays.into())
+    }
+
+    /// The delay before the next attempt after `made` failed ones, or `None` when the
+    /// schedule is spent. A `Retry-After` longer than the schedule's step wins.
+    pub fn next_attempt(&self, made: usize, retry_after: Option<Duration>) -> Option<Duration> {
+        let step = match made.checked_sub(1) {
+            // None made yet: the first attempt goes at once.
+            None => Duration::ZERO,
+            Some(retry) => *self.0.get(retry)?,
+        };
+        Some(retry_after.map_or(step, |r| r.max(step)))
+    }
+}
 
 /// The longest `Retry-After` honoured: a receiver cannot park a delivery for a week.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
@@ -48,6 +77,8 @@ pub struct WebhookOptions {
     /// Tell the establishment's owners by push when an endpoint is disabled (set when
     /// push is on).
     pub tell_owners: bool,
+    /// When failed deliveries go again.
+    pub retry_schedule: RetrySchedule,
 }
 
 impl Default for WebhookOptions {
@@ -59,6 +90,7 @@ impl Default for WebhookOptions {
             concurrency: 32,
             rotation_overlap: Duration::from_secs(24 * 3600),
             tell_owners: false,
+            retry_schedule: RetrySchedule::default(),
         }
     }
 }
@@ -209,7 +241,11 @@ impl WebhookSender {
         now: i64,
     ) -> Result<(), NotifyError> {
         let made = (row.attempts.max(0) as usize) + 1;
-        let retry_at = next_attempt(made, retry_after).map(|d| now + d.as_micros() as i64);
+        let retry_at = self
+            .options
+            .retry_schedule
+            .next_attempt(made, retry_after)
+            .map(|d| now + d.as_micros() as i64);
         let status = status.map(i32::from);
         self.db
             .mark_attempt_failed(row.id, retry_at, status, error, false)
@@ -349,13 +385,6 @@ pub fn webhook_id(row: &OutboxRow) -> String {
     format!("msg_{}", row.id.simple())
 }
 
-/// The delay before the next attempt after `made` failed ones, or `None` when the
-/// schedule is spent. A `Retry-After` longer than the schedule's step wins.
-pub fn next_attempt(made: usize, retry_after: Option<Duration>) -> Option<Duration> {
-    let step = *RETRY_SCHEDULE.get(made)?;
-    Some(retry_after.map_or(step, |r| r.max(step)))
-}
-
 /// An error's chain, refused addresses made plain.
 fn describe(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
@@ -374,6 +403,9 @@ mod tests {
 
     #[test]
     fn the_schedule_grows_then_stops() {
+        let schedule = RetrySchedule::default();
+        let next_attempt = |made, retry_after| schedule.next_attempt(made, retry_after);
+        assert_eq!(next_attempt(0, None), Some(Duration::ZERO));
         assert_eq!(next_attempt(1, None), Some(Duration::from_secs(5)));
         assert_eq!(next_attempt(2, None), Some(Duration::from_secs(300)));
         assert_eq!(next_attempt(7, None), Some(Duration::from_secs(36_000)));
@@ -386,5 +418,16 @@ mod tests {
             next_attempt(2, Some(Duration::from_secs(1))),
             Some(Duration::from_secs(300))
         );
+    }
+
+    #[test]
+    fn a_configured_schedule_replaces_the_default() {
+        let schedule = RetrySchedule::new(vec![Duration::from_millis(200); 3]);
+        assert_eq!(
+            schedule.next_attempt(3, None),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(schedule.next_attempt(4, None), None);
+        assert_eq!(RetrySchedule::new(Vec::new()).next_attempt(1, None), None);
     }
 }

@@ -177,6 +177,145 @@ pub(crate) fn pool_saturated<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> bool 
     pool.num_idle() == 0 && pool.size() >= pool.options().get_max_connections()
 }
 
+/// The claim of [`Backend::claim_creation_key`]: insert, or keep the row there unless it
+/// has expired. The conflicting row is locked and read after any concurrent claim of it
+/// commits, so two claims at once return the same establishment.
+pub(crate) const CLAIM_CREATION_KEY: &str = "INSERT INTO creation_keys
+        (user_id, idempotency_key, establishment_id, claimed_at)
+    VALUES ($1, $2, $3, $4)
+    ON CONFLICT (user_id, idempotency_key) DO UPDATE SET
+        establishment_id = CASE WHEN creation_keys.claimed_at < $5
+            THEN excluded.establishment_id ELSE creation_keys.establishment_id END,
+        claimed_at = CASE WHEN creation_keys.claimed_at < $5
+            THEN excluded.claimed_at ELSE creation_keys.claimed_at END
+    RETURNING establishment_id";
+
+/// The [`Backend`] calls on users, memberships and creation keys, and the pool's own,
+/// written once for both databases inside their `impl Backend` (both accept `$n`
+/// placeholders). They differ only in how an instant is stored: Postgres keeps a
+/// `timestamptz`, converted from microseconds by `navaro_ts` and back by `navaro_us`;
+/// SQLite keeps the microseconds, so there `ts` and `us` are empty and leave a bare
+/// parenthesis.
+macro_rules! account_calls {
+    (ts = $ts:literal, us = $us:literal) => {
+        fn insert_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, DbResult<()>> {
+            async move {
+                sqlx::query(concat!(
+                    "INSERT INTO users (id, email, name, password_hash, created_at)
+                     VALUES ($1, $2, $3, $4, ",
+                    $ts,
+                    "($5))"
+                ))
+                .bind(user.id.0)
+                .bind(&user.email)
+                .bind(&user.name)
+                .bind(&user.password_hash)
+                .bind(user.created_at.as_microsecond())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+            .boxed()
+        }
+
+        fn user_by_email<'a>(
+            &'a self,
+            email: &'a str,
+        ) -> BoxFuture<'a, DbResult<Option<UserRow>>> {
+            sqlx::query_as(concat!(
+                "SELECT id, email, name, password_hash, ",
+                $us,
+                "(created_at) FROM users WHERE email = $1"
+            ))
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .boxed()
+        }
+
+        fn user_by_id(&self, id: Uuid) -> BoxFuture<'_, DbResult<Option<UserRow>>> {
+            sqlx::query_as(concat!(
+                "SELECT id, email, name, password_hash, ",
+                $us,
+                "(created_at) FROM users WHERE id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .boxed()
+        }
+
+        fn upsert_membership(&self, m: Membership) -> BoxFuture<'_, DbResult<bool>> {
+            async move {
+                let done = sqlx::query(
+                    "INSERT INTO memberships (user_id, establishment_id, role)
+                     SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM users WHERE id = $1)
+                     ON CONFLICT (user_id, establishment_id) DO UPDATE SET role = excluded.role",
+                )
+                .bind(m.user_id.0)
+                .bind(m.establishment_id.0)
+                .bind(m.role.as_str())
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+            .boxed()
+        }
+
+        fn memberships_of(&self, user: Uuid) -> BoxFuture<'_, DbResult<Vec<(Uuid, String)>>> {
+            sqlx::query_as(
+                "SELECT establishment_id, role FROM memberships WHERE user_id = $1
+                 ORDER BY establishment_id",
+            )
+            .bind(user)
+            .fetch_all(&self.pool)
+            .boxed()
+        }
+
+        fn role_at(
+            &self,
+            user: Uuid,
+            establishment: Uuid,
+        ) -> BoxFuture<'_, DbResult<Option<String>>> {
+            sqlx::query_scalar(
+                "SELECT role FROM memberships WHERE user_id = $1 AND establishment_id = $2",
+            )
+            .bind(user)
+            .bind(establishment)
+            .fetch_optional(&self.pool)
+            .boxed()
+        }
+
+        fn claim_creation_key<'a>(
+            &'a self,
+            user: Uuid,
+            key: &'a str,
+            candidate: Uuid,
+            now_s: i64,
+            expired_before_s: i64,
+        ) -> BoxFuture<'a, DbResult<Uuid>> {
+            sqlx::query_scalar($crate::backend::CLAIM_CREATION_KEY)
+                .bind(user)
+                .bind(key)
+                .bind(candidate)
+                .bind(now_s)
+                .bind(expired_before_s)
+                .fetch_one(&self.pool)
+                .boxed()
+        }
+
+        fn ping(&self) -> BoxFuture<'_, DbResult<()>> {
+            sqlx::query("SELECT 1")
+                .execute(&self.pool)
+                .map(|done| done.map(|_| ()))
+                .boxed()
+        }
+
+        fn saturated(&self) -> bool {
+            $crate::backend::pool_saturated(&self.pool)
+        }
+    };
+}
+pub(crate) use account_calls;
+
 /// Whether an error means "the database could not be reached" rather than an answer
 /// from it (a constraint, a locked SQLite file, a missing row).
 /// The breaker's [`PoolSaturated`] mark is not: the database is up, only busy.

@@ -93,92 +93,105 @@ pub(crate) struct PgDirectory {
     pub pool: PgPool,
 }
 
+/// Apply one listing change on `$conn`, the statements written once for both backends
+/// (both accept `$n` placeholders). `$ts` converts the creation instant's microseconds
+/// to the stored column: `navaro_ts` on Postgres (a `timestamptz`), nothing on SQLite
+/// (which stores the microseconds), leaving a bare parenthesis.
+macro_rules! apply_listing_change {
+    ($conn:expr, $change:expr, ts = $ts:literal) => {{
+        match $change {
+            ListingChange::Created {
+                id,
+                owner_id,
+                created_us,
+                seq,
+                fields: f,
+            } => {
+                sqlx::query(concat!(
+                    "INSERT INTO establishments (id, owner_id, name, timezone, category, address,
+                         latitude, longitude, photo_url, description, name_folded, created_at, seq)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, ",
+                    $ts,
+                    "($12), $13)
+                     ON CONFLICT (id) DO NOTHING"
+                ))
+                .bind(id)
+                .bind(owner_id)
+                .bind(&f.name)
+                .bind(&f.timezone)
+                .bind(&f.category)
+                .bind(&f.address)
+                .bind(f.latitude)
+                .bind(f.longitude)
+                .bind(&f.photo_url)
+                .bind(&f.description)
+                .bind(&f.name_folded)
+                .bind(created_us)
+                .bind(seq)
+                .execute($conn)
+                .await?;
+            }
+            ListingChange::Updated { id, seq, fields: f } => {
+                sqlx::query(
+                    "UPDATE establishments SET name = $2, timezone = $3, category = $4, address = $5,
+                         latitude = $6, longitude = $7, photo_url = $8, description = $9,
+                         name_folded = $10, seq = $11
+                     WHERE id = $1 AND seq < $11",
+                )
+                .bind(id)
+                .bind(&f.name)
+                .bind(&f.timezone)
+                .bind(&f.category)
+                .bind(&f.address)
+                .bind(f.latitude)
+                .bind(f.longitude)
+                .bind(&f.photo_url)
+                .bind(&f.description)
+                .bind(&f.name_folded)
+                .bind(seq)
+                .execute($conn)
+                .await?;
+            }
+            ListingChange::ServiceAdded {
+                id,
+                seq,
+                name,
+                folded,
+            } => {
+                // `services` is one name a line.
+                sqlx::query(
+                    "UPDATE establishments SET services = services || $2,
+                         services_folded = services_folded || ' ' || $3, seq = $4
+                     WHERE id = $1 AND seq < $4",
+                )
+                .bind(id)
+                .bind(format!("{name}\n"))
+                .bind(folded)
+                .bind(seq)
+                .execute($conn)
+                .await?;
+            }
+            ListingChange::Suspension { id, seq, reason } => {
+                sqlx::query(
+                    "UPDATE establishments SET suspended_reason = $2, seq = $3 WHERE id = $1 AND seq < $3",
+                )
+                .bind(id)
+                .bind(reason)
+                .bind(seq)
+                .execute($conn)
+                .await?;
+            }
+        }
+        Ok(())
+    }};
+}
+
 /// Apply one listing change inside a Postgres transaction.
 pub(crate) async fn pg_apply(
     conn: &mut sqlx::PgConnection,
     change: &ListingChange,
 ) -> sqlx::Result<()> {
-    match change {
-        ListingChange::Created {
-            id,
-            owner_id,
-            created_us,
-            seq,
-            fields: f,
-        } => {
-            sqlx::query(
-                "INSERT INTO establishments (id, owner_id, name, timezone, category, address,
-                     latitude, longitude, photo_url, description, name_folded, created_at, seq)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, navaro_ts($12), $13)
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(id)
-            .bind(owner_id)
-            .bind(&f.name)
-            .bind(&f.timezone)
-            .bind(&f.category)
-            .bind(&f.address)
-            .bind(f.latitude)
-            .bind(f.longitude)
-            .bind(&f.photo_url)
-            .bind(&f.description)
-            .bind(&f.name_folded)
-            .bind(created_us)
-            .bind(seq)
-            .execute(conn)
-            .await?;
-        }
-        ListingChange::Updated { id, seq, fields: f } => {
-            sqlx::query(
-                "UPDATE establishments SET name = $2, timezone = $3, category = $4, address = $5,
-                     latitude = $6, longitude = $7, photo_url = $8, description = $9,
-                     name_folded = $10, seq = $11
-                 WHERE id = $1 AND seq < $11",
-            )
-            .bind(id)
-            .bind(&f.name)
-            .bind(&f.timezone)
-            .bind(&f.category)
-            .bind(&f.address)
-            .bind(f.latitude)
-            .bind(f.longitude)
-            .bind(&f.photo_url)
-            .bind(&f.description)
-            .bind(&f.name_folded)
-            .bind(seq)
-            .execute(conn)
-            .await?;
-        }
-        ListingChange::ServiceAdded {
-            id,
-            seq,
-            name,
-            folded,
-        } => {
-            sqlx::query(
-                "UPDATE establishments SET services = services || $2 || E'\\n',
-                     services_folded = services_folded || ' ' || $3, seq = $4
-                 WHERE id = $1 AND seq < $4",
-            )
-            .bind(id)
-            .bind(name)
-            .bind(folded)
-            .bind(seq)
-            .execute(conn)
-            .await?;
-        }
-        ListingChange::Suspension { id, seq, reason } => {
-            sqlx::query(
-                "UPDATE establishments SET suspended_reason = $2, seq = $3 WHERE id = $1 AND seq < $3",
-            )
-            .bind(id)
-            .bind(reason)
-            .bind(seq)
-            .execute(conn)
-            .await?;
-        }
-    }
-    Ok(())
+    apply_listing_change!(&mut *conn, change, ts = "navaro_ts")
 }
 
 /// Apply one listing change inside a SQLite transaction.
@@ -186,97 +199,13 @@ pub(crate) async fn sqlite_apply(
     conn: &mut sqlx::SqliteConnection,
     change: &ListingChange,
 ) -> sqlx::Result<()> {
-    match change {
-        ListingChange::Created {
-            id,
-            owner_id,
-            created_us,
-            seq,
-            fields: f,
-        } => {
-            sqlx::query(
-                "INSERT INTO establishments (id, owner_id, name, timezone, category, address,
-                     latitude, longitude, photo_url, description, name_folded, created_at, seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(id)
-            .bind(owner_id)
-            .bind(&f.name)
-            .bind(&f.timezone)
-            .bind(&f.category)
-            .bind(&f.address)
-            .bind(f.latitude)
-            .bind(f.longitude)
-            .bind(&f.photo_url)
-            .bind(&f.description)
-            .bind(&f.name_folded)
-            .bind(created_us)
-            .bind(seq)
-            .execute(conn)
-            .await?;
-        }
-        ListingChange::Updated { id, seq, fields: f } => {
-            sqlx::query(
-                "UPDATE establishments SET name = ?2, timezone = ?3, category = ?4, address = ?5,
-                     latitude = ?6, longitude = ?7, photo_url = ?8, description = ?9,
-                     name_folded = ?10, seq = ?11
-                 WHERE id = ?1 AND seq < ?11",
-            )
-            .bind(id)
-            .bind(&f.name)
-            .bind(&f.timezone)
-            .bind(&f.category)
-            .bind(&f.address)
-            .bind(f.latitude)
-            .bind(f.longitude)
-            .bind(&f.photo_url)
-            .bind(&f.description)
-            .bind(&f.name_folded)
-            .bind(seq)
-            .execute(conn)
-            .await?;
-        }
-        ListingChange::ServiceAdded {
-            id,
-            seq,
-            name,
-            folded,
-        } => {
-            sqlx::query(
-                "UPDATE establishments SET services = services || ?2 || char(10),
-                     services_folded = services_folded || ' ' || ?3, seq = ?4
-                 WHERE id = ?1 AND seq < ?4",
-            )
-            .bind(id)
-            .bind(name)
-            .bind(folded)
-            .bind(seq)
-            .execute(conn)
-            .await?;
-        }
-        ListingChange::Suspension { id, seq, reason } => {
-            sqlx::query(
-                "UPDATE establishments SET suspended_reason = ?2, seq = ?3 WHERE id = ?1 AND seq < ?3",
-            )
-            .bind(id)
-            .bind(reason)
-            .bind(seq)
-            .execute(conn)
-            .await?;
-        }
-    }
-    Ok(())
+    apply_listing_change!(&mut *conn, change, ts = "")
 }
 
 /// A pattern for `LIKE`: the folded word (letters and digits only) between wildcards.
 fn like(word: &str) -> String {
     debug_assert!(word.chars().all(char::is_alphanumeric));
-    let escaped = word
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("%{escaped}%")
+    like_any(word)
 }
 
 fn pg_search_sql(query: &SearchQuery) -> QueryBuilder<Postgres> {
@@ -348,6 +277,100 @@ fn push_filters(q: &mut QueryBuilder<Postgres>, query: &SearchQuery) {
 /// The SQL a Postgres search runs, for EXPLAIN in the bench and tests.
 pub fn postgres_search_sql(query: &SearchQuery) -> String {
     pg_search_sql(query).into_sql().as_str().to_owned()
+}
+
+/// The [`Directory`] calls whose statements both backends share (with `$n`
+/// placeholders, which both accept) but for how an instant is stored: Postgres keeps a
+/// `timestamptz`, converted from microseconds by `navaro_ts` and back by `navaro_us`;
+/// SQLite keeps the microseconds, so there `ts` and `us` are empty and leave a bare
+/// parenthesis.
+macro_rules! directory_calls {
+    (ts = $ts:literal, us = $us:literal) => {
+        fn disabled_users(&self) -> BoxFuture<'_, Result<Vec<Uuid>, StoreError>> {
+            async move {
+                sqlx::query_scalar("SELECT user_id FROM disabled_users")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(read_error)
+            }
+            .boxed()
+        }
+
+        fn append_audit(&self, entry: AuditEntry) -> BoxFuture<'_, Result<AuditEntry, StoreError>> {
+            async move {
+                let id: i64 = sqlx::query_scalar(concat!(
+                    "INSERT INTO admin_audit (at, admin_id, action, target_kind, target_id, reason, detail)
+                     VALUES (",
+                    $ts,
+                    "($1), $2, $3, $4, $5, $6, $7) RETURNING id"
+                ))
+                .bind(entry.at.as_microsecond())
+                .bind(entry.admin_id)
+                .bind(&entry.action)
+                .bind(&entry.target_kind)
+                .bind(entry.target_id)
+                .bind(&entry.reason)
+                .bind(&entry.detail)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(read_error)?;
+                Ok(AuditEntry { id, ..entry })
+            }
+            .boxed()
+        }
+
+        fn audit(
+            &self,
+            before: Option<i64>,
+            limit: usize,
+        ) -> BoxFuture<'_, Result<Vec<AuditEntry>, StoreError>> {
+            async move {
+                let rows: Vec<AuditRow> = sqlx::query_as(concat!(
+                    "SELECT id, ",
+                    $us,
+                    "(at), admin_id, action, target_kind, target_id, reason, detail
+                     FROM admin_audit WHERE (CAST($1 AS BIGINT) IS NULL OR id < $1)
+                     ORDER BY id DESC LIMIT $2"
+                ))
+                .bind(before)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(read_error)?;
+                Ok(rows.into_iter().map(audit_entry).collect())
+            }
+            .boxed()
+        }
+
+        fn counters(
+            &self,
+            day_start: Timestamp,
+            day_end: Timestamp,
+        ) -> BoxFuture<'_, Result<StoreCounters, StoreError>> {
+            async move {
+                let row: (i64, i64, i64, i64, i64) = sqlx::query_as(concat!(
+                    "SELECT
+                        (SELECT count(*) FROM bookings WHERE kind = 'booking' AND status <> 'cancelled'
+                            AND start_at >= ",
+                    $ts,
+                    "($1) AND start_at < ",
+                    $ts,
+                    "($2)),
+                        (SELECT count(*) FROM establishments WHERE suspended_reason IS NULL),
+                        (SELECT count(*) FROM establishments WHERE suspended_reason IS NOT NULL),
+                        (SELECT count(*) FROM users),
+                        (SELECT count(*) FROM disabled_users)"
+                ))
+                .bind(day_start.as_microsecond())
+                .bind(day_end.as_microsecond())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(read_error)?;
+                Ok(counters(row))
+            }
+            .boxed()
+        }
+    };
 }
 
 impl Directory for PgDirectory {
@@ -441,81 +464,7 @@ impl Directory for PgDirectory {
         .boxed()
     }
 
-    fn disabled_users(&self) -> BoxFuture<'_, Result<Vec<Uuid>, StoreError>> {
-        async move {
-            sqlx::query_scalar("SELECT user_id FROM disabled_users")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(read_error)
-        }
-        .boxed()
-    }
-
-    fn append_audit(&self, entry: AuditEntry) -> BoxFuture<'_, Result<AuditEntry, StoreError>> {
-        async move {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO admin_audit (at, admin_id, action, target_kind, target_id, reason, detail)
-                 VALUES (navaro_ts($1), $2, $3, $4, $5, $6, $7) RETURNING id",
-            )
-            .bind(entry.at.as_microsecond())
-            .bind(entry.admin_id)
-            .bind(&entry.action)
-            .bind(&entry.target_kind)
-            .bind(entry.target_id)
-            .bind(&entry.reason)
-            .bind(&entry.detail)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(read_error)?;
-            Ok(AuditEntry { id, ..entry })
-        }
-        .boxed()
-    }
-
-    fn audit(
-        &self,
-        before: Option<i64>,
-        limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<AuditEntry>, StoreError>> {
-        async move {
-            let rows: Vec<AuditRow> = sqlx::query_as(
-                "SELECT id, navaro_us(at), admin_id, action, target_kind, target_id, reason, detail
-                 FROM admin_audit WHERE ($1::int8 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
-            )
-            .bind(before)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(read_error)?;
-            Ok(rows.into_iter().map(audit_entry).collect())
-        }
-        .boxed()
-    }
-
-    fn counters(
-        &self,
-        day_start: Timestamp,
-        day_end: Timestamp,
-    ) -> BoxFuture<'_, Result<StoreCounters, StoreError>> {
-        async move {
-            let row: (i64, i64, i64, i64, i64) = sqlx::query_as(
-                "SELECT
-                    (SELECT count(*) FROM bookings WHERE kind = 'booking' AND status <> 'cancelled'
-                        AND start_at >= navaro_ts($1) AND start_at < navaro_ts($2)),
-                    (SELECT count(*) FROM establishments WHERE suspended_reason IS NULL),
-                    (SELECT count(*) FROM establishments WHERE suspended_reason IS NOT NULL),
-                    (SELECT count(*) FROM users),
-                    (SELECT count(*) FROM disabled_users)",
-            )
-            .bind(day_start.as_microsecond())
-            .bind(day_end.as_microsecond())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(read_error)?;
-            Ok(counters(row))
-        }
-        .boxed()
-    }
+    directory_calls!(ts = "navaro_ts", us = "navaro_us");
 }
 
 /// A `LIKE` pattern matching `text` anywhere, its wildcards escaped.
@@ -662,79 +611,5 @@ impl Directory for SqliteDirectory {
         .boxed()
     }
 
-    fn disabled_users(&self) -> BoxFuture<'_, Result<Vec<Uuid>, StoreError>> {
-        async move {
-            sqlx::query_scalar("SELECT user_id FROM disabled_users")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(read_error)
-        }
-        .boxed()
-    }
-
-    fn append_audit(&self, entry: AuditEntry) -> BoxFuture<'_, Result<AuditEntry, StoreError>> {
-        async move {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO admin_audit (at, admin_id, action, target_kind, target_id, reason, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
-            )
-            .bind(entry.at.as_microsecond())
-            .bind(entry.admin_id)
-            .bind(&entry.action)
-            .bind(&entry.target_kind)
-            .bind(entry.target_id)
-            .bind(&entry.reason)
-            .bind(&entry.detail)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(read_error)?;
-            Ok(AuditEntry { id, ..entry })
-        }
-        .boxed()
-    }
-
-    fn audit(
-        &self,
-        before: Option<i64>,
-        limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<AuditEntry>, StoreError>> {
-        async move {
-            let rows: Vec<AuditRow> = sqlx::query_as(
-                "SELECT id, at, admin_id, action, target_kind, target_id, reason, detail
-                 FROM admin_audit WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
-            )
-            .bind(before)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(read_error)?;
-            Ok(rows.into_iter().map(audit_entry).collect())
-        }
-        .boxed()
-    }
-
-    fn counters(
-        &self,
-        day_start: Timestamp,
-        day_end: Timestamp,
-    ) -> BoxFuture<'_, Result<StoreCounters, StoreError>> {
-        async move {
-            let row: (i64, i64, i64, i64, i64) = sqlx::query_as(
-                "SELECT
-                    (SELECT count(*) FROM bookings WHERE kind = 'booking' AND status <> 'cancelled'
-                        AND start_at >= ?1 AND start_at < ?2),
-                    (SELECT count(*) FROM establishments WHERE suspended_reason IS NULL),
-                    (SELECT count(*) FROM establishments WHERE suspended_reason IS NOT NULL),
-                    (SELECT count(*) FROM users),
-                    (SELECT count(*) FROM disabled_users)",
-            )
-            .bind(day_start.as_microsecond())
-            .bind(day_end.as_microsecond())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(read_error)?;
-            Ok(counters(row))
-        }
-        .boxed()
-    }
+    directory_calls!(ts = "", us = "");
 }

@@ -13,7 +13,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::Postgres;
 use uuid::Uuid;
 
-use crate::backend::{EventBlob, ItemBlob, SnapshotRow, pool_saturated};
+use crate::backend::{EventBlob, ItemBlob, SnapshotRow};
 
 use crate::accounts::{Membership, User};
 use crate::backend::{Backend, DbResult, Group, Losers, UserRow, WriteError, unreachable};
@@ -162,19 +162,6 @@ async fn write_group_with_listings(
     Ok(losers)
 }
 
-/// The claim of [`Backend::claim_creation_key`]: insert, or keep the row there unless it
-/// has expired. The conflicting row is locked and read after any concurrent claim of it
-/// commits, so two claims at once return the same establishment.
-const CLAIM_CREATION_KEY: &str = "INSERT INTO creation_keys
-        (user_id, idempotency_key, establishment_id, claimed_at)
-    VALUES ($1, $2, $3, $4)
-    ON CONFLICT (user_id, idempotency_key) DO UPDATE SET
-        establishment_id = CASE WHEN creation_keys.claimed_at < $5
-            THEN excluded.establishment_id ELSE creation_keys.establishment_id END,
-        claimed_at = CASE WHEN creation_keys.claimed_at < $5
-            THEN excluded.claimed_at ELSE creation_keys.claimed_at END
-    RETURNING establishment_id";
-
 impl Backend for PgBackend {
     fn write_group<'a>(&'a self, group: &'a Group) -> BoxFuture<'a, Result<Losers, WriteError>> {
         self.write_group_now(group).boxed()
@@ -283,106 +270,7 @@ impl Backend for PgBackend {
         .boxed()
     }
 
-    fn insert_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, DbResult<()>> {
-        async move {
-            sqlx::query(
-                "INSERT INTO users (id, email, name, password_hash, created_at)
-                 VALUES ($1, $2, $3, $4, navaro_ts($5))",
-            )
-            .bind(user.id.0)
-            .bind(&user.email)
-            .bind(&user.name)
-            .bind(&user.password_hash)
-            .bind(user.created_at.as_microsecond())
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        }
-        .boxed()
-    }
-
-    fn user_by_email<'a>(&'a self, email: &'a str) -> BoxFuture<'a, DbResult<Option<UserRow>>> {
-        sqlx::query_as(
-            "SELECT id, email, name, password_hash, navaro_us(created_at) FROM users WHERE email = $1",
-        )
-        .bind(email)
-        .fetch_optional(&self.pool)
-        .boxed()
-    }
-
-    fn user_by_id(&self, id: Uuid) -> BoxFuture<'_, DbResult<Option<UserRow>>> {
-        sqlx::query_as(
-            "SELECT id, email, name, password_hash, navaro_us(created_at) FROM users WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .boxed()
-    }
-
-    fn upsert_membership(&self, m: Membership) -> BoxFuture<'_, DbResult<bool>> {
-        async move {
-            let done = sqlx::query(
-                "INSERT INTO memberships (user_id, establishment_id, role)
-                 SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM users WHERE id = $1)
-                 ON CONFLICT (user_id, establishment_id) DO UPDATE SET role = excluded.role",
-            )
-            .bind(m.user_id.0)
-            .bind(m.establishment_id.0)
-            .bind(m.role.as_str())
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected() > 0)
-        }
-        .boxed()
-    }
-
-    fn memberships_of(&self, user: Uuid) -> BoxFuture<'_, DbResult<Vec<(Uuid, String)>>> {
-        sqlx::query_as(
-            "SELECT establishment_id, role FROM memberships WHERE user_id = $1 ORDER BY establishment_id",
-        )
-        .bind(user)
-        .fetch_all(&self.pool)
-        .boxed()
-    }
-
-    fn role_at(&self, user: Uuid, establishment: Uuid) -> BoxFuture<'_, DbResult<Option<String>>> {
-        sqlx::query_scalar(
-            "SELECT role FROM memberships WHERE user_id = $1 AND establishment_id = $2",
-        )
-        .bind(user)
-        .bind(establishment)
-        .fetch_optional(&self.pool)
-        .boxed()
-    }
-
-    fn claim_creation_key<'a>(
-        &'a self,
-        user: Uuid,
-        key: &'a str,
-        candidate: Uuid,
-        now_s: i64,
-        expired_before_s: i64,
-    ) -> BoxFuture<'a, DbResult<Uuid>> {
-        sqlx::query_scalar(CLAIM_CREATION_KEY)
-            .bind(user)
-            .bind(key)
-            .bind(candidate)
-            .bind(now_s)
-            .bind(expired_before_s)
-            .fetch_one(&self.pool)
-            .boxed()
-    }
-
-    fn ping(&self) -> BoxFuture<'_, DbResult<()>> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .map(|done| done.map(|_| ()))
-            .boxed()
-    }
-
-    fn saturated(&self) -> bool {
-        pool_saturated(&self.pool)
-    }
+    crate::backend::account_calls!(ts = "navaro_ts", us = "navaro_us");
 
     fn claim_owner<'a>(&'a self, id: Uuid, node: &'a str) -> BoxFuture<'a, DbResult<i64>> {
         sqlx::query_scalar(CLAIM_OWNER)

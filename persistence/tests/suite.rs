@@ -389,8 +389,23 @@ async fn listings_follow_the_journal_and_are_backfilled<D: TestDb>() {
             },
         ),
         record(2, Event::ServiceAdded { service }),
+        // A second service: the listing keeps one a line, in order.
         record(
             3,
+            Event::ServiceAdded {
+                service: Service {
+                    id: ServiceId(new_id()),
+                    name: "Corte Feminino".to_owned(),
+                    duration_minutes: 30,
+                    price_cents: 100,
+                    currency: "BRL".to_owned(),
+                    buffer_after_minutes: 0,
+                    staff_ids: vec![],
+                },
+            },
+        ),
+        record(
+            4,
             Event::SettingsUpdated {
                 settings: listed_settings("Salão Ágata Nova"),
             },
@@ -413,7 +428,7 @@ async fn listings_follow_the_journal_and_are_backfilled<D: TestDb>() {
     let listing = &hits[0].listing;
     assert_eq!(listing.id, est.0);
     assert_eq!(listing.name, "Salão Ágata Nova");
-    assert_eq!(listing.services, ["Escova Progressiva"]);
+    assert_eq!(listing.services, ["Escova Progressiva", "Corte Feminino"]);
     assert_eq!(listing.category.as_deref(), Some("salon"));
     assert_eq!(listing.owner_id, owner);
     let suspend = Event::EstablishmentSuspended {
@@ -422,7 +437,7 @@ async fn listings_follow_the_journal_and_are_backfilled<D: TestDb>() {
     };
     stores
         .journal
-        .append(one(est, record(4, suspend)))
+        .append(one(est, record(5, suspend)))
         .await
         .unwrap();
     assert!(
@@ -450,7 +465,10 @@ async fn listings_follow_the_journal_and_are_backfilled<D: TestDb>() {
     let hits = reopened.directory.search(admin).await.unwrap();
     assert_eq!(hits.len(), 1, "backfilled: {hits:?}");
     assert_eq!(hits[0].listing.name, "Salão Ágata Nova");
-    assert_eq!(hits[0].listing.services, ["Escova Progressiva"]);
+    assert_eq!(
+        hits[0].listing.services,
+        ["Escova Progressiva", "Corte Feminino"]
+    );
     assert_eq!(hits[0].listing.suspended_reason.as_deref(), Some("fraud"));
     // Dequeued: the next open projects nothing again.
     drop(reopened);

@@ -3,6 +3,7 @@
 
 pub mod localstripe;
 pub mod proxy;
+pub mod shop;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
