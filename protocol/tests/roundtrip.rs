@@ -91,7 +91,10 @@ fn commands() -> Vec<Command> {
         Command::Cancel {
             booking_id: BookingId(Uuid::from_u128(1)),
         },
-        Command::SetPaymentPolicy { policy: policy() },
+        Command::SetPaymentPolicy {
+            policy: policy(),
+            service_id: None,
+        },
         Command::Checkout {
             service_id: ServiceId(Uuid::from_u128(3)),
             start: ts("2026-12-01T12:00:00Z"),
