@@ -92,6 +92,10 @@ pub struct PaymentSettings {
     /// before it frees them) and succeeded payments that lost their slot (refunded).
     pub sweep_interval_ms: u64,
     pub stripe: StripeSettings,
+    /// Tests only (dev mode): abort the process right after the provider charged a fee
+    /// and before the charge is journaled, the crash the fee's exactly-once guard must
+    /// survive (`gateway/tests/payments_fees.rs`). Refused outside dev mode.
+    pub dev_abort_after_fee_charge: bool,
 }
 
 impl Default for PaymentSettings {
@@ -101,6 +105,7 @@ impl Default for PaymentSettings {
             hold_seconds: 600,
             sweep_interval_ms: 5_000,
             stripe: StripeSettings::default(),
+            dev_abort_after_fee_charge: false,
         }
     }
 }
@@ -350,6 +355,10 @@ pub struct EngineSettings {
     /// Days of past bookings each establishment keeps in memory and in its snapshots
     /// (2 to 366; unset: 7). Older bookings are served from the bookings read model.
     pub history_days: Option<u32>,
+    /// Development and tests only: the engine's clock runs this many seconds ahead of
+    /// the system's (negative: behind), so a test can make a booking start in the past
+    /// across a restart (marking a no-show). Refused outside dev mode.
+    pub dev_clock_offset_seconds: i64,
 }
 
 /// The range of `engine.history_days`: the engine's `domain::window::MIN_HISTORY_DAYS`
@@ -873,6 +882,12 @@ impl Settings {
                 ),
             });
         }
+        if self.engine.dev_clock_offset_seconds != 0 && !self.dev_mode {
+            return Err(ConfigError::OutOfRange {
+                field: "engine.dev_clock_offset_seconds",
+                reason: "allowed only in dev mode".to_owned(),
+            });
+        }
         self.validate_notify()?;
         self.cluster.validate(self.uses_postgres())?;
         if self.http.body_read_timeout_ms >= self.http.request_timeout_ms {
@@ -906,6 +921,12 @@ impl Settings {
         }
         if p.sweep_interval_ms == 0 {
             return out("payments.sweep_interval_ms", "must be greater than zero");
+        }
+        if p.dev_abort_after_fee_charge && !self.dev_mode {
+            return out(
+                "payments.dev_abort_after_fee_charge",
+                "allowed only in dev mode",
+            );
         }
         if p.stripe.timeout_ms == 0 {
             return out("payments.stripe.timeout_ms", "must be greater than zero");

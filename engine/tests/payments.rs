@@ -27,8 +27,14 @@ fn shop(policy: PaymentPolicy) -> (Sim, ServiceId) {
     let mut sim = Sim::new(settings("UTC"), NOW);
     let staff = sim.add_staff("Carlos", WeeklyHours::every_day(&[("08:00", "20:00")]));
     let service = sim.add_service("Corte", 30, 0, &[staff]); // 50.00 BRL
-    sim.exec(owner(), Command::SetPaymentPolicy { policy })
-        .unwrap();
+    sim.exec(
+        owner(),
+        Command::SetPaymentPolicy {
+            policy,
+            service_id: None,
+        },
+    )
+    .unwrap();
     (sim, service)
 }
 
@@ -134,6 +140,7 @@ fn a_checkout_holds_the_slot_and_copies_the_policy_which_later_changes_do_not_to
         owner(),
         Command::SetPaymentPolicy {
             policy: deposit(80),
+            service_id: None,
         },
     )
     .unwrap();
@@ -321,8 +328,14 @@ fn cancellations_refund_by_the_copied_policy_and_snapshots_keep_payments() {
         late_cancel_fee_percent: Some(100),
         ..deposit(30)
     };
-    sim.exec(owner(), Command::SetPaymentPolicy { policy })
-        .unwrap();
+    sim.exec(
+        owner(),
+        Command::SetPaymentPolicy {
+            policy,
+            service_id: None,
+        },
+    )
+    .unwrap();
     let all = checkout(&mut sim, customer(2), service, "2026-12-02T10:00:00Z");
     settle(&mut sim, &all, paid(&all)).unwrap();
     assert_eq!(cancel(&mut sim, customer(2), &all).refund_due_cents, 0);
@@ -368,6 +381,7 @@ fn bad_policies_are_refused_naming_the_field() {
                 owner(),
                 Command::SetPaymentPolicy {
                     policy: policy.clone(),
+                    service_id: None,
                 },
             )
             .unwrap_err();
@@ -382,6 +396,7 @@ fn bad_policies_are_refused_naming_the_field() {
             staff_member(),
             Command::SetPaymentPolicy {
                 policy: deposit(10),
+                service_id: None,
             },
         )
         .unwrap_err();

@@ -606,6 +606,10 @@ pub struct BookingDto {
     /// The promotion applied at booking, with the discount; absent without one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub promotion: Option<PromotionAppliedDto>,
+    /// The payment policy copied onto the booking when it was made (when it asked
+    /// anything): its fees and refunds follow this copy, never a later change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_policy: Option<crate::routes::payments::PaymentPolicyDto>,
 }
 
 /// A promotion applied to a booking.
@@ -639,6 +643,7 @@ impl BookingDto {
                 discount_cents: p.discount_cents,
                 currency: p.currency,
             }),
+            payment_policy: b.payment_policy.map(|p| (*p).into()),
         }
     }
 }

@@ -41,6 +41,8 @@ pub const EVENT_DATA: [(&str, &str); 27] = [
     ("hold.placed", "HoldPlacedData"),
     ("hold.ended", "HoldEndedData"),
     ("payment.policy_set", "PaymentPolicySetData"),
+    ("payment.policy_cleared", "PaymentPolicyClearedData"),
+    ("payment.card_saved", "PaymentCardSavedData"),
     ("payment.updated", "PaymentUpdatedData"),
     ("queue.joined", "QueueTicketData"),
     ("queue.called", "QueueTicketData"),
@@ -217,10 +219,24 @@ pub struct HoldEndedData {
     pub reason: HoldEndReason,
 }
 
-/// `payment.policy_set`: the establishment's payment policy after the change.
+/// `payment.policy_set`: the establishment's payment policy after the change, or
+/// (with `service_id`) that service's own.
 #[derive(ToSchema)]
 pub struct PaymentPolicySetData {
     pub policy: PaymentPolicyDto,
+    pub service_id: Option<Uuid>,
+}
+
+/// `payment.policy_cleared`: the service follows the establishment's policy again.
+#[derive(ToSchema)]
+pub struct PaymentPolicyClearedData {
+    pub service_id: Uuid,
+}
+
+/// `payment.card_saved`: a customer's card on file (the customer's feed too).
+#[derive(ToSchema)]
+pub struct PaymentCardSavedData {
+    pub card: crate::routes::fees::CardDto,
 }
 
 /// `payment.updated`: a payment after it was opened or changed.
@@ -295,6 +311,10 @@ pub fn data_schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
         HoldPlacedData,
         HoldEndedData,
         PaymentPolicySetData,
+        PaymentPolicyClearedData,
+        PaymentCardSavedData,
+        crate::routes::fees::CardDto,
+        crate::routes::payments::PolicyAudienceName,
         PaymentUpdatedData,
         PaymentPolicyDto,
         PaymentDto,
@@ -511,6 +531,13 @@ mod tests {
             seq: 7,
             created_at: at,
             promotion: None,
+            payment_policy: full.then(|| {
+                Box::new(PaymentPolicy {
+                    mode: PaymentMode::CardOnFile,
+                    no_show_fee_percent: Some(40),
+                    ..PaymentPolicy::default()
+                })
+            }),
         };
         let hold = Hold {
             id: HoldId(id(6)),
@@ -553,6 +580,10 @@ mod tests {
                 cancel_window_minutes: 1440,
                 late_cancel_fee_percent: Some(10),
                 late_cancel_fee_cents: None,
+                late_cancel_fee_needs_confirmation: true,
+                no_show_fee_percent: None,
+                no_show_fee_cents: Some(1_000),
+                applies_to: navaro_protocol::PolicyAudience::NewCustomers,
             }
         } else {
             PaymentPolicy::default()
@@ -585,6 +616,8 @@ mod tests {
             expires_at: later(10),
             created_at: at,
             seq: 9,
+            attempt: if full { 1 } else { 0 },
+            attempt_started_at: full.then_some(at),
         };
         let events = vec![
             Event::EstablishmentCreated {
@@ -659,7 +692,24 @@ mod tests {
                     HoldEnd::Released
                 },
             },
-            Event::PaymentPolicySet { policy },
+            Event::PaymentPolicySet {
+                policy: policy.clone(),
+                service_id: full.then_some(ServiceId(id(3))),
+            },
+            Event::PaymentPolicyCleared {
+                service_id: ServiceId(id(3)),
+            },
+            Event::PaymentCardSaved {
+                card: navaro_protocol::SavedCard {
+                    customer_id: UserId(id(5)),
+                    provider: "stripe".into(),
+                    customer_ref: "cus_1".into(),
+                    payment_method_ref: "pm_1".into(),
+                    setup_ref: "seti_1".into(),
+                    saved_at: at,
+                    seq: 9,
+                },
+            },
             Event::PaymentUpdated { payment },
             Event::QueueJoined {
                 ticket: ticket.clone(),
@@ -721,6 +771,8 @@ mod tests {
             | Event::HoldPlaced { .. }
             | Event::HoldEnded { .. }
             | Event::PaymentPolicySet { .. }
+            | Event::PaymentPolicyCleared { .. }
+            | Event::PaymentCardSaved { .. }
             | Event::PaymentUpdated { .. }
             | Event::QueueJoined { .. }
             | Event::QueueCalled { .. }

@@ -32,6 +32,7 @@ pub mod demo;
 pub mod dto;
 pub mod engine_api;
 pub mod error;
+pub mod fees;
 pub mod frames;
 pub mod gzip;
 pub mod handoff;

@@ -613,6 +613,7 @@ mod tests {
             seq: 7,
             created_at: at,
             promotion: None,
+            payment_policy: None,
         };
         let hold = Hold {
             id: HoldId(id(6)),

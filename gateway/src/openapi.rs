@@ -11,7 +11,7 @@ use crate::frames::LiveFrames;
 use crate::openapi_links::Links;
 use crate::routes::plugins::{self, ads, analytics, marketing};
 use crate::routes::{
-    accounts, admin, bookings, discovery, establishments, notifications, ops, payments, queue,
+    accounts, admin, bookings, discovery, establishments, fees, notifications, ops, payments, queue,
 };
 
 #[derive(OpenApi)]
@@ -48,9 +48,20 @@ use crate::routes::{
         marketing::create_promotion, marketing::list_promotions, marketing::end_promotion,
         marketing::win_back,
         ads::create_campaign, ads::list_campaigns, ads::stop_campaign, ads::click,
+        payments::get_service_payment_policy, payments::set_service_payment_policy,
+        payments::clear_service_payment_policy,
+        fees::create_card_setup, fees::complete_card_setup, fees::get_card, fees::mark_no_show,
+        fees::get_fee, fees::charge_fee, fees::waive_fee,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
-    components(schemas(ErrorBody, ErrorDetail, AlternativeDto, AvailabilityForm, discovery::ListingCategory)),
+    components(schemas(
+        ErrorBody,
+        ErrorDetail,
+        AlternativeDto,
+        AvailabilityForm,
+        discovery::ListingCategory,
+        fees::FeeKindName
+    )),
     modifiers(&BearerAuth, &CommonErrors, &LiveFrames, &Links),
 )]
 pub struct ApiDoc;

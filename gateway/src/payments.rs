@@ -51,6 +51,11 @@ pub struct PaymentService {
     pub engine: Engine,
     pub provider: Arc<dyn PaymentProvider>,
     recent_events: Mutex<(VecDeque<String>, HashSet<String>)>,
+    /// How long a fee's provider attempt may stay in flight before it counts as ended
+    /// (its process crashed, or its call timed out): longer than one provider call.
+    pub fee_lease_seconds: u32,
+    /// Tests only: abort right after a fee's charge, before it is journaled.
+    pub abort_after_fee_charge: bool,
 }
 
 /// The idempotency key of one provider write for one payment.
@@ -58,7 +63,7 @@ pub fn provider_key(payment_id: PaymentId, action: &str) -> String {
     format!("navaro-{payment_id}-{action}")
 }
 
-fn provider_error(e: ProviderError) -> ApiError {
+pub(crate) fn provider_error(e: ProviderError) -> ApiError {
     match e {
         ProviderError::Unavailable(m) => {
             let mut error = ApiError::new(
@@ -78,10 +83,16 @@ impl PaymentService {
             engine,
             provider,
             recent_events: Mutex::default(),
+            fee_lease_seconds: 30,
+            abort_after_fee_charge: false,
         }
     }
 
-    async fn command(&self, est: EstablishmentId, command: Command) -> Result<Reply, Rejection> {
+    pub(crate) async fn command(
+        &self,
+        est: EstablishmentId,
+        command: Command,
+    ) -> Result<Reply, Rejection> {
         self.engine
             .execute(
                 est,
@@ -198,6 +209,18 @@ impl PaymentService {
                 "the provider's payment does not match this payment",
             ));
         }
+        if payment.kind.fee().is_some()
+            && payment.status == PaymentStatus::Succeeded
+            && intent.status == IntentStatus::Succeeded
+            && payment.provider_ref.as_deref() != Some(intent.id.as_str())
+        {
+            return self.refund_duplicate(payment, intent).await;
+        }
+        if payment.kind.fee().is_some() && intent.status != IntentStatus::Succeeded {
+            // A fee's decline is recorded by the attempt that made it: an older attempt's
+            // late event must not end a newer attempt still in flight.
+            return Ok(payment);
+        }
         let outcome = match (intent.status, payment.status) {
             (IntentStatus::Succeeded, _) => PaymentOutcome::Succeeded {
                 provider_ref: intent.id.clone(),
@@ -262,8 +285,28 @@ impl PaymentService {
         }
     }
 
-    /// After a booking was cancelled: refund its payment what the policy gives back. A
-    /// provider failure is left to the sweeper, which retries the refund.
+    /// A second charge for a fee already charged (a provider that ignored the key, or an
+    /// attempt nobody could find in time): refunded in full at once, never kept.
+    async fn refund_duplicate(
+        &self,
+        payment: Payment,
+        intent: &Intent,
+    ) -> Result<Payment, ApiError> {
+        warn!(payment_id = %payment.id, intent = %intent.id, "a second charge for a fee: refunding it");
+        self.provider
+            .refund(
+                &intent.id,
+                intent.amount_cents,
+                &format!("navaro-{}-duplicate-refund", intent.id),
+            )
+            .await
+            .map_err(provider_error)?;
+        Ok(payment)
+    }
+
+    /// After a booking was cancelled: refund its payment what the policy gives back, or
+    /// charge its late-cancellation fee to the card on file. A provider failure is left
+    /// to the sweeper, which retries.
     pub async fn refund_cancelled(
         &self,
         est: EstablishmentId,
@@ -282,6 +325,20 @@ impl PaymentService {
             let id = payment.id;
             if let Err(e) = self.refund_if_due(est, payment).await {
                 warn!(establishment_id = %est, payment_id = %id, error = %e.rejection.message, "refund after a cancellation failed; the sweeper retries it");
+            }
+        }
+        // A late cancellation's fee the policy charges at once (not one waiting for a
+        // member's confirmation).
+        let fee = self
+            .fee(est, booking, navaro_protocol::FeeKind::LateCancel)
+            .await
+            .ok()
+            .flatten()
+            .filter(|f| f.status == PaymentStatus::RequiresPayment);
+        if let Some(fee) = fee {
+            let id = fee.id;
+            if let Err(e) = self.settle_fee(est, fee).await {
+                warn!(establishment_id = %est, payment_id = %id, error = %e.rejection.message, "late-cancellation fee not charged now; the sweeper retries it");
             }
         }
     }
@@ -352,6 +409,18 @@ impl PaymentService {
     }
 
     async fn sweep_payment(&self, est: EstablishmentId, payment: Payment) -> Result<(), ApiError> {
+        if payment.kind.fee().is_some() {
+            // A fee to charge (automatic), or one whose attempt was left in flight by a
+            // crash: charged, or its charge found, once no attempt is in flight.
+            if !navaro_engine::domain::fees::attempt_in_flight(
+                &payment,
+                self.engine.now(),
+                self.fee_lease_seconds,
+            ) {
+                self.settle_fee(est, payment).await?;
+            }
+            return Ok(());
+        }
         if payment.status == PaymentStatus::Succeeded {
             self.refund_if_due(est, payment).await?;
             return Ok(());

@@ -183,7 +183,13 @@ impl Application {
                 engine_settings.live_channel_capacity,
             ))
         });
-        let engine = Engine::start(stores.journal.clone(), engine_settings).await?;
+        let engine = match settings.engine.dev_clock_offset_seconds {
+            0 => Engine::start(stores.journal.clone(), engine_settings).await?,
+            offset => {
+                let clock = Arc::new(OffsetClock(offset));
+                Engine::start_with_clock(stores.journal.clone(), clock, engine_settings).await?
+            }
+        };
         let addr = settings.http.listen;
         let tcp = TcpListener::bind(addr)
             .await
@@ -349,6 +355,16 @@ async fn join_cluster(
     Ok((cluster, internal))
 }
 
+/// The system clock shifted by `engine.dev_clock_offset_seconds` (dev mode only).
+struct OffsetClock(i64);
+
+impl navaro_engine::Clock for OffsetClock {
+    fn now(&self) -> jiff::Timestamp {
+        let now = jiff::Timestamp::now();
+        jiff::Timestamp::from_second(now.as_second() + self.0).unwrap_or(now)
+    }
+}
+
 /// The payment provider the settings name, with its bookkeeping (`None`: no provider).
 fn payment_service(
     settings: &Settings,
@@ -366,10 +382,13 @@ fn payment_service(
                 Duration::from_millis(s.timeout_ms),
             )
             .map_err(|e| StartupError::Payments(e.to_string()))?;
-            Ok(Some(Arc::new(crate::payments::PaymentService::new(
-                engine.clone(),
-                Arc::new(stripe),
-            ))))
+            let mut service =
+                crate::payments::PaymentService::new(engine.clone(), Arc::new(stripe));
+            // An attempt in flight longer than one provider call can take has ended,
+            // one way or the other: its charge, if any, is then looked up at the provider.
+            service.fee_lease_seconds = u32::try_from(s.timeout_ms / 1000 + 5).unwrap_or(u32::MAX);
+            service.abort_after_fee_charge = settings.payments.dev_abort_after_fee_charge;
+            Ok(Some(Arc::new(service)))
         }
     }
 }

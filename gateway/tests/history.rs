@@ -61,6 +61,7 @@ async fn append_old_booking(
         seq,
         created_at: start - 24.hours(),
         promotion: None,
+        payment_policy: None,
     };
     let record = EventRecord {
         seq,

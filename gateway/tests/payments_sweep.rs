@@ -104,7 +104,16 @@ async fn shop(engine: &Engine, owner: Caller) -> (EstablishmentId, ServiceId) {
         deposit_cents: None,
         ..PaymentPolicy::default()
     };
-    run(engine, est, owner, Command::SetPaymentPolicy { policy }).await;
+    run(
+        engine,
+        est,
+        owner,
+        Command::SetPaymentPolicy {
+            policy,
+            service_id: None,
+        },
+    )
+    .await;
     (est, service.id)
 }
 

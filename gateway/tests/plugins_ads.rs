@@ -200,7 +200,10 @@ async fn sponsored_placement(server: Server) {
     let (status, _, again) = server.call(Method::POST, &path, Some(&owner), Some(json!({"category": "barbershop",
         "latitude": -23.55, "longitude": -46.63, "radius_km": 10, "daily_budget_cents": 10000, "cost_per_click_cents": 10}))).await;
     assert_eq!(status, StatusCode::CREATED, "{again}");
-    assert_eq!(sponsored_ids(&search(&server, query).await), std::slice::from_ref(&id));
+    assert_eq!(
+        sponsored_ids(&search(&server, query).await),
+        std::slice::from_ref(&id)
+    );
     let (status, _, stopped) = server
         .call(
             Method::DELETE,
@@ -217,7 +220,10 @@ async fn sponsored_placement(server: Server) {
     let (status, _, third) = server.call(Method::POST, &path, Some(&owner), Some(json!({"category": "barbershop",
         "latitude": -23.55, "longitude": -46.63, "radius_km": 10, "daily_budget_cents": 10000, "cost_per_click_cents": 10}))).await;
     assert_eq!(status, StatusCode::CREATED, "{third}");
-    assert_eq!(sponsored_ids(&search(&server, query).await), std::slice::from_ref(&id));
+    assert_eq!(
+        sponsored_ids(&search(&server, query).await),
+        std::slice::from_ref(&id)
+    );
     let (status, _, _) = server
         .call(
             Method::DELETE,

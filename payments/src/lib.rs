@@ -2,7 +2,8 @@
 //!
 //! The engine decides about payments (`navaro_engine::domain::payments`); this crate only
 //! talks to providers. [`PaymentProvider`] is what the gateway calls: create a payment
-//! for a checkout, re-read it, cancel it, refund it. [`stripe::Stripe`] speaks Stripe's
+//! for a checkout, re-read it, cancel it, refund it; save a card (Customers,
+//! SetupIntents) and charge it off-session (fees). [`stripe::Stripe`] speaks Stripe's
 //! HTTP API (PaymentIntents, Refunds) at a configurable base URL, so tests run it
 //! against localstripe. [`webhook`] verifies `Stripe-Signature` headers and parses
 //! Stripe events. Every call that changes something carries an idempotency key that the
@@ -16,4 +17,7 @@ pub mod provider;
 pub mod stripe;
 pub mod webhook;
 
-pub use provider::{CreateIntent, Intent, IntentStatus, PaymentProvider, ProviderError, Refund};
+pub use provider::{
+    CreateIntent, Intent, IntentStatus, OffSessionCharge, PaymentProvider, ProviderError, Refund,
+    Setup,
+};

@@ -46,6 +46,33 @@ pub struct Intent {
     pub failure: Option<String>,
 }
 
+/// A card setup at the provider (a Stripe SetupIntent): the customer enters a card in
+/// the app with `client_secret`; once `succeeded`, `payment_method` can be charged
+/// off-session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Setup {
+    pub id: String,
+    /// Only on creation and re-reads, never recorded.
+    pub client_secret: Option<String>,
+    /// `true` once the card is saved.
+    pub succeeded: bool,
+    pub customer: Option<String>,
+    pub payment_method: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A charge of a saved card without the customer present (a fee).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OffSessionCharge {
+    pub customer: String,
+    pub payment_method: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    /// Derived from (booking, fee, attempt).
+    pub idempotency_key: String,
+    pub metadata: BTreeMap<String, String>,
+}
+
 /// A refund the provider made.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refund {
@@ -86,6 +113,42 @@ pub trait PaymentProvider: Send + Sync + 'static {
         id: &'a str,
         idempotency_key: &'a str,
     ) -> BoxFuture<'a, Result<Intent, ProviderError>>;
+
+    /// Create a customer to save cards on.
+    fn create_customer<'a>(
+        &'a self,
+        metadata: &'a BTreeMap<String, String>,
+        idempotency_key: &'a str,
+    ) -> BoxFuture<'a, Result<String, ProviderError>>;
+
+    /// Open a card setup for off-session use by `customer`.
+    fn create_setup<'a>(
+        &'a self,
+        customer: &'a str,
+        metadata: &'a BTreeMap<String, String>,
+        idempotency_key: &'a str,
+    ) -> BoxFuture<'a, Result<Setup, ProviderError>>;
+
+    /// Read a card setup as the provider has it now.
+    fn get_setup<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Setup, ProviderError>>;
+
+    /// Charge a saved card off-session. A decline answers the payment with its
+    /// `failure` (status `requires_payment`), not an error.
+    fn charge_off_session(
+        &self,
+        charge: OffSessionCharge,
+    ) -> BoxFuture<'_, Result<Intent, ProviderError>>;
+
+    /// The payment made for `customer` whose metadata has `key` = `value`, created
+    /// after `created_after` (Unix seconds), if there is one: how a charge whose answer
+    /// was lost (a crash after the call) is found again without charging twice.
+    fn find_charge<'a>(
+        &'a self,
+        customer: &'a str,
+        key: &'a str,
+        value: &'a str,
+        created_after: i64,
+    ) -> BoxFuture<'a, Result<Option<Intent>, ProviderError>>;
 
     /// Refund `amount_cents` of a succeeded payment.
     fn refund<'a>(

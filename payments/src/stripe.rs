@@ -8,7 +8,10 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use crate::provider::{CreateIntent, Intent, IntentStatus, PaymentProvider, ProviderError, Refund};
+use crate::provider::{
+    CreateIntent, Intent, IntentStatus, OffSessionCharge, PaymentProvider, ProviderError, Refund,
+    Setup,
+};
 
 /// A Stripe client.
 #[derive(Clone)]
@@ -52,6 +55,61 @@ struct StripeError {
 #[derive(Deserialize)]
 struct ErrorBody {
     error: StripeError,
+}
+
+/// A declined confirmation: Stripe's 402 carries the PaymentIntent it declined.
+#[derive(Deserialize)]
+struct DeclineBody {
+    error: DeclineError,
+}
+
+#[derive(Deserialize)]
+struct DeclineError {
+    #[serde(default)]
+    payment_intent: Option<StripeIntent>,
+}
+
+#[derive(Deserialize)]
+struct StripeCustomer {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct StripeSetup {
+    id: String,
+    #[serde(default)]
+    client_secret: Option<String>,
+    status: String,
+    #[serde(default)]
+    customer: Option<String>,
+    #[serde(default)]
+    payment_method: Option<String>,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+}
+
+impl From<StripeSetup> for Setup {
+    fn from(s: StripeSetup) -> Setup {
+        Setup {
+            succeeded: s.status == "succeeded",
+            id: s.id,
+            client_secret: s.client_secret,
+            customer: s.customer,
+            payment_method: s.payment_method,
+            metadata: s.metadata,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ChargeList {
+    data: Vec<ChargeItem>,
+}
+
+#[derive(Deserialize)]
+struct ChargeItem {
+    #[serde(default)]
+    payment_intent: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -108,13 +166,16 @@ impl Stripe {
         })
     }
 
-    async fn call<T: for<'de> Deserialize<'de>>(
+    /// One request; answers the HTTP status and body, or `Unavailable` when the
+    /// outcome is unknown (no answer, 5xx, 429, or 409: a request with this key is
+    /// still in flight at Stripe).
+    async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
         form: &[(String, String)],
         idempotency_key: Option<&str>,
-    ) -> Result<T, ProviderError> {
+    ) -> Result<(u16, bytes::Bytes), ProviderError> {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.base_url))
@@ -137,20 +198,40 @@ impl Stripe {
             .await
             .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
         if code.is_server_error() || code.as_u16() == 429 || code.as_u16() == 409 {
-            // 409: a request with this key is still in flight at Stripe; retry later.
             return Err(ProviderError::Unavailable(format!("{code}")));
         }
-        if !code.is_success() {
-            let message = serde_json::from_slice::<ErrorBody>(&body)
-                .ok()
-                .and_then(|b| b.error.message.or(b.error.code))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
-            return Err(ProviderError::Refused {
-                status: code.as_u16(),
-                message,
-            });
+        Ok((code.as_u16(), body))
+    }
+
+    async fn call<T: for<'de> Deserialize<'de>>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        form: &[(String, String)],
+        idempotency_key: Option<&str>,
+    ) -> Result<T, ProviderError> {
+        let (code, body) = self.send(method, path, form, idempotency_key).await?;
+        if !(200..300).contains(&code) {
+            return Err(refused(code, &body));
         }
         serde_json::from_slice(&body).map_err(|e| ProviderError::Malformed(e.to_string()))
+    }
+}
+
+fn refused(code: u16, body: &[u8]) -> ProviderError {
+    let message = serde_json::from_slice::<ErrorBody>(body)
+        .ok()
+        .and_then(|b| b.error.message.or(b.error.code))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect());
+    ProviderError::Refused {
+        status: code,
+        message,
+    }
+}
+
+fn metadata_form(form: &mut Vec<(String, String)>, metadata: &BTreeMap<String, String>) {
+    for (k, v) in metadata {
+        form.push((format!("metadata[{k}]"), v.clone()));
     }
 }
 
@@ -202,9 +283,7 @@ impl PaymentProvider for Stripe {
                 ("currency".to_owned(), request.currency.to_lowercase()),
                 ("payment_method_types[]".to_owned(), "card".to_owned()),
             ];
-            for (k, v) in &request.metadata {
-                form.push((format!("metadata[{k}]"), v.clone()));
-            }
+            metadata_form(&mut form, &request.metadata);
             let intent: StripeIntent = self
                 .call(
                     reqwest::Method::POST,
@@ -238,6 +317,141 @@ impl PaymentProvider for Stripe {
                 .call(reqwest::Method::POST, &path, &[], Some(idempotency_key))
                 .await?;
             intent.into_intent()
+        }
+        .boxed()
+    }
+
+    fn create_customer<'a>(
+        &'a self,
+        metadata: &'a BTreeMap<String, String>,
+        idempotency_key: &'a str,
+    ) -> BoxFuture<'a, Result<String, ProviderError>> {
+        async move {
+            let mut form = Vec::new();
+            metadata_form(&mut form, metadata);
+            let customer: StripeCustomer = self
+                .call(
+                    reqwest::Method::POST,
+                    "/v1/customers",
+                    &form,
+                    Some(idempotency_key),
+                )
+                .await?;
+            Ok(customer.id)
+        }
+        .boxed()
+    }
+
+    fn create_setup<'a>(
+        &'a self,
+        customer: &'a str,
+        metadata: &'a BTreeMap<String, String>,
+        idempotency_key: &'a str,
+    ) -> BoxFuture<'a, Result<Setup, ProviderError>> {
+        async move {
+            let mut form = vec![
+                ("customer".to_owned(), path_id(customer)?.to_owned()),
+                ("usage".to_owned(), "off_session".to_owned()),
+                ("payment_method_types[]".to_owned(), "card".to_owned()),
+            ];
+            metadata_form(&mut form, metadata);
+            let setup: StripeSetup = self
+                .call(
+                    reqwest::Method::POST,
+                    "/v1/setup_intents",
+                    &form,
+                    Some(idempotency_key),
+                )
+                .await?;
+            Ok(setup.into())
+        }
+        .boxed()
+    }
+
+    fn get_setup<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Setup, ProviderError>> {
+        async move {
+            let path = format!("/v1/setup_intents/{}", path_id(id)?);
+            let setup: StripeSetup = self.call(reqwest::Method::GET, &path, &[], None).await?;
+            Ok(setup.into())
+        }
+        .boxed()
+    }
+
+    fn charge_off_session(
+        &self,
+        charge: OffSessionCharge,
+    ) -> BoxFuture<'_, Result<Intent, ProviderError>> {
+        async move {
+            let mut form = vec![
+                ("amount".to_owned(), charge.amount_cents.to_string()),
+                ("currency".to_owned(), charge.currency.to_lowercase()),
+                ("customer".to_owned(), path_id(&charge.customer)?.to_owned()),
+                (
+                    "payment_method".to_owned(),
+                    path_id(&charge.payment_method)?.to_owned(),
+                ),
+                ("payment_method_types[]".to_owned(), "card".to_owned()),
+                ("off_session".to_owned(), "true".to_owned()),
+                ("confirm".to_owned(), "true".to_owned()),
+            ];
+            metadata_form(&mut form, &charge.metadata);
+            let (code, body) = self
+                .send(
+                    reqwest::Method::POST,
+                    "/v1/payment_intents",
+                    &form,
+                    Some(&charge.idempotency_key),
+                )
+                .await?;
+            if code == 402 {
+                // Declined. Stripe's error carries the PaymentIntent with its decline;
+                // without it (localstripe), the decline is the error's message.
+                if let Ok(DeclineBody {
+                    error:
+                        DeclineError {
+                            payment_intent: Some(intent),
+                        },
+                }) = serde_json::from_slice::<DeclineBody>(&body)
+                {
+                    return intent.into_intent();
+                }
+                return Err(refused(code, &body));
+            }
+            if !(200..300).contains(&code) {
+                return Err(refused(code, &body));
+            }
+            serde_json::from_slice::<StripeIntent>(&body)
+                .map_err(|e| ProviderError::Malformed(e.to_string()))?
+                .into_intent()
+        }
+        .boxed()
+    }
+
+    fn find_charge<'a>(
+        &'a self,
+        customer: &'a str,
+        key: &'a str,
+        value: &'a str,
+        created_after: i64,
+    ) -> BoxFuture<'a, Result<Option<Intent>, ProviderError>> {
+        async move {
+            let path = format!(
+                "/v1/charges?customer={}&created%5Bgt%5D={created_after}&limit=100",
+                path_id(customer)?
+            );
+            let list: ChargeList = self.call(reqwest::Method::GET, &path, &[], None).await?;
+            let mut found: Option<Intent> = None;
+            for intent_id in list.data.into_iter().filter_map(|c| c.payment_intent) {
+                let intent = self.get_intent(&intent_id).await?;
+                if intent.metadata.get(key).map(String::as_str) != Some(value) {
+                    continue;
+                }
+                // A succeeded one wins over an earlier declined attempt.
+                if found.is_none() || intent.status == IntentStatus::Succeeded {
+                    found = Some(intent);
+                }
+            }
+            Ok(found)
         }
         .boxed()
     }

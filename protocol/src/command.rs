@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{BookingId, HoldId, PaymentId, ServiceId, StaffId, TicketId, UserId};
 use crate::model::{EstablishmentSettings, SettingsPatch, WeeklyHours};
-use crate::payment::{PaymentOutcome, PaymentPolicy};
+use crate::payment::{FeeKind, PaymentOutcome, PaymentPolicy};
 
 /// Who is asking, as the gateway authenticated them, and in what capacity for the
 /// establishment the command is addressed to.
@@ -127,6 +127,40 @@ pub enum Command {
     /// policy they were made under.
     SetPaymentPolicy {
         policy: PaymentPolicy,
+        /// This service's own policy, instead of the establishment's (which the
+        /// services without one follow).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service_id: Option<ServiceId>,
+    },
+    /// Forget a service's own policy: it follows the establishment's again (owners).
+    ClearServicePaymentPolicy {
+        service_id: ServiceId,
+    },
+    /// Record a customer's card saved at the provider (the server only, after it read
+    /// the completed setup at the provider).
+    SaveCard {
+        customer_id: UserId,
+        customer_ref: String,
+        payment_method_ref: String,
+        setup_ref: String,
+    },
+    /// Open a booking's fee (members; the server for automatic late-cancellation fees):
+    /// at most one per (booking, fee), so a second open answers the first. A fee waiting
+    /// for a member's confirmation is confirmed by it.
+    OpenFee {
+        booking_id: BookingId,
+        fee: FeeKind,
+    },
+    /// Claim the next provider attempt of a fee before calling the provider (the server
+    /// only). Refused while another attempt is in flight and younger than
+    /// `lease_seconds`.
+    ClaimFeeAttempt {
+        payment_id: PaymentId,
+        lease_seconds: u32,
+    },
+    /// Waive a fee that has not been charged (members).
+    WaiveFee {
+        payment_id: PaymentId,
     },
     /// Book a slot that the payment policy asks payment for: the slot is held for
     /// `ttl_seconds` and a payment is opened; the booking is confirmed only when the
@@ -225,6 +259,11 @@ impl Command {
             Command::ReleaseHold { .. } => "release_hold",
             Command::Cancel { .. } => "cancel",
             Command::SetPaymentPolicy { .. } => "set_payment_policy",
+            Command::ClearServicePaymentPolicy { .. } => "clear_service_payment_policy",
+            Command::SaveCard { .. } => "save_card",
+            Command::OpenFee { .. } => "open_fee",
+            Command::ClaimFeeAttempt { .. } => "claim_fee_attempt",
+            Command::WaiveFee { .. } => "waive_fee",
             Command::Checkout { .. } => "checkout",
             Command::AttachPayment { .. } => "attach_payment",
             Command::SettlePayment { .. } => "settle_payment",

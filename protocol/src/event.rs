@@ -12,7 +12,7 @@ use crate::ids::{EstablishmentId, HoldId, StaffId, UserId};
 use crate::model::{
     Booking, EstablishmentSettings, Hold, HoldEnd, Service, Staff, TimeOff, WeeklyHours,
 };
-use crate::payment::{Payment, PaymentPolicy};
+use crate::payment::{Payment, PaymentPolicy, SavedCard};
 use crate::queue::{QueuePosition, Ticket};
 
 /// A change to one establishment.
@@ -70,8 +70,19 @@ pub enum Event {
     HoldPlaced { hold: Hold },
     #[serde(rename = "hold.ended")]
     HoldEnded { hold: Hold, reason: HoldEnd },
+    /// The establishment's policy was set, or (with `service_id`) a service's own.
     #[serde(rename = "payment.policy_set")]
-    PaymentPolicySet { policy: PaymentPolicy },
+    PaymentPolicySet {
+        policy: PaymentPolicy,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service_id: Option<crate::ids::ServiceId>,
+    },
+    /// A service's own policy was removed: it follows the establishment's.
+    #[serde(rename = "payment.policy_cleared")]
+    PaymentPolicyCleared { service_id: crate::ids::ServiceId },
+    /// A customer saved a card for off-session charges (fees).
+    #[serde(rename = "payment.card_saved")]
+    PaymentCardSaved { card: SavedCard },
     /// A payment was opened or changed (provider object attached, succeeded, failed,
     /// expired, refunded): the whole payment after the change.
     #[serde(rename = "payment.updated")]
@@ -148,6 +159,8 @@ impl Event {
             Event::HoldPlaced { .. } => "hold.placed",
             Event::HoldEnded { .. } => "hold.ended",
             Event::PaymentPolicySet { .. } => "payment.policy_set",
+            Event::PaymentPolicyCleared { .. } => "payment.policy_cleared",
+            Event::PaymentCardSaved { .. } => "payment.card_saved",
             Event::PaymentUpdated { .. } => "payment.updated",
             Event::QueueJoined { .. } => "queue.joined",
             Event::QueueCalled { .. } => "queue.called",
@@ -172,6 +185,7 @@ impl Event {
             | Event::BookingNoShow { booking } => Some(booking.customer_id),
             Event::HoldPlaced { hold } | Event::HoldEnded { hold, .. } => Some(hold.customer_id),
             Event::PaymentUpdated { payment } => Some(payment.customer_id),
+            Event::PaymentCardSaved { card } => Some(card.customer_id),
             _ => self.ticket().and_then(|t| t.customer_id),
         }
     }

@@ -354,6 +354,11 @@ pub struct Booking {
     /// The promotion applied when it was booked, with the discount.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotion: Option<crate::plugin::AppliedPromotion>,
+    /// The payment policy in force for this booking when it was made (its service's, for
+    /// this customer), when it asks anything: fees and refunds follow this copy, never
+    /// a later change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_policy: Option<Box<crate::payment::PaymentPolicy>>,
 }
 
 /// A hold: a slot reserved while the customer completes a step (payment), until

@@ -21,6 +21,10 @@ pub enum PaymentMode {
     Deposit,
     /// The whole price.
     Prepayment,
+    /// Nothing up front: the customer saves a card (the provider's setup flow) before
+    /// booking, and the no-show and late-cancellation fees are charged to it
+    /// off-session.
+    CardOnFile,
 }
 
 /// An establishment's payment policy. Copied onto each payment when it is made, so that
@@ -43,9 +47,42 @@ pub struct PaymentPolicy {
     /// The late-cancellation fee: this percent of the price (1 to 100)...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late_cancel_fee_percent: Option<u8>,
-    /// ... or this fixed amount; never more than what was paid.
+    /// ... or this fixed amount; never more than what was paid (or, with
+    /// `card_on_file`, than the price).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late_cancel_fee_cents: Option<i64>,
+    /// With `card_on_file`: a late cancellation's fee waits for a member to charge or
+    /// waive it (`requires_confirmation`) instead of being charged at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub late_cancel_fee_needs_confirmation: bool,
+    /// With `card_on_file`: the no-show fee, a percent of the price (1 to 100)...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_show_fee_percent: Option<u8>,
+    /// ... or a fixed amount (never more than the price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_show_fee_cents: Option<i64>,
+    /// Which customers the policy applies to; the others book as with mode `none`.
+    #[serde(default, skip_serializing_if = "PolicyAudience::is_all")]
+    pub applies_to: PolicyAudience,
+}
+
+/// Which customers a payment policy applies to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyAudience {
+    /// Every customer.
+    #[default]
+    All,
+    /// Customers with no completed visit here yet.
+    NewCustomers,
+    /// Customers marked no-show here before.
+    PastNoShows,
+}
+
+impl PolicyAudience {
+    pub fn is_all(&self) -> bool {
+        *self == PolicyAudience::All
+    }
 }
 
 impl PaymentPolicy {
@@ -54,7 +91,7 @@ impl PaymentPolicy {
     pub fn amount_due(&self, price_cents: i64) -> i64 {
         let price = price_cents.max(0);
         let due = match self.mode {
-            PaymentMode::None => 0,
+            PaymentMode::None | PaymentMode::CardOnFile => 0,
             PaymentMode::Prepayment => price,
             PaymentMode::Deposit => match (self.deposit_percent, self.deposit_cents) {
                 (Some(pct), _) => (price * i64::from(pct) + 50) / 100,
@@ -76,10 +113,29 @@ impl PaymentPolicy {
         }
     }
 
-    /// The kind of payment this policy asks for, when it asks for one.
+    /// The no-show fee on a service at `price_cents` (never more than the price).
+    pub fn no_show_fee(&self, price_cents: i64) -> i64 {
+        let price = price_cents.max(0);
+        let fee = match (self.no_show_fee_percent, self.no_show_fee_cents) {
+            (Some(pct), _) => (price * i64::from(pct) + 50) / 100,
+            (None, Some(cents)) => cents.max(0),
+            (None, None) => 0,
+        };
+        fee.min(price)
+    }
+
+    /// The fee of `kind` on a service at `price_cents` (never more than the price).
+    pub fn fee(&self, kind: FeeKind, price_cents: i64) -> i64 {
+        match kind {
+            FeeKind::NoShow => self.no_show_fee(price_cents),
+            FeeKind::LateCancel => self.late_cancel_fee(price_cents).min(price_cents.max(0)),
+        }
+    }
+
+    /// The kind of payment this policy asks for up front, when it asks for one.
     pub fn kind(&self) -> Option<PaymentKind> {
         match self.mode {
-            PaymentMode::None => None,
+            PaymentMode::None | PaymentMode::CardOnFile => None,
             PaymentMode::Deposit => Some(PaymentKind::Deposit),
             PaymentMode::Prepayment => Some(PaymentKind::Prepayment),
         }
@@ -92,6 +148,47 @@ impl PaymentPolicy {
 pub enum PaymentKind {
     Deposit,
     Prepayment,
+    /// A no-show fee charged off-session to the card on file.
+    NoShowFee,
+    /// A late-cancellation fee charged off-session to the card on file.
+    LateCancelFee,
+}
+
+impl PaymentKind {
+    /// The fee this payment is, if it is one.
+    pub fn fee(self) -> Option<FeeKind> {
+        match self {
+            PaymentKind::NoShowFee => Some(FeeKind::NoShow),
+            PaymentKind::LateCancelFee => Some(FeeKind::LateCancel),
+            PaymentKind::Deposit | PaymentKind::Prepayment => None,
+        }
+    }
+}
+
+/// The fees charged to a card on file. At most one of each per booking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeeKind {
+    NoShow,
+    LateCancel,
+}
+
+impl FeeKind {
+    /// The snake_case wire name (also the action in provider idempotency keys).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeeKind::NoShow => "no_show",
+            FeeKind::LateCancel => "late_cancel",
+        }
+    }
+
+    /// The payment kind of this fee.
+    pub fn payment_kind(self) -> PaymentKind {
+        match self {
+            FeeKind::NoShow => PaymentKind::NoShowFee,
+            FeeKind::LateCancel => PaymentKind::LateCancelFee,
+        }
+    }
 }
 
 /// Where a payment stands.
@@ -107,6 +204,10 @@ pub enum PaymentStatus {
     Failed,
     Expired,
     Refunded,
+    /// A fee waiting for a member to charge or waive it.
+    RequiresConfirmation,
+    /// A fee a member waived: never charged.
+    Waived,
 }
 
 impl PaymentStatus {
@@ -118,6 +219,8 @@ impl PaymentStatus {
             PaymentStatus::Failed => "failed",
             PaymentStatus::Expired => "expired",
             PaymentStatus::Refunded => "refunded",
+            PaymentStatus::RequiresConfirmation => "requires_confirmation",
+            PaymentStatus::Waived => "waived",
         }
     }
 }
@@ -170,6 +273,40 @@ pub struct Payment {
     #[serde(serialize_with = "crate::zone::instant")]
     pub created_at: Timestamp,
     /// The establishment event that last changed this payment.
+    pub seq: u64,
+    /// For a fee: the provider attempts claimed so far. Attempt `n` calls the provider
+    /// with the key `navaro-{booking}-{fee}-{n}`; a new one is claimed only after the
+    /// previous one is known to have charged nothing.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt: u32,
+    /// For a fee: when the current attempt was claimed, while it is in flight (the
+    /// provider called, its answer not yet recorded).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::zone::opt_instant"
+    )]
+    pub attempt_started_at: Option<Timestamp>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A customer's card saved at the provider for off-session charges (fees).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedCard {
+    pub customer_id: UserId,
+    /// The provider's name (`stripe`).
+    pub provider: String,
+    /// The provider's customer (a Stripe Customer id).
+    pub customer_ref: String,
+    /// The provider's payment method (a Stripe PaymentMethod id).
+    pub payment_method_ref: String,
+    /// The setup the customer completed (a Stripe SetupIntent id).
+    pub setup_ref: String,
+    #[serde(serialize_with = "crate::zone::instant")]
+    pub saved_at: Timestamp,
     pub seq: u64,
 }
 

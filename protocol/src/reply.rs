@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ErrorCode;
 use crate::ids::{EstablishmentId, StaffId, UserId};
 use crate::model::{Booking, EstablishmentSettings, Hold, Service, Staff, TimeOff};
-use crate::payment::{Payment, PaymentPolicy};
+use crate::payment::{Payment, PaymentPolicy, SavedCard};
 use crate::queue::Ticket;
 
 /// The result of an accepted command: the item it created or changed.
@@ -25,6 +25,7 @@ pub enum Reply {
     Hold(Hold),
     Payment(Payment),
     PaymentPolicy(PaymentPolicy),
+    Card(SavedCard),
     Ticket(Ticket),
     /// Places and estimates (only the clock's `queue.estimates` produces it).
     Estimates(Vec<crate::QueuePosition>),

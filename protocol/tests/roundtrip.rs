@@ -23,6 +23,7 @@ fn booking() -> Booking {
         seq: 42,
         created_at: ts("2026-11-29T10:00:00Z"),
         promotion: None,
+        payment_policy: Some(Box::new(policy())),
     }
 }
 
@@ -92,7 +93,10 @@ fn commands() -> Vec<Command> {
         Command::Cancel {
             booking_id: BookingId(Uuid::from_u128(1)),
         },
-        Command::SetPaymentPolicy { policy: policy() },
+        Command::SetPaymentPolicy {
+            policy: policy(),
+            service_id: None,
+        },
         Command::Checkout {
             service_id: ServiceId(Uuid::from_u128(3)),
             start: ts("2026-12-01T12:00:00Z"),
@@ -126,6 +130,7 @@ fn policy() -> PaymentPolicy {
         cancel_window_minutes: 1440,
         late_cancel_fee_percent: None,
         late_cancel_fee_cents: Some(500),
+        ..PaymentPolicy::default()
     }
 }
 
@@ -154,6 +159,8 @@ fn payment() -> Payment {
         expires_at: ts("2026-12-01T10:10:00Z"),
         created_at: ts("2026-12-01T10:00:00Z"),
         seq: 6,
+        attempt: 0,
+        attempt_started_at: None,
     }
 }
 
@@ -177,7 +184,10 @@ fn records() -> Vec<EventRecord> {
             booking: booking(),
             by: UserId(Uuid::from_u128(5)),
         },
-        Event::PaymentPolicySet { policy: policy() },
+        Event::PaymentPolicySet {
+            policy: policy(),
+            service_id: None,
+        },
         Event::PaymentUpdated { payment: payment() },
     ];
     events
@@ -323,6 +333,7 @@ proptest! {
             seq,
             created_at: start,
             promotion: None,
+            payment_policy: None,
         };
         for encoding in [Encoding::Json, Encoding::MsgPack] {
             let bytes = encode(encoding, &booking).unwrap();

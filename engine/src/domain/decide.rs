@@ -141,6 +141,7 @@ pub fn decide(
                 seq: est.seq + placed.events.len() as u64 + 1,
                 created_at: ctx.now,
                 promotion,
+                payment_policy: super::payments::booking_policy(est, *service_id, customer),
             };
             let mut events = placed.events;
             events.push(Event::BookingConfirmed {
@@ -197,6 +198,7 @@ pub fn decide(
             // The refund its payment is due by the policy copied onto it, first, so that
             // the booking stays the command's answer.
             let mut events = super::payments::refund_on_cancel(est, ctx, caller, &booking);
+            events.extend(super::fees::fee_on_cancel(est, ctx, caller, &booking));
             let booking = Booking {
                 status: BookingStatus::Cancelled,
                 seq: est.seq + events.len() as u64 + 1,
@@ -209,6 +211,11 @@ pub fn decide(
             Ok(events)
         }
         Command::SetPaymentPolicy { .. }
+        | Command::ClearServicePaymentPolicy { .. }
+        | Command::SaveCard { .. }
+        | Command::OpenFee { .. }
+        | Command::ClaimFeeAttempt { .. }
+        | Command::WaiveFee { .. }
         | Command::Checkout { .. }
         | Command::AttachPayment { .. }
         | Command::SettlePayment { .. } => {
@@ -728,6 +735,7 @@ fn confirm_hold(
         seq: est.seq + 1,
         created_at: ctx.now,
         promotion: None,
+        payment_policy: super::payments::booking_policy(est, hold.service_id, hold.customer_id),
     };
     Ok(vec![Event::BookingConfirmed {
         booking,

@@ -5,6 +5,7 @@
 
 pub mod day_cache;
 pub mod decide;
+pub mod fees;
 pub mod idempotency;
 pub mod payments;
 pub mod plugins;

@@ -11,8 +11,8 @@
 
 use navaro_protocol::{
     Booking, BookingId, BookingStatus, Caller, Command, ErrorCode, Event, HoldEnd, HoldId, Payment,
-    PaymentId, PaymentMode, PaymentOutcome, PaymentPolicy, PaymentStatus, Rejection, Role,
-    ServiceId,
+    PaymentId, PaymentMode, PaymentOutcome, PaymentPolicy, PaymentStatus, PolicyAudience,
+    Rejection, Role, SavedCard, ServiceId, UserId,
 };
 
 use super::decide::{Context, Events, place, require_manager_of_setup};
@@ -33,12 +33,82 @@ pub fn decide_payment(
     command: &Command,
 ) -> Result<Events, Rejection> {
     match command {
-        Command::SetPaymentPolicy { policy } => {
+        Command::SetPaymentPolicy { policy, service_id } => {
             require_manager_of_setup(caller)?;
             validate_policy(policy)?;
+            if let Some(id) = service_id {
+                est.service(*id).ok_or_else(|| {
+                    Rejection::field(ErrorCode::NotFound, "service_id", "service not found")
+                })?;
+            }
             Ok(vec![Event::PaymentPolicySet {
                 policy: policy.clone(),
+                service_id: *service_id,
             }])
+        }
+        Command::ClearServicePaymentPolicy { service_id } => {
+            require_manager_of_setup(caller)?;
+            if !est.service_policies.contains_key(service_id) {
+                return Err(Rejection::not_found("service payment policy"));
+            }
+            Ok(vec![Event::PaymentPolicyCleared {
+                service_id: *service_id,
+            }])
+        }
+        Command::SaveCard {
+            customer_id,
+            customer_ref,
+            payment_method_ref,
+            setup_ref,
+        } => {
+            require_system(caller)?;
+            for (field, text) in [
+                ("customer_ref", customer_ref),
+                ("payment_method_ref", payment_method_ref),
+                ("setup_ref", setup_ref),
+            ] {
+                provider_text(field, text)?;
+            }
+            if est
+                .cards
+                .get(customer_id)
+                .is_some_and(|c| &c.setup_ref == setup_ref)
+            {
+                return Err(Rejection::new(
+                    ErrorCode::Conflict,
+                    "this card is already saved",
+                ));
+            }
+            Ok(vec![Event::PaymentCardSaved {
+                card: SavedCard {
+                    customer_id: *customer_id,
+                    provider: "stripe".to_owned(),
+                    customer_ref: customer_ref.clone(),
+                    payment_method_ref: payment_method_ref.clone(),
+                    setup_ref: setup_ref.clone(),
+                    saved_at: ctx.now,
+                    seq: est.seq + 1,
+                },
+            }])
+        }
+        Command::OpenFee { booking_id, fee } => {
+            super::fees::open_fee(est, ctx, caller, *booking_id, *fee)
+        }
+        Command::ClaimFeeAttempt {
+            payment_id,
+            lease_seconds,
+        } => {
+            require_system(caller)?;
+            super::fees::claim_attempt(est, ctx, payment(est, *payment_id)?, *lease_seconds)
+        }
+        Command::WaiveFee { payment_id } => {
+            let fee = est
+                .payments
+                .get(payment_id)
+                .filter(|p| p.kind.fee().is_some())
+                .map(|p| (**p).clone())
+                .ok_or_else(|| Rejection::not_found("fee"))?;
+            super::fees::waive(est, caller, fee)
         }
         Command::Checkout {
             service_id,
@@ -95,13 +165,54 @@ pub fn decide_payment(
             outcome,
         } => {
             require_system(caller)?;
-            settle(est, ctx, payment(est, *payment_id)?, outcome)
+            let payment = payment(est, *payment_id)?;
+            if payment.kind.fee().is_some() {
+                return super::fees::settle_fee(est, payment, outcome);
+            }
+            settle(est, ctx, payment, outcome)
         }
         _ => Err(Rejection::new(ErrorCode::Internal, "not a payment command")),
     }
 }
 
-/// A customer may not book directly a service the policy asks payment for.
+/// The policy in force for this customer booking this service now: the service's own,
+/// or the establishment's, when it applies to this customer (its `applies_to`);
+/// otherwise nothing is asked (mode `none`).
+pub fn policy_for(est: &Establishment, service_id: ServiceId, customer: UserId) -> PaymentPolicy {
+    let policy = est
+        .service_policies
+        .get(&service_id)
+        .unwrap_or(&est.payment_policy);
+    let record = est
+        .customer_records
+        .get(&customer)
+        .copied()
+        .unwrap_or_default();
+    let applies = match policy.applies_to {
+        PolicyAudience::All => true,
+        PolicyAudience::NewCustomers => record.completed == 0,
+        PolicyAudience::PastNoShows => record.no_shows > 0,
+    };
+    if applies {
+        (**policy).clone()
+    } else {
+        PaymentPolicy::default()
+    }
+}
+
+/// The policy copied onto a new booking: the one in force, when it asks anything.
+pub(crate) fn booking_policy(
+    est: &Establishment,
+    service_id: ServiceId,
+    customer: UserId,
+) -> Option<Box<PaymentPolicy>> {
+    let policy = policy_for(est, service_id, customer);
+    (policy.mode != PaymentMode::None).then(|| Box::new(policy))
+}
+
+/// A customer may not book directly a service the policy asks payment for, nor one
+/// under `card_on_file` without a saved card. Members may (a phone booking): such a
+/// booking carries the policy, but no fee can be charged without a card.
 pub(crate) fn require_no_payment(
     est: &Establishment,
     caller: &Caller,
@@ -110,15 +221,23 @@ pub(crate) fn require_no_payment(
     if caller.role != Role::Customer {
         return Ok(());
     }
-    match est.service(service_id) {
-        Some(service) if est.payment_policy.amount_due(service.info.price_cents) > 0 => {
-            Err(Rejection::new(
-                ErrorCode::PaymentRequired,
-                "this establishment asks payment for this service: book it with a checkout",
-            ))
-        }
-        _ => Ok(()),
+    let Some(service) = est.service(service_id) else {
+        return Ok(());
+    };
+    let policy = policy_for(est, service_id, caller.user_id);
+    if policy.amount_due(service.info.price_cents) > 0 {
+        return Err(Rejection::new(
+            ErrorCode::PaymentRequired,
+            "this establishment asks payment for this service: book it with a checkout",
+        ));
     }
+    if policy.mode == PaymentMode::CardOnFile && !est.cards.contains_key(&caller.user_id) {
+        return Err(Rejection::new(
+            ErrorCode::PaymentRequired,
+            "this establishment asks for a card on file: save one first (card setup)",
+        ));
+    }
+    Ok(())
 }
 
 /// When a paid booking is cancelled: the refund its payment is due. In full when the
@@ -177,6 +296,7 @@ pub fn has_open_payments(est: &Establishment) -> bool {
 }
 
 /// Whether this payment still needs the server: awaiting payment, or a refund due.
+/// A fee to charge counts: the sweeper charges it (or, after a crash, finds its charge).
 pub fn is_open(p: &Payment) -> bool {
     p.status == PaymentStatus::RequiresPayment
         || (p.status == PaymentStatus::Succeeded && p.refund_due_cents > p.refunded_cents)
@@ -206,6 +326,35 @@ fn validate_policy(policy: &PaymentPolicy) -> Result<(), Rejection> {
         _ if policy.cancel_window_minutes > MAX_CANCEL_WINDOW_MINUTES => Err(Rejection::invalid(
             "cancel_window_minutes",
             format!("cancel_window_minutes is at most {MAX_CANCEL_WINDOW_MINUTES} (30 days)"),
+        )),
+        _ => validate_card_fees(policy),
+    }
+}
+
+/// The no-show fee and the confirmation flag are for `card_on_file` only: a deposit or
+/// prepayment already keeps what was paid on a no-show.
+fn validate_card_fees(policy: &PaymentPolicy) -> Result<(), Rejection> {
+    let on_card = policy.mode == PaymentMode::CardOnFile;
+    match (policy.no_show_fee_percent, policy.no_show_fee_cents) {
+        (Some(_), Some(_)) => Err(Rejection::invalid(
+            "no_show_fee_percent",
+            "a no-show fee is one of no_show_fee_percent and no_show_fee_cents",
+        )),
+        (Some(_), None) | (None, Some(_)) if !on_card => Err(Rejection::invalid(
+            "no_show_fee_percent",
+            "a no-show fee is charged to a card on file: mode card_on_file only",
+        )),
+        (Some(pct), None) if !(1..=100).contains(&pct) => Err(Rejection::invalid(
+            "no_show_fee_percent",
+            "no_show_fee_percent must be between 1 and 100",
+        )),
+        (None, Some(cents)) if cents <= 0 => Err(Rejection::invalid(
+            "no_show_fee_cents",
+            "no_show_fee_cents must be more than 0",
+        )),
+        _ if policy.late_cancel_fee_needs_confirmation && !on_card => Err(Rejection::invalid(
+            "late_cancel_fee_needs_confirmation",
+            "late_cancel_fee_needs_confirmation is for mode card_on_file only",
         )),
         _ => Ok(()),
     }
@@ -281,7 +430,7 @@ fn checkout(
     let service = est
         .service(service_id)
         .ok_or_else(|| Rejection::field(ErrorCode::NotFound, "service_id", "service not found"))?;
-    let policy = (*est.payment_policy).clone();
+    let policy = policy_for(est, service_id, caller.user_id);
     let amount_cents = policy.amount_due(service.info.price_cents);
     let Some(kind) = policy.kind().filter(|_| amount_cents > 0) else {
         return Err(Rejection::new(
@@ -331,6 +480,8 @@ fn checkout(
         expires_at,
         created_at: ctx.now,
         seq: hold_seq + 1,
+        attempt: 0,
+        attempt_started_at: None,
     };
     let mut events = placed.events;
     events.push(Event::HoldPlaced { hold });
@@ -487,6 +638,7 @@ fn succeeded(
                     seq: est.seq + 1,
                     created_at: ctx.now,
                     promotion: None,
+                    payment_policy: Some(Box::new(payment.policy.clone())),
                 },
                 from_hold: Some(hold.id),
             });
@@ -516,6 +668,7 @@ fn succeeded(
                         seq: est.seq + events.len() as u64 + 1,
                         created_at: ctx.now,
                         promotion: None,
+                        payment_policy: Some(Box::new(payment.policy.clone())),
                     },
                     from_hold: None,
                 });

@@ -16,8 +16,8 @@ use std::sync::{Arc, OnceLock};
 use imbl::{HashMap as PMap, OrdMap, OrdSet};
 use navaro_protocol::{
     Booking, BookingId, BookingStatus, EstablishmentId, EstablishmentSettings, Event, EventRecord,
-    Hold, HoldId, Payment, PaymentId, PaymentPolicy, PluginSettings, QueuePosition, Reply, Service,
-    ServiceId, Staff, StaffId, Ticket, TicketId, TimeOff, UserId,
+    FeeKind, Hold, HoldId, Payment, PaymentId, PaymentPolicy, PluginSettings, QueuePosition, Reply,
+    SavedCard, Service, ServiceId, Staff, StaffId, Ticket, TicketId, TimeOff, UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -127,6 +127,16 @@ pub struct Establishment {
     /// back), so that the usage limit and the once-per-customer rule are decided here,
     /// serialized with every other booking decision.
     pub promotion_uses: PMap<String, PromotionUses>,
+    /// Services with a payment policy of their own (the others follow `payment_policy`).
+    pub service_policies: PMap<ServiceId, Arc<PaymentPolicy>>,
+    /// Each customer's saved card, for off-session fees.
+    pub cards: PMap<UserId, Arc<SavedCard>>,
+    /// The fee opened for each (booking, fee): at most one, ever ([`super::fees`]).
+    pub fees: PMap<(BookingId, FeeKind), PaymentId>,
+    /// What each customer did here (completed visits, no-shows), for policies that
+    /// apply to new customers or to customers with past no-shows. Kept whatever the
+    /// history window evicts.
+    pub customer_records: PMap<UserId, CustomerRecord>,
     /// The seq of the last applied event.
     pub seq: u64,
     /// The history window's start as of the last eviction ([`super::window`]): every
@@ -182,6 +192,10 @@ impl Establishment {
             open_payments: OrdSet::new(),
             plugins: Arc::default(),
             promotion_uses: PMap::new(),
+            service_policies: PMap::new(),
+            cards: PMap::new(),
+            fees: PMap::new(),
+            customer_records: PMap::new(),
             seq: 1,
             history_from: Minute::MIN,
             stamps: Stamps::default(),
@@ -259,13 +273,32 @@ impl Establishment {
                 self.replace_booking(seq, booking)?;
                 self.count_promotion(booking, false);
             }
-            Event::BookingCompleted { booking }
-            | Event::BookingNoShow { booking }
-            | Event::BookingRescheduled { booking, .. } => self.replace_booking(seq, booking)?,
+            Event::BookingCompleted { booking } | Event::BookingNoShow { booking } => {
+                let record = self
+                    .customer_records
+                    .entry(booking.customer_id)
+                    .or_default();
+                if booking.status == BookingStatus::NoShow {
+                    record.no_shows += 1;
+                } else {
+                    record.completed += 1;
+                }
+                self.replace_booking(seq, booking)?
+            }
+            Event::BookingRescheduled { booking, .. } => self.replace_booking(seq, booking)?,
             Event::HoldPlaced { hold } => self.insert_hold(seq, hold)?,
             Event::HoldEnded { hold, .. } => self.remove_hold(seq, hold.id)?,
-            Event::PaymentPolicySet { policy } => {
-                self.payment_policy = Arc::new(policy.clone());
+            Event::PaymentPolicySet { policy, service_id } => match service_id {
+                Some(id) => {
+                    self.service_policies.insert(*id, Arc::new(policy.clone()));
+                }
+                None => self.payment_policy = Arc::new(policy.clone()),
+            },
+            Event::PaymentPolicyCleared { service_id } => {
+                self.service_policies.remove(service_id);
+            }
+            Event::PaymentCardSaved { card } => {
+                self.cards.insert(card.customer_id, Arc::new(card.clone()));
             }
             Event::PaymentUpdated { payment } => self.put_payment(payment),
             Event::QueueJoined { .. }
@@ -520,8 +553,14 @@ impl Establishment {
     }
 
     fn put_payment(&mut self, payment: &Payment) {
-        if let Some(booking) = payment.booking_id {
-            self.booking_payments.insert(booking, payment.id);
+        match (payment.booking_id, payment.kind.fee()) {
+            (Some(booking), Some(fee)) => {
+                self.fees.insert((booking, fee), payment.id);
+            }
+            (Some(booking), None) => {
+                self.booking_payments.insert(booking, payment.id);
+            }
+            (None, _) => {}
         }
         if super::payments::is_open(payment) {
             self.open_payments.insert(payment.id);
@@ -558,7 +597,14 @@ impl Establishment {
             | Event::BookingCompleted { booking }
             | Event::BookingNoShow { booking } => Reply::Booking(booking.clone()),
             Event::HoldPlaced { hold } | Event::HoldEnded { hold, .. } => Reply::Hold(hold.clone()),
-            Event::PaymentPolicySet { policy } => Reply::PaymentPolicy(policy.clone()),
+            Event::PaymentPolicySet { policy, .. } => Reply::PaymentPolicy(policy.clone()),
+            Event::PaymentPolicyCleared { service_id } => Reply::PaymentPolicy(
+                self.service_policies
+                    .get(service_id)
+                    .map(|p| (**p).clone())
+                    .unwrap_or_else(|| (*self.payment_policy).clone()),
+            ),
+            Event::PaymentCardSaved { card } => Reply::Card(card.clone()),
             Event::PaymentUpdated { payment } => Reply::Payment(payment.clone()),
             Event::QueueJoined { ticket, queue }
             | Event::QueueCalled { ticket, queue }
@@ -632,6 +678,17 @@ impl Establishment {
                     customers: uses.customers.iter().copied().collect(),
                 })
                 .collect(),
+            service_policies: self
+                .service_policies
+                .iter()
+                .map(|(id, p)| (*id, (**p).clone()))
+                .collect(),
+            cards: self.cards.values().map(|c| (**c).clone()).collect(),
+            customer_records: self
+                .customer_records
+                .iter()
+                .map(|(id, r)| (*id, *r))
+                .collect(),
         }
     }
 
@@ -695,6 +752,15 @@ impl Establishment {
                 customers: uses.customers.iter().copied().collect(),
             };
             state.promotion_uses.insert(uses.code.clone(), entry);
+        }
+        for (id, policy) in &snapshot.service_policies {
+            state.service_policies.insert(*id, Arc::new(policy.clone()));
+        }
+        for card in &snapshot.cards {
+            state.cards.insert(card.customer_id, Arc::new(card.clone()));
+        }
+        for (id, record) in &snapshot.customer_records {
+            state.customer_records.insert(*id, *record);
         }
         state.seq = seq;
         Ok(state)
@@ -782,6 +848,12 @@ pub struct SnapshotState {
     pub plugins: Vec<(String, PluginSettings)>,
     #[serde(default)]
     pub promotion_uses: Vec<PromotionUsesSnapshot>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_policies: Vec<(ServiceId, PaymentPolicy)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cards: Vec<SavedCard>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub customer_records: Vec<(UserId, CustomerRecord)>,
 }
 
 /// How often a promotion code is in use, and by whom.
@@ -799,4 +871,13 @@ pub struct PromotionUsesSnapshot {
     pub code: String,
     pub count: u32,
     pub customers: Vec<UserId>,
+}
+
+/// What a customer did at an establishment, for policies by kind of customer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerRecord {
+    /// Bookings marked completed.
+    pub completed: u32,
+    /// Bookings marked no-show.
+    pub no_shows: u32,
 }

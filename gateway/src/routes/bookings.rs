@@ -70,7 +70,7 @@ async fn visible_booking(
 /// sent to the actor, which refuses it `not_found` unless it replays a keyed first
 /// answer (a retry of a change made just before the booking left the window gets that
 /// answer, as any retry does); the refusal is told as `booking_archived`.
-async fn change_booking(
+pub(crate) async fn change_booking(
     state: &AppState,
     id: EstablishmentId,
     caller: Caller,

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod bookings;
 pub mod discovery;
 pub mod establishments;
+pub mod fees;
 pub mod notifications;
 pub mod ops;
 pub mod payments;
@@ -191,6 +192,12 @@ pub fn api() -> Router<AppState> {
             get(payments::get_payment_policy).put(payments::set_payment_policy),
         )
         .route(
+            "/v1/establishments/{id}/services/{service_id}/payment-policy",
+            get(payments::get_service_payment_policy)
+                .put(payments::set_service_payment_policy)
+                .delete(payments::clear_service_payment_policy),
+        )
+        .route(
             "/v1/establishments/{id}/checkouts",
             post(payments::create_checkout),
         )
@@ -201,6 +208,31 @@ pub fn api() -> Router<AppState> {
         .route(
             "/v1/establishments/{id}/payments/{payment_id}/refresh",
             post(payments::refresh_payment),
+        )
+        .route(
+            "/v1/establishments/{id}/card-setups",
+            post(fees::create_card_setup),
+        )
+        .route(
+            "/v1/establishments/{id}/card-setups/{setup_id}/complete",
+            post(fees::complete_card_setup),
+        )
+        .route("/v1/establishments/{id}/card", get(fees::get_card))
+        .route(
+            "/v1/establishments/{id}/bookings/{booking_id}/no-show",
+            post(fees::mark_no_show),
+        )
+        .route(
+            "/v1/establishments/{id}/bookings/{booking_id}/fees/{fee}",
+            get(fees::get_fee),
+        )
+        .route(
+            "/v1/establishments/{id}/bookings/{booking_id}/fees/{fee}/charge",
+            post(fees::charge_fee),
+        )
+        .route(
+            "/v1/establishments/{id}/bookings/{booking_id}/fees/{fee}/waive",
+            post(fees::waive_fee),
         )
         .route(
             "/v1/payments/stripe/webhook",

@@ -16,7 +16,7 @@ use jiff::tz::TimeZone;
 use navaro_payments::webhook;
 use navaro_protocol::{
     Caller, Command, ErrorCode, Payment, PaymentId, PaymentKind, PaymentMode, PaymentPolicy,
-    PaymentStatus, Reply,
+    PaymentStatus, PolicyAudience, Reply,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -52,9 +52,38 @@ pub struct PaymentPolicyDto {
     /// The late-cancellation fee as a percent of the price (1 to 100)...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late_cancel_fee_percent: Option<u8>,
-    /// ... or as a fixed amount in minor units; never more than what was paid.
+    /// ... or as a fixed amount in minor units; never more than what was paid (with
+    /// `card_on_file`: than the price).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub late_cancel_fee_cents: Option<i64>,
+    /// With `card_on_file`: a late cancellation's fee waits for a member to charge or
+    /// waive it (`requires_confirmation`) instead of being charged at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub late_cancel_fee_needs_confirmation: bool,
+    /// With `card_on_file`: the no-show fee as a percent of the price (1 to 100)...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100)]
+    pub no_show_fee_percent: Option<u8>,
+    /// ... or as a fixed amount in minor units (never more than the price).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub no_show_fee_cents: Option<i64>,
+    /// Which customers the policy applies to (`all` by default); the others book as
+    /// with mode `none`.
+    #[serde(default, skip_serializing_if = "PolicyAudience::is_all")]
+    #[schema(value_type = Option<PolicyAudienceName>)]
+    pub applies_to: PolicyAudience,
+}
+
+/// Which customers a payment policy applies to: everyone, customers with no completed
+/// visit here yet, or customers marked no-show here before.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum PolicyAudienceName {
+    All,
+    NewCustomers,
+    PastNoShows,
 }
 
 impl utoipa::PartialSchema for PaymentPolicyDto {
@@ -152,6 +181,7 @@ pub enum PaymentModeName {
     None,
     Deposit,
     Prepayment,
+    CardOnFile,
 }
 
 /// What a payment is for.
@@ -160,11 +190,15 @@ pub enum PaymentModeName {
 pub enum PaymentKindName {
     Deposit,
     Prepayment,
+    NoShowFee,
+    LateCancelFee,
 }
 
 /// Where a payment stands: `requires_payment` until the provider reports it
 /// `succeeded` (the booking is confirmed), `failed` (declined: the slot is free again)
-/// or `expired` (the hold lapsed unpaid); `refunded` when refunded in full.
+/// or `expired` (the hold lapsed unpaid); `refunded` when refunded in full. A fee:
+/// `requires_confirmation` (waiting for a member to charge or waive it),
+/// `requires_payment` (being charged), `succeeded`, `failed` (declined), `waived`.
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]
 pub enum PaymentStatusName {
@@ -173,6 +207,8 @@ pub enum PaymentStatusName {
     Failed,
     Expired,
     Refunded,
+    RequiresConfirmation,
+    Waived,
 }
 
 impl From<PaymentPolicy> for PaymentPolicyDto {
@@ -184,6 +220,10 @@ impl From<PaymentPolicy> for PaymentPolicyDto {
             cancel_window_minutes: p.cancel_window_minutes,
             late_cancel_fee_percent: p.late_cancel_fee_percent,
             late_cancel_fee_cents: p.late_cancel_fee_cents,
+            late_cancel_fee_needs_confirmation: p.late_cancel_fee_needs_confirmation,
+            no_show_fee_percent: p.no_show_fee_percent,
+            no_show_fee_cents: p.no_show_fee_cents,
+            applies_to: p.applies_to,
         }
     }
 }
@@ -197,6 +237,10 @@ impl From<PaymentPolicyDto> for PaymentPolicy {
             cancel_window_minutes: p.cancel_window_minutes,
             late_cancel_fee_percent: p.late_cancel_fee_percent,
             late_cancel_fee_cents: p.late_cancel_fee_cents,
+            late_cancel_fee_needs_confirmation: p.late_cancel_fee_needs_confirmation,
+            no_show_fee_percent: p.no_show_fee_percent,
+            no_show_fee_cents: p.no_show_fee_cents,
+            applies_to: p.applies_to,
         }
     }
 }
@@ -207,7 +251,8 @@ pub struct PaymentDto {
     pub id: Uuid,
     pub establishment_id: Uuid,
     pub customer_id: Uuid,
-    /// The hold keeping the slot while the customer pays.
+    /// The hold keeping the slot while the customer pays (a fee keeps no slot: its
+    /// hold id names no hold).
     pub hold_id: Uuid,
     /// The booking, once the payment confirmed it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -245,6 +290,16 @@ pub struct PaymentDto {
     pub expires_at: String,
     pub created_at: String,
     pub seq: u64,
+    /// A fee's provider attempts so far (each with its own idempotency key).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub attempt: u32,
+    /// While a fee's attempt is in flight: when it was claimed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt_started_at: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl PaymentDto {
@@ -273,6 +328,8 @@ impl PaymentDto {
             expires_at: render(p.expires_at, tz),
             created_at: render(p.created_at, tz),
             seq: p.seq,
+            attempt: p.attempt,
+            attempt_started_at: p.attempt_started_at.map(|at| render(at, tz)),
         }
     }
 }
@@ -305,7 +362,7 @@ pub struct WebhookAck {
     pub received: bool,
 }
 
-fn service_of(state: &AppState) -> Result<&PaymentService, ApiError> {
+pub(crate) fn service_of(state: &AppState) -> Result<&PaymentService, ApiError> {
     state.payments.as_deref().ok_or_else(|| {
         // Not a provider failure (502): there is no provider to fail, as for the
         // webhook's 404 when Stripe is not this server's provider.
@@ -354,6 +411,96 @@ pub async fn set_payment_policy(
     }
     let command = Command::SetPaymentPolicy {
         policy: body.into(),
+        service_id: None,
+    };
+    execute_rendered(
+        &state,
+        est(id),
+        caller,
+        command,
+        key,
+        &view,
+        |reply, _| match reply {
+            Reply::PaymentPolicy(p) => Some(p.into()),
+            _ => None,
+        },
+    )
+    .await
+    .map(Json)
+}
+
+#[utoipa::path(get, path = "/v1/establishments/{id}/services/{service_id}/payment-policy", tag = "payments",
+    params(("id" = Uuid, Path), ("service_id" = Uuid, Path)),
+    responses((status = 200, body = PaymentPolicyDto, description = "the policy this service follows: its own, or the establishment's"),
+        (status = 404, body = ErrorBody)))]
+pub async fn get_service_payment_policy(
+    State(state): State<AppState>,
+    _auth: MaybeAuth,
+    ApiPath((id, service_id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<Json<PaymentPolicyDto>, ApiError> {
+    let view = view_of(&state, est(id)).await?;
+    let state = view.state();
+    if state.service(service(service_id)).is_none() {
+        return Err(ApiError::not_found("service"));
+    }
+    let policy = state
+        .service_policies
+        .get(&service(service_id))
+        .unwrap_or(&state.payment_policy);
+    Ok(Json((**policy).clone().into()))
+}
+
+#[utoipa::path(put, path = "/v1/establishments/{id}/services/{service_id}/payment-policy", tag = "payments", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("service_id" = Uuid, Path)), request_body = PaymentPolicyDto,
+    responses((status = 200, body = PaymentPolicyDto, description = "the service's own policy, in force for its bookings from now on"),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn set_service_payment_policy(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((id, service_id)): ApiPath<(Uuid, Uuid)>,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(body): ApiJson<PaymentPolicyDto>,
+) -> Result<Json<PaymentPolicyDto>, ApiError> {
+    let (view, caller) = resolve(&state, &auth, est(id)).await?;
+    if !caller.role.can_manage() {
+        return Err(ApiError::forbidden());
+    }
+    let command = Command::SetPaymentPolicy {
+        policy: body.into(),
+        service_id: Some(service(service_id)),
+    };
+    execute_rendered(
+        &state,
+        est(id),
+        caller,
+        command,
+        key,
+        &view,
+        |reply, _| match reply {
+            Reply::PaymentPolicy(p) => Some(p.into()),
+            _ => None,
+        },
+    )
+    .await
+    .map(Json)
+}
+
+#[utoipa::path(delete, path = "/v1/establishments/{id}/services/{service_id}/payment-policy", tag = "payments", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("service_id" = Uuid, Path)),
+    responses((status = 200, body = PaymentPolicyDto, description = "the service follows the establishment's policy again (answered)"),
+        (status = 403, body = ErrorBody), (status = 404, description = "no such service, or it has no policy of its own", body = ErrorBody)))]
+pub async fn clear_service_payment_policy(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiPath((id, service_id)): ApiPath<(Uuid, Uuid)>,
+    IdempotencyKey(key): IdempotencyKey,
+) -> Result<Json<PaymentPolicyDto>, ApiError> {
+    let (view, caller) = resolve(&state, &auth, est(id)).await?;
+    if !caller.role.can_manage() {
+        return Err(ApiError::forbidden());
+    }
+    let command = Command::ClearServicePaymentPolicy {
+        service_id: service(service_id),
     };
     execute_rendered(
         &state,

@@ -356,6 +356,70 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/establishments/{id}/bookings/{booking_id}/fees/{fee}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_fee"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/establishments/{id}/bookings/{booking_id}/fees/{fee}/charge": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["charge_fee"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/establishments/{id}/bookings/{booking_id}/fees/{fee}/waive": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["waive_fee"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/establishments/{id}/bookings/{booking_id}/no-show": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["mark_no_show"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/establishments/{id}/bookings/{booking_id}/reschedule": {
         parameters: {
             query?: never;
@@ -366,6 +430,54 @@ export interface paths {
         get?: never;
         put?: never;
         post: operations["reschedule_booking"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/establishments/{id}/card": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_card"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/establishments/{id}/card-setups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["create_card_setup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/establishments/{id}/card-setups/{setup_id}/complete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["complete_card_setup"];
         delete?: never;
         options?: never;
         head?: never;
@@ -591,6 +703,22 @@ export interface paths {
         put?: never;
         post: operations["add_service"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/establishments/{id}/services/{service_id}/payment-policy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_service_payment_policy"];
+        put: operations["set_service_payment_policy"];
+        post?: never;
+        delete: operations["clear_service_payment_policy"];
         options?: never;
         head?: never;
         patch?: never;
@@ -873,36 +1001,25 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         AddMemberRequest: {
-            /** @enum {string} */
-            role: "owner" | "staff";
+            /** @description `owner` or `staff`. */
+            role: string;
             /** Format: uuid */
             user_id: string;
         };
         AddServiceRequest: {
-            /**
-             * Format: int32
-             * @description Minutes kept free after the service, 0 to 240; default 0.
-             */
+            /** Format: int32 */
             buffer_after_minutes?: number | null;
-            /** @description ISO 4217 (three capital letters); default `BRL`. */
+            /** @description ISO 4217; default `BRL`. */
             currency?: string | null;
-            /**
-             * Format: int32
-             * @description 1 to 720.
-             */
+            /** Format: int32 */
             duration_minutes: number;
-            /** @description 1 to 200 printable characters, not only spaces. */
             name: string;
-            /**
-             * Format: int64
-             * @description The price in the currency's minor units, not negative.
-             */
+            /** Format: int64 */
             price_cents: number;
             staff_ids: string[];
         };
         AddStaffRequest: {
             hours: components["schemas"]["WeeklyHours"];
-            /** @description 1 to 200 printable characters, not only spaces. */
             name: string;
             /** Format: uuid */
             user_id?: string | null;
@@ -1100,6 +1217,7 @@ export interface components {
             establishment_id: string;
             /** Format: uuid */
             id: string;
+            payment_policy?: null | components["schemas"]["PaymentPolicyDto"];
             /**
              * Format: int64
              * @description The establishment event that confirmed (or last moved) it.
@@ -1189,6 +1307,34 @@ export interface components {
             /** Format: uuid */
             staff_id: string;
         };
+        /** @description A customer's card on file here (what fees are charged to). */
+        CardDto: {
+            /** Format: uuid */
+            customer_id: string;
+            /** @description The provider's customer (a Stripe Customer id). */
+            customer_ref: string;
+            /** @description The provider's payment method (a Stripe PaymentMethod id). */
+            payment_method_ref: string;
+            /** @description `stripe`. */
+            provider: string;
+            saved_at: string;
+            /**
+             * Format: int64
+             * @description The establishment event that saved it.
+             */
+            seq: number;
+            /** @description The completed setup it came from. */
+            setup_ref: string;
+        };
+        /**
+         * @description A card setup: the app completes it with `client_secret` (Stripe's PaymentSheet or
+         *     Elements in setup mode), then calls `.../card-setups/{setup_id}/complete`.
+         */
+        CardSetupDto: {
+            client_secret: string;
+            /** @description The provider's setup (a Stripe SetupIntent id). */
+            setup_id: string;
+        };
         /**
          * @description A checkout: the payment (its hold keeps the slot until `expires_at`) and what the
          *     app pays with.
@@ -1217,25 +1363,22 @@ export interface components {
         };
         /** @description The create-establishment body; omitted fields take API.md's defaults. */
         CreateEstablishmentRequest: {
-            /**
-             * @description Postal address, up to 300 characters, no control characters but line breaks
-             *     (trimmed; only spaces: none).
-             */
+            /** @description Postal address, up to 300 characters. */
             address?: string | null;
             /** Format: int32 */
             cancel_cutoff_minutes?: number | null;
-            /** @enum {string|null} */
-            category?: "barbershop" | "salon" | "clinic" | "spa" | "nails" | "beauty" | "tattoo" | "pet" | "fitness" | "other" | null;
             /**
-             * @description A short description, up to 1000 characters, no control characters but line
-             *     breaks (trimmed; only spaces: none).
+             * @description One of `barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`, `tattoo`, `pet`,
+             *     `fitness`, `other`.
              */
+            category?: string | null;
+            /** @description A short description, up to 1000 characters. */
             description?: string | null;
             /** Format: int32 */
             horizon_days?: number | null;
             /**
              * Format: double
-             * @description Degrees, -90 to 90; with `longitude` (one without the other is refused: 422).
+             * @description Degrees, -90 to 90; with `longitude`.
              */
             latitude?: number | null;
             /**
@@ -1249,10 +1392,7 @@ export interface components {
             min_notice_minutes?: number | null;
             /** @description 1 to 200 printable characters, not only spaces. */
             name: string;
-            /**
-             * @description An http(s) URL of a photo, up to 2000 characters, without spaces (surrounding
-             *     spaces are trimmed; only spaces: none).
-             */
+            /** @description An http(s) URL of a photo, up to 2000 characters. */
             photo_url?: string | null;
             /**
              * Format: int32
@@ -1270,12 +1410,9 @@ export interface components {
             timezone: "Africa/Abidjan" | "Africa/Accra" | "Africa/Addis_Ababa" | "Africa/Algiers" | "Africa/Asmara" | "Africa/Asmera" | "Africa/Bamako" | "Africa/Bangui" | "Africa/Banjul" | "Africa/Bissau" | "Africa/Blantyre" | "Africa/Brazzaville" | "Africa/Bujumbura" | "Africa/Cairo" | "Africa/Casablanca" | "Africa/Ceuta" | "Africa/Conakry" | "Africa/Dakar" | "Africa/Dar_es_Salaam" | "Africa/Djibouti" | "Africa/Douala" | "Africa/El_Aaiun" | "Africa/Freetown" | "Africa/Gaborone" | "Africa/Harare" | "Africa/Johannesburg" | "Africa/Juba" | "Africa/Kampala" | "Africa/Khartoum" | "Africa/Kigali" | "Africa/Kinshasa" | "Africa/Lagos" | "Africa/Libreville" | "Africa/Lome" | "Africa/Luanda" | "Africa/Lubumbashi" | "Africa/Lusaka" | "Africa/Malabo" | "Africa/Maputo" | "Africa/Maseru" | "Africa/Mbabane" | "Africa/Mogadishu" | "Africa/Monrovia" | "Africa/Nairobi" | "Africa/Ndjamena" | "Africa/Niamey" | "Africa/Nouakchott" | "Africa/Ouagadougou" | "Africa/Porto-Novo" | "Africa/Sao_Tome" | "Africa/Timbuktu" | "Africa/Tripoli" | "Africa/Tunis" | "Africa/Windhoek" | "America/Adak" | "America/Anchorage" | "America/Anguilla" | "America/Antigua" | "America/Araguaina" | "America/Argentina/Buenos_Aires" | "America/Argentina/Catamarca" | "America/Argentina/ComodRivadavia" | "America/Argentina/Cordoba" | "America/Argentina/Jujuy" | "America/Argentina/La_Rioja" | "America/Argentina/Mendoza" | "America/Argentina/Rio_Gallegos" | "America/Argentina/Salta" | "America/Argentina/San_Juan" | "America/Argentina/San_Luis" | "America/Argentina/Tucuman" | "America/Argentina/Ushuaia" | "America/Aruba" | "America/Asuncion" | "America/Atikokan" | "America/Atka" | "America/Bahia" | "America/Bahia_Banderas" | "America/Barbados" | "America/Belem" | "America/Belize" | "America/Blanc-Sablon" | "America/Boa_Vista" | "America/Bogota" | "America/Boise" | "America/Buenos_Aires" | "America/Cambridge_Bay" | "America/Campo_Grande" | "America/Cancun" | "America/Caracas" | "America/Catamarca" | "America/Cayenne" | "America/Cayman" | "America/Chicago" | "America/Chihuahua" | "America/Ciudad_Juarez" | "America/Coral_Harbour" | "America/Cordoba" | "America/Costa_Rica" | "America/Coyhaique" | "America/Creston" | "America/Cuiaba" | "America/Curacao" | "America/Danmarkshavn" | "America/Dawson" | "America/Dawson_Creek" | "America/Denver" | "America/Detroit" | "America/Dominica" | "America/Edmonton" | "America/Eirunepe" | "America/El_Salvador" | "America/Ensenada" | "America/Fort_Nelson" | "America/Fort_Wayne" | "America/Fortaleza" | "America/Glace_Bay" | "America/Godthab" | "America/Goose_Bay" | "America/Grand_Turk" | "America/Grenada" | "America/Guadeloupe" | "America/Guatemala" | "America/Guayaquil" | "America/Guyana" | "America/Halifax" | "America/Havana" | "America/Hermosillo" | "America/Indiana/Indianapolis" | "America/Indiana/Knox" | "America/Indiana/Marengo" | "America/Indiana/Petersburg" | "America/Indiana/Tell_City" | "America/Indiana/Vevay" | "America/Indiana/Vincennes" | "America/Indiana/Winamac" | "America/Indianapolis" | "America/Inuvik" | "America/Iqaluit" | "America/Jamaica" | "America/Jujuy" | "America/Juneau" | "America/Kentucky/Louisville" | "America/Kentucky/Monticello" | "America/Knox_IN" | "America/Kralendijk" | "America/La_Paz" | "America/Lima" | "America/Los_Angeles" | "America/Louisville" | "America/Lower_Princes" | "America/Maceio" | "America/Managua" | "America/Manaus" | "America/Marigot" | "America/Martinique" | "America/Matamoros" | "America/Mazatlan" | "America/Mendoza" | "America/Menominee" | "America/Merida" | "America/Metlakatla" | "America/Mexico_City" | "America/Miquelon" | "America/Moncton" | "America/Monterrey" | "America/Montevideo" | "America/Montreal" | "America/Montserrat" | "America/Nassau" | "America/New_York" | "America/Nipigon" | "America/Nome" | "America/Noronha" | "America/North_Dakota/Beulah" | "America/North_Dakota/Center" | "America/North_Dakota/New_Salem" | "America/Nuuk" | "America/Ojinaga" | "America/Panama" | "America/Pangnirtung" | "America/Paramaribo" | "America/Phoenix" | "America/Port-au-Prince" | "America/Port_of_Spain" | "America/Porto_Acre" | "America/Porto_Velho" | "America/Puerto_Rico" | "America/Punta_Arenas" | "America/Rainy_River" | "America/Rankin_Inlet" | "America/Recife" | "America/Regina" | "America/Resolute" | "America/Rio_Branco" | "America/Rosario" | "America/Santa_Isabel" | "America/Santarem" | "America/Santiago" | "America/Santo_Domingo" | "America/Sao_Paulo" | "America/Scoresbysund" | "America/Shiprock" | "America/Sitka" | "America/St_Barthelemy" | "America/St_Johns" | "America/St_Kitts" | "America/St_Lucia" | "America/St_Thomas" | "America/St_Vincent" | "America/Swift_Current" | "America/Tegucigalpa" | "America/Thule" | "America/Thunder_Bay" | "America/Tijuana" | "America/Toronto" | "America/Tortola" | "America/Vancouver" | "America/Virgin" | "America/Whitehorse" | "America/Winnipeg" | "America/Yakutat" | "America/Yellowknife" | "Antarctica/Casey" | "Antarctica/Davis" | "Antarctica/DumontDUrville" | "Antarctica/Macquarie" | "Antarctica/Mawson" | "Antarctica/McMurdo" | "Antarctica/Palmer" | "Antarctica/Rothera" | "Antarctica/South_Pole" | "Antarctica/Syowa" | "Antarctica/Troll" | "Antarctica/Vostok" | "Arctic/Longyearbyen" | "Asia/Aden" | "Asia/Almaty" | "Asia/Amman" | "Asia/Anadyr" | "Asia/Aqtau" | "Asia/Aqtobe" | "Asia/Ashgabat" | "Asia/Ashkhabad" | "Asia/Atyrau" | "Asia/Baghdad" | "Asia/Bahrain" | "Asia/Baku" | "Asia/Bangkok" | "Asia/Barnaul" | "Asia/Beirut" | "Asia/Bishkek" | "Asia/Brunei" | "Asia/Calcutta" | "Asia/Chita" | "Asia/Choibalsan" | "Asia/Chongqing" | "Asia/Chungking" | "Asia/Colombo" | "Asia/Dacca" | "Asia/Damascus" | "Asia/Dhaka" | "Asia/Dili" | "Asia/Dubai" | "Asia/Dushanbe" | "Asia/Famagusta" | "Asia/Gaza" | "Asia/Harbin" | "Asia/Hebron" | "Asia/Ho_Chi_Minh" | "Asia/Hong_Kong" | "Asia/Hovd" | "Asia/Irkutsk" | "Asia/Istanbul" | "Asia/Jakarta" | "Asia/Jayapura" | "Asia/Jerusalem" | "Asia/Kabul" | "Asia/Kamchatka" | "Asia/Karachi" | "Asia/Kashgar" | "Asia/Kathmandu" | "Asia/Katmandu" | "Asia/Khandyga" | "Asia/Kolkata" | "Asia/Krasnoyarsk" | "Asia/Kuala_Lumpur" | "Asia/Kuching" | "Asia/Kuwait" | "Asia/Macao" | "Asia/Macau" | "Asia/Magadan" | "Asia/Makassar" | "Asia/Manila" | "Asia/Muscat" | "Asia/Nicosia" | "Asia/Novokuznetsk" | "Asia/Novosibirsk" | "Asia/Omsk" | "Asia/Oral" | "Asia/Phnom_Penh" | "Asia/Pontianak" | "Asia/Pyongyang" | "Asia/Qatar" | "Asia/Qostanay" | "Asia/Qyzylorda" | "Asia/Rangoon" | "Asia/Riyadh" | "Asia/Saigon" | "Asia/Sakhalin" | "Asia/Samarkand" | "Asia/Seoul" | "Asia/Shanghai" | "Asia/Singapore" | "Asia/Srednekolymsk" | "Asia/Taipei" | "Asia/Tashkent" | "Asia/Tbilisi" | "Asia/Tehran" | "Asia/Tel_Aviv" | "Asia/Thimbu" | "Asia/Thimphu" | "Asia/Tokyo" | "Asia/Tomsk" | "Asia/Ujung_Pandang" | "Asia/Ulaanbaatar" | "Asia/Ulan_Bator" | "Asia/Urumqi" | "Asia/Ust-Nera" | "Asia/Vientiane" | "Asia/Vladivostok" | "Asia/Yakutsk" | "Asia/Yangon" | "Asia/Yekaterinburg" | "Asia/Yerevan" | "Atlantic/Azores" | "Atlantic/Bermuda" | "Atlantic/Canary" | "Atlantic/Cape_Verde" | "Atlantic/Faeroe" | "Atlantic/Faroe" | "Atlantic/Jan_Mayen" | "Atlantic/Madeira" | "Atlantic/Reykjavik" | "Atlantic/South_Georgia" | "Atlantic/St_Helena" | "Atlantic/Stanley" | "Australia/ACT" | "Australia/Adelaide" | "Australia/Brisbane" | "Australia/Broken_Hill" | "Australia/Canberra" | "Australia/Currie" | "Australia/Darwin" | "Australia/Eucla" | "Australia/Hobart" | "Australia/LHI" | "Australia/Lindeman" | "Australia/Lord_Howe" | "Australia/Melbourne" | "Australia/NSW" | "Australia/North" | "Australia/Perth" | "Australia/Queensland" | "Australia/South" | "Australia/Sydney" | "Australia/Tasmania" | "Australia/Victoria" | "Australia/West" | "Australia/Yancowinna" | "Brazil/Acre" | "Brazil/DeNoronha" | "Brazil/East" | "Brazil/West" | "CET" | "CST6CDT" | "Canada/Atlantic" | "Canada/Central" | "Canada/Eastern" | "Canada/Mountain" | "Canada/Newfoundland" | "Canada/Pacific" | "Canada/Saskatchewan" | "Canada/Yukon" | "Chile/Continental" | "Chile/EasterIsland" | "Cuba" | "EET" | "EST" | "EST5EDT" | "Egypt" | "Eire" | "Etc/GMT" | "Etc/GMT+0" | "Etc/GMT+1" | "Etc/GMT+10" | "Etc/GMT+11" | "Etc/GMT+12" | "Etc/GMT+2" | "Etc/GMT+3" | "Etc/GMT+4" | "Etc/GMT+5" | "Etc/GMT+6" | "Etc/GMT+7" | "Etc/GMT+8" | "Etc/GMT+9" | "Etc/GMT-0" | "Etc/GMT-1" | "Etc/GMT-10" | "Etc/GMT-11" | "Etc/GMT-12" | "Etc/GMT-13" | "Etc/GMT-14" | "Etc/GMT-2" | "Etc/GMT-3" | "Etc/GMT-4" | "Etc/GMT-5" | "Etc/GMT-6" | "Etc/GMT-7" | "Etc/GMT-8" | "Etc/GMT-9" | "Etc/GMT0" | "Etc/Greenwich" | "Etc/UCT" | "Etc/UTC" | "Etc/Universal" | "Etc/Zulu" | "Europe/Amsterdam" | "Europe/Andorra" | "Europe/Astrakhan" | "Europe/Athens" | "Europe/Belfast" | "Europe/Belgrade" | "Europe/Berlin" | "Europe/Bratislava" | "Europe/Brussels" | "Europe/Bucharest" | "Europe/Budapest" | "Europe/Busingen" | "Europe/Chisinau" | "Europe/Copenhagen" | "Europe/Dublin" | "Europe/Gibraltar" | "Europe/Guernsey" | "Europe/Helsinki" | "Europe/Isle_of_Man" | "Europe/Istanbul" | "Europe/Jersey" | "Europe/Kaliningrad" | "Europe/Kiev" | "Europe/Kirov" | "Europe/Kyiv" | "Europe/Lisbon" | "Europe/Ljubljana" | "Europe/London" | "Europe/Luxembourg" | "Europe/Madrid" | "Europe/Malta" | "Europe/Mariehamn" | "Europe/Minsk" | "Europe/Monaco" | "Europe/Moscow" | "Europe/Nicosia" | "Europe/Oslo" | "Europe/Paris" | "Europe/Podgorica" | "Europe/Prague" | "Europe/Riga" | "Europe/Rome" | "Europe/Samara" | "Europe/San_Marino" | "Europe/Sarajevo" | "Europe/Saratov" | "Europe/Simferopol" | "Europe/Skopje" | "Europe/Sofia" | "Europe/Stockholm" | "Europe/Tallinn" | "Europe/Tirane" | "Europe/Tiraspol" | "Europe/Ulyanovsk" | "Europe/Uzhgorod" | "Europe/Vaduz" | "Europe/Vatican" | "Europe/Vienna" | "Europe/Vilnius" | "Europe/Volgograd" | "Europe/Warsaw" | "Europe/Zagreb" | "Europe/Zaporozhye" | "Europe/Zurich" | "Factory" | "GB" | "GB-Eire" | "GMT" | "GMT+0" | "GMT-0" | "GMT0" | "Greenwich" | "HST" | "Hongkong" | "Iceland" | "Indian/Antananarivo" | "Indian/Chagos" | "Indian/Christmas" | "Indian/Cocos" | "Indian/Comoro" | "Indian/Kerguelen" | "Indian/Mahe" | "Indian/Maldives" | "Indian/Mauritius" | "Indian/Mayotte" | "Indian/Reunion" | "Iran" | "Israel" | "Jamaica" | "Japan" | "Kwajalein" | "Libya" | "MET" | "MST" | "MST7MDT" | "Mexico/BajaNorte" | "Mexico/BajaSur" | "Mexico/General" | "NZ" | "NZ-CHAT" | "Navajo" | "PRC" | "PST8PDT" | "Pacific/Apia" | "Pacific/Auckland" | "Pacific/Bougainville" | "Pacific/Chatham" | "Pacific/Chuuk" | "Pacific/Easter" | "Pacific/Efate" | "Pacific/Enderbury" | "Pacific/Fakaofo" | "Pacific/Fiji" | "Pacific/Funafuti" | "Pacific/Galapagos" | "Pacific/Gambier" | "Pacific/Guadalcanal" | "Pacific/Guam" | "Pacific/Honolulu" | "Pacific/Johnston" | "Pacific/Kanton" | "Pacific/Kiritimati" | "Pacific/Kosrae" | "Pacific/Kwajalein" | "Pacific/Majuro" | "Pacific/Marquesas" | "Pacific/Midway" | "Pacific/Nauru" | "Pacific/Niue" | "Pacific/Norfolk" | "Pacific/Noumea" | "Pacific/Pago_Pago" | "Pacific/Palau" | "Pacific/Pitcairn" | "Pacific/Pohnpei" | "Pacific/Ponape" | "Pacific/Port_Moresby" | "Pacific/Rarotonga" | "Pacific/Saipan" | "Pacific/Samoa" | "Pacific/Tahiti" | "Pacific/Tarawa" | "Pacific/Tongatapu" | "Pacific/Truk" | "Pacific/Wake" | "Pacific/Wallis" | "Pacific/Yap" | "Poland" | "Portugal" | "ROC" | "ROK" | "Singapore" | "Turkey" | "UCT" | "US/Alaska" | "US/Aleutian" | "US/Arizona" | "US/Central" | "US/East-Indiana" | "US/Eastern" | "US/Hawaii" | "US/Indiana-Starke" | "US/Michigan" | "US/Mountain" | "US/Pacific" | "US/Samoa" | "UTC" | "Universal" | "W-SU" | "WET" | "Zulu" | "localtime" | "posixrules";
         };
         CreateWebhookRequest: {
-            event_types: ("booking.confirmed" | "booking.cancelled" | "booking.rescheduled" | "booking.completed" | "booking.no_show" | "queue.joined" | "queue.called" | "queue.started" | "queue.finished" | "queue.no_show" | "queue.left" | "staff.added" | "service.added" | "establishment.updated")[];
-            /**
-             * @description Where deliveries are POSTed: an http or https URL with a host name and no
-             *     credentials, up to 2048 bytes. (The pattern is a plain subset of the URLs the
-             *     server takes: it also takes IP addresses and any WHATWG-valid URL.)
-             */
+            /** @description The event types wanted (`booking.confirmed`, `queue.called`, ...). */
+            event_types: string[];
+            /** @description Where deliveries are POSTed (http or https). */
             url: string;
         };
         DeleteAccountRequest: {
@@ -1494,6 +1631,11 @@ export interface components {
             /** Format: uuid */
             user_id: string;
         };
+        /**
+         * @description The fees.
+         * @enum {string}
+         */
+        FeeKindName: "no_show" | "late_cancel";
         /** @description The first frame: the current seq. */
         HelloFrame: {
             /**
@@ -1580,10 +1722,7 @@ export interface components {
             type: "hold.placed";
         };
         JoinQueueRequest: {
-            /**
-             * @description For a walk-in added by a member: the person's name, 1 to 200 printable
-             *     characters, not only spaces.
-             */
+            /** @description For a walk-in added by a member: the person's name. */
             name?: string | null;
             /** Format: uuid */
             service_id: string;
@@ -1593,12 +1732,6 @@ export interface components {
              */
             staff_id?: string | null;
         };
-        /**
-         * @description An establishment's category, for the document ([`CATEGORIES`]'s names; a test
-         *     checks the two agree).
-         * @enum {string}
-         */
-        ListingCategory: "barbershop" | "salon" | "clinic" | "spa" | "nails" | "beauty" | "tattoo" | "pet" | "fitness" | "other";
         /** @description An establishment's listing as events carry it: each field absent when not set. */
         ListingData: {
             address?: string;
@@ -1643,7 +1776,7 @@ export interface components {
             timezone: string;
         };
         /** @description A frame of the live feed (`GET /v1/establishments/{id}/live`), by `type`. */
-        LiveFrame: components["schemas"]["HelloFrame"] | components["schemas"]["ReloadFrame"] | components["schemas"]["EstablishmentCreatedFrame"] | components["schemas"]["EstablishmentUpdatedFrame"] | components["schemas"]["EstablishmentSuspendedFrame"] | components["schemas"]["EstablishmentReinstatedFrame"] | components["schemas"]["StaffAddedFrame"] | components["schemas"]["StaffHoursSetFrame"] | components["schemas"]["StaffTimeOffAddedFrame"] | components["schemas"]["ServiceAddedFrame"] | components["schemas"]["BookingConfirmedFrame"] | components["schemas"]["BookingCancelledFrame"] | components["schemas"]["BookingRescheduledFrame"] | components["schemas"]["BookingCompletedFrame"] | components["schemas"]["BookingNoShowFrame"] | components["schemas"]["HoldPlacedFrame"] | components["schemas"]["HoldEndedFrame"] | components["schemas"]["PaymentPolicySetFrame"] | components["schemas"]["PaymentUpdatedFrame"] | components["schemas"]["QueueJoinedFrame"] | components["schemas"]["QueueCalledFrame"] | components["schemas"]["QueueStartedFrame"] | components["schemas"]["QueueFinishedFrame"] | components["schemas"]["QueueNoShowFrame"] | components["schemas"]["QueueLeftFrame"] | components["schemas"]["QueueMovedFrame"] | components["schemas"]["QueueEstimatesFrame"];
+        LiveFrame: components["schemas"]["HelloFrame"] | components["schemas"]["ReloadFrame"] | components["schemas"]["EstablishmentCreatedFrame"] | components["schemas"]["EstablishmentUpdatedFrame"] | components["schemas"]["EstablishmentSuspendedFrame"] | components["schemas"]["EstablishmentReinstatedFrame"] | components["schemas"]["StaffAddedFrame"] | components["schemas"]["StaffHoursSetFrame"] | components["schemas"]["StaffTimeOffAddedFrame"] | components["schemas"]["ServiceAddedFrame"] | components["schemas"]["BookingConfirmedFrame"] | components["schemas"]["BookingCancelledFrame"] | components["schemas"]["BookingRescheduledFrame"] | components["schemas"]["BookingCompletedFrame"] | components["schemas"]["BookingNoShowFrame"] | components["schemas"]["HoldPlacedFrame"] | components["schemas"]["HoldEndedFrame"] | components["schemas"]["PaymentPolicySetFrame"] | components["schemas"]["PaymentPolicyClearedFrame"] | components["schemas"]["PaymentCardSavedFrame"] | components["schemas"]["PaymentUpdatedFrame"] | components["schemas"]["QueueJoinedFrame"] | components["schemas"]["QueueCalledFrame"] | components["schemas"]["QueueStartedFrame"] | components["schemas"]["QueueFinishedFrame"] | components["schemas"]["QueueNoShowFrame"] | components["schemas"]["QueueLeftFrame"] | components["schemas"]["QueueMovedFrame"] | components["schemas"]["QueueEstimatesFrame"];
         LoginRequest: {
             email: string;
             password: string;
@@ -1683,7 +1816,16 @@ export interface components {
             memberships: components["schemas"]["MembershipDto"][];
             name: string;
         };
+        /** @description A no-show and its fee. */
+        NoShowDto: {
+            booking: components["schemas"]["BookingDto"];
+            fee?: null | components["schemas"]["PaymentDto"];
+        };
         NotificationSettingsDto: {
+            /**
+             * @description Reminders, in minutes before a booking's start (at most 5, each 1..=43200); an
+             *     empty list sends none. Applies to bookings confirmed or moved from now on.
+             */
             reminders_minutes: number[];
         };
         PasswordChangeRequest: {
@@ -1693,25 +1835,22 @@ export interface components {
         };
         /** @description Any of the create fields. */
         PatchEstablishmentRequest: {
-            /**
-             * @description Postal address, up to 300 characters, no control characters but line breaks
-             *     (trimmed; only spaces: none).
-             */
+            /** @description Postal address, up to 300 characters. */
             address?: string | null;
             /** Format: int32 */
             cancel_cutoff_minutes?: number | null;
-            /** @enum {string|null} */
-            category?: "barbershop" | "salon" | "clinic" | "spa" | "nails" | "beauty" | "tattoo" | "pet" | "fitness" | "other" | null;
             /**
-             * @description A short description, up to 1000 characters, no control characters but line
-             *     breaks (trimmed; only spaces: none).
+             * @description One of `barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`, `tattoo`, `pet`,
+             *     `fitness`, `other`.
              */
+            category?: string | null;
+            /** @description A short description, up to 1000 characters. */
             description?: string | null;
             /** Format: int32 */
             horizon_days?: number | null;
             /**
              * Format: double
-             * @description Degrees, -90 to 90; with `longitude` (one without the other is refused: 422).
+             * @description Degrees, -90 to 90; with `longitude`.
              */
             latitude?: number | null;
             /**
@@ -1725,10 +1864,7 @@ export interface components {
             min_notice_minutes?: number | null;
             /** @description 1 to 200 printable characters, not only spaces. */
             name?: string | null;
-            /**
-             * @description An http(s) URL of a photo, up to 2000 characters, without spaces (surrounding
-             *     spaces are trimmed; only spaces: none).
-             */
+            /** @description An http(s) URL of a photo, up to 2000 characters. */
             photo_url?: string | null;
             /**
              * Format: int32
@@ -1745,6 +1881,29 @@ export interface components {
             /** @enum {string|null} */
             timezone?: "Africa/Abidjan" | "Africa/Accra" | "Africa/Addis_Ababa" | "Africa/Algiers" | "Africa/Asmara" | "Africa/Asmera" | "Africa/Bamako" | "Africa/Bangui" | "Africa/Banjul" | "Africa/Bissau" | "Africa/Blantyre" | "Africa/Brazzaville" | "Africa/Bujumbura" | "Africa/Cairo" | "Africa/Casablanca" | "Africa/Ceuta" | "Africa/Conakry" | "Africa/Dakar" | "Africa/Dar_es_Salaam" | "Africa/Djibouti" | "Africa/Douala" | "Africa/El_Aaiun" | "Africa/Freetown" | "Africa/Gaborone" | "Africa/Harare" | "Africa/Johannesburg" | "Africa/Juba" | "Africa/Kampala" | "Africa/Khartoum" | "Africa/Kigali" | "Africa/Kinshasa" | "Africa/Lagos" | "Africa/Libreville" | "Africa/Lome" | "Africa/Luanda" | "Africa/Lubumbashi" | "Africa/Lusaka" | "Africa/Malabo" | "Africa/Maputo" | "Africa/Maseru" | "Africa/Mbabane" | "Africa/Mogadishu" | "Africa/Monrovia" | "Africa/Nairobi" | "Africa/Ndjamena" | "Africa/Niamey" | "Africa/Nouakchott" | "Africa/Ouagadougou" | "Africa/Porto-Novo" | "Africa/Sao_Tome" | "Africa/Timbuktu" | "Africa/Tripoli" | "Africa/Tunis" | "Africa/Windhoek" | "America/Adak" | "America/Anchorage" | "America/Anguilla" | "America/Antigua" | "America/Araguaina" | "America/Argentina/Buenos_Aires" | "America/Argentina/Catamarca" | "America/Argentina/ComodRivadavia" | "America/Argentina/Cordoba" | "America/Argentina/Jujuy" | "America/Argentina/La_Rioja" | "America/Argentina/Mendoza" | "America/Argentina/Rio_Gallegos" | "America/Argentina/Salta" | "America/Argentina/San_Juan" | "America/Argentina/San_Luis" | "America/Argentina/Tucuman" | "America/Argentina/Ushuaia" | "America/Aruba" | "America/Asuncion" | "America/Atikokan" | "America/Atka" | "America/Bahia" | "America/Bahia_Banderas" | "America/Barbados" | "America/Belem" | "America/Belize" | "America/Blanc-Sablon" | "America/Boa_Vista" | "America/Bogota" | "America/Boise" | "America/Buenos_Aires" | "America/Cambridge_Bay" | "America/Campo_Grande" | "America/Cancun" | "America/Caracas" | "America/Catamarca" | "America/Cayenne" | "America/Cayman" | "America/Chicago" | "America/Chihuahua" | "America/Ciudad_Juarez" | "America/Coral_Harbour" | "America/Cordoba" | "America/Costa_Rica" | "America/Coyhaique" | "America/Creston" | "America/Cuiaba" | "America/Curacao" | "America/Danmarkshavn" | "America/Dawson" | "America/Dawson_Creek" | "America/Denver" | "America/Detroit" | "America/Dominica" | "America/Edmonton" | "America/Eirunepe" | "America/El_Salvador" | "America/Ensenada" | "America/Fort_Nelson" | "America/Fort_Wayne" | "America/Fortaleza" | "America/Glace_Bay" | "America/Godthab" | "America/Goose_Bay" | "America/Grand_Turk" | "America/Grenada" | "America/Guadeloupe" | "America/Guatemala" | "America/Guayaquil" | "America/Guyana" | "America/Halifax" | "America/Havana" | "America/Hermosillo" | "America/Indiana/Indianapolis" | "America/Indiana/Knox" | "America/Indiana/Marengo" | "America/Indiana/Petersburg" | "America/Indiana/Tell_City" | "America/Indiana/Vevay" | "America/Indiana/Vincennes" | "America/Indiana/Winamac" | "America/Indianapolis" | "America/Inuvik" | "America/Iqaluit" | "America/Jamaica" | "America/Jujuy" | "America/Juneau" | "America/Kentucky/Louisville" | "America/Kentucky/Monticello" | "America/Knox_IN" | "America/Kralendijk" | "America/La_Paz" | "America/Lima" | "America/Los_Angeles" | "America/Louisville" | "America/Lower_Princes" | "America/Maceio" | "America/Managua" | "America/Manaus" | "America/Marigot" | "America/Martinique" | "America/Matamoros" | "America/Mazatlan" | "America/Mendoza" | "America/Menominee" | "America/Merida" | "America/Metlakatla" | "America/Mexico_City" | "America/Miquelon" | "America/Moncton" | "America/Monterrey" | "America/Montevideo" | "America/Montreal" | "America/Montserrat" | "America/Nassau" | "America/New_York" | "America/Nipigon" | "America/Nome" | "America/Noronha" | "America/North_Dakota/Beulah" | "America/North_Dakota/Center" | "America/North_Dakota/New_Salem" | "America/Nuuk" | "America/Ojinaga" | "America/Panama" | "America/Pangnirtung" | "America/Paramaribo" | "America/Phoenix" | "America/Port-au-Prince" | "America/Port_of_Spain" | "America/Porto_Acre" | "America/Porto_Velho" | "America/Puerto_Rico" | "America/Punta_Arenas" | "America/Rainy_River" | "America/Rankin_Inlet" | "America/Recife" | "America/Regina" | "America/Resolute" | "America/Rio_Branco" | "America/Rosario" | "America/Santa_Isabel" | "America/Santarem" | "America/Santiago" | "America/Santo_Domingo" | "America/Sao_Paulo" | "America/Scoresbysund" | "America/Shiprock" | "America/Sitka" | "America/St_Barthelemy" | "America/St_Johns" | "America/St_Kitts" | "America/St_Lucia" | "America/St_Thomas" | "America/St_Vincent" | "America/Swift_Current" | "America/Tegucigalpa" | "America/Thule" | "America/Thunder_Bay" | "America/Tijuana" | "America/Toronto" | "America/Tortola" | "America/Vancouver" | "America/Virgin" | "America/Whitehorse" | "America/Winnipeg" | "America/Yakutat" | "America/Yellowknife" | "Antarctica/Casey" | "Antarctica/Davis" | "Antarctica/DumontDUrville" | "Antarctica/Macquarie" | "Antarctica/Mawson" | "Antarctica/McMurdo" | "Antarctica/Palmer" | "Antarctica/Rothera" | "Antarctica/South_Pole" | "Antarctica/Syowa" | "Antarctica/Troll" | "Antarctica/Vostok" | "Arctic/Longyearbyen" | "Asia/Aden" | "Asia/Almaty" | "Asia/Amman" | "Asia/Anadyr" | "Asia/Aqtau" | "Asia/Aqtobe" | "Asia/Ashgabat" | "Asia/Ashkhabad" | "Asia/Atyrau" | "Asia/Baghdad" | "Asia/Bahrain" | "Asia/Baku" | "Asia/Bangkok" | "Asia/Barnaul" | "Asia/Beirut" | "Asia/Bishkek" | "Asia/Brunei" | "Asia/Calcutta" | "Asia/Chita" | "Asia/Choibalsan" | "Asia/Chongqing" | "Asia/Chungking" | "Asia/Colombo" | "Asia/Dacca" | "Asia/Damascus" | "Asia/Dhaka" | "Asia/Dili" | "Asia/Dubai" | "Asia/Dushanbe" | "Asia/Famagusta" | "Asia/Gaza" | "Asia/Harbin" | "Asia/Hebron" | "Asia/Ho_Chi_Minh" | "Asia/Hong_Kong" | "Asia/Hovd" | "Asia/Irkutsk" | "Asia/Istanbul" | "Asia/Jakarta" | "Asia/Jayapura" | "Asia/Jerusalem" | "Asia/Kabul" | "Asia/Kamchatka" | "Asia/Karachi" | "Asia/Kashgar" | "Asia/Kathmandu" | "Asia/Katmandu" | "Asia/Khandyga" | "Asia/Kolkata" | "Asia/Krasnoyarsk" | "Asia/Kuala_Lumpur" | "Asia/Kuching" | "Asia/Kuwait" | "Asia/Macao" | "Asia/Macau" | "Asia/Magadan" | "Asia/Makassar" | "Asia/Manila" | "Asia/Muscat" | "Asia/Nicosia" | "Asia/Novokuznetsk" | "Asia/Novosibirsk" | "Asia/Omsk" | "Asia/Oral" | "Asia/Phnom_Penh" | "Asia/Pontianak" | "Asia/Pyongyang" | "Asia/Qatar" | "Asia/Qostanay" | "Asia/Qyzylorda" | "Asia/Rangoon" | "Asia/Riyadh" | "Asia/Saigon" | "Asia/Sakhalin" | "Asia/Samarkand" | "Asia/Seoul" | "Asia/Shanghai" | "Asia/Singapore" | "Asia/Srednekolymsk" | "Asia/Taipei" | "Asia/Tashkent" | "Asia/Tbilisi" | "Asia/Tehran" | "Asia/Tel_Aviv" | "Asia/Thimbu" | "Asia/Thimphu" | "Asia/Tokyo" | "Asia/Tomsk" | "Asia/Ujung_Pandang" | "Asia/Ulaanbaatar" | "Asia/Ulan_Bator" | "Asia/Urumqi" | "Asia/Ust-Nera" | "Asia/Vientiane" | "Asia/Vladivostok" | "Asia/Yakutsk" | "Asia/Yangon" | "Asia/Yekaterinburg" | "Asia/Yerevan" | "Atlantic/Azores" | "Atlantic/Bermuda" | "Atlantic/Canary" | "Atlantic/Cape_Verde" | "Atlantic/Faeroe" | "Atlantic/Faroe" | "Atlantic/Jan_Mayen" | "Atlantic/Madeira" | "Atlantic/Reykjavik" | "Atlantic/South_Georgia" | "Atlantic/St_Helena" | "Atlantic/Stanley" | "Australia/ACT" | "Australia/Adelaide" | "Australia/Brisbane" | "Australia/Broken_Hill" | "Australia/Canberra" | "Australia/Currie" | "Australia/Darwin" | "Australia/Eucla" | "Australia/Hobart" | "Australia/LHI" | "Australia/Lindeman" | "Australia/Lord_Howe" | "Australia/Melbourne" | "Australia/NSW" | "Australia/North" | "Australia/Perth" | "Australia/Queensland" | "Australia/South" | "Australia/Sydney" | "Australia/Tasmania" | "Australia/Victoria" | "Australia/West" | "Australia/Yancowinna" | "Brazil/Acre" | "Brazil/DeNoronha" | "Brazil/East" | "Brazil/West" | "CET" | "CST6CDT" | "Canada/Atlantic" | "Canada/Central" | "Canada/Eastern" | "Canada/Mountain" | "Canada/Newfoundland" | "Canada/Pacific" | "Canada/Saskatchewan" | "Canada/Yukon" | "Chile/Continental" | "Chile/EasterIsland" | "Cuba" | "EET" | "EST" | "EST5EDT" | "Egypt" | "Eire" | "Etc/GMT" | "Etc/GMT+0" | "Etc/GMT+1" | "Etc/GMT+10" | "Etc/GMT+11" | "Etc/GMT+12" | "Etc/GMT+2" | "Etc/GMT+3" | "Etc/GMT+4" | "Etc/GMT+5" | "Etc/GMT+6" | "Etc/GMT+7" | "Etc/GMT+8" | "Etc/GMT+9" | "Etc/GMT-0" | "Etc/GMT-1" | "Etc/GMT-10" | "Etc/GMT-11" | "Etc/GMT-12" | "Etc/GMT-13" | "Etc/GMT-14" | "Etc/GMT-2" | "Etc/GMT-3" | "Etc/GMT-4" | "Etc/GMT-5" | "Etc/GMT-6" | "Etc/GMT-7" | "Etc/GMT-8" | "Etc/GMT-9" | "Etc/GMT0" | "Etc/Greenwich" | "Etc/UCT" | "Etc/UTC" | "Etc/Universal" | "Etc/Zulu" | "Europe/Amsterdam" | "Europe/Andorra" | "Europe/Astrakhan" | "Europe/Athens" | "Europe/Belfast" | "Europe/Belgrade" | "Europe/Berlin" | "Europe/Bratislava" | "Europe/Brussels" | "Europe/Bucharest" | "Europe/Budapest" | "Europe/Busingen" | "Europe/Chisinau" | "Europe/Copenhagen" | "Europe/Dublin" | "Europe/Gibraltar" | "Europe/Guernsey" | "Europe/Helsinki" | "Europe/Isle_of_Man" | "Europe/Istanbul" | "Europe/Jersey" | "Europe/Kaliningrad" | "Europe/Kiev" | "Europe/Kirov" | "Europe/Kyiv" | "Europe/Lisbon" | "Europe/Ljubljana" | "Europe/London" | "Europe/Luxembourg" | "Europe/Madrid" | "Europe/Malta" | "Europe/Mariehamn" | "Europe/Minsk" | "Europe/Monaco" | "Europe/Moscow" | "Europe/Nicosia" | "Europe/Oslo" | "Europe/Paris" | "Europe/Podgorica" | "Europe/Prague" | "Europe/Riga" | "Europe/Rome" | "Europe/Samara" | "Europe/San_Marino" | "Europe/Sarajevo" | "Europe/Saratov" | "Europe/Simferopol" | "Europe/Skopje" | "Europe/Sofia" | "Europe/Stockholm" | "Europe/Tallinn" | "Europe/Tirane" | "Europe/Tiraspol" | "Europe/Ulyanovsk" | "Europe/Uzhgorod" | "Europe/Vaduz" | "Europe/Vatican" | "Europe/Vienna" | "Europe/Vilnius" | "Europe/Volgograd" | "Europe/Warsaw" | "Europe/Zagreb" | "Europe/Zaporozhye" | "Europe/Zurich" | "Factory" | "GB" | "GB-Eire" | "GMT" | "GMT+0" | "GMT-0" | "GMT0" | "Greenwich" | "HST" | "Hongkong" | "Iceland" | "Indian/Antananarivo" | "Indian/Chagos" | "Indian/Christmas" | "Indian/Cocos" | "Indian/Comoro" | "Indian/Kerguelen" | "Indian/Mahe" | "Indian/Maldives" | "Indian/Mauritius" | "Indian/Mayotte" | "Indian/Reunion" | "Iran" | "Israel" | "Jamaica" | "Japan" | "Kwajalein" | "Libya" | "MET" | "MST" | "MST7MDT" | "Mexico/BajaNorte" | "Mexico/BajaSur" | "Mexico/General" | "NZ" | "NZ-CHAT" | "Navajo" | "PRC" | "PST8PDT" | "Pacific/Apia" | "Pacific/Auckland" | "Pacific/Bougainville" | "Pacific/Chatham" | "Pacific/Chuuk" | "Pacific/Easter" | "Pacific/Efate" | "Pacific/Enderbury" | "Pacific/Fakaofo" | "Pacific/Fiji" | "Pacific/Funafuti" | "Pacific/Galapagos" | "Pacific/Gambier" | "Pacific/Guadalcanal" | "Pacific/Guam" | "Pacific/Honolulu" | "Pacific/Johnston" | "Pacific/Kanton" | "Pacific/Kiritimati" | "Pacific/Kosrae" | "Pacific/Kwajalein" | "Pacific/Majuro" | "Pacific/Marquesas" | "Pacific/Midway" | "Pacific/Nauru" | "Pacific/Niue" | "Pacific/Norfolk" | "Pacific/Noumea" | "Pacific/Pago_Pago" | "Pacific/Palau" | "Pacific/Pitcairn" | "Pacific/Pohnpei" | "Pacific/Ponape" | "Pacific/Port_Moresby" | "Pacific/Rarotonga" | "Pacific/Saipan" | "Pacific/Samoa" | "Pacific/Tahiti" | "Pacific/Tarawa" | "Pacific/Tongatapu" | "Pacific/Truk" | "Pacific/Wake" | "Pacific/Wallis" | "Pacific/Yap" | "Poland" | "Portugal" | "ROC" | "ROK" | "Singapore" | "Turkey" | "UCT" | "US/Alaska" | "US/Aleutian" | "US/Arizona" | "US/Central" | "US/East-Indiana" | "US/Eastern" | "US/Hawaii" | "US/Indiana-Starke" | "US/Michigan" | "US/Mountain" | "US/Pacific" | "US/Samoa" | "UTC" | "Universal" | "W-SU" | "WET" | "Zulu" | "localtime" | "posixrules" | null;
         };
+        /** @description `payment.card_saved`: a customer's card on file (the customer's feed too). */
+        PaymentCardSavedData: {
+            card: components["schemas"]["CardDto"];
+        };
+        /** @description A `payment.card_saved` event. */
+        PaymentCardSavedFrame: {
+            /**
+             * Format: date-time
+             * @description When the establishment decided it.
+             */
+            at: string;
+            data: components["schemas"]["PaymentCardSavedData"];
+            /**
+             * Format: int64
+             * @description The event's number in its establishment.
+             */
+            seq: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "payment.card_saved";
+        };
         /** @description A payment, as answers and `payment.updated` frames carry it. */
         PaymentDto: {
             /**
@@ -1752,6 +1911,13 @@ export interface components {
              * @description Integer minor units of `currency`.
              */
             amount_cents: number;
+            /**
+             * Format: int32
+             * @description A fee's provider attempts so far (each with its own idempotency key).
+             */
+            attempt?: number;
+            /** @description While a fee's attempt is in flight: when it was claimed. */
+            attempt_started_at?: string | null;
             /**
              * Format: uuid
              * @description The booking, once the payment confirmed it.
@@ -1769,7 +1935,8 @@ export interface components {
             failure?: string | null;
             /**
              * Format: uuid
-             * @description The hold keeping the slot while the customer pays.
+             * @description The hold keeping the slot while the customer pays (a fee keeps no slot: its
+             *     hold id names no hold).
              */
             hold_id: string;
             /** Format: uuid */
@@ -1809,109 +1976,94 @@ export interface components {
          * @description What a payment is for.
          * @enum {string}
          */
-        PaymentKindName: "deposit" | "prepayment";
+        PaymentKindName: "deposit" | "prepayment" | "no_show_fee" | "late_cancel_fee";
         /**
          * @description The payment modes.
          * @enum {string}
          */
-        PaymentModeName: "none" | "deposit" | "prepayment";
-        /** @description What customers pay when they book; one of these shapes. */
-        PaymentPolicyDto: {
-            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
-            cancel_window_minutes?: number;
-            /** @enum {string} */
-            mode: "none";
-        } | {
-            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
-            cancel_window_minutes?: number;
-            /** @description 1 to 100 */
-            deposit_percent: number;
-            /** @enum {string} */
-            mode: "deposit";
-        } | {
-            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
-            cancel_window_minutes?: number;
-            /**
-             * Format: int64
-             * @description minor units, more than 0
-             */
-            deposit_cents: number;
-            /** @enum {string} */
-            mode: "deposit";
-        } | {
-            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
-            cancel_window_minutes?: number;
-            /** @enum {string} */
-            mode: "prepayment";
-        } | {
-            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
-            cancel_window_minutes?: number;
-            /** @description 1 to 100 */
-            deposit_percent: number;
-            /** @description 1 to 100 */
-            late_cancel_fee_percent: number;
-            /** @enum {string} */
-            mode: "deposit";
-        } | {
-            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
-            cancel_window_minutes?: number;
-            /**
-             * Format: int64
-             * @description minor units, more than 0
-             */
-            deposit_cents: number;
-            /** @description 1 to 100 */
-            late_cancel_fee_percent: number;
-            /** @enum {string} */
-            mode: "deposit";
-        } | {
-            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
-            cancel_window_minutes?: number;
-            /** @description 1 to 100 */
-            late_cancel_fee_percent: number;
-            /** @enum {string} */
-            mode: "prepayment";
-        } | {
-            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
-            cancel_window_minutes?: number;
-            /** @description 1 to 100 */
-            deposit_percent: number;
-            /**
-             * Format: int64
-             * @description minor units, more than 0
-             */
-            late_cancel_fee_cents: number;
-            /** @enum {string} */
-            mode: "deposit";
-        } | {
-            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
-            cancel_window_minutes?: number;
-            /**
-             * Format: int64
-             * @description minor units, more than 0
-             */
-            deposit_cents: number;
-            /**
-             * Format: int64
-             * @description minor units, more than 0
-             */
-            late_cancel_fee_cents: number;
-            /** @enum {string} */
-            mode: "deposit";
-        } | {
-            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
-            cancel_window_minutes?: number;
-            /**
-             * Format: int64
-             * @description minor units, more than 0
-             */
-            late_cancel_fee_cents: number;
-            /** @enum {string} */
-            mode: "prepayment";
+        PaymentModeName: "none" | "deposit" | "prepayment" | "card_on_file";
+        /** @description `payment.policy_cleared`: the service follows the establishment's policy again. */
+        PaymentPolicyClearedData: {
+            /** Format: uuid */
+            service_id: string;
         };
-        /** @description `payment.policy_set`: the establishment's payment policy after the change. */
+        /** @description A `payment.policy_cleared` event. */
+        PaymentPolicyClearedFrame: {
+            /**
+             * Format: date-time
+             * @description When the establishment decided it.
+             */
+            at: string;
+            data: components["schemas"]["PaymentPolicyClearedData"];
+            /**
+             * Format: int64
+             * @description The event's number in its establishment.
+             */
+            seq: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "payment.policy_cleared";
+        };
+        /**
+         * @description What customers pay when they book. `deposit` takes exactly one of `deposit_percent`
+         *     and `deposit_cents`.
+         */
+        PaymentPolicyDto: {
+            applies_to?: null | components["schemas"]["PolicyAudienceName"];
+            /**
+             * Format: int32
+             * @description A customer who cancels less than this long before the start pays the
+             *     late-cancellation fee out of what they paid (0: never late; at most 30 days).
+             */
+            cancel_window_minutes?: number;
+            /**
+             * Format: int64
+             * @description For `deposit`: this fixed amount in minor units (the price, if lower).
+             */
+            deposit_cents?: number | null;
+            /**
+             * Format: int32
+             * @description For `deposit`: this percent of the price (1 to 100), rounded to the minor unit.
+             */
+            deposit_percent?: number | null;
+            /**
+             * Format: int64
+             * @description ... or as a fixed amount in minor units; never more than what was paid (with
+             *     `card_on_file`: than the price).
+             */
+            late_cancel_fee_cents?: number | null;
+            /**
+             * @description With `card_on_file`: a late cancellation's fee waits for a member to charge or
+             *     waive it (`requires_confirmation`) instead of being charged at once.
+             */
+            late_cancel_fee_needs_confirmation?: boolean;
+            /**
+             * Format: int32
+             * @description The late-cancellation fee as a percent of the price (1 to 100)...
+             */
+            late_cancel_fee_percent?: number | null;
+            mode: components["schemas"]["PaymentModeName"];
+            /**
+             * Format: int64
+             * @description ... or as a fixed amount in minor units (never more than the price).
+             */
+            no_show_fee_cents?: number | null;
+            /**
+             * Format: int32
+             * @description With `card_on_file`: the no-show fee as a percent of the price (1 to 100)...
+             */
+            no_show_fee_percent?: number | null;
+        };
+        /**
+         * @description `payment.policy_set`: the establishment's payment policy after the change, or
+         *     (with `service_id`) that service's own.
+         */
         PaymentPolicySetData: {
             policy: components["schemas"]["PaymentPolicyDto"];
+            /** Format: uuid */
+            service_id?: string | null;
         };
         /** @description A `payment.policy_set` event. */
         PaymentPolicySetFrame: {
@@ -1935,10 +2087,12 @@ export interface components {
         /**
          * @description Where a payment stands: `requires_payment` until the provider reports it
          *     `succeeded` (the booking is confirmed), `failed` (declined: the slot is free again)
-         *     or `expired` (the hold lapsed unpaid); `refunded` when refunded in full.
+         *     or `expired` (the hold lapsed unpaid); `refunded` when refunded in full. A fee:
+         *     `requires_confirmation` (waiting for a member to charge or waive it),
+         *     `requires_payment` (being charged), `succeeded`, `failed` (declined), `waived`.
          * @enum {string}
          */
-        PaymentStatusName: "requires_payment" | "succeeded" | "failed" | "expired" | "refunded";
+        PaymentStatusName: "requires_payment" | "succeeded" | "failed" | "expired" | "refunded" | "requires_confirmation" | "waived";
         /** @description `payment.updated`: a payment after it was opened or changed. */
         PaymentUpdatedData: {
             payment: components["schemas"]["PaymentDto"];
@@ -1996,6 +2150,12 @@ export interface components {
             /** Format: int64 */
             users: number;
         };
+        /**
+         * @description Which customers a payment policy applies to: everyone, customers with no completed
+         *     visit here yet, or customers marked no-show here before.
+         * @enum {string}
+         */
+        PolicyAudienceName: "all" | "new_customers" | "past_no_shows";
         PreferencesAnswer: {
             /** @description The message kinds turned off. */
             disabled: string[];
@@ -2003,7 +2163,8 @@ export interface components {
             kinds: string[];
         };
         PreferencesDto: {
-            disabled: ("booking_confirmed" | "booking_cancelled" | "booking_rescheduled" | "reminder" | "queue_soon" | "queue_called" | "staff_new_booking" | "staff_booking_cancelled" | "webhook_disabled")[];
+            /** @description The message kinds turned off. */
+            disabled: string[];
         };
         /** @description A `queue.called` event. */
         QueueCalledFrame: {
@@ -2196,7 +2357,7 @@ export interface components {
         };
         /** @description Why an admin acts; shown to whom it concerns and kept in the audit log. */
         ReasonRequest: {
-            /** @description 1 to 500 printable characters, not only spaces. */
+            /** @description 1 to 500 characters. */
             reason: string;
         };
         RefreshRequest: {
@@ -2204,12 +2365,9 @@ export interface components {
             refresh_token: string;
         };
         RegisterDeviceRequest: {
-            /** @enum {string} */
-            platform: "ios" | "android" | "web";
-            /**
-             * @description The Expo push token (`ExponentPushToken[...]` or `ExpoPushToken[...]`), up to
-             *     256 bytes.
-             */
+            /** @description `ios`, `android` or `web`. */
+            platform: string;
+            /** @description The Expo push token (`ExponentPushToken[...]`). */
             token: string;
         };
         RegisterRequest: {
@@ -2476,12 +2634,8 @@ export interface components {
             start: string;
         };
         TimeOffRequest: {
-            /**
-             * Format: date-time
-             * @description After `start`, at most 366 days later (422 on `end` otherwise).
-             */
+            /** Format: date-time */
             end: string;
-            /** @description 1 to 200 printable characters, not only spaces. */
             reason?: string | null;
             /**
              * Format: date-time
@@ -2766,10 +2920,10 @@ export interface operations {
     audit: {
         parameters: {
             query?: {
-                /** @description From a previous page's `next_cursor`: entries older than it (a positive entry id). */
-                cursor?: number;
+                /** @description From a previous page's `next_cursor`: entries older than it. */
+                cursor?: string;
                 /** @description Page size, 1 to 100 (default 50). */
-                limit?: number;
+                limit?: string;
             };
             header?: never;
             path?: never;
@@ -2846,45 +3000,30 @@ export interface operations {
                  * @description One of the categories (`barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`,
                  *     `tattoo`, `pet`, `fitness`, `other`).
                  */
-                category?: components["schemas"]["ListingCategory"];
-                /**
-                 * @description From a previous page's `next_cursor`, of the same search (with a point or
-                 *     without): any other is refused with 422 on `cursor`.
-                 */
+                category?: string;
+                /** @description From a previous page's `next_cursor`. */
                 cursor?: string;
                 /**
                  * @description `today` (each establishment's own local today) or `YYYY-MM-DD`: only
-                 *     establishments with a bookable slot that day. (The pattern admits days 01-28 of
-                 *     every month; the server also takes the 29th to the 31st where the month has them.)
+                 *     establishments with a bookable slot that day.
                  */
                 free_on?: string;
-                /**
-                 * @description Latitude of the point to search around (-90 to 90); with `lon` (one without the
-                 *     other is refused: 422).
-                 */
-                lat?: number;
+                /** @description Latitude of the point to search around (-90 to 90); with `lon`. */
+                lat?: string;
                 /** @description Page size, 1 to 50 (default 20). */
-                limit?: number;
+                limit?: string;
                 /** @description Longitude of the point to search around (-180 to 180); with `lat`. */
-                lon?: number;
+                lon?: string;
                 /** @description `true`: only establishments where some staff member works right now. */
-                open_now?: boolean;
+                open_now?: string;
                 /**
                  * @description Text matched against names and service names, ignoring accents and case; every
-                 *     word must occur: up to 200 characters with a letter or digit (of any script; the
-                 *     pattern names the Latin ones), at most 8 words (runs of letters and digits; more
-                 *     are refused with 422 on `q`).
+                 *     word must occur (1 to 200 characters, at most 8 words).
                  */
                 q?: string;
-                /**
-                 * @description Radius around the point in km, more than 0 and at most 100 (default 10); only
-                 *     with `lat` and `lon`.
-                 */
-                radius_km?: number;
-                /**
-                 * @description Only with `free_on`: only slots of services whose name contains this text (as
-                 *     `q`: a letter or digit, at most 8 words).
-                 */
+                /** @description Radius around the point in km, more than 0 and at most 100 (default 10). */
+                radius_km?: string;
+                /** @description With `free_on`: only slots of services whose name contains this text. */
                 service?: string;
             };
             header?: never;
@@ -3252,14 +3391,11 @@ export interface operations {
     list_users: {
         parameters: {
             query?: {
-                /** @description From a previous page's `next_cursor` (a user id). */
+                /** @description From a previous page's `next_cursor`. */
                 cursor?: string;
                 /** @description Page size, 1 to 100 (default 50). */
-                limit?: number;
-                /**
-                 * @description Text the email or the name contains (case-insensitive), 1 to 200 characters,
-                 *     not only spaces.
-                 */
+                limit?: string;
+                /** @description Text the email or the name contains (case-insensitive), 1 to 200 characters. */
                 q?: string;
             };
             header?: never;
@@ -3344,7 +3480,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description disabled: the account's access tokens stop working (403 `account_disabled`), every session is revoked (refresh tokens refused) and it cannot sign in */
+            /** @description disabled: the account's tokens stop working (403 `account_disabled`) and it cannot sign in */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3830,45 +3966,30 @@ export interface operations {
                  * @description One of the categories (`barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`,
                  *     `tattoo`, `pet`, `fitness`, `other`).
                  */
-                category?: components["schemas"]["ListingCategory"];
-                /**
-                 * @description From a previous page's `next_cursor`, of the same search (with a point or
-                 *     without): any other is refused with 422 on `cursor`.
-                 */
+                category?: string;
+                /** @description From a previous page's `next_cursor`. */
                 cursor?: string;
                 /**
                  * @description `today` (each establishment's own local today) or `YYYY-MM-DD`: only
-                 *     establishments with a bookable slot that day. (The pattern admits days 01-28 of
-                 *     every month; the server also takes the 29th to the 31st where the month has them.)
+                 *     establishments with a bookable slot that day.
                  */
                 free_on?: string;
-                /**
-                 * @description Latitude of the point to search around (-90 to 90); with `lon` (one without the
-                 *     other is refused: 422).
-                 */
-                lat?: number;
+                /** @description Latitude of the point to search around (-90 to 90); with `lon`. */
+                lat?: string;
                 /** @description Page size, 1 to 50 (default 20). */
-                limit?: number;
+                limit?: string;
                 /** @description Longitude of the point to search around (-180 to 180); with `lat`. */
-                lon?: number;
+                lon?: string;
                 /** @description `true`: only establishments where some staff member works right now. */
-                open_now?: boolean;
+                open_now?: string;
                 /**
                  * @description Text matched against names and service names, ignoring accents and case; every
-                 *     word must occur: up to 200 characters with a letter or digit (of any script; the
-                 *     pattern names the Latin ones), at most 8 words (runs of letters and digits; more
-                 *     are refused with 422 on `q`).
+                 *     word must occur (1 to 200 characters, at most 8 words).
                  */
                 q?: string;
-                /**
-                 * @description Radius around the point in km, more than 0 and at most 100 (default 10); only
-                 *     with `lat` and `lon`.
-                 */
-                radius_km?: number;
-                /**
-                 * @description Only with `free_on`: only slots of services whose name contains this text (as
-                 *     `q`: a letter or digit, at most 8 words).
-                 */
+                /** @description Radius around the point in km, more than 0 and at most 100 (default 10). */
+                radius_km?: string;
+                /** @description With `free_on`: only slots of services whose name contains this text. */
                 service?: string;
             };
             header?: never;
@@ -4260,11 +4381,7 @@ export interface operations {
     list_bookings: {
         parameters: {
             query: {
-                /**
-                 * @description Local date, `YYYY-MM-DD`. (The pattern admits days 01-28 of every month, which
-                 *     every month has; the server also takes the 29th to the 31st where the month
-                 *     has them.)
-                 */
+                /** @description Local date, `YYYY-MM-DD`. */
                 date: string;
             };
             header?: never;
@@ -4599,6 +4716,374 @@ export interface operations {
             };
         };
     };
+    get_fee: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                booking_id: string;
+                fee: components["schemas"]["FeeKindName"];
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no such fee, or not the caller's */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    charge_fee: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                booking_id: string;
+                fee: components["schemas"]["FeeKindName"];
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the fee after its charge: charged once, whatever the retries (a declined one is `failed` and may be charged again) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not a member of this establishment */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no such fee is due: not a no-show, no late cancellation, no fee in the booking's policy, no card on file, or waived */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    waive_fee: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                booking_id: string;
+                fee: components["schemas"]["FeeKindName"];
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the fee, waived: it is never charged */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not a member of this establishment */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description already charged, or being charged */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    mark_no_show: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                booking_id: string;
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the booking is no_show; its no-show fee, if the booking's policy has one, is charged once to the card on file (marking again charges nothing more) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NoShowDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not a member of this establishment */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the booking has not started, or is cancelled or completed */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     reschedule_booking: {
         parameters: {
             query?: never;
@@ -4705,6 +5190,257 @@ export interface operations {
             };
         };
     };
+    get_card: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the caller's card on file here */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CardDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_card_setup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description a card setup for the caller, for off-session fees */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CardSetupDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    complete_card_setup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                /** @description the provider's setup id (Stripe: `seti_...`) */
+                setup_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the card, saved once the server read the completed setup at the provider */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CardDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no such setup of the caller here */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the setup is not complete yet */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     create_checkout: {
         parameters: {
             query?: never;
@@ -4801,7 +5537,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description payment_provider: the provider refused or could not be reached (404 `not_found` when payments are not configured) */
+            /** @description payment_provider: the provider refused, or payments are not configured */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -4828,16 +5564,7 @@ export interface operations {
                 /** @description The last seq the client has; omitted: from now. */
                 since?: number;
             };
-            header: {
-                /** @description `Upgrade`: a WebSocket handshake (RFC 6455) */
-                Connection: string;
-                /** @description 16 random bytes, base64 */
-                "Sec-WebSocket-Key": string;
-                /** @description `13` */
-                "Sec-WebSocket-Version": string;
-                /** @description `websocket` */
-                Upgrade: string;
-            };
+            header?: never;
             path: {
                 id: string;
             };
@@ -6369,6 +7096,263 @@ export interface operations {
             };
         };
     };
+    get_service_payment_policy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                service_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the policy this service follows: its own, or the establishment's */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentPolicyDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    set_service_payment_policy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                service_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PaymentPolicyDto"];
+            };
+        };
+        responses: {
+            /** @description the service's own policy, in force for its bookings from now on */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentPolicyDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    clear_service_payment_policy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                service_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the service follows the establishment's policy again (answered) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaymentPolicyDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description no such service, or it has no policy of its own */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     add_staff: {
         parameters: {
             query?: never;
@@ -6966,13 +7950,12 @@ export interface operations {
     };
     list_deliveries: {
         parameters: {
-            query?: {
-                /** @description At most this many, newest first: 1 to 100 (default 50). */
-                limit?: number;
-            };
+            query?: never;
             header?: never;
             path: {
                 id: string;
+                /** @description At most this many, newest first (default 50, at most 100). */
+                limit: number | null;
                 webhook_id: string;
             };
             cookie?: never;
