@@ -84,6 +84,7 @@ fn book_for(
             start: ts(start),
             staff_id: None,
             customer_id: Some(who),
+            promotion: None,
         },
     ) {
         Ok(Reply::Booking(b)) => b,

@@ -107,6 +107,7 @@ fn live_frames(c: &mut Criterion) {
         seq: 42,
         created_at: at,
         promotion: None,
+        payment_policy: None,
     };
     let ticket = |n: u32| Ticket {
         id: TicketId(Uuid::from_u128(100 + u128::from(n))),

@@ -24,7 +24,7 @@ use crate::routes::payments::{
 use crate::routes::queue::TicketDto;
 
 /// Every event type with the schema of its `data`, in `Event`'s order.
-pub const EVENT_DATA: [(&str, &str); 27] = [
+pub const EVENT_DATA: [(&str, &str); 29] = [
     ("establishment.created", "EstablishmentCreatedData"),
     ("establishment.updated", "EstablishmentUpdatedData"),
     ("establishment.suspended", "SuspensionData"),

@@ -200,6 +200,7 @@ fn past_booking(
         seq,
         created_at: start - 48.hours(),
         promotion: None,
+        payment_policy: None,
     }
 }
 

@@ -314,6 +314,7 @@ async fn promotion_codes(server: Server) {
         seq,
         created_at: start - 1.hour(),
         promotion: None,
+        payment_policy: None,
     };
     let completed = Booking {
         status: BookingStatus::Completed,

@@ -73,6 +73,7 @@ fn booking_record(est: EstablishmentId, staff: StaffId, seq: u64) -> EventRecord
         seq,
         created_at: base_time(),
         promotion: None,
+        payment_policy: None,
     };
     EventRecord {
         seq,

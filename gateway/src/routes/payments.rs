@@ -55,7 +55,6 @@ pub struct PaymentPolicyDto {
     /// ... or as a fixed amount in minor units; never more than what was paid (with
     /// `card_on_file`: than the price).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 1)]
     pub late_cancel_fee_cents: Option<i64>,
     /// With `card_on_file`: a late cancellation's fee waits for a member to charge or
     /// waive it (`requires_confirmation`) instead of being charged at once.
@@ -63,16 +62,13 @@ pub struct PaymentPolicyDto {
     pub late_cancel_fee_needs_confirmation: bool,
     /// With `card_on_file`: the no-show fee as a percent of the price (1 to 100)...
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 1, maximum = 100)]
     pub no_show_fee_percent: Option<u8>,
     /// ... or as a fixed amount in minor units (never more than the price).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 1)]
     pub no_show_fee_cents: Option<i64>,
     /// Which customers the policy applies to (`all` by default); the others book as
     /// with mode `none`.
     #[serde(default, skip_serializing_if = "PolicyAudience::is_all")]
-    #[schema(value_type = Option<PolicyAudienceName>)]
     pub applies_to: PolicyAudience,
 }
 
@@ -133,7 +129,22 @@ fn policy_schema() -> utoipa::openapi::schema::OneOf {
     let mut one_of = OneOfBuilder::new().description(Some(
         "What customers pay when they book; one of these shapes.",
     ));
-    for (mode, amount, fee) in shapes {
+    let no_show_fees = [None, Some("no_show_fee_percent"), Some("no_show_fee_cents")];
+    let mut card_shapes = Vec::new();
+    for fee in fees {
+        for no_show in no_show_fees {
+            card_shapes.push((fee, no_show));
+        }
+    }
+    let shapes = shapes
+        .into_iter()
+        .map(|(mode, amount, fee)| (mode, amount, fee, None))
+        .chain(
+            card_shapes
+                .into_iter()
+                .map(|(fee, no_show)| ("card_on_file", None, fee, no_show)),
+        );
+    for (mode, amount, fee, no_show) in shapes {
         let mut shape = ObjectBuilder::new()
             .schema_type(Type::Object)
             .property(
@@ -150,9 +161,37 @@ fn policy_schema() -> utoipa::openapi::schema::OneOf {
                      fee out of what they paid (0, the default: never late)",
                 )),
             )
+            .property(
+                "applies_to",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["all", "new_customers", "past_no_shows"]))
+                    .description(Some(
+                        "which customers the policy applies to (`all` by default); the \
+                         others book as with mode `none`",
+                    )),
+            )
             .additional_properties(Some(
                 utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
             ));
+        if mode == "card_on_file" {
+            shape = shape.property(
+                "late_cancel_fee_needs_confirmation",
+                ObjectBuilder::new()
+                    .schema_type(Type::Boolean)
+                    .description(Some(
+                        "a late cancellation's fee waits for a member to charge or waive it",
+                    )),
+            );
+        }
+        if let Some(no_show) = no_show {
+            let schema = if no_show.ends_with("percent") {
+                percent()
+            } else {
+                cents()
+            };
+            shape = shape.property(no_show, schema).required(no_show);
+        }
         if let Some(amount) = amount {
             let schema = if amount.ends_with("percent") {
                 percent()

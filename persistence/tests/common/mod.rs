@@ -374,6 +374,7 @@ impl Item {
             seq,
             created_at: base_time(),
             promotion: None,
+            payment_policy: None,
         }
     }
 

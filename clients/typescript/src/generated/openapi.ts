@@ -180,6 +180,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/ads/campaigns/{campaign_id}/click": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["click"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/auth/login": {
         parameters: {
             query?: never;
@@ -596,6 +612,134 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/establishments/{id}/plugins": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_plugins"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/establishments/{id}/plugins/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put: operations["install_plugin"];
+        post?: never;
+        delete: operations["uninstall_plugin"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/establishments/{id}/plugins/ads/campaigns": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_campaigns"];
+        put?: never;
+        post: operations["create_campaign"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/establishments/{id}/plugins/ads/campaigns/{campaign_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["stop_campaign"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/establishments/{id}/plugins/analytics/report": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["analytics_report"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/establishments/{id}/plugins/marketing/audiences/win-back": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["win_back"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/establishments/{id}/plugins/marketing/promotions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_promotions"];
+        put?: never;
+        post: operations["create_promotion"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/establishments/{id}/plugins/marketing/promotions/{code}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["end_promotion"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/establishments/{id}/queue": {
         parameters: {
             query?: never;
@@ -1001,25 +1145,36 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         AddMemberRequest: {
-            /** @description `owner` or `staff`. */
-            role: string;
+            /** @enum {string} */
+            role: "owner" | "staff";
             /** Format: uuid */
             user_id: string;
         };
         AddServiceRequest: {
-            /** Format: int32 */
+            /**
+             * Format: int32
+             * @description Minutes kept free after the service, 0 to 240; default 0.
+             */
             buffer_after_minutes?: number | null;
-            /** @description ISO 4217; default `BRL`. */
+            /** @description ISO 4217 (three capital letters); default `BRL`. */
             currency?: string | null;
-            /** Format: int32 */
+            /**
+             * Format: int32
+             * @description 1 to 720.
+             */
             duration_minutes: number;
+            /** @description 1 to 200 printable characters, not only spaces. */
             name: string;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description The price in the currency's minor units, not negative.
+             */
             price_cents: number;
             staff_ids: string[];
         };
         AddStaffRequest: {
             hours: components["schemas"]["WeeklyHours"];
+            /** @description 1 to 200 printable characters, not only spaces. */
             name: string;
             /** Format: uuid */
             user_id?: string | null;
@@ -1081,6 +1236,20 @@ export interface components {
             /** Format: uuid */
             staff_id: string;
             start: string;
+        };
+        AudienceDto: {
+            /** @description Longest absent first; at most 5000. */
+            customers: components["schemas"]["AudienceMemberDto"][];
+            /** Format: int32 */
+            days: number;
+        };
+        AudienceMemberDto: {
+            /** Format: uuid */
+            customer_id: string;
+            /** @description When they were last served (a booking completed, a walk-in finished). */
+            last_seen: string;
+            /** Format: int64 */
+            visits: number;
         };
         /** @description One audit log entry. */
         AuditEntryDto: {
@@ -1218,6 +1387,7 @@ export interface components {
             /** Format: uuid */
             id: string;
             payment_policy?: null | components["schemas"]["PaymentPolicyDto"];
+            promotion?: null | components["schemas"]["PromotionAppliedDto"];
             /**
              * Format: int64
              * @description The establishment event that confirmed (or last moved) it.
@@ -1290,6 +1460,12 @@ export interface components {
              * @description Members only: book on behalf of this customer.
              */
             customer_id?: string | null;
+            /**
+             * @description A promotion code of the establishment's marketing plugin (any case). The
+             *     discount is on the booking (`promotion`); a code that cannot be used is refused
+             *     `promotion_unavailable` (409) and nothing is booked.
+             */
+            promotion_code?: string | null;
             /** Format: uuid */
             service_id: string;
             /**
@@ -1306,6 +1482,58 @@ export interface components {
         CallNextRequest: {
             /** Format: uuid */
             staff_id: string;
+        };
+        CampaignDto: {
+            /** @description False once stopped. */
+            active: boolean;
+            category: string;
+            /** Format: int64 */
+            cost_per_click_cents: number;
+            /** Format: int64 */
+            daily_budget_cents: number;
+            /** Format: uuid */
+            establishment_id: string;
+            /** Format: uuid */
+            id: string;
+            /** Format: double */
+            latitude: number;
+            /** Format: double */
+            longitude: number;
+            /** Format: double */
+            radius_km: number;
+            today: components["schemas"]["DayFiguresDto"];
+        };
+        CampaignRequest: {
+            /**
+             * @description The discovery category to be placed in.
+             * @example barbershop
+             */
+            category: string;
+            /**
+             * Format: int64
+             * @description What one click costs, in minor units, at most the daily budget.
+             */
+            cost_per_click_cents: number;
+            /**
+             * Format: int64
+             * @description What the campaign may spend per local day, in minor units (1 to 100000000).
+             */
+            daily_budget_cents: number;
+            /**
+             * Format: double
+             * @description The centre of the area (-90 to 90, -180 to 180).
+             */
+            latitude: number;
+            /** Format: double */
+            longitude: number;
+            /**
+             * Format: double
+             * @description The area's radius, more than 0 and at most 100 km.
+             */
+            radius_km: number;
+        };
+        CampaignsDto: {
+            campaigns: components["schemas"]["CampaignDto"][];
         };
         /** @description A customer's card on file here (what fees are charged to). */
         CardDto: {
@@ -1361,24 +1589,36 @@ export interface components {
              */
             start: string;
         };
+        ClickDto: {
+            /** Format: uuid */
+            campaign_id: string;
+            /**
+             * Format: uuid
+             * @description Where the click leads.
+             */
+            establishment_id: string;
+        };
         /** @description The create-establishment body; omitted fields take API.md's defaults. */
         CreateEstablishmentRequest: {
-            /** @description Postal address, up to 300 characters. */
+            /**
+             * @description Postal address, up to 300 characters, no control characters but line breaks
+             *     (trimmed; only spaces: none).
+             */
             address?: string | null;
             /** Format: int32 */
             cancel_cutoff_minutes?: number | null;
+            /** @enum {string|null} */
+            category?: "barbershop" | "salon" | "clinic" | "spa" | "nails" | "beauty" | "tattoo" | "pet" | "fitness" | "other" | null;
             /**
-             * @description One of `barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`, `tattoo`, `pet`,
-             *     `fitness`, `other`.
+             * @description A short description, up to 1000 characters, no control characters but line
+             *     breaks (trimmed; only spaces: none).
              */
-            category?: string | null;
-            /** @description A short description, up to 1000 characters. */
             description?: string | null;
             /** Format: int32 */
             horizon_days?: number | null;
             /**
              * Format: double
-             * @description Degrees, -90 to 90; with `longitude`.
+             * @description Degrees, -90 to 90; with `longitude` (one without the other is refused: 422).
              */
             latitude?: number | null;
             /**
@@ -1392,7 +1632,10 @@ export interface components {
             min_notice_minutes?: number | null;
             /** @description 1 to 200 printable characters, not only spaces. */
             name: string;
-            /** @description An http(s) URL of a photo, up to 2000 characters. */
+            /**
+             * @description An http(s) URL of a photo, up to 2000 characters, without spaces (surrounding
+             *     spaces are trimmed; only spaces: none).
+             */
             photo_url?: string | null;
             /**
              * Format: int32
@@ -1410,10 +1653,25 @@ export interface components {
             timezone: "Africa/Abidjan" | "Africa/Accra" | "Africa/Addis_Ababa" | "Africa/Algiers" | "Africa/Asmara" | "Africa/Asmera" | "Africa/Bamako" | "Africa/Bangui" | "Africa/Banjul" | "Africa/Bissau" | "Africa/Blantyre" | "Africa/Brazzaville" | "Africa/Bujumbura" | "Africa/Cairo" | "Africa/Casablanca" | "Africa/Ceuta" | "Africa/Conakry" | "Africa/Dakar" | "Africa/Dar_es_Salaam" | "Africa/Djibouti" | "Africa/Douala" | "Africa/El_Aaiun" | "Africa/Freetown" | "Africa/Gaborone" | "Africa/Harare" | "Africa/Johannesburg" | "Africa/Juba" | "Africa/Kampala" | "Africa/Khartoum" | "Africa/Kigali" | "Africa/Kinshasa" | "Africa/Lagos" | "Africa/Libreville" | "Africa/Lome" | "Africa/Luanda" | "Africa/Lubumbashi" | "Africa/Lusaka" | "Africa/Malabo" | "Africa/Maputo" | "Africa/Maseru" | "Africa/Mbabane" | "Africa/Mogadishu" | "Africa/Monrovia" | "Africa/Nairobi" | "Africa/Ndjamena" | "Africa/Niamey" | "Africa/Nouakchott" | "Africa/Ouagadougou" | "Africa/Porto-Novo" | "Africa/Sao_Tome" | "Africa/Timbuktu" | "Africa/Tripoli" | "Africa/Tunis" | "Africa/Windhoek" | "America/Adak" | "America/Anchorage" | "America/Anguilla" | "America/Antigua" | "America/Araguaina" | "America/Argentina/Buenos_Aires" | "America/Argentina/Catamarca" | "America/Argentina/ComodRivadavia" | "America/Argentina/Cordoba" | "America/Argentina/Jujuy" | "America/Argentina/La_Rioja" | "America/Argentina/Mendoza" | "America/Argentina/Rio_Gallegos" | "America/Argentina/Salta" | "America/Argentina/San_Juan" | "America/Argentina/San_Luis" | "America/Argentina/Tucuman" | "America/Argentina/Ushuaia" | "America/Aruba" | "America/Asuncion" | "America/Atikokan" | "America/Atka" | "America/Bahia" | "America/Bahia_Banderas" | "America/Barbados" | "America/Belem" | "America/Belize" | "America/Blanc-Sablon" | "America/Boa_Vista" | "America/Bogota" | "America/Boise" | "America/Buenos_Aires" | "America/Cambridge_Bay" | "America/Campo_Grande" | "America/Cancun" | "America/Caracas" | "America/Catamarca" | "America/Cayenne" | "America/Cayman" | "America/Chicago" | "America/Chihuahua" | "America/Ciudad_Juarez" | "America/Coral_Harbour" | "America/Cordoba" | "America/Costa_Rica" | "America/Coyhaique" | "America/Creston" | "America/Cuiaba" | "America/Curacao" | "America/Danmarkshavn" | "America/Dawson" | "America/Dawson_Creek" | "America/Denver" | "America/Detroit" | "America/Dominica" | "America/Edmonton" | "America/Eirunepe" | "America/El_Salvador" | "America/Ensenada" | "America/Fort_Nelson" | "America/Fort_Wayne" | "America/Fortaleza" | "America/Glace_Bay" | "America/Godthab" | "America/Goose_Bay" | "America/Grand_Turk" | "America/Grenada" | "America/Guadeloupe" | "America/Guatemala" | "America/Guayaquil" | "America/Guyana" | "America/Halifax" | "America/Havana" | "America/Hermosillo" | "America/Indiana/Indianapolis" | "America/Indiana/Knox" | "America/Indiana/Marengo" | "America/Indiana/Petersburg" | "America/Indiana/Tell_City" | "America/Indiana/Vevay" | "America/Indiana/Vincennes" | "America/Indiana/Winamac" | "America/Indianapolis" | "America/Inuvik" | "America/Iqaluit" | "America/Jamaica" | "America/Jujuy" | "America/Juneau" | "America/Kentucky/Louisville" | "America/Kentucky/Monticello" | "America/Knox_IN" | "America/Kralendijk" | "America/La_Paz" | "America/Lima" | "America/Los_Angeles" | "America/Louisville" | "America/Lower_Princes" | "America/Maceio" | "America/Managua" | "America/Manaus" | "America/Marigot" | "America/Martinique" | "America/Matamoros" | "America/Mazatlan" | "America/Mendoza" | "America/Menominee" | "America/Merida" | "America/Metlakatla" | "America/Mexico_City" | "America/Miquelon" | "America/Moncton" | "America/Monterrey" | "America/Montevideo" | "America/Montreal" | "America/Montserrat" | "America/Nassau" | "America/New_York" | "America/Nipigon" | "America/Nome" | "America/Noronha" | "America/North_Dakota/Beulah" | "America/North_Dakota/Center" | "America/North_Dakota/New_Salem" | "America/Nuuk" | "America/Ojinaga" | "America/Panama" | "America/Pangnirtung" | "America/Paramaribo" | "America/Phoenix" | "America/Port-au-Prince" | "America/Port_of_Spain" | "America/Porto_Acre" | "America/Porto_Velho" | "America/Puerto_Rico" | "America/Punta_Arenas" | "America/Rainy_River" | "America/Rankin_Inlet" | "America/Recife" | "America/Regina" | "America/Resolute" | "America/Rio_Branco" | "America/Rosario" | "America/Santa_Isabel" | "America/Santarem" | "America/Santiago" | "America/Santo_Domingo" | "America/Sao_Paulo" | "America/Scoresbysund" | "America/Shiprock" | "America/Sitka" | "America/St_Barthelemy" | "America/St_Johns" | "America/St_Kitts" | "America/St_Lucia" | "America/St_Thomas" | "America/St_Vincent" | "America/Swift_Current" | "America/Tegucigalpa" | "America/Thule" | "America/Thunder_Bay" | "America/Tijuana" | "America/Toronto" | "America/Tortola" | "America/Vancouver" | "America/Virgin" | "America/Whitehorse" | "America/Winnipeg" | "America/Yakutat" | "America/Yellowknife" | "Antarctica/Casey" | "Antarctica/Davis" | "Antarctica/DumontDUrville" | "Antarctica/Macquarie" | "Antarctica/Mawson" | "Antarctica/McMurdo" | "Antarctica/Palmer" | "Antarctica/Rothera" | "Antarctica/South_Pole" | "Antarctica/Syowa" | "Antarctica/Troll" | "Antarctica/Vostok" | "Arctic/Longyearbyen" | "Asia/Aden" | "Asia/Almaty" | "Asia/Amman" | "Asia/Anadyr" | "Asia/Aqtau" | "Asia/Aqtobe" | "Asia/Ashgabat" | "Asia/Ashkhabad" | "Asia/Atyrau" | "Asia/Baghdad" | "Asia/Bahrain" | "Asia/Baku" | "Asia/Bangkok" | "Asia/Barnaul" | "Asia/Beirut" | "Asia/Bishkek" | "Asia/Brunei" | "Asia/Calcutta" | "Asia/Chita" | "Asia/Choibalsan" | "Asia/Chongqing" | "Asia/Chungking" | "Asia/Colombo" | "Asia/Dacca" | "Asia/Damascus" | "Asia/Dhaka" | "Asia/Dili" | "Asia/Dubai" | "Asia/Dushanbe" | "Asia/Famagusta" | "Asia/Gaza" | "Asia/Harbin" | "Asia/Hebron" | "Asia/Ho_Chi_Minh" | "Asia/Hong_Kong" | "Asia/Hovd" | "Asia/Irkutsk" | "Asia/Istanbul" | "Asia/Jakarta" | "Asia/Jayapura" | "Asia/Jerusalem" | "Asia/Kabul" | "Asia/Kamchatka" | "Asia/Karachi" | "Asia/Kashgar" | "Asia/Kathmandu" | "Asia/Katmandu" | "Asia/Khandyga" | "Asia/Kolkata" | "Asia/Krasnoyarsk" | "Asia/Kuala_Lumpur" | "Asia/Kuching" | "Asia/Kuwait" | "Asia/Macao" | "Asia/Macau" | "Asia/Magadan" | "Asia/Makassar" | "Asia/Manila" | "Asia/Muscat" | "Asia/Nicosia" | "Asia/Novokuznetsk" | "Asia/Novosibirsk" | "Asia/Omsk" | "Asia/Oral" | "Asia/Phnom_Penh" | "Asia/Pontianak" | "Asia/Pyongyang" | "Asia/Qatar" | "Asia/Qostanay" | "Asia/Qyzylorda" | "Asia/Rangoon" | "Asia/Riyadh" | "Asia/Saigon" | "Asia/Sakhalin" | "Asia/Samarkand" | "Asia/Seoul" | "Asia/Shanghai" | "Asia/Singapore" | "Asia/Srednekolymsk" | "Asia/Taipei" | "Asia/Tashkent" | "Asia/Tbilisi" | "Asia/Tehran" | "Asia/Tel_Aviv" | "Asia/Thimbu" | "Asia/Thimphu" | "Asia/Tokyo" | "Asia/Tomsk" | "Asia/Ujung_Pandang" | "Asia/Ulaanbaatar" | "Asia/Ulan_Bator" | "Asia/Urumqi" | "Asia/Ust-Nera" | "Asia/Vientiane" | "Asia/Vladivostok" | "Asia/Yakutsk" | "Asia/Yangon" | "Asia/Yekaterinburg" | "Asia/Yerevan" | "Atlantic/Azores" | "Atlantic/Bermuda" | "Atlantic/Canary" | "Atlantic/Cape_Verde" | "Atlantic/Faeroe" | "Atlantic/Faroe" | "Atlantic/Jan_Mayen" | "Atlantic/Madeira" | "Atlantic/Reykjavik" | "Atlantic/South_Georgia" | "Atlantic/St_Helena" | "Atlantic/Stanley" | "Australia/ACT" | "Australia/Adelaide" | "Australia/Brisbane" | "Australia/Broken_Hill" | "Australia/Canberra" | "Australia/Currie" | "Australia/Darwin" | "Australia/Eucla" | "Australia/Hobart" | "Australia/LHI" | "Australia/Lindeman" | "Australia/Lord_Howe" | "Australia/Melbourne" | "Australia/NSW" | "Australia/North" | "Australia/Perth" | "Australia/Queensland" | "Australia/South" | "Australia/Sydney" | "Australia/Tasmania" | "Australia/Victoria" | "Australia/West" | "Australia/Yancowinna" | "Brazil/Acre" | "Brazil/DeNoronha" | "Brazil/East" | "Brazil/West" | "CET" | "CST6CDT" | "Canada/Atlantic" | "Canada/Central" | "Canada/Eastern" | "Canada/Mountain" | "Canada/Newfoundland" | "Canada/Pacific" | "Canada/Saskatchewan" | "Canada/Yukon" | "Chile/Continental" | "Chile/EasterIsland" | "Cuba" | "EET" | "EST" | "EST5EDT" | "Egypt" | "Eire" | "Etc/GMT" | "Etc/GMT+0" | "Etc/GMT+1" | "Etc/GMT+10" | "Etc/GMT+11" | "Etc/GMT+12" | "Etc/GMT+2" | "Etc/GMT+3" | "Etc/GMT+4" | "Etc/GMT+5" | "Etc/GMT+6" | "Etc/GMT+7" | "Etc/GMT+8" | "Etc/GMT+9" | "Etc/GMT-0" | "Etc/GMT-1" | "Etc/GMT-10" | "Etc/GMT-11" | "Etc/GMT-12" | "Etc/GMT-13" | "Etc/GMT-14" | "Etc/GMT-2" | "Etc/GMT-3" | "Etc/GMT-4" | "Etc/GMT-5" | "Etc/GMT-6" | "Etc/GMT-7" | "Etc/GMT-8" | "Etc/GMT-9" | "Etc/GMT0" | "Etc/Greenwich" | "Etc/UCT" | "Etc/UTC" | "Etc/Universal" | "Etc/Zulu" | "Europe/Amsterdam" | "Europe/Andorra" | "Europe/Astrakhan" | "Europe/Athens" | "Europe/Belfast" | "Europe/Belgrade" | "Europe/Berlin" | "Europe/Bratislava" | "Europe/Brussels" | "Europe/Bucharest" | "Europe/Budapest" | "Europe/Busingen" | "Europe/Chisinau" | "Europe/Copenhagen" | "Europe/Dublin" | "Europe/Gibraltar" | "Europe/Guernsey" | "Europe/Helsinki" | "Europe/Isle_of_Man" | "Europe/Istanbul" | "Europe/Jersey" | "Europe/Kaliningrad" | "Europe/Kiev" | "Europe/Kirov" | "Europe/Kyiv" | "Europe/Lisbon" | "Europe/Ljubljana" | "Europe/London" | "Europe/Luxembourg" | "Europe/Madrid" | "Europe/Malta" | "Europe/Mariehamn" | "Europe/Minsk" | "Europe/Monaco" | "Europe/Moscow" | "Europe/Nicosia" | "Europe/Oslo" | "Europe/Paris" | "Europe/Podgorica" | "Europe/Prague" | "Europe/Riga" | "Europe/Rome" | "Europe/Samara" | "Europe/San_Marino" | "Europe/Sarajevo" | "Europe/Saratov" | "Europe/Simferopol" | "Europe/Skopje" | "Europe/Sofia" | "Europe/Stockholm" | "Europe/Tallinn" | "Europe/Tirane" | "Europe/Tiraspol" | "Europe/Ulyanovsk" | "Europe/Uzhgorod" | "Europe/Vaduz" | "Europe/Vatican" | "Europe/Vienna" | "Europe/Vilnius" | "Europe/Volgograd" | "Europe/Warsaw" | "Europe/Zagreb" | "Europe/Zaporozhye" | "Europe/Zurich" | "Factory" | "GB" | "GB-Eire" | "GMT" | "GMT+0" | "GMT-0" | "GMT0" | "Greenwich" | "HST" | "Hongkong" | "Iceland" | "Indian/Antananarivo" | "Indian/Chagos" | "Indian/Christmas" | "Indian/Cocos" | "Indian/Comoro" | "Indian/Kerguelen" | "Indian/Mahe" | "Indian/Maldives" | "Indian/Mauritius" | "Indian/Mayotte" | "Indian/Reunion" | "Iran" | "Israel" | "Jamaica" | "Japan" | "Kwajalein" | "Libya" | "MET" | "MST" | "MST7MDT" | "Mexico/BajaNorte" | "Mexico/BajaSur" | "Mexico/General" | "NZ" | "NZ-CHAT" | "Navajo" | "PRC" | "PST8PDT" | "Pacific/Apia" | "Pacific/Auckland" | "Pacific/Bougainville" | "Pacific/Chatham" | "Pacific/Chuuk" | "Pacific/Easter" | "Pacific/Efate" | "Pacific/Enderbury" | "Pacific/Fakaofo" | "Pacific/Fiji" | "Pacific/Funafuti" | "Pacific/Galapagos" | "Pacific/Gambier" | "Pacific/Guadalcanal" | "Pacific/Guam" | "Pacific/Honolulu" | "Pacific/Johnston" | "Pacific/Kanton" | "Pacific/Kiritimati" | "Pacific/Kosrae" | "Pacific/Kwajalein" | "Pacific/Majuro" | "Pacific/Marquesas" | "Pacific/Midway" | "Pacific/Nauru" | "Pacific/Niue" | "Pacific/Norfolk" | "Pacific/Noumea" | "Pacific/Pago_Pago" | "Pacific/Palau" | "Pacific/Pitcairn" | "Pacific/Pohnpei" | "Pacific/Ponape" | "Pacific/Port_Moresby" | "Pacific/Rarotonga" | "Pacific/Saipan" | "Pacific/Samoa" | "Pacific/Tahiti" | "Pacific/Tarawa" | "Pacific/Tongatapu" | "Pacific/Truk" | "Pacific/Wake" | "Pacific/Wallis" | "Pacific/Yap" | "Poland" | "Portugal" | "ROC" | "ROK" | "Singapore" | "Turkey" | "UCT" | "US/Alaska" | "US/Aleutian" | "US/Arizona" | "US/Central" | "US/East-Indiana" | "US/Eastern" | "US/Hawaii" | "US/Indiana-Starke" | "US/Michigan" | "US/Mountain" | "US/Pacific" | "US/Samoa" | "UTC" | "Universal" | "W-SU" | "WET" | "Zulu" | "localtime" | "posixrules";
         };
         CreateWebhookRequest: {
-            /** @description The event types wanted (`booking.confirmed`, `queue.called`, ...). */
-            event_types: string[];
-            /** @description Where deliveries are POSTed (http or https). */
+            event_types: ("booking.confirmed" | "booking.cancelled" | "booking.rescheduled" | "booking.completed" | "booking.no_show" | "queue.joined" | "queue.called" | "queue.started" | "queue.finished" | "queue.no_show" | "queue.left" | "staff.added" | "service.added" | "establishment.updated")[];
+            /**
+             * @description Where deliveries are POSTed: an http or https URL with a host name and no
+             *     credentials, up to 2048 bytes. (The pattern is a plain subset of the URLs the
+             *     server takes: it also takes IP addresses and any WHATWG-valid URL.)
+             */
             url: string;
+        };
+        DayFiguresDto: {
+            /** Format: int64 */
+            clicks: number;
+            /** @description The establishment's local day. */
+            day: string;
+            /** Format: int64 */
+            impressions: number;
+            /** @description Still placed today: active, and the budget covers another click. */
+            placing: boolean;
+            /** Format: int64 */
+            spent_cents: number;
         };
         DeleteAccountRequest: {
             /**
@@ -1721,8 +1979,24 @@ export interface components {
              */
             type: "hold.placed";
         };
+        HourCountDto: {
+            /** Format: int64 */
+            arrivals: number;
+            /**
+             * Format: int64
+             * @description Local hour of the day, 0 to 23.
+             */
+            hour: number;
+        };
+        InstallRequest: {
+            /** @description The plugin's settings; the shipped plugins take none (`{}`, the default). */
+            settings?: Record<string, never> | null;
+        };
         JoinQueueRequest: {
-            /** @description For a walk-in added by a member: the person's name. */
+            /**
+             * @description For a walk-in added by a member: the person's name, 1 to 200 printable
+             *     characters, not only spaces.
+             */
             name?: string | null;
             /** Format: uuid */
             service_id: string;
@@ -1732,6 +2006,12 @@ export interface components {
              */
             staff_id?: string | null;
         };
+        /**
+         * @description An establishment's category, for the document ([`CATEGORIES`]'s names; a test
+         *     checks the two agree).
+         * @enum {string}
+         */
+        ListingCategory: "barbershop" | "salon" | "clinic" | "spa" | "nails" | "beauty" | "tattoo" | "pet" | "fitness" | "other";
         /** @description An establishment's listing as events carry it: each field absent when not set. */
         ListingData: {
             address?: string;
@@ -1776,7 +2056,7 @@ export interface components {
             timezone: string;
         };
         /** @description A frame of the live feed (`GET /v1/establishments/{id}/live`), by `type`. */
-        LiveFrame: components["schemas"]["HelloFrame"] | components["schemas"]["ReloadFrame"] | components["schemas"]["EstablishmentCreatedFrame"] | components["schemas"]["EstablishmentUpdatedFrame"] | components["schemas"]["EstablishmentSuspendedFrame"] | components["schemas"]["EstablishmentReinstatedFrame"] | components["schemas"]["StaffAddedFrame"] | components["schemas"]["StaffHoursSetFrame"] | components["schemas"]["StaffTimeOffAddedFrame"] | components["schemas"]["ServiceAddedFrame"] | components["schemas"]["BookingConfirmedFrame"] | components["schemas"]["BookingCancelledFrame"] | components["schemas"]["BookingRescheduledFrame"] | components["schemas"]["BookingCompletedFrame"] | components["schemas"]["BookingNoShowFrame"] | components["schemas"]["HoldPlacedFrame"] | components["schemas"]["HoldEndedFrame"] | components["schemas"]["PaymentPolicySetFrame"] | components["schemas"]["PaymentPolicyClearedFrame"] | components["schemas"]["PaymentCardSavedFrame"] | components["schemas"]["PaymentUpdatedFrame"] | components["schemas"]["QueueJoinedFrame"] | components["schemas"]["QueueCalledFrame"] | components["schemas"]["QueueStartedFrame"] | components["schemas"]["QueueFinishedFrame"] | components["schemas"]["QueueNoShowFrame"] | components["schemas"]["QueueLeftFrame"] | components["schemas"]["QueueMovedFrame"] | components["schemas"]["QueueEstimatesFrame"];
+        LiveFrame: components["schemas"]["HelloFrame"] | components["schemas"]["ReloadFrame"] | components["schemas"]["EstablishmentCreatedFrame"] | components["schemas"]["EstablishmentUpdatedFrame"] | components["schemas"]["EstablishmentSuspendedFrame"] | components["schemas"]["EstablishmentReinstatedFrame"] | components["schemas"]["StaffAddedFrame"] | components["schemas"]["StaffHoursSetFrame"] | components["schemas"]["StaffTimeOffAddedFrame"] | components["schemas"]["ServiceAddedFrame"] | components["schemas"]["BookingConfirmedFrame"] | components["schemas"]["BookingCancelledFrame"] | components["schemas"]["BookingRescheduledFrame"] | components["schemas"]["BookingCompletedFrame"] | components["schemas"]["BookingNoShowFrame"] | components["schemas"]["HoldPlacedFrame"] | components["schemas"]["HoldEndedFrame"] | components["schemas"]["PaymentPolicySetFrame"] | components["schemas"]["PaymentPolicyClearedFrame"] | components["schemas"]["PaymentCardSavedFrame"] | components["schemas"]["PaymentUpdatedFrame"] | components["schemas"]["QueueJoinedFrame"] | components["schemas"]["QueueCalledFrame"] | components["schemas"]["QueueStartedFrame"] | components["schemas"]["QueueFinishedFrame"] | components["schemas"]["QueueNoShowFrame"] | components["schemas"]["QueueLeftFrame"] | components["schemas"]["QueueMovedFrame"] | components["schemas"]["QueueEstimatesFrame"] | components["schemas"]["PluginInstalledFrame"] | components["schemas"]["PluginUninstalledFrame"];
         LoginRequest: {
             email: string;
             password: string;
@@ -1822,10 +2102,6 @@ export interface components {
             fee?: null | components["schemas"]["PaymentDto"];
         };
         NotificationSettingsDto: {
-            /**
-             * @description Reminders, in minutes before a booking's start (at most 5, each 1..=43200); an
-             *     empty list sends none. Applies to bookings confirmed or moved from now on.
-             */
             reminders_minutes: number[];
         };
         PasswordChangeRequest: {
@@ -1835,22 +2111,25 @@ export interface components {
         };
         /** @description Any of the create fields. */
         PatchEstablishmentRequest: {
-            /** @description Postal address, up to 300 characters. */
+            /**
+             * @description Postal address, up to 300 characters, no control characters but line breaks
+             *     (trimmed; only spaces: none).
+             */
             address?: string | null;
             /** Format: int32 */
             cancel_cutoff_minutes?: number | null;
+            /** @enum {string|null} */
+            category?: "barbershop" | "salon" | "clinic" | "spa" | "nails" | "beauty" | "tattoo" | "pet" | "fitness" | "other" | null;
             /**
-             * @description One of `barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`, `tattoo`, `pet`,
-             *     `fitness`, `other`.
+             * @description A short description, up to 1000 characters, no control characters but line
+             *     breaks (trimmed; only spaces: none).
              */
-            category?: string | null;
-            /** @description A short description, up to 1000 characters. */
             description?: string | null;
             /** Format: int32 */
             horizon_days?: number | null;
             /**
              * Format: double
-             * @description Degrees, -90 to 90; with `longitude`.
+             * @description Degrees, -90 to 90; with `longitude` (one without the other is refused: 422).
              */
             latitude?: number | null;
             /**
@@ -1864,7 +2143,10 @@ export interface components {
             min_notice_minutes?: number | null;
             /** @description 1 to 200 printable characters, not only spaces. */
             name?: string | null;
-            /** @description An http(s) URL of a photo, up to 2000 characters. */
+            /**
+             * @description An http(s) URL of a photo, up to 2000 characters, without spaces (surrounding
+             *     spaces are trimmed; only spaces: none).
+             */
             photo_url?: string | null;
             /**
              * Format: int32
@@ -2006,55 +2288,299 @@ export interface components {
              */
             type: "payment.policy_cleared";
         };
-        /**
-         * @description What customers pay when they book. `deposit` takes exactly one of `deposit_percent`
-         *     and `deposit_cents`.
-         */
+        /** @description What customers pay when they book; one of these shapes. */
         PaymentPolicyDto: {
-            applies_to?: null | components["schemas"]["PolicyAudienceName"];
             /**
-             * Format: int32
-             * @description A customer who cancels less than this long before the start pays the
-             *     late-cancellation fee out of what they paid (0: never late; at most 30 days).
+             * @description which customers the policy applies to (`all` by default); the others book as with mode `none`
+             * @enum {string}
              */
+            applies_to?: "all" | "new_customers" | "past_no_shows";
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /** @enum {string} */
+            mode: "none";
+        } | {
+            /**
+             * @description which customers the policy applies to (`all` by default); the others book as with mode `none`
+             * @enum {string}
+             */
+            applies_to?: "all" | "new_customers" | "past_no_shows";
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /** @description 1 to 100 */
+            deposit_percent: number;
+            /** @enum {string} */
+            mode: "deposit";
+        } | {
+            /**
+             * @description which customers the policy applies to (`all` by default); the others book as with mode `none`
+             * @enum {string}
+             */
+            applies_to?: "all" | "new_customers" | "past_no_shows";
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
             cancel_window_minutes?: number;
             /**
              * Format: int64
-             * @description For `deposit`: this fixed amount in minor units (the price, if lower).
+             * @description minor units, more than 0
              */
-            deposit_cents?: number | null;
+            deposit_cents: number;
+            /** @enum {string} */
+            mode: "deposit";
+        } | {
             /**
-             * Format: int32
-             * @description For `deposit`: this percent of the price (1 to 100), rounded to the minor unit.
+             * @description which customers the policy applies to (`all` by default); the others book as with mode `none`
+             * @enum {string}
              */
-            deposit_percent?: number | null;
+            applies_to?: "all" | "new_customers" | "past_no_shows";
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /** @enum {string} */
+            mode: "prepayment";
+        } | {
+            /**
+             * @description which customers the policy applies to (`all` by default); the others book as with mode `none`
+             * @enum {string}
+             */
+            applies_to?: "all" | "new_customers" | "past_no_shows";
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /** @description 1 to 100 */
+            deposit_percent: number;
+            /** @description 1 to 100 */
+            late_cancel_fee_percent: number;
+            /** @enum {string} */
+            mode: "deposit";
+        } | {
+            /**
+             * @description which customers the policy applies to (`all` by default); the others book as with mode `none`
+             * @enum {string}
+             */
+            applies_to?: "all" | "new_customers" | "past_no_shows";
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
             /**
              * Format: int64
-             * @description ... or as a fixed amount in minor units; never more than what was paid (with
-             *     `card_on_file`: than the price).
+             * @description minor units, more than 0
              */
-            late_cancel_fee_cents?: number | null;
+            deposit_cents: number;
+            /** @description 1 to 100 */
+            late_cancel_fee_percent: number;
+            /** @enum {string} */
+            mode: "deposit";
+        } | {
             /**
-             * @description With `card_on_file`: a late cancellation's fee waits for a member to charge or
-             *     waive it (`requires_confirmation`) instead of being charged at once.
+             * @description which customers the policy applies to (`all` by default); the others book as with mode `none`
+             * @enum {string}
              */
+            applies_to?: "all" | "new_customers" | "past_no_shows";
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /** @description 1 to 100 */
+            late_cancel_fee_percent: number;
+            /** @enum {string} */
+            mode: "prepayment";
+        } | {
+            /**
+             * @description which customers the policy applies to (`all` by default); the others book as with mode `none`
+             * @enum {string}
+             */
+            applies_to?: "all" | "new_customers" | "past_no_shows";
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /** @description 1 to 100 */
+            deposit_percent: number;
+            /**
+             * Format: int64
+             * @description minor units, more than 0
+             */
+            late_cancel_fee_cents: number;
+            /** @enum {string} */
+            mode: "deposit";
+        } | {
+            /**
+             * @description which customers the policy applies to (`all` by default); the others book as with mode `none`
+             * @enum {string}
+             */
+            applies_to?: "all" | "new_customers" | "past_no_shows";
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /**
+             * Format: int64
+             * @description minor units, more than 0
+             */
+            deposit_cents: number;
+            /**
+             * Format: int64
+             * @description minor units, more than 0
+             */
+            late_cancel_fee_cents: number;
+            /** @enum {string} */
+            mode: "deposit";
+        } | {
+            /**
+             * @description which customers the policy applies to (`all` by default); the others book as with mode `none`
+             * @enum {string}
+             */
+            applies_to?: "all" | "new_customers" | "past_no_shows";
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /**
+             * Format: int64
+             * @description minor units, more than 0
+             */
+            late_cancel_fee_cents: number;
+            /** @enum {string} */
+            mode: "prepayment";
+        } | {
+            /**
+             * @description which customers the policy applies to (`all` by default); the others book as with mode `none`
+             * @enum {string}
+             */
+            applies_to?: "all" | "new_customers" | "past_no_shows";
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /** @description a late cancellation's fee waits for a member to charge or waive it */
             late_cancel_fee_needs_confirmation?: boolean;
+            /** @enum {string} */
+            mode: "card_on_file";
+        } | {
             /**
-             * Format: int32
-             * @description The late-cancellation fee as a percent of the price (1 to 100)...
+             * @description which customers the policy applies to (`all` by default); the others book as with mode `none`
+             * @enum {string}
              */
-            late_cancel_fee_percent?: number | null;
-            mode: components["schemas"]["PaymentModeName"];
+            applies_to?: "all" | "new_customers" | "past_no_shows";
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /** @description a late cancellation's fee waits for a member to charge or waive it */
+            late_cancel_fee_needs_confirmation?: boolean;
+            /** @enum {string} */
+            mode: "card_on_file";
+            /** @description 1 to 100 */
+            no_show_fee_percent: number;
+        } | {
+            /**
+             * @description which customers the policy applies to (`all` by default); the others book as with mode `none`
+             * @enum {string}
+             */
+            applies_to?: "all" | "new_customers" | "past_no_shows";
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /** @description a late cancellation's fee waits for a member to charge or waive it */
+            late_cancel_fee_needs_confirmation?: boolean;
+            /** @enum {string} */
+            mode: "card_on_file";
             /**
              * Format: int64
-             * @description ... or as a fixed amount in minor units (never more than the price).
+             * @description minor units, more than 0
              */
-            no_show_fee_cents?: number | null;
+            no_show_fee_cents: number;
+        } | {
             /**
-             * Format: int32
-             * @description With `card_on_file`: the no-show fee as a percent of the price (1 to 100)...
+             * @description which customers the policy applies to (`all` by default); the others book as with mode `none`
+             * @enum {string}
              */
-            no_show_fee_percent?: number | null;
+            applies_to?: "all" | "new_customers" | "past_no_shows";
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /** @description a late cancellation's fee waits for a member to charge or waive it */
+            late_cancel_fee_needs_confirmation?: boolean;
+            /** @description 1 to 100 */
+            late_cancel_fee_percent: number;
+            /** @enum {string} */
+            mode: "card_on_file";
+        } | {
+            /**
+             * @description which customers the policy applies to (`all` by default); the others book as with mode `none`
+             * @enum {string}
+             */
+            applies_to?: "all" | "new_customers" | "past_no_shows";
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /** @description a late cancellation's fee waits for a member to charge or waive it */
+            late_cancel_fee_needs_confirmation?: boolean;
+            /** @description 1 to 100 */
+            late_cancel_fee_percent: number;
+            /** @enum {string} */
+            mode: "card_on_file";
+            /** @description 1 to 100 */
+            no_show_fee_percent: number;
+        } | {
+            /**
+             * @description which customers the policy applies to (`all` by default); the others book as with mode `none`
+             * @enum {string}
+             */
+            applies_to?: "all" | "new_customers" | "past_no_shows";
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /** @description a late cancellation's fee waits for a member to charge or waive it */
+            late_cancel_fee_needs_confirmation?: boolean;
+            /** @description 1 to 100 */
+            late_cancel_fee_percent: number;
+            /** @enum {string} */
+            mode: "card_on_file";
+            /**
+             * Format: int64
+             * @description minor units, more than 0
+             */
+            no_show_fee_cents: number;
+        } | {
+            /**
+             * @description which customers the policy applies to (`all` by default); the others book as with mode `none`
+             * @enum {string}
+             */
+            applies_to?: "all" | "new_customers" | "past_no_shows";
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /**
+             * Format: int64
+             * @description minor units, more than 0
+             */
+            late_cancel_fee_cents: number;
+            /** @description a late cancellation's fee waits for a member to charge or waive it */
+            late_cancel_fee_needs_confirmation?: boolean;
+            /** @enum {string} */
+            mode: "card_on_file";
+        } | {
+            /**
+             * @description which customers the policy applies to (`all` by default); the others book as with mode `none`
+             * @enum {string}
+             */
+            applies_to?: "all" | "new_customers" | "past_no_shows";
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /**
+             * Format: int64
+             * @description minor units, more than 0
+             */
+            late_cancel_fee_cents: number;
+            /** @description a late cancellation's fee waits for a member to charge or waive it */
+            late_cancel_fee_needs_confirmation?: boolean;
+            /** @enum {string} */
+            mode: "card_on_file";
+            /** @description 1 to 100 */
+            no_show_fee_percent: number;
+        } | {
+            /**
+             * @description which customers the policy applies to (`all` by default); the others book as with mode `none`
+             * @enum {string}
+             */
+            applies_to?: "all" | "new_customers" | "past_no_shows";
+            /** @description a customer who cancels less than this long before the start pays the fee out of what they paid (0, the default: never late) */
+            cancel_window_minutes?: number;
+            /**
+             * Format: int64
+             * @description minor units, more than 0
+             */
+            late_cancel_fee_cents: number;
+            /** @description a late cancellation's fee waits for a member to charge or waive it */
+            late_cancel_fee_needs_confirmation?: boolean;
+            /** @enum {string} */
+            mode: "card_on_file";
+            /**
+             * Format: int64
+             * @description minor units, more than 0
+             */
+            no_show_fee_cents: number;
         };
         /**
          * @description `payment.policy_set`: the establishment's payment policy after the change, or
@@ -2150,6 +2676,67 @@ export interface components {
             /** Format: int64 */
             users: number;
         };
+        /** @description A plugin and whether it is installed here. */
+        PluginDto: {
+            installed: boolean;
+            /** @description `analytics`, `marketing` or `ads`. */
+            name: string;
+            /** @description The settings it is installed with (absent while not installed). */
+            settings?: Record<string, never> | null;
+        };
+        /** @description `plugin.installed`: a plugin was installed, or its settings changed (members only). */
+        PluginInstalledData: {
+            /** @description `analytics`, `marketing` or `ads`. */
+            name: string;
+            /** @description The settings it is installed with. */
+            settings: Record<string, never>;
+        };
+        /** @description A `plugin.installed` event. */
+        PluginInstalledFrame: {
+            /**
+             * Format: date-time
+             * @description When the establishment decided it.
+             */
+            at: string;
+            data: components["schemas"]["PluginInstalledData"];
+            /**
+             * Format: int64
+             * @description The event's number in its establishment.
+             */
+            seq: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "plugin.installed";
+        };
+        PluginsDto: {
+            /** @description Every plugin this server ships, installed or not. */
+            plugins: components["schemas"]["PluginDto"][];
+        };
+        /** @description `plugin.uninstalled` (members only). */
+        PluginUninstalledData: {
+            name: string;
+        };
+        /** @description A `plugin.uninstalled` event. */
+        PluginUninstalledFrame: {
+            /**
+             * Format: date-time
+             * @description When the establishment decided it.
+             */
+            at: string;
+            data: components["schemas"]["PluginUninstalledData"];
+            /**
+             * Format: int64
+             * @description The event's number in its establishment.
+             */
+            seq: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "plugin.uninstalled";
+        };
         /**
          * @description Which customers a payment policy applies to: everyone, customers with no completed
          *     visit here yet, or customers marked no-show here before.
@@ -2163,8 +2750,78 @@ export interface components {
             kinds: string[];
         };
         PreferencesDto: {
-            /** @description The message kinds turned off. */
-            disabled: string[];
+            disabled: ("booking_confirmed" | "booking_cancelled" | "booking_rescheduled" | "reminder" | "queue_soon" | "queue_called" | "staff_new_booking" | "staff_booking_cancelled" | "webhook_disabled")[];
+        };
+        /** @description A promotion applied to a booking. */
+        PromotionAppliedDto: {
+            code: string;
+            currency: string;
+            /**
+             * Format: int64
+             * @description What the promotion took off, in minor units; the customer pays the difference.
+             */
+            discount_cents: number;
+            /**
+             * Format: int64
+             * @description The service's price when booked, in minor units.
+             */
+            price_cents: number;
+        };
+        PromotionDto: {
+            /** @description False once ended (`DELETE`). */
+            active: boolean;
+            /** Format: int64 */
+            amount_off_cents?: number | null;
+            code: string;
+            created_at: string;
+            once_per_customer: boolean;
+            /** Format: int32 */
+            percent_off?: number | null;
+            /** Format: int32 */
+            usage_limit?: number | null;
+            /**
+             * Format: int32
+             * @description Live bookings that used it (the establishment's own count).
+             */
+            uses: number;
+            valid_from?: string | null;
+            valid_until?: string | null;
+        };
+        PromotionRequest: {
+            /**
+             * Format: int64
+             * @description Minor units off the price (never below zero).
+             */
+            amount_off_cents?: number | null;
+            /** @description 3 to 32 letters, digits, `-` or `_`; matched without case, stored upper case. */
+            code: string;
+            /** @description Each customer may use it once (default true). */
+            once_per_customer?: boolean | null;
+            /**
+             * Format: int32
+             * @description Percent off the service's price, 1 to 100; exactly one of this and
+             *     `amount_off_cents`.
+             */
+            percent_off?: number | null;
+            /**
+             * Format: int32
+             * @description Bookings that may use it in all; absent: unlimited. A cancelled booking gives
+             *     its use back.
+             */
+            usage_limit?: number | null;
+            /**
+             * Format: date-time
+             * @description Usable from this instant (RFC 3339); absent: at once.
+             */
+            valid_from?: string | null;
+            /**
+             * Format: date-time
+             * @description Usable until this instant, exclusive; absent: no end.
+             */
+            valid_until?: string | null;
+        };
+        PromotionsDto: {
+            promotions: components["schemas"]["PromotionDto"][];
         };
         /** @description A `queue.called` event. */
         QueueCalledFrame: {
@@ -2357,7 +3014,7 @@ export interface components {
         };
         /** @description Why an admin acts; shown to whom it concerns and kept in the audit log. */
         ReasonRequest: {
-            /** @description 1 to 500 characters. */
+            /** @description 1 to 500 printable characters, not only spaces. */
             reason: string;
         };
         RefreshRequest: {
@@ -2365,9 +3022,12 @@ export interface components {
             refresh_token: string;
         };
         RegisterDeviceRequest: {
-            /** @description `ios`, `android` or `web`. */
-            platform: string;
-            /** @description The Expo push token (`ExponentPushToken[...]`). */
+            /** @enum {string} */
+            platform: "ios" | "android" | "web";
+            /**
+             * @description The Expo push token (`ExponentPushToken[...]` or `ExpoPushToken[...]`), up to
+             *     256 bytes.
+             */
             token: string;
         };
         RegisterRequest: {
@@ -2410,6 +3070,51 @@ export interface components {
              */
             type: "reload";
         };
+        /** @description An analytics report (the CSV form has the rows only). */
+        ReportDto: {
+            /** @description Local hours with arrivals, busiest first. */
+            busiest_hours: components["schemas"]["HourCountDto"][];
+            currency?: string | null;
+            from: string;
+            /** @description `day`, `week` or `month`. */
+            period: string;
+            rows: components["schemas"]["ReportRowDto"][];
+            /** Format: uuid */
+            staff_id?: string | null;
+            timezone: string;
+            to: string;
+        };
+        /** @description One period's figures (see `docs/plugins.md` for what each counts). */
+        ReportRowDto: {
+            /** Format: double */
+            avg_wait_seconds?: number | null;
+            /** Format: int64 */
+            bookings: number;
+            /** Format: int64 */
+            busy_minutes: number;
+            /** Format: int64 */
+            cancellations: number;
+            /** Format: int64 */
+            completed: number;
+            /** Format: double */
+            no_show_rate: number;
+            /** Format: int64 */
+            no_shows: number;
+            /** Format: int64 */
+            p90_wait_seconds?: number | null;
+            /** Format: int64 */
+            revenue_cents: number;
+            /** @description The period's first local date (clipped to `from`). */
+            start: string;
+            /** Format: double */
+            utilisation: number;
+            /** Format: int64 */
+            waits: number;
+            /** Format: int64 */
+            walk_ins: number;
+            /** Format: int64 */
+            working_minutes: number;
+        };
         RescheduleRequest: {
             /** Format: uuid */
             staff_id?: string | null;
@@ -2433,6 +3138,11 @@ export interface components {
             establishments: components["schemas"]["ListingDto"][];
             /** @description Pass as `cursor` for the next page; null on the last. */
             next_cursor?: string | null;
+            /**
+             * @description Sponsored results (the ads plugin), each labelled `sponsored`; only on the first
+             *     page of a search with a category, empty otherwise. Organic results are unchanged.
+             */
+            sponsored: components["schemas"]["SponsoredDto"][];
         };
         /** @description `service.added`. */
         ServiceAddedData: {
@@ -2497,6 +3207,19 @@ export interface components {
         SlotDto: {
             staff_ids: string[];
             start: string;
+        };
+        /** @description A sponsored result: always labelled, apart from the organic results. */
+        SponsoredDto: {
+            /** Format: uuid */
+            campaign_id: string;
+            /** @description POST here when the customer opens the result (counts the click). */
+            click_url: string;
+            establishment: components["schemas"]["ListingDto"];
+            /**
+             * @description Always `sponsored`: apps must show it as such.
+             * @example sponsored
+             */
+            label: string;
         };
         /** @description `staff.added`. */
         StaffAddedData: {
@@ -2634,8 +3357,12 @@ export interface components {
             start: string;
         };
         TimeOffRequest: {
-            /** Format: date-time */
+            /**
+             * Format: date-time
+             * @description After `start`, at most 366 days later (422 on `end` otherwise).
+             */
             end: string;
+            /** @description 1 to 200 printable characters, not only spaces. */
             reason?: string | null;
             /**
              * Format: date-time
@@ -2920,10 +3647,10 @@ export interface operations {
     audit: {
         parameters: {
             query?: {
-                /** @description From a previous page's `next_cursor`: entries older than it. */
-                cursor?: string;
+                /** @description From a previous page's `next_cursor`: entries older than it (a positive entry id). */
+                cursor?: number;
                 /** @description Page size, 1 to 100 (default 50). */
-                limit?: string;
+                limit?: number;
             };
             header?: never;
             path?: never;
@@ -3000,30 +3727,45 @@ export interface operations {
                  * @description One of the categories (`barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`,
                  *     `tattoo`, `pet`, `fitness`, `other`).
                  */
-                category?: string;
-                /** @description From a previous page's `next_cursor`. */
+                category?: components["schemas"]["ListingCategory"];
+                /**
+                 * @description From a previous page's `next_cursor`, of the same search (with a point or
+                 *     without): any other is refused with 422 on `cursor`.
+                 */
                 cursor?: string;
                 /**
                  * @description `today` (each establishment's own local today) or `YYYY-MM-DD`: only
-                 *     establishments with a bookable slot that day.
+                 *     establishments with a bookable slot that day. (The pattern admits days 01-28 of
+                 *     every month; the server also takes the 29th to the 31st where the month has them.)
                  */
                 free_on?: string;
-                /** @description Latitude of the point to search around (-90 to 90); with `lon`. */
-                lat?: string;
+                /**
+                 * @description Latitude of the point to search around (-90 to 90); with `lon` (one without the
+                 *     other is refused: 422).
+                 */
+                lat?: number;
                 /** @description Page size, 1 to 50 (default 20). */
-                limit?: string;
+                limit?: number;
                 /** @description Longitude of the point to search around (-180 to 180); with `lat`. */
-                lon?: string;
+                lon?: number;
                 /** @description `true`: only establishments where some staff member works right now. */
-                open_now?: string;
+                open_now?: boolean;
                 /**
                  * @description Text matched against names and service names, ignoring accents and case; every
-                 *     word must occur (1 to 200 characters, at most 8 words).
+                 *     word must occur: up to 200 characters with a letter or digit (of any script; the
+                 *     pattern names the Latin ones), at most 8 words (runs of letters and digits; more
+                 *     are refused with 422 on `q`).
                  */
                 q?: string;
-                /** @description Radius around the point in km, more than 0 and at most 100 (default 10). */
-                radius_km?: string;
-                /** @description With `free_on`: only slots of services whose name contains this text. */
+                /**
+                 * @description Radius around the point in km, more than 0 and at most 100 (default 10); only
+                 *     with `lat` and `lon`.
+                 */
+                radius_km?: number;
+                /**
+                 * @description Only with `free_on`: only slots of services whose name contains this text (as
+                 *     `q`: a letter or digit, at most 8 words).
+                 */
                 service?: string;
             };
             header?: never;
@@ -3391,11 +4133,14 @@ export interface operations {
     list_users: {
         parameters: {
             query?: {
-                /** @description From a previous page's `next_cursor`. */
+                /** @description From a previous page's `next_cursor` (a user id). */
                 cursor?: string;
                 /** @description Page size, 1 to 100 (default 50). */
-                limit?: string;
-                /** @description Text the email or the name contains (case-insensitive), 1 to 200 characters. */
+                limit?: number;
+                /**
+                 * @description Text the email or the name contains (case-insensitive), 1 to 200 characters,
+                 *     not only spaces.
+                 */
                 q?: string;
             };
             header?: never;
@@ -3480,7 +4225,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description disabled: the account's tokens stop working (403 `account_disabled`) and it cannot sign in */
+            /** @description disabled: the account's access tokens stop working (403 `account_disabled`), every session is revoked (refresh tokens refused) and it cannot sign in */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3549,6 +4294,72 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    click: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                campaign_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description counted (and charged while the day's budget allows) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClickDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3966,30 +4777,45 @@ export interface operations {
                  * @description One of the categories (`barbershop`, `salon`, `clinic`, `spa`, `nails`, `beauty`,
                  *     `tattoo`, `pet`, `fitness`, `other`).
                  */
-                category?: string;
-                /** @description From a previous page's `next_cursor`. */
+                category?: components["schemas"]["ListingCategory"];
+                /**
+                 * @description From a previous page's `next_cursor`, of the same search (with a point or
+                 *     without): any other is refused with 422 on `cursor`.
+                 */
                 cursor?: string;
                 /**
                  * @description `today` (each establishment's own local today) or `YYYY-MM-DD`: only
-                 *     establishments with a bookable slot that day.
+                 *     establishments with a bookable slot that day. (The pattern admits days 01-28 of
+                 *     every month; the server also takes the 29th to the 31st where the month has them.)
                  */
                 free_on?: string;
-                /** @description Latitude of the point to search around (-90 to 90); with `lon`. */
-                lat?: string;
+                /**
+                 * @description Latitude of the point to search around (-90 to 90); with `lon` (one without the
+                 *     other is refused: 422).
+                 */
+                lat?: number;
                 /** @description Page size, 1 to 50 (default 20). */
-                limit?: string;
+                limit?: number;
                 /** @description Longitude of the point to search around (-180 to 180); with `lat`. */
-                lon?: string;
+                lon?: number;
                 /** @description `true`: only establishments where some staff member works right now. */
-                open_now?: string;
+                open_now?: boolean;
                 /**
                  * @description Text matched against names and service names, ignoring accents and case; every
-                 *     word must occur (1 to 200 characters, at most 8 words).
+                 *     word must occur: up to 200 characters with a letter or digit (of any script; the
+                 *     pattern names the Latin ones), at most 8 words (runs of letters and digits; more
+                 *     are refused with 422 on `q`).
                  */
                 q?: string;
-                /** @description Radius around the point in km, more than 0 and at most 100 (default 10). */
-                radius_km?: string;
-                /** @description With `free_on`: only slots of services whose name contains this text. */
+                /**
+                 * @description Radius around the point in km, more than 0 and at most 100 (default 10); only
+                 *     with `lat` and `lon`.
+                 */
+                radius_km?: number;
+                /**
+                 * @description Only with `free_on`: only slots of services whose name contains this text (as
+                 *     `q`: a letter or digit, at most 8 words).
+                 */
                 service?: string;
             };
             header?: never;
@@ -4381,7 +5207,11 @@ export interface operations {
     list_bookings: {
         parameters: {
             query: {
-                /** @description Local date, `YYYY-MM-DD`. */
+                /**
+                 * @description Local date, `YYYY-MM-DD`. (The pattern admits days 01-28 of every month, which
+                 *     every month has; the server also takes the 29th to the 31st where the month
+                 *     has them.)
+                 */
                 date: string;
             };
             header?: never;
@@ -4513,7 +5343,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description slot_unavailable, with alternatives */
+            /** @description slot_unavailable, with alternatives; promotion_unavailable */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5537,7 +6367,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description payment_provider: the provider refused, or payments are not configured */
+            /** @description payment_provider: the provider refused or could not be reached (404 `not_found` when payments are not configured) */
             502: {
                 headers: {
                     [name: string]: unknown;
@@ -5564,7 +6394,16 @@ export interface operations {
                 /** @description The last seq the client has; omitted: from now. */
                 since?: number;
             };
-            header?: never;
+            header: {
+                /** @description `Upgrade`: a WebSocket handshake (RFC 6455) */
+                Connection: string;
+                /** @description 16 random bytes, base64 */
+                "Sec-WebSocket-Key": string;
+                /** @description `13` */
+                "Sec-WebSocket-Version": string;
+                /** @description `websocket` */
+                Upgrade: string;
+            };
             path: {
                 id: string;
             };
@@ -6247,6 +7086,1017 @@ export interface operations {
                 };
             };
             502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_plugins: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PluginsDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    install_plugin: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                /** @description analytics, marketing or ads */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InstallRequest"];
+            };
+        };
+        responses: {
+            /** @description installed (or its settings changed); `plugin.installed` on the live feed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PluginDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    uninstall_plugin: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                /** @description analytics, marketing or ads */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description uninstalled; `plugin.uninstalled` on the live feed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PluginDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unknown or not installed */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_campaigns: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CampaignsDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_campaign: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CampaignRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CampaignDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description ads not installed */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description too many active campaigns */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    stop_campaign: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                campaign_id: string;
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description stopped: no longer placed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CampaignDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    analytics_report: {
+        parameters: {
+            query: {
+                /** @description `json` (default) or `csv`. */
+                format?: string;
+                /** @description First local date, `YYYY-MM-DD`. */
+                from: string;
+                /** @description `day` (default), `week` (Monday first) or `month`. */
+                period?: string;
+                /** @description One staff member's figures; absent: the whole establishment. */
+                staff_id?: string;
+                /** @description Last local date, `YYYY-MM-DD`, inclusive; at most 366 days after `from`. */
+                to: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON, or CSV (one line per period) with `format=csv` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ReportDto"];
+                    "text/csv": string;
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not installed, or unknown staff member */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    win_back: {
+        parameters: {
+            query: {
+                /** @description Customers not served for more than this many days (1 to 3650). */
+                days: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AudienceDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_promotions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromotionsDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_promotion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PromotionRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromotionDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description marketing not installed */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time (connection closed) */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description the code exists */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description payload_too_large: the body is over 64 KiB (refused at once when declared) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description overloaded (with Retry-After) or unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    end_promotion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                code: string;
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description ended: no longer usable */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PromotionDto"];
+                };
+            };
+            /** @description invalid_request: the request is malformed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, expired or invalid token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description invalid_request: a field is out of range */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limited, with Retry-After */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7950,12 +9800,13 @@ export interface operations {
     };
     list_deliveries: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description At most this many, newest first: 1 to 100 (default 50). */
+                limit?: number;
+            };
             header?: never;
             path: {
                 id: string;
-                /** @description At most this many, newest first (default 50, at most 100). */
-                limit: number | null;
                 webhook_id: string;
             };
             cookie?: never;
