@@ -574,8 +574,9 @@ mod tests {
         let hours = WeeklyHours::weekdays(&[("09:00", "18:00")]);
         let policy = if full {
             PaymentPolicy {
-                mode: PaymentMode::Deposit,
-                deposit_percent: Some(30),
+                // Every field a policy can carry, in a shape the engine accepts.
+                mode: PaymentMode::CardOnFile,
+                deposit_percent: None,
                 deposit_cents: None,
                 cancel_window_minutes: 1440,
                 late_cancel_fee_percent: Some(10),

@@ -173,12 +173,9 @@ pub async fn mark_no_show(
     let booking = match marked {
         Ok(booking) => booking,
         Err(e) if e.rejection.code == ErrorCode::Conflict => {
-            let now = state.engine.view(est(id)).await.map_err(ApiError::from)?;
-            match now.booking(BookingId(booking_id)) {
-                Some(b) if b.status == navaro_protocol::BookingStatus::NoShow => {
-                    BookingDto::new(b, now.timezone())
-                }
-                _ => return Err(e),
+            match marked_elsewhere(&state, id, booking_id).await? {
+                Some(booking) => booking,
+                None => return Err(e),
             }
         }
         Err(e) => return Err(e),
@@ -193,6 +190,34 @@ pub async fn mark_no_show(
 /// The no-show fee of a booking marked no-show, charged if its policy has one and the
 /// customer has a card. A failed charge leaves the fee `failed` (or in flight, for the
 /// sweeper) rather than failing the no-show, which is recorded.
+/// The booking as another request marked it no-show, once that mark is durable. The
+/// actor refuses a second mark as soon as it has decided the first, but the view (what
+/// this reads) follows the first's commit, which may still be in flight: wait for it,
+/// boundedly. `None` if the booking is not (or, its commit failing, never becomes)
+/// no-show.
+async fn marked_elsewhere(
+    state: &AppState,
+    id: Uuid,
+    booking_id: Uuid,
+) -> Result<Option<BookingDto>, ApiError> {
+    /// A group commit answers within milliseconds; the request timeout (10 s) bounds
+    /// a stalled one anyway.
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let now = state.engine.view(est(id)).await.map_err(ApiError::from)?;
+        if let Some(b) = now.booking(BookingId(booking_id))
+            && b.status == navaro_protocol::BookingStatus::NoShow
+        {
+            return Ok(Some(BookingDto::new(b, now.timezone())));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 async fn no_show_fee(
     state: &AppState,
     id: Uuid,

@@ -1989,8 +1989,8 @@ export interface components {
             hour: number;
         };
         InstallRequest: {
-            /** @description The plugin's settings; the shipped plugins take none (`{}`, the default). */
-            settings?: Record<string, never> | null;
+            /** @description the shipped plugins take no settings: `{}` */
+            settings?: Record<string, never>;
         };
         JoinQueueRequest: {
             /**
@@ -7756,7 +7756,7 @@ export interface operations {
         parameters: {
             query: {
                 /** @description Customers not served for more than this many days (1 to 3650). */
-                days: string;
+                days: number;
             };
             header?: never;
             path: {

@@ -163,6 +163,7 @@ pub async fn end_promotion(
 #[serde(deny_unknown_fields)]
 pub struct WinBackParams {
     /// Customers not served for more than this many days (1 to 3650).
+    #[param(value_type = u32, minimum = 1, maximum = 3650)]
     pub days: String,
 }
 

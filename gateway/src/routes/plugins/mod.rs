@@ -111,8 +111,18 @@ pub struct PluginsDto {
 #[serde(deny_unknown_fields)]
 pub struct InstallRequest {
     /// The plugin's settings; the shipped plugins take none (`{}`, the default).
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = no_settings_schema)]
     pub settings: Option<serde_json::Value>,
+}
+
+/// The settings the shipped plugins take: none, so an object without properties.
+fn no_settings_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .description(Some("the shipped plugins take no settings: `{}`"))
+        .build()
 }
 
 fn known(name: &str) -> Result<(), ApiError> {
